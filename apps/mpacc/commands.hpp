@@ -1,0 +1,29 @@
+// The subcommands of the mpacc program. Each registers its options on the
+// CLI11 app and returns the function to run after parsing.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace mpacc::app {
+
+using command = std::function<int()>;
+
+command add_formats_command(CLI::App& app);
+command add_round_command(CLI::App& app);
+
+// A user error: main prints "mpacc <what>" on one line and exits 2.
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// "on"/"off" (also true/false, 1/0); throws usage_error naming the option.
+bool parse_switch(std::string_view option, std::string_view value);
+
+// C99 hex float of a double as SPEC §10 prints it: "0x1.8p+3", "nan", "inf", "-inf".
+std::string hex(double v);
+
+}  // namespace mpacc::app

@@ -1,0 +1,60 @@
+// mpacc: command-line front end. Thin: parses arguments and calls the library.
+#include <cstdio>
+#include <exception>
+#include <map>
+
+#include "commands.hpp"
+
+namespace mpacc::app {
+
+bool parse_switch(std::string_view option, std::string_view value) {
+  if (value == "on" || value == "true" || value == "1") return true;
+  if (value == "off" || value == "false" || value == "0") return false;
+  throw usage_error(std::string(option) + ": '" + std::string(value) + "' must be on or off");
+}
+
+std::string hex(double v) {
+  if (v != v) return "nan";
+  if (v == __builtin_inf()) return "inf";
+  if (v == -__builtin_inf()) return "-inf";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", v);
+  return buf;
+}
+
+}  // namespace mpacc::app
+
+int main(int argc, char** argv) {
+  using namespace mpacc::app;
+  CLI::App app{"mpacc: floating-point error analysis of neural-network inference"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "mpacc 0.1.0");
+  std::map<CLI::App*, command> commands;
+  auto add = [&](command (*registrar)(CLI::App&)) {
+    const std::size_t before = app.get_subcommands({}).size();
+    command c = registrar(app);
+    commands[app.get_subcommands({})[before]] = std::move(c);
+  };
+  add(add_formats_command);
+  add(add_round_command);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "mpacc: %s (see mpacc --help)\n", e.what());
+    return 2;
+  }
+  try {
+    for (auto& [sub, run] : commands)
+      if (sub->parsed()) return run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mpacc: %s\n", e.what());
+    return 2;
+  }
+  return 2;
+}
