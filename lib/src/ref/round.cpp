@@ -83,16 +83,18 @@ double round_mpfr(mpfr_srcptr x, const sim::format& f, rounding mode, bool satur
         break;
       }
       case rounding::stochastic: {
-        // up iff U < (x - rd) / (ru - rd), i.e. U * (ru - rd) < x - rd, exactly
+        // the magnitude goes up iff U < (|x| - |rz|) / (ru - rd), i.e.
+        // U * (ru - rd) < |x| - |rz|, compared exactly (U = word * 2^-64)
         const mpfr_prec_t wide = mpfr_get_prec(x) + 2 * 1100 + 128;
         mpfr_float num(wide), den(wide), lhs(wide);
-        mpfr_sub(num.get(), x, rd.get(), MPFR_RNDN);
+        mpfr_sub(num.get(), x, neg ? ru.get() : rd.get(), MPFR_RNDN);
+        mpfr_abs(num.get(), num.get(), MPFR_RNDN);
         mpfr_sub(den.get(), ru.get(), rd.get(), MPFR_RNDN);
         mpfr_set_uj(lhs.get(), random_word, MPFR_RNDN);
         mpfr_mul_2si(lhs.get(), lhs.get(), -64, MPFR_RNDN);
         mpfr_mul(lhs.get(), lhs.get(), den.get(), MPFR_RNDN);
         const bool up = mpfr_less_p(lhs.get(), num.get());
-        mpfr_set(res.get(), up ? ru.get() : rd.get(), MPFR_RNDN);
+        mpfr_set(res.get(), (up != neg) ? ru.get() : rd.get(), MPFR_RNDN);
         break;
       }
     }

@@ -38,7 +38,10 @@ std::string flags_to_string(unsigned flags) {
                                                             {flag::saturated, "saturated"}};
   std::string s;
   for (auto [bit, name] : names)
-    if (flags & bit) s += (s.empty() ? "" : ",") + std::string(name);
+    if (flags & bit) {
+      if (!s.empty()) s += ',';
+      s += name;
+    }
   return s.empty() ? "none" : s;
 }
 

@@ -13,8 +13,9 @@ namespace mpacc::ref {
 // Rounds the exact value of x (any precision) to f in `mode`, with the
 // semantics of SPEC §3, using MPFR's own directed and nearest roundings in the
 // format's exponent range (mpfr_check_range + mpfr_subnormalize). Nearest-away,
-// odd, stochastic, overflow and saturation are built on top. Stochastic: rounds
-// up iff random_word * 2^-64 < (x - RD(x)) / (RU(x) - RD(x)), compared exactly.
+// odd, stochastic, overflow and saturation are built on top. Stochastic: the
+// magnitude rounds up iff random_word * 2^-64 < (|x| - |RZ(x)|) / (RU(x) - RD(x)),
+// compared exactly (the same decision rule as sim::round).
 // Raises the same sticky flags as sim::round.
 double round_mpfr(mpfr_srcptr x, const sim::format& f, sim::rounding mode, bool saturate,
                   unsigned& flags, std::uint64_t random_word = 0);

@@ -21,7 +21,9 @@ enum class rounding : std::uint8_t {
   upward,        // toward +inf
   downward,      // toward -inf
   odd,           // toward zero, then, if inexact, the neighbour with an odd last bit
-  stochastic,    // up with probability (x - RD(x)) / (RU(x) - RD(x))
+  stochastic,    // away from zero with probability (|x| - |RZ(x)|) / (RU(x) - RD(x)):
+                 // the magnitude rounds up iff (random word) * 2^-64 < that fraction, so
+                 // RU(x) has probability (x - RD(x)) / (RU(x) - RD(x)) as SPEC §3 states
 };
 
 inline constexpr rounding all_roundings[] = {
@@ -142,9 +144,14 @@ template <rounding Mode>
     } else if constexpr (Mode == rounding::odd) {
       up = true;  // 0 is even, 2^q is 1 quantum
     } else {
-      // probability ax / 2^q, resolved to 2^-53 (exact when ax / 2^q is representable)
-      const double prob = std::ldexp(ax, -q);
-      up = static_cast<double>(rbits >> 11) * 0x1p-53 < prob;
+      // up iff rbits * 2^-64 < ax / 2^q, compared exactly: y = ax * 2^(64-q) is
+      // exact when ax >= 2^(q-64) (y >= 1, normal), and y < 2^64
+      if (ax >= std::ldexp(1.0, q - 64)) {
+        const double y = std::ldexp(ax, 64 - q);
+        up = rbits < static_cast<std::uint64_t>(std::ceil(y));
+      } else {
+        up = rbits == 0;  // 0 < y < 1
+      }
     }
     r = up ? std::bit_cast<std::uint64_t>(std::ldexp(1.0, q)) : 0;
   }

@@ -1,0 +1,102 @@
+// Test helpers: value generators for a format and bit-exact comparison.
+#pragma once
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mpacc/sim/format.hpp"
+#include "mpacc/sim/random.hpp"
+
+namespace mpacc::test {
+
+// Same value, same sign of zero, or both NaN.
+inline bool same(double a, double b) {
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+  return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b);
+}
+
+inline std::string hexs(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", v);
+  return buf;
+}
+
+// Every positive finite value of f (with subnormals, whatever f says), ascending.
+inline std::vector<double> positive_values(const sim::format& f) {
+  std::vector<double> v;
+  const double sub_q = std::ldexp(1.0, f.emin - f.p + 1);
+  const std::int64_t half = std::int64_t{1} << (f.p - 1);
+  for (std::int64_t m = 1; m < half; ++m) v.push_back(static_cast<double>(m) * sub_q);
+  for (int e = f.emin; e <= f.emax; ++e) {
+    const double q = std::ldexp(1.0, e - f.p + 1);
+    for (std::int64_t m = half; m < 2 * half; ++m) {
+      const double x = static_cast<double>(m) * q;
+      if (x > f.max_finite) return v;
+      v.push_back(x);
+    }
+  }
+  return v;
+}
+
+// The dangerous inputs of a format: every value, every midpoint between
+// consecutive values (and above the largest), and the binary64 neighbours of
+// all of them, with both signs; plus zeros, infinities, NaN and extremes.
+inline std::vector<double> boundary_inputs(const sim::format& f) {
+  std::vector<double> vals = positive_values(f);
+  std::vector<double> pts;
+  pts.reserve(vals.size() * 2 + 16);
+  double prev = 0;
+  for (double x : vals) {
+    pts.push_back(x);
+    pts.push_back(prev + (x - prev) / 2);
+    prev = x;
+  }
+  // above the top: the next grid points as if the exponent range had no top
+  const double top_q = std::ldexp(1.0, f.emax - f.p + 1);
+  for (int k = 1; k <= 4; ++k) {
+    pts.push_back(f.max_finite + k * top_q / 2);
+  }
+  pts.push_back(std::ldexp(1.0, f.emax + 1));
+  pts.push_back(std::ldexp(1.0, f.emax + 2) * 1.5);
+  pts.push_back(0x1.fffffffffffffp+1023);
+  pts.push_back(0x1p-1074);
+  pts.push_back(0x1p-1022);
+  pts.push_back(std::ldexp(1.0, f.emin - f.p - 1));
+  pts.push_back(std::ldexp(1.0, f.emin - f.p));
+  pts.push_back(std::ldexp(1.0, f.emin - 1));
+  std::vector<double> in;
+  in.reserve(pts.size() * 6 + 8);
+  for (double x : pts) {
+    for (double y : {std::nextafter(x, 0.0), x, std::nextafter(x, HUGE_VAL)}) {
+      if (!std::isfinite(y)) continue;
+      in.push_back(y);
+      in.push_back(-y);
+    }
+  }
+  for (double s : {0.0, -0.0, HUGE_VAL, -HUGE_VAL, std::nan("")}) in.push_back(s);
+  return in;
+}
+
+// Random doubles around the format's range: random bits in the significand,
+// exponents from below the subnormals to above the top, both signs.
+inline std::vector<double> random_inputs(const sim::format& f, std::size_t n, std::uint64_t seed) {
+  sim::random_stream rng(seed);
+  std::vector<double> v;
+  v.reserve(n);
+  const int lo = std::max(-1074, f.emin - f.p - 4), hi = std::min(1023, f.emax + 2);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t r = rng();
+    const int e = lo + static_cast<int>(rng() % static_cast<std::uint64_t>(hi - lo + 1));
+    const double m = 1.0 + static_cast<double>(r >> 12) * 0x1p-52;  // [1, 2)
+    double x = std::ldexp(m, e);
+    // sometimes cut the significand short to create exact ties and values
+    if ((r & 7) == 0) x = std::ldexp(std::round(std::ldexp(m, f.p + 1)), e - f.p - 1);
+    v.push_back((r >> 63) ? -x : x);
+  }
+  return v;
+}
+
+}  // namespace mpacc::test
