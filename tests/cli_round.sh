@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# End-to-end checks of `mpacc round` and `mpacc formats` (SPEC §10).
+set -u
+MPACC=${1:?usage: cli_round.sh path/to/mpacc}
+fails=0
+expect() {  # expect "description" "expected output" command...
+  local what=$1 want=$2; shift 2
+  local got
+  got=$("$@" 2>&1)
+  if [[ "$got" != "$want" ]]; then
+    echo "FAIL: $what"; echo "  want: $(printf %q "$want")"; echo "  got:  $(printf %q "$got")"
+    fails=$((fails + 1))
+  fi
+}
+expect_error() {  # expect_error "description" "substring of the message" stdin-text args...
+  local what=$1 needle=$2 input=$3; shift 3
+  local out err rc
+  out=$(printf '%s' "$input" | "$MPACC" "$@" 2>/tmp/mpacc_cli_err.$$); rc=$?
+  err=$(cat /tmp/mpacc_cli_err.$$); rm -f /tmp/mpacc_cli_err.$$
+  if [[ $rc -eq 0 || -n "$out" || "$err" != *"$needle"* || $(printf '%s\n' "$err" | wc -l) -ne 1 ]]; then
+    echo "FAIL: $what (rc=$rc, stdout=$(printf %q "$out"), stderr=$(printf %q "$err"))"
+    fails=$((fails + 1))
+  fi
+}
+r() { local input=$1; shift; printf '%s\n' "$input" | "$MPACC" round "$@"; }
+
+expect "binary16 basics" $'0x1.998p-4\n0x1p+0\n-0x1.4p+1\n0x1.8p+3\nnan\n-inf\ninf\n0x0p+0\n-0x0p+0' \
+  r "0.1 1 -2.5 0x1.8p3 nan -inf inf 0 -0" --format binary16
+# exact decimal ties: 1 + 2^-11 is a binary16 midpoint; a decimal a hair above it rounds up
+expect "decimal tie" "0x1p+0" r "1.00048828125" --format binary16
+expect "decimal above tie (binary64 would round it to the tie)" "0x1.004p+0" \
+  r "1.0004882812500000000000001" --format binary16
+expect "decimal below tie, nearest-away" "0x1p+0" \
+  r "1.0004882812499999999999999" --format binary16 --rounding nearest-away
+expect "nearest-away tie" "0x1.004p+0" r "1.00048828125" --format binary16 --rounding nearest-away
+expect "tiny decimal beyond binary64" $'0x1p-24\n-0x0p+0' r "1e-400 -1e-400" --format binary16 --rounding upward --subnormals on
+expect "e4m3 464 ties to 448" "0x1.cp+8" r "464" --format e4m3
+expect "e4m3 overflow is NaN" "nan" r "470" --format e4m3
+expect "e4m3 saturation" $'0x1.cp+8\n-0x1.cp+8' r "1e9 -inf" --format e4m3 --saturate on
+expect "e4m3-ieee overflow is inf" "inf" r "250" --format e4m3-ieee
+expect "toward-zero never overflows" "0x1.ffcp+15" r "1e300" --format binary16 --rounding toward-zero
+expect "subnormals off" $'0x1p-14\n0x0p+0' r "0x1.3333333333333p-15 0x1p-15" --format binary16 --subnormals off
+expect "custom format" "0x1.8p+1" r "2.9" --format "p=2,emin=-2,emax=4"
+expect "round to odd" "0x1.004p+0" r "1.0001" --format binary16 --rounding odd
+a=$(printf '1.0001 %.0s' {1..50} | "$MPACC" round --format binary16 --rounding stochastic --seed 3)
+b=$(printf '1.0001 %.0s' {1..50} | "$MPACC" round --format binary16 --rounding stochastic --seed 3)
+[[ "$a" == "$b" ]] || { echo "FAIL: stochastic not reproducible"; fails=$((fails + 1)); }
+[[ $(sort -u <<<"$a" | wc -l) -eq 2 ]] && grep -qx "0x1p+0" <<<"$a" && grep -qx "0x1.004p+0" <<<"$a" || { echo "FAIL: stochastic neighbours: $(sort -u <<<"$a" | tr '\n' ' ')"; fails=$((fails + 1)); }
+
+expect_error "malformed number" "'abc' is not a number" $'1\n2 abc\n' round --format binary16
+expect_error "malformed number position" "line 2, column 3" $'1\n2 abc\n' round --format binary16
+expect_error "unknown format" "unknown format 'fp7'" "1" round --format fp7
+expect_error "unknown mode" "unknown rounding mode 'up'" "1" round --format binary16 --rounding up
+expect_error "bad switch" "--saturate: 'maybe' must be on or off" "1" round --format binary16 --saturate maybe
+expect_error "bad custom format" "p=0 is out of range" "1" round --format "p=0,emin=-2,emax=3"
+expect_error "missing format" "format" "1" round
+expect_error "unknown option" "--colour" "1" round --format binary16 --colour red
+expect_error "trailing garbage" "'1.5x' is not a number" "1.5x" round --format binary16
+expect_error "half a hex float" "'0x' is not a number" "0x" round --format binary16
+
+formats=$("$MPACC" formats)
+for name in binary64 binary32 tf32 binary16 bfloat16 e5m2 e4m3 e4m3-ieee e3m2 e2m3 e2m1; do
+  grep -q "^$name " <<<"$formats" || { echo "FAIL: formats lacks $name"; fails=$((fails + 1)); }
+done
+grep -q "^e4m3 .* 448 " <<<"$formats" || { echo "FAIL: e4m3 max"; fails=$((fails + 1)); }
+
+echo "cli_round: $fails failed"
+[[ $fails -eq 0 ]]
