@@ -1,5 +1,8 @@
 #include "mpacc/sim/rounding.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -68,11 +71,95 @@ double round(double x, const format& f, rounding mode, bool saturate, unsigned& 
 
 namespace {
 
-// One contiguous chunk, compiled for AVX2 and for the baseline ISA; the loader
-// picks the best the processor supports.
+// Nearest-even on arrays, branch-free so that it vectorizes: rounding |x| to a
+// multiple of 2^q is fl(|x| + c) - c with c = 2^(q+52), because binary64 adds
+// in round-to-nearest-even and [c, 2c) has ulp exactly 2^q; the subtraction is
+// exact. q comes from x's exponent field (2^e, clamped to 2^(emax+1), times
+// 2^(1-p) and 2^52, at least 2^(emin-p+1+52)) with floating-point min/max, so
+// every step is a SIMD instruction. Needs the default rounding mode (mpacc
+// never changes it, and is not built with -ffast-math) and p <= 52, emax + 54
+// - p <= 1023 (checked by the caller). Compiled for AVX-512, AVX2 and the
+// baseline; the loader picks the best the processor supports.
+struct ne_params {
+  double scale;       // 2^(53-p): turns 2^e into 2^(q+52)
+  double top;         // 2^(emax+1): larger exponents are clamped (they overflow anyway)
+  double cmin;        // 2^(emin-p+1+52): the subnormal quantum's constant
+  double c_nosub;     // 2^(emin+52): below 2^emin without subnormals the grid is {0, 2^emin}
+  double min_normal;  // 2^emin
+  double max;         // max_finite
+  double overflow_value;  // +-inf, +-max (saturation) or NaN (no infinities)
+};
+
+template <bool Subnormals>
+[[gnu::target_clones("avx512f", "avx2", "default")]] unsigned round_ne_kernel(
+    const double* __restrict in, double* __restrict out, std::size_t n, const ne_params& P) noexcept {
+  std::uint64_t inexact = 0, underflow = 0, overflow = 0;
+  const double scale = P.scale, top = P.top, cmin = P.cmin, c_nosub = P.c_nosub,
+               min_normal = P.min_normal, max = P.max, ovf = P.overflow_value;
+  const std::uint64_t ovf_bits = std::bit_cast<std::uint64_t>(ovf);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t b = std::bit_cast<std::uint64_t>(in[i]);
+    const std::uint64_t sign = b & detail::sign_mask;
+    const double a = std::bit_cast<double>(b ^ sign);
+    double p2e = std::bit_cast<double>(b & detail::exp_mask);  // 2^e; 0 for subnormals
+    p2e = std::min(p2e, top);
+    double c = std::max(p2e * scale, cmin);
+    if constexpr (!Subnormals) c = a < min_normal ? c_nosub : c;
+    const double r0 = (a + c) - c;
+    // masks: all ones when true (branch-free, so the loop vectorizes)
+    const std::uint64_t finite = -static_cast<std::uint64_t>(a <= 0x1.fffffffffffffp+1023);
+    const std::uint64_t big = -static_cast<std::uint64_t>(r0 > max);
+    const std::uint64_t changed = -static_cast<std::uint64_t>(r0 != a);
+    const std::uint64_t tiny = -static_cast<std::uint64_t>(a < min_normal);
+    const std::uint64_t rb = (std::bit_cast<std::uint64_t>(r0) & ~big) | (ovf_bits & big);
+    const std::uint64_t inexact_i = finite & (changed | big);
+    inexact |= inexact_i;
+    underflow |= inexact_i & tiny;
+    overflow |= finite & big;
+    out[i] = std::bit_cast<double>(rb | sign);
+  }
+  return (inexact ? flag::inexact : 0u) | (underflow ? flag::underflow : 0u) |
+         (overflow ? flag::overflow : 0u);
+}
+
+// The vector kernel on a chunk, with the flags its ovf substitution implies.
+unsigned round_ne_chunk(const double* in, double* out, std::size_t n, const format& f,
+                        bool saturate) noexcept {
+  const double inf = std::numeric_limits<double>::infinity();
+  const ne_params P{std::ldexp(1.0, 53 - f.p),
+                    std::ldexp(1.0, f.emax + 1),
+                    std::ldexp(1.0, f.emin - f.p + 53),
+                    std::ldexp(1.0, f.emin + 52),
+                    std::ldexp(1.0, f.emin),
+                    f.max_finite,
+                    saturate ? f.max_finite : f.has_inf ? inf : std::numeric_limits<double>::quiet_NaN()};
+  unsigned flags = f.subnormals ? round_ne_kernel<true>(in, out, n, P)
+                                : round_ne_kernel<false>(in, out, n, P);
+  // an overflow, or an infinite input, was replaced by P.overflow_value
+  bool replaced = flags & flag::overflow;
+  if (!replaced && (saturate || !f.has_inf)) {
+    for (std::size_t i = 0; i < n && !replaced; ++i) replaced = std::isinf(in[i]);
+  }
+  if (replaced) {
+    if (saturate)
+      flags |= flag::saturated;
+    else if (!f.has_inf)
+      flags |= flag::invalid;
+  }
+  return flags;
+}
+
+bool ne_kernel_applies(const format& f) noexcept {
+  return f.p <= 52 && f.emax + 54 - f.p <= 1023;
+}
+
+// One contiguous chunk.
 template <rounding Mode>
 unsigned round_chunk(const double* in, double* out, std::size_t n, const format& f, bool saturate,
                      std::uint64_t seed, std::uint64_t first) noexcept {
+  if constexpr (Mode == rounding::nearest_even) {
+    if (ne_kernel_applies(f)) return round_ne_chunk(in, out, n, f, saturate);
+  }
   unsigned flags = 0;
   for (std::size_t i = 0; i < n; ++i) {
     std::uint64_t bits = 0;
