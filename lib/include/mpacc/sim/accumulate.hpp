@@ -1,0 +1,74 @@
+// Simulated inner products v = sum_j w_j x_j + b (SPEC §4): product model,
+// accumulator format and mode, order, bias last. Every step is one correct
+// rounding of the exact value.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mpacc/sim/format.hpp"
+#include "mpacc/sim/rounding.hpp"
+
+namespace mpacc::sim {
+
+// The summation order of the terms p_j (bias last in every order).
+struct order {
+  enum class kind : std::uint8_t { recursive, blocked, pairwise } type = kind::recursive;
+  int block = 8;  // blocked only: block size B >= 1
+  friend bool operator==(const order&, const order&) = default;
+};
+// "recursive", "pairwise", "blocked:B"; throws std::invalid_argument naming the token.
+order parse_order(std::string_view text);
+std::string to_string(const order& o);
+
+struct accumulation {
+  format acc = formats::binary32;           // accumulator format
+  rounding mode = rounding::nearest_even;    // accumulator (and product) rounding
+  std::optional<format> product;             // none: exact products (FMA); else p_j = round(w_j x_j)
+  struct order ord{};
+  bool saturate = false;
+  std::uint64_t seed = 0;                    // stochastic: step k of the dot uses random_bits(seed, k)
+};
+
+// Whether the fast exact path covers this model (else the MPFR path is used):
+// every format involved has p <= 51 and emin - p + 1 >= -1072.
+bool fast_path_applies(const accumulation& a) noexcept;
+
+// The result of one inner product and the flags its roundings raised.
+struct dot_result {
+  double value = 0;
+  unsigned flags = 0;
+  // false when some product w_j x_j was outside [2^-960, 2^1000] in magnitude
+  // (nor 0, inf or NaN), where binary64 error-free products stop being exact:
+  // the value is then not guaranteed; use ref::dot_mpfr.
+  bool exact_model = true;
+};
+
+// v = round(sum + b) with the terms summed in the order of `a`. w and x are
+// the stored values (no storage rounding here), of equal length n >= 0; an
+// empty sum is 0 and v = round(b). `first_random` offsets the stochastic
+// stream (each rounding step consumes one word). Requires fast_path_applies(a)
+// (throws std::invalid_argument otherwise).
+dot_result dot(std::span<const double> w, std::span<const double> x, double bias,
+               const accumulation& a, std::uint64_t first_random = 0);
+
+// How many accumulator roundings each term w_j x_j undergoes in the order of
+// `a` (bias rounding included), j = 0..n-1; the bias undergoes one. This is
+// what the deterministic bound is built from (docs/error-bounds.md).
+std::vector<int> rounding_counts(std::size_t n, const order& o);
+
+// The deterministic bound of docs/error-bounds.md on |v_hat - v|:
+//   sum_j |w_j x_j| ((1+u_p)(1+u)^k_j - 1) + |b| u + (number of roundings) * eta
+// with u the accumulator's unit roundoff (2^-p for nearest, 2^(1-p) otherwise),
+// u_p the product format's (0 for exact products) and eta the largest
+// absolute error of a rounding in the subnormal range (half or one subnormal
+// quantum of each format). Evaluated in binary64 with upward-rounded margins.
+// Not valid when an overflow or saturation occurred (flag::overflow).
+double deterministic_bound(std::span<const double> w, std::span<const double> x, double bias,
+                           const accumulation& a);
+
+}  // namespace mpacc::sim
