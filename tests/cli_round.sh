@@ -58,6 +58,20 @@ expect_error "unknown option" "--colour" "1" round --format binary16 --colour re
 expect_error "trailing garbage" "'1.5x' is not a number" "1.5x" round --format binary16
 expect_error "half a hex float" "'0x' is not a number" "0x" round --format binary16
 
+# mpacc dot (SPEC §10)
+d() { local input=$1; shift; printf '%b' "$input" | "$MPACC" dot "$@" | grep -E "^(simulated|exact|error_abs) "; }
+expect "dot recursive binary16" $'simulated 0x1.ep+3\nexact 0x1.ep+3\nerror_abs 0' d "3 5\n" --acc binary16
+# 1 + 2^-11 + 2^-11 in binary16: recursive rounds 1 + 2^-11 to 1 (tie to even) twice; pairwise keeps 2^-10
+expect "dot recursive tie" $'simulated 0x1p+0\nexact 0x1.004p+0\nerror_abs 0.0009765625' d "1 1\n0x1p-11 1\n0x1p-11 1\n" --acc binary16
+expect "dot pairwise" $'simulated 0x1.004p+0\nexact 0x1.004p+0\nerror_abs 0' d "0x1p-11 1\n0x1p-11 1\n1 1\n0 1\n" --acc binary16 --order pairwise
+expect "dot bias last" $'simulated 0x1.8p+0\nexact 0x1.8p+0\nerror_abs 0' d "1 1\n" --acc e4m3-ieee --bias 0.5
+expect_error "dot malformed pair" "line 2: expected a pair" $'1 1\n1\n' dot --acc binary16
+expect_error "dot bad number" "line 1, value 2: 'x'" $'1 x\n' dot --acc binary16
+expect_error "dot inexact decimal" "not a number exactly representable" $'0.1 1\n' dot --acc binary16
+expect_error "dot bad order" "unknown order 'zigzag'" $'1 1\n' dot --acc binary16 --order zigzag
+expect_error "dot bad block" "block size" $'1 1\n' dot --acc binary16 --order blocked:0
+expect_error "dot bad product" "unknown format 'fp9'" $'1 1\n' dot --acc binary16 --product fp9
+
 formats=$("$MPACC" formats)
 for name in binary64 binary32 tf32 binary16 bfloat16 e5m2 e4m3 e4m3-ieee e3m2 e2m3 e2m1; do
   grep -q "^$name " <<<"$formats" || { echo "FAIL: formats lacks $name"; fails=$((fails + 1)); }

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   };
   add(add_formats_command);
   add(add_round_command);
+  add(add_dot_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
