@@ -151,3 +151,24 @@ TEST_CASE("a double-rounding trap: products of binary64 values and far-apart par
   CHECK(test::same(r.value, m.value));
   CHECK(r.value == 1.0);  // below the midpoint 1 + 2^-11: rounds down
 }
+
+TEST_CASE("signed zeros follow IEEE 754's round-to-nearest rule for exact zero sums",
+          "[sim][accumulate]") {
+  for (rounding mode : sim::all_roundings) {
+    for (const auto& ord : {sim::order{sim::order::kind::recursive, 8}, sim::order{sim::order::kind::pairwise, 8}}) {
+      sim::accumulation a;
+      a.acc = sim::formats::e4m3_ieee;
+      a.mode = mode;
+      a.ord = ord;
+      const std::vector<std::vector<double>> ws = {{-1, 1}, {-1}, {-1, -1}, {1, -1}, {0, -0.0}, {-0.0, -0.0}};
+      const std::vector<std::vector<double>> xs = {{0, 0}, {0}, {0, 0}, {2, 2}, {1, 1}, {1, 1}};
+      for (std::size_t c = 0; c < ws.size(); ++c)
+        for (double b : {0.0, -0.0}) {
+          const auto r = sim::dot(ws[c], xs[c], b, a);
+          const auto m = ref::dot_mpfr(ws[c], xs[c], b, a);
+          INFO(sim::to_string(mode) << " case " << c << " b=" << b);
+          CHECK(test::same(r.value, m.value));
+        }
+    }
+  }
+}

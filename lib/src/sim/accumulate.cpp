@@ -75,13 +75,21 @@ inline double sum3_odd(double s, double ph, double pl) noexcept {
   if (!std::isfinite(t)) return t;
   two_sum(e, pl, u, f);
   two_sum(t, u, v, g);
-  if (v == 0) return f;  // t = -u: then s + ph was exact (e = 0) and X = pl = f... or 0
+  if (v == 0) {
+    // t = -u exactly, so X = f. An exact zero gets IEEE 754's round-to-nearest
+    // sign: -0 only when both operands are -0.
+    if (f != 0) return f;
+    return (s == 0 && ph == 0 && pl == 0 && std::signbit(s) && std::signbit(ph)) ? -0.0 : 0.0;
+  }
   return to_odd(v, g != 0 ? g : f);
 }
 
-inline bool product_in_exact_range(double ph) noexcept {
+// TwoProd is exact unless the product underflows (its low part would fall
+// below 2^-1074) or overflows.
+inline bool product_in_exact_range(double ph, double w, double x) noexcept {
   const double a = std::fabs(ph);
-  return a == 0 || !std::isfinite(a) || (a >= 0x1p-960 && a <= 0x1p+1000);
+  if (a == 0) return w == 0 || x == 0;
+  return !std::isfinite(a) || (a >= 0x1p-960 && a <= 0x1p+1000);
 }
 
 struct stepper {
@@ -99,10 +107,11 @@ struct stepper {
   // the product rounded to the product format (lo = 0).
   void term(double w, double x, double& hi, double& lo) noexcept {
     hi = w * x;
-    if (!product_in_exact_range(hi)) exact = false;
+    if (!product_in_exact_range(hi, w, x)) exact = false;
     lo = std::isfinite(hi) ? std::fma(w, x, -hi) : 0.0;
     if (a.product) {
-      hi = round(sum2_odd(hi, lo), *a.product, a.mode, a.saturate, flags, word());
+      hi = round(std::isfinite(hi) ? to_odd(hi, lo) : hi, *a.product, a.mode, a.saturate, flags,
+                 word());
       lo = 0;
     }
   }
@@ -110,7 +119,8 @@ struct stepper {
   double first(double w, double x) noexcept {
     double hi, lo;
     term(w, x, hi, lo);
-    return round_acc(sum2_odd(hi, lo));
+    // hi = RN(w x) keeps the product's sign (also for -0), lo = w x - hi
+    return round_acc(std::isfinite(hi) ? to_odd(hi, lo) : hi);
   }
   // round(s + p_j)
   double add_term(double s, double w, double x) noexcept {

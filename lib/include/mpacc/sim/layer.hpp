@@ -1,0 +1,65 @@
+// Simulated dense layers: Y = X W^T + b over a batch, each output component
+// with its own accumulator format (a precision map), every inner product
+// computed exactly as sim::dot computes it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "mpacc/sim/accumulate.hpp"
+
+namespace mpacc::sim {
+
+// Row-major matrix view: element (r, c) at data[r * cols + c].
+struct matrix_view {
+  const double* data = nullptr;
+  std::size_t rows = 0, cols = 0;
+  [[nodiscard]] const double* row(std::size_t r) const noexcept { return data + r * cols; }
+};
+
+// Which accumulator format each output component uses: formats[index[i]].
+// An empty index means formats[0] for every component.
+struct precision_map {
+  std::vector<format> formats;
+  std::vector<std::uint8_t> index;
+  [[nodiscard]] const format& of(std::size_t component) const noexcept {
+    return formats[index.empty() ? 0 : index[component]];
+  }
+  static precision_map uniform(const format& f) { return {{f}, {}}; }
+};
+
+// Per-layer counts of (sample, component) outputs whose computation raised each
+// flag (any of its roundings).
+struct layer_flags {
+  std::size_t outputs = 0, inexact = 0, underflow = 0, overflow = 0, invalid = 0, saturated = 0;
+  void add(unsigned f) noexcept;
+};
+
+struct layer_spec {
+  // mode, product model, order, saturation and seed; base.acc is ignored
+  // (the precision map gives each component's accumulator)
+  accumulation base;
+  precision_map acc;
+};
+
+// Number of random words one inner product of n terms consumes (its
+// rounding steps): output (s, i) uses the words from
+// (s * n_out + i) * words_per_dot(n, spec) on, so stochastic results do not
+// depend on the thread count or on how the work is split.
+std::uint64_t words_per_dot(std::size_t n, const accumulation& a) noexcept;
+
+// Y (batch x n_out, row-major, resized) = X (batch x n_in) W^T (W: n_out x n_in) + b.
+// Multi-threaded over outputs (threads: 0 = all); identical results for any
+// thread count. Uses an AVX-512 kernel (8 components per vector, 4 samples
+// interleaved) for nearest-even, toward-zero, upward and downward when the
+// processor has it and the formats allow (docs/design.md); otherwise sim::dot
+// per component. Both give the same bits. Returns the flag counts.
+layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const layer_spec& spec,
+                  std::vector<double>& Y, int threads = 0);
+
+// Whether dense() would use the vector kernel for this spec on this processor.
+bool dense_vector_kernel_applies(const layer_spec& spec) noexcept;
+
+}  // namespace mpacc::sim
