@@ -70,7 +70,8 @@ TEST_CASE("sim::dot equals the MPFR model bit for bit, and the bound holds", "[s
                                {sim::order::kind::blocked, 8},
                                {sim::order::kind::blocked, 3}};
   std::vector<case_t> cases;
-  for (const auto& store : {sim::formats::binary16, sim::formats::e4m3_ieee, sim::formats::bfloat16})
+  for (const auto& store : {sim::formats::binary16, sim::formats::e4m3_ieee, sim::formats::bfloat16,
+                            sim::formats::binary64})
     for (double scale : {1.0, 100.0}) {
       auto c = make_cases(store, scale, 17 + static_cast<std::uint64_t>(scale));
       cases.insert(cases.end(), c.begin(), c.end());

@@ -1,0 +1,414 @@
+#include "mpacc/sim/layer.hpp"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace mpacc::sim {
+
+void layer_flags::add(unsigned f) noexcept {
+  ++outputs;
+  inexact += (f & flag::inexact) != 0;
+  underflow += (f & flag::underflow) != 0;
+  overflow += (f & flag::overflow) != 0;
+  invalid += (f & flag::invalid) != 0;
+  saturated += (f & flag::saturated) != 0;
+}
+
+std::uint64_t words_per_dot(std::size_t n, const accumulation& a) noexcept {
+  if (n == 0) return 1;
+  std::uint64_t steps = n;  // the first rounding of each term or partial sum
+  switch (a.ord.type) {
+    case order::kind::recursive: break;
+    case order::kind::blocked: {
+      const auto B = static_cast<std::size_t>(a.ord.block);
+      steps += (n + B - 1) / B - 1;
+      break;
+    }
+    case order::kind::pairwise: steps += n - 1; break;
+  }
+  if (a.product) steps += n;
+  return steps + 1;  // bias
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// The AVX-512 kernel. Eight output components per vector (one lane each, each
+// with its own accumulator format), NS samples interleaved to hide latency.
+// Every step is exact: s + w x (or a + b) is rounded by the FMA (or addition)
+// both downward and upward with embedded rounding; equal results mean exact,
+// otherwise the value toward zero with its last bit set is the 53-bit
+// round-to-odd value, which rounds to the lane's format (p <= 51) correctly.
+// That rounding is fl(y + c) - c with c = +-2^(q+52) and the addition in the
+// lane's mode (embedded rounding again), as in sim::round_array.
+
+struct alignas(64) lane_formats {
+  double scale[8], top[8], cmin[8], thr_nosub[8], c_nosub[8], min_normal[8], max[8];
+  std::uint8_t has_inf = 0;  // lane bit set: the format has infinities
+};
+
+void fill_lane(lane_formats& L, int lane, const format& f) {
+  L.scale[lane] = std::ldexp(1.0, 53 - f.p);
+  L.top[lane] = std::ldexp(1.0, f.emax + 1);
+  L.cmin[lane] = std::ldexp(1.0, f.emin - f.p + 53);
+  L.thr_nosub[lane] = f.subnormals ? 0.0 : std::ldexp(1.0, f.emin);
+  L.c_nosub[lane] = std::ldexp(1.0, f.emin + 52);
+  L.min_normal[lane] = std::ldexp(1.0, f.emin);
+  L.max[lane] = f.max_finite;
+  if (f.has_inf) L.has_inf = static_cast<std::uint8_t>(L.has_inf | (1u << lane));
+}
+
+bool vector_format_ok(const format& f) noexcept {
+  return f.p <= 51 && (f.subnormals ? f.emin - f.p + 1 : f.emin) >= -1072 &&
+         f.emax + 54 - f.p <= 1023;
+}
+
+// Everything from here to the matching pop_options is compiled for AVX-512
+// and only called after cpu_has_avx512() said yes.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,fma")
+// GCC 12 warns about the deliberately undefined lanes inside its own intrinsics
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+struct vformat {
+  __m512d scale, top, cmin, thr_nosub, c_nosub, min_normal, max;
+  __mmask8 has_inf;
+  explicit vformat(const lane_formats& L)
+      : scale(_mm512_load_pd(L.scale)),
+        top(_mm512_load_pd(L.top)),
+        cmin(_mm512_load_pd(L.cmin)),
+        thr_nosub(_mm512_load_pd(L.thr_nosub)),
+        c_nosub(_mm512_load_pd(L.c_nosub)),
+        min_normal(_mm512_load_pd(L.min_normal)),
+        max(_mm512_load_pd(L.max)),
+        has_inf(L.has_inf) {}
+};
+
+struct vflags {
+  __mmask8 inexact = 0, underflow = 0, overflow = 0, invalid = 0, saturated = 0;
+};
+
+constexpr int kRD = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+constexpr int kRU = _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC;
+
+// RO53 from the downward and upward roundings d <= u of the same exact value.
+inline __m512d odd_of(__m512d d, __m512d u) {
+  const __mmask8 inexact = _mm512_cmp_pd_mask(d, u, _CMP_NEQ_UQ);
+  // toward zero: d for positive values, u otherwise; an exact zero takes u,
+  // whose sign is IEEE 754's round-to-nearest sign (-0 only for -0 + -0)
+  const __mmask8 positive = _mm512_cmp_pd_mask(u, _mm512_setzero_pd(), _CMP_GT_OQ);
+  const __m512d rz = _mm512_mask_blend_pd(positive, u, d);
+  const __m512i rzb = _mm512_castpd_si512(rz);
+  return _mm512_castsi512_pd(_mm512_mask_or_epi64(rzb, inexact, rzb, _mm512_set1_epi64(1)));
+}
+
+inline __m512d fma_odd(__m512d w, __m512d x, __m512d s) {
+  return odd_of(_mm512_fmadd_round_pd(w, x, s, kRD), _mm512_fmadd_round_pd(w, x, s, kRU));
+}
+inline __m512d add_odd(__m512d a, __m512d b) {
+  return odd_of(_mm512_add_round_pd(a, b, kRD), _mm512_add_round_pd(a, b, kRU));
+}
+inline __m512d mul_odd(__m512d a, __m512d b) {
+  return odd_of(_mm512_mul_round_pd(a, b, kRD), _mm512_mul_round_pd(a, b, kRU));
+}
+
+// Rounds y lane by lane to the lane's format in mode R (embedded rounding
+// constant), with SPEC §3's overflow rules; accumulates the flags.
+template <int R, rounding Mode>
+inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl) {
+  const __m512i sign_mask = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ULL));
+  const __m512i exp_mask = _mm512_set1_epi64(0x7ff0000000000000LL);
+  const __m512i yb = _mm512_castpd_si512(y);
+  const __m512i sign = _mm512_and_si512(yb, sign_mask);
+  const __m512d a = _mm512_castsi512_pd(_mm512_andnot_si512(sign_mask, yb));
+  __m512d p2e = _mm512_castsi512_pd(_mm512_and_si512(yb, exp_mask));
+  p2e = _mm512_min_pd(p2e, F.top);
+  __m512d c = _mm512_max_pd(_mm512_mul_pd(p2e, F.scale), F.cmin);
+  c = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a, F.thr_nosub, _CMP_LT_OQ), c, F.c_nosub);
+  const __m512d cs = _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(c), sign));
+  const __m512d r0 = _mm512_sub_pd(_mm512_add_round_pd(y, cs, R), cs);  // the subtraction is exact
+  const __m512d ar0 = _mm512_castsi512_pd(_mm512_andnot_si512(sign_mask, _mm512_castpd_si512(r0)));
+
+  const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
+  const __mmask8 finite = _mm512_cmp_pd_mask(a, inf, _CMP_LT_OQ);
+  const __mmask8 is_inf = _mm512_cmp_pd_mask(a, inf, _CMP_EQ_OQ);
+  const __mmask8 big = _mm512_cmp_pd_mask(ar0, F.max, _CMP_GT_OQ) & finite;
+  const __mmask8 changed = _mm512_cmp_pd_mask(r0, y, _CMP_NEQ_UQ) & finite;
+  const __mmask8 inexact = changed | big;
+  fl.inexact |= inexact;
+  fl.underflow |= static_cast<__mmask8>(inexact & _mm512_cmp_pd_mask(a, F.min_normal, _CMP_LT_OQ));
+  fl.overflow |= big;
+  __m512d mag = ar0;
+  const __mmask8 replaced = big | is_inf;
+  if (replaced) {
+    __mmask8 to_max = 0;
+    const __mmask8 negative = _mm512_test_epi64_mask(sign, sign);
+    if constexpr (Mode == rounding::toward_zero) to_max = big;
+    if constexpr (Mode == rounding::upward) to_max = big & negative;
+    if constexpr (Mode == rounding::downward) to_max = big & static_cast<__mmask8>(~negative);
+    if (saturate) {
+      mag = _mm512_mask_blend_pd(replaced, mag, F.max);
+      fl.saturated |= replaced;
+    } else {
+      const __mmask8 to_inf = replaced & static_cast<__mmask8>(~to_max) & F.has_inf;
+      const __mmask8 to_nan = replaced & static_cast<__mmask8>(~to_max) & static_cast<__mmask8>(~F.has_inf);
+      mag = _mm512_mask_blend_pd(to_max, mag, F.max);
+      mag = _mm512_mask_blend_pd(to_inf, mag, inf);
+      mag = _mm512_mask_blend_pd(to_nan, mag, _mm512_set1_pd(std::numeric_limits<double>::quiet_NaN()));
+      fl.invalid |= to_nan;
+    }
+  }
+  return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(mag), sign));
+}
+
+template <int R, rounding Mode, int NS>
+struct vkernel {
+  const double* Wt;  // n_in x ldw, column i of W^T holds component i
+  std::size_t ldw;
+  const double* const* x;  // NS input rows
+  const vformat& acc;
+  const vformat* prod;  // null: exact products
+  bool saturate;
+  vflags* fl;  // NS
+
+  // the term w_j x_j as it enters the sum, for sample k (product model)
+  __m512d product(__m512d w, double xv, int k) const {
+    const __m512d p = mul_odd(w, _mm512_set1_pd(xv));
+    return round_vec<R, Mode>(p, *prod, saturate, fl[k]);
+  }
+
+  // recursive sum of terms [lo, hi) into s[k]
+  void recursive(std::size_t lo, std::size_t hi, std::size_t i0, __m512d* s) const {
+    const __m512d neg_zero = _mm512_set1_pd(-0.0);
+    {
+      const __m512d w = _mm512_loadu_pd(Wt + lo * ldw + i0);
+      for (int k = 0; k < NS; ++k) {
+        const __m512d t = prod ? product(w, x[k][lo], k)
+                               : fma_odd(w, _mm512_set1_pd(x[k][lo]), neg_zero);
+        s[k] = round_vec<R, Mode>(prod ? add_odd(t, neg_zero) : t, acc, saturate, fl[k]);
+      }
+    }
+    for (std::size_t j = lo + 1; j < hi; ++j) {
+      const __m512d w = _mm512_loadu_pd(Wt + j * ldw + i0);
+      for (int k = 0; k < NS; ++k) {
+        __m512d y;
+        if (prod)
+          y = add_odd(s[k], product(w, x[k][j], k));
+        else
+          y = fma_odd(w, _mm512_set1_pd(x[k][j]), s[k]);
+        s[k] = round_vec<R, Mode>(y, acc, saturate, fl[k]);
+      }
+    }
+  }
+
+  void pairwise(std::size_t lo, std::size_t n, std::size_t i0, __m512d* s) const {
+    if (n == 1) {
+      recursive(lo, lo + 1, i0, s);
+      return;
+    }
+    const std::size_t m = n / 2;
+    __m512d right[NS];
+    pairwise(lo, m, i0, s);
+    pairwise(lo + m, n - m, i0, right);
+    for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode>(add_odd(s[k], right[k]), acc, saturate, fl[k]);
+  }
+
+  void run(std::size_t n, const order& ord, std::size_t i0, const double* bias, __m512d* out) const {
+    __m512d s[NS];
+    if (n > 0) {
+      switch (ord.type) {
+        case order::kind::recursive: recursive(0, n, i0, s); break;
+        case order::kind::pairwise: pairwise(0, n, i0, s); break;
+        case order::kind::blocked: {
+          const auto B = static_cast<std::size_t>(ord.block);
+          recursive(0, std::min(B, n), i0, s);
+          for (std::size_t start = B; start < n; start += B) {
+            __m512d t[NS];
+            recursive(start, std::min(start + B, n), i0, t);
+            for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode>(add_odd(s[k], t[k]), acc, saturate, fl[k]);
+          }
+          break;
+        }
+      }
+    }
+    const __m512d b = _mm512_loadu_pd(bias + i0);
+    for (int k = 0; k < NS; ++k) {
+      const __m512d y = n > 0 ? add_odd(s[k], b) : add_odd(b, _mm512_set1_pd(-0.0));
+      out[k] = round_vec<R, Mode>(y, acc, saturate, fl[k]);
+    }
+  }
+};
+
+unsigned to_flags(const vflags& f, int lane) {
+  const auto bit = [lane](__mmask8 m) { return (m >> lane) & 1u; };
+  return (bit(f.inexact) ? flag::inexact : 0u) | (bit(f.underflow) ? flag::underflow : 0u) |
+         (bit(f.overflow) ? flag::overflow : 0u) | (bit(f.invalid) ? flag::invalid : 0u) |
+         (bit(f.saturated) ? flag::saturated : 0u);
+}
+
+// One block of 8 components for NS samples starting at sample s0.
+template <int R, rounding Mode, int NS>
+void run_block(const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
+                            std::size_t i0, const double* bias, const lane_formats& accL,
+                            const lane_formats* prodL, const layer_spec& spec, std::size_t n_out,
+                            double* Y, unsigned* flags_out) {
+  const vformat acc(accL);
+  const vformat* prod = nullptr;
+  alignas(64) unsigned char prod_storage[sizeof(vformat)];
+  if (prodL) prod = new (prod_storage) vformat(*prodL);
+  const double* rows[NS];
+  for (int k = 0; k < NS; ++k) rows[k] = X.row(s0 + k);
+  vflags fl[NS];
+  const vkernel<R, Mode, NS> kern{Wt, ldw, rows, acc, prod, spec.base.saturate, fl};
+  __m512d out[NS];
+  kern.run(X.cols, spec.base.ord, i0, bias, out);
+  for (int k = 0; k < NS; ++k) {
+    alignas(64) double buf[8];
+    _mm512_store_pd(buf, out[k]);
+    for (int lane = 0; lane < 8 && i0 + lane < n_out; ++lane) {
+      Y[(s0 + k) * n_out + i0 + lane] = buf[lane];
+      flags_out[(s0 + k) * n_out + i0 + lane] = to_flags(fl[k], lane);
+    }
+  }
+}
+
+template <int R, rounding Mode>
+void run_block_any(int ns, const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
+                   std::size_t i0, const double* bias, const lane_formats& accL,
+                   const lane_formats* prodL, const layer_spec& spec, std::size_t n_out, double* Y,
+                   unsigned* flags_out) {
+  if (ns == 4)
+    run_block<R, Mode, 4>(Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+  else
+    for (int k = 0; k < ns; ++k)
+      run_block<R, Mode, 1>(Wt, ldw, X, s0 + k, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+}
+
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+
+bool cpu_has_avx512() noexcept {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  return has;
+}
+
+}  // namespace
+
+bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
+  const rounding m = spec.base.mode;
+  if (m != rounding::nearest_even && m != rounding::toward_zero && m != rounding::upward &&
+      m != rounding::downward)
+    return false;
+  if (spec.acc.formats.empty()) return false;
+  for (const auto& f : spec.acc.formats)
+    if (!vector_format_ok(f)) return false;
+  if (spec.base.product && !vector_format_ok(*spec.base.product)) return false;
+  return cpu_has_avx512();
+}
+
+layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const layer_spec& spec,
+                  std::vector<double>& Y, int threads) {
+  const std::size_t batch = X.rows, n_in = X.cols, n_out = W.rows;
+  if (W.cols != n_in)
+    throw std::invalid_argument("dense: W has " + std::to_string(W.cols) + " columns but X has " +
+                                std::to_string(n_in));
+  if (b.size() != n_out)
+    throw std::invalid_argument("dense: bias has " + std::to_string(b.size()) + " entries, W has " +
+                                std::to_string(n_out) + " rows");
+  if (spec.acc.formats.empty()) throw std::invalid_argument("dense: empty precision map");
+  if (!spec.acc.index.empty() && spec.acc.index.size() != n_out)
+    throw std::invalid_argument("dense: precision map has " + std::to_string(spec.acc.index.size()) +
+                                " entries for " + std::to_string(n_out) + " components");
+  for (auto i : spec.acc.index)
+    if (i >= spec.acc.formats.size()) throw std::invalid_argument("dense: precision map index out of range");
+  for (const auto& f : spec.acc.formats) {
+    accumulation a = spec.base;
+    a.acc = f;
+    if (!fast_path_applies(a))
+      throw std::invalid_argument("dense: accumulator " + to_string(f) +
+                                  " is outside the exact fast path (p <= 51)");
+  }
+  Y.assign(batch * n_out, 0.0);
+  std::vector<unsigned> flags(batch * n_out, 0);
+#ifdef _OPENMP
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#else
+  const int nt = 1;
+  (void)threads;
+#endif
+
+  if (dense_vector_kernel_applies(spec)) {
+    // W^T padded to a multiple of 8 components, bias padded likewise
+    const std::size_t blocks = (n_out + 7) / 8, ldw = blocks * 8;
+    std::vector<double> Wt(n_in * ldw, 0.0), bias(ldw, 0.0);
+    for (std::size_t i = 0; i < n_out; ++i) {
+      for (std::size_t j = 0; j < n_in; ++j) Wt[j * ldw + i] = W.row(i)[j];
+      bias[i] = b[i];
+    }
+    std::vector<lane_formats> accL(blocks);
+    for (std::size_t blk = 0; blk < blocks; ++blk)
+      for (int lane = 0; lane < 8; ++lane) {
+        const std::size_t i = std::min(blk * 8 + lane, n_out - 1);
+        fill_lane(accL[blk], lane, spec.acc.of(i));
+      }
+    lane_formats prodL{};
+    if (spec.base.product)
+      for (int lane = 0; lane < 8; ++lane) fill_lane(prodL, lane, *spec.base.product);
+    const lane_formats* prodP = spec.base.product ? &prodL : nullptr;
+    const std::size_t sample_groups = (batch + 3) / 4;
+    const auto tasks = static_cast<std::ptrdiff_t>(sample_groups * blocks);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (std::ptrdiff_t t = 0; t < tasks; ++t) {
+      const std::size_t g = static_cast<std::size_t>(t) / blocks, blk = static_cast<std::size_t>(t) % blocks;
+      const std::size_t s0 = g * 4;
+      const int ns = static_cast<int>(std::min<std::size_t>(4, batch - s0));
+      const std::size_t i0 = blk * 8;
+      switch (spec.base.mode) {
+        case rounding::toward_zero:
+          run_block_any<_MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC, rounding::toward_zero>(
+              ns, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+          break;
+        case rounding::upward:
+          run_block_any<_MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC, rounding::upward>(
+              ns, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+          break;
+        case rounding::downward:
+          run_block_any<_MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC, rounding::downward>(
+              ns, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+          break;
+        default:
+          run_block_any<_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC, rounding::nearest_even>(
+              ns, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+          break;
+      }
+    }
+  } else {
+    const std::uint64_t words = words_per_dot(n_in, spec.base);
+    const auto tasks = static_cast<std::ptrdiff_t>(batch * n_out);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (std::ptrdiff_t t = 0; t < tasks; ++t) {
+      const std::size_t s = static_cast<std::size_t>(t) / n_out, i = static_cast<std::size_t>(t) % n_out;
+      accumulation a = spec.base;
+      a.acc = spec.acc.of(i);
+      const auto r = dot({W.row(i), n_in}, {X.row(s), n_in}, b[i], a, static_cast<std::uint64_t>(t) * words);
+      Y[static_cast<std::size_t>(t)] = r.value;
+      flags[static_cast<std::size_t>(t)] = r.flags;
+    }
+  }
+  layer_flags lf;
+  for (unsigned f : flags) lf.add(f);
+  return lf;
+}
+
+}  // namespace mpacc::sim

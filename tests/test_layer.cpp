@@ -1,0 +1,160 @@
+// Dense layers: every output equals the scalar inner product sim::dot (itself
+// checked against MPFR) bit for bit with its flags, with a per-component
+// precision map, for the AVX-512 kernel and the scalar path; any thread count
+// gives the same bits; stochastic layers are reproducible per seed.
+#include <catch2/catch.hpp>
+
+#include "mpacc/sim/layer.hpp"
+#include "support.hpp"
+
+using namespace mpacc;
+using sim::rounding;
+
+namespace {
+
+struct layer_data {
+  std::size_t batch, n_in, n_out;
+  std::vector<double> X, W, b;
+};
+
+layer_data make_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed,
+                      double scale) {
+  sim::random_stream rng(seed);
+  layer_data L{batch, n_in, n_out, {}, {}, {}};
+  auto val = [&](const sim::format& f, double mag) { return sim::round((rng.uniform() * 2 - 1) * mag, f); };
+  for (std::size_t i = 0; i < batch * n_in; ++i) L.X.push_back(val(sim::formats::binary16, scale));
+  for (std::size_t i = 0; i < n_out * n_in; ++i) L.W.push_back(val(sim::formats::e4m3_ieee, 1.0));
+  for (std::size_t i = 0; i < n_out; ++i) L.b.push_back(val(sim::formats::e4m3_ieee, 1.0));
+  // a few exactly cancelling rows and zero inputs
+  if (n_out > 3 && n_in > 1)
+    for (std::size_t j = 0; j + 1 < n_in; j += 2) {
+      L.W[2 * n_in + j + 1] = -L.W[2 * n_in + j];
+      for (std::size_t s = 0; s < batch; ++s) L.X[s * n_in + j + 1] = L.X[s * n_in + j];
+    }
+  return L;
+}
+
+// Full 53-bit values over a wide exponent range: every FMA step is inexact in
+// binary64, so a kernel that rounded twice (to binary64, then to the format)
+// would differ; ties at 53 bits are forced in a third of the products.
+layer_data make_wide_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed) {
+  sim::random_stream rng(seed);
+  layer_data L{batch, n_in, n_out, {}, {}, {}};
+  auto val = [&](int lo, int hi) {
+    const double m = 1.0 + static_cast<double>(rng() >> 12) * 0x1p-52;
+    const int e = lo + static_cast<int>(rng() % static_cast<std::uint64_t>(hi - lo + 1));
+    return std::ldexp((rng() & 1) ? -m : m, e);
+  };
+  for (std::size_t i = 0; i < batch * n_in; ++i) L.X.push_back(val(-30, 3));
+  for (std::size_t i = 0; i < n_out * n_in; ++i) {
+    double w = val(-20, 2);
+    if (i % 3 == 0) w = std::ldexp(1.0 + std::ldexp(1.0, -(11 + static_cast<int>(rng() % 30))), static_cast<int>(rng() % 8) - 4);
+    L.W.push_back(w);
+  }
+  for (std::size_t i = 0; i < n_out; ++i) L.b.push_back(val(-10, 0));
+  return L;
+}
+
+std::size_t compare_with_dot(const layer_data& L, const sim::layer_spec& spec, int threads,
+                             std::string& first) {
+  std::vector<double> Y;
+  const auto lf = sim::dense({L.X.data(), L.batch, L.n_in}, {L.W.data(), L.n_out, L.n_in}, L.b, spec, Y, threads);
+  std::size_t bad = 0;
+  sim::layer_flags expect;
+  const std::uint64_t words = sim::words_per_dot(L.n_in, spec.base);
+  for (std::size_t s = 0; s < L.batch; ++s)
+    for (std::size_t i = 0; i < L.n_out; ++i) {
+      sim::accumulation a = spec.base;
+      a.acc = spec.acc.of(i);
+      const auto r = sim::dot({L.W.data() + i * L.n_in, L.n_in}, {L.X.data() + s * L.n_in, L.n_in},
+                              L.b[i], a, (s * L.n_out + i) * words);
+      expect.add(r.flags);
+      if (!test::same(r.value, Y[s * L.n_out + i])) {
+        if (!bad) first = "s=" + std::to_string(s) + " i=" + std::to_string(i) + " layer=" +
+                          test::hexs(Y[s * L.n_out + i]) + " dot=" + test::hexs(r.value);
+        ++bad;
+      }
+    }
+  if (lf.inexact != expect.inexact || lf.underflow != expect.underflow || lf.overflow != expect.overflow ||
+      lf.invalid != expect.invalid || lf.saturated != expect.saturated || lf.outputs != expect.outputs) {
+    ++bad;
+    if (first.empty())
+      first = "flag counts differ: inexact " + std::to_string(lf.inexact) + " vs " + std::to_string(expect.inexact) +
+              ", overflow " + std::to_string(lf.overflow) + " vs " + std::to_string(expect.overflow) +
+              ", underflow " + std::to_string(lf.underflow) + " vs " + std::to_string(expect.underflow) +
+              ", saturated " + std::to_string(lf.saturated) + " vs " + std::to_string(expect.saturated) +
+              ", invalid " + std::to_string(lf.invalid) + " vs " + std::to_string(expect.invalid);
+  }
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("dense layer equals sim::dot per component, every mode, order, product model",
+          "[sim][layer]") {
+  using K = sim::order::kind;
+  std::vector<layer_data> layers = {make_layer(7, 37, 21, 1, 1.0), make_layer(5, 16, 8, 2, 300.0),
+                                    make_layer(4, 9, 13, 3, 0.001), make_layer(3, 0, 5, 4, 1.0),
+                                    make_wide_layer(6, 29, 19, 6)};
+  for (const auto& L : layers)
+    for (rounding mode : sim::all_roundings)
+      for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}, sim::order{K::blocked, 5},
+                              sim::order{K::pairwise, 8}})
+        for (int prod = 0; prod < 2; ++prod)
+          for (bool sat : {false, true}) {
+            sim::layer_spec spec;
+            spec.base.mode = mode;
+            spec.base.ord = ord;
+            spec.base.saturate = sat;
+            spec.base.seed = 9;
+            if (prod) spec.base.product = sim::formats::binary16;
+            // three accumulators, assigned by component
+            spec.acc.formats = {sim::formats::e4m3_ieee, sim::formats::binary16, sim::formats::e4m3};
+            for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>(i % 3));
+            std::string first;
+            const std::size_t bad = compare_with_dot(L, spec, 2, first);
+            INFO("n_in=" << L.n_in << " " << sim::to_string(mode) << " " << sim::to_string(ord)
+                         << " product=" << prod << " saturate=" << sat << " vector kernel="
+                         << sim::dense_vector_kernel_applies(spec) << " first: " << first);
+            CHECK(bad == 0);
+          }
+}
+
+TEST_CASE("dense layer: same bits for any thread count; stochastic reproducible", "[sim][layer]") {
+  const auto L = make_layer(13, 100, 70, 5, 1.0);
+  for (rounding mode : {rounding::nearest_even, rounding::stochastic, rounding::odd}) {
+    sim::layer_spec spec;
+    spec.base.mode = mode;
+    spec.base.ord = {sim::order::kind::blocked, 8};
+    spec.base.seed = 42;
+    spec.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
+    std::vector<double> y1, y2, y3, y4;
+    const sim::matrix_view X{L.X.data(), L.batch, L.n_in}, W{L.W.data(), L.n_out, L.n_in};
+    sim::dense(X, W, L.b, spec, y1, 1);
+    sim::dense(X, W, L.b, spec, y2, 2);
+    sim::dense(X, W, L.b, spec, y3, 3);
+    sim::dense(X, W, L.b, spec, y4, 2);
+    std::size_t diff = 0;
+    for (std::size_t k = 0; k < y1.size(); ++k)
+      diff += !test::same(y1[k], y2[k]) + !test::same(y1[k], y3[k]) + !test::same(y2[k], y4[k]);
+    INFO(sim::to_string(mode));
+    CHECK(diff == 0);
+    if (mode == rounding::stochastic) {
+      spec.base.seed = 43;
+      std::vector<double> y5;
+      sim::dense(X, W, L.b, spec, y5, 2);
+      std::size_t changed = 0;
+      for (std::size_t k = 0; k < y1.size(); ++k) changed += !test::same(y1[k], y5[k]);
+      CHECK(changed > 0);
+    }
+  }
+}
+
+TEST_CASE("dense layer rejects mismatched shapes", "[sim][layer]") {
+  std::vector<double> X(6), W(6), b(2), Y;
+  sim::layer_spec spec;
+  spec.acc = sim::precision_map::uniform(sim::formats::binary16);
+  CHECK_THROWS_WITH(sim::dense({X.data(), 2, 3}, {W.data(), 3, 2}, b, spec, Y), Catch::Contains("columns"));
+  CHECK_THROWS_WITH(sim::dense({X.data(), 2, 3}, {W.data(), 2, 3}, std::vector<double>(3), spec, Y),
+                    Catch::Contains("bias"));
+}
