@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -82,16 +83,20 @@ bool vector_format_ok(const format& f) noexcept {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 struct vformat {
-  __m512d scale, top, cmin, thr_nosub, c_nosub, min_normal, max;
+  __m512d max, neg_max;
+  __m512i top_bits, shift_bits, cmin_bits, thr_nosub_bits, c_nosub_bits, min_normal_bits;
   __mmask8 has_inf;
   explicit vformat(const lane_formats& L)
-      : scale(_mm512_load_pd(L.scale)),
-        top(_mm512_load_pd(L.top)),
-        cmin(_mm512_load_pd(L.cmin)),
-        thr_nosub(_mm512_load_pd(L.thr_nosub)),
-        c_nosub(_mm512_load_pd(L.c_nosub)),
-        min_normal(_mm512_load_pd(L.min_normal)),
-        max(_mm512_load_pd(L.max)),
+      : max(_mm512_load_pd(L.max)),
+        neg_max(_mm512_sub_pd(_mm512_setzero_pd(), max)),
+        top_bits(_mm512_castpd_si512(_mm512_load_pd(L.top))),
+        // adding (53-p) << 52 to an encoding multiplies a power of two by 2^(53-p)
+        shift_bits(_mm512_sub_epi64(_mm512_castpd_si512(_mm512_load_pd(L.scale)),
+                                    _mm512_castpd_si512(_mm512_set1_pd(1.0)))),
+        cmin_bits(_mm512_castpd_si512(_mm512_load_pd(L.cmin))),
+        thr_nosub_bits(_mm512_castpd_si512(_mm512_load_pd(L.thr_nosub))),
+        c_nosub_bits(_mm512_castpd_si512(_mm512_load_pd(L.c_nosub))),
+        min_normal_bits(_mm512_castpd_si512(_mm512_load_pd(L.min_normal))),
         has_inf(L.has_inf) {}
 };
 
@@ -101,79 +106,112 @@ struct vflags {
 
 constexpr int kRD = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
 constexpr int kRU = _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC;
+constexpr int kRZ = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
 
-// RO53 from the downward and upward roundings d <= u of the same exact value.
-inline __m512d odd_of(__m512d d, __m512d u) {
+// RO53 from the roundings toward zero and downward/upward of the same exact
+// value: inexact iff RD != RU; then the toward-zero value with its last bit set.
+// An exact zero keeps the toward-zero sign, which is IEEE 754's
+// round-to-nearest sign (-0 only for -0 + -0).
+inline __m512d odd_of(__m512d z, __m512d d, __m512d u) {
   const __mmask8 inexact = _mm512_cmp_pd_mask(d, u, _CMP_NEQ_UQ);
-  // toward zero: d for positive values, u otherwise; an exact zero takes u,
-  // whose sign is IEEE 754's round-to-nearest sign (-0 only for -0 + -0)
-  const __mmask8 positive = _mm512_cmp_pd_mask(u, _mm512_setzero_pd(), _CMP_GT_OQ);
-  const __m512d rz = _mm512_mask_blend_pd(positive, u, d);
-  const __m512i rzb = _mm512_castpd_si512(rz);
-  return _mm512_castsi512_pd(_mm512_mask_or_epi64(rzb, inexact, rzb, _mm512_set1_epi64(1)));
+  const __m512i zb = _mm512_castpd_si512(z);
+  return _mm512_castsi512_pd(_mm512_mask_or_epi64(zb, inexact, zb, _mm512_set1_epi64(1)));
 }
 
 inline __m512d fma_odd(__m512d w, __m512d x, __m512d s) {
-  return odd_of(_mm512_fmadd_round_pd(w, x, s, kRD), _mm512_fmadd_round_pd(w, x, s, kRU));
+  return odd_of(_mm512_fmadd_round_pd(w, x, s, kRZ), _mm512_fmadd_round_pd(w, x, s, kRD),
+                _mm512_fmadd_round_pd(w, x, s, kRU));
 }
 inline __m512d add_odd(__m512d a, __m512d b) {
-  return odd_of(_mm512_add_round_pd(a, b, kRD), _mm512_add_round_pd(a, b, kRU));
+  return odd_of(_mm512_add_round_pd(a, b, kRZ), _mm512_add_round_pd(a, b, kRD),
+                _mm512_add_round_pd(a, b, kRU));
 }
 inline __m512d mul_odd(__m512d a, __m512d b) {
-  return odd_of(_mm512_mul_round_pd(a, b, kRD), _mm512_mul_round_pd(a, b, kRU));
+  return odd_of(_mm512_mul_round_pd(a, b, kRZ), _mm512_mul_round_pd(a, b, kRD),
+                _mm512_mul_round_pd(a, b, kRU));
 }
 
-// Rounds y lane by lane to the lane's format in mode R (embedded rounding
-// constant), with SPEC §3's overflow rules; accumulates the flags.
-template <int R, rounding Mode>
-inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl) {
+// The rare lanes: overflow (|r0| > max) or an infinite input. SPEC §3's rules.
+template <rounding Mode>
+__attribute__((noinline)) __m512d replace_lanes(__m512d y, __m512d r0, __mmask8 big, const vformat& F,
+                                                bool saturate, vflags& fl) {
   const __m512i sign_mask = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ULL));
-  const __m512i exp_mask = _mm512_set1_epi64(0x7ff0000000000000LL);
-  const __m512i yb = _mm512_castpd_si512(y);
-  const __m512i sign = _mm512_and_si512(yb, sign_mask);
-  const __m512d a = _mm512_castsi512_pd(_mm512_andnot_si512(sign_mask, yb));
-  __m512d p2e = _mm512_castsi512_pd(_mm512_and_si512(yb, exp_mask));
-  p2e = _mm512_min_pd(p2e, F.top);
-  __m512d c = _mm512_max_pd(_mm512_mul_pd(p2e, F.scale), F.cmin);
-  c = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a, F.thr_nosub, _CMP_LT_OQ), c, F.c_nosub);
-  const __m512d cs = _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(c), sign));
-  const __m512d r0 = _mm512_sub_pd(_mm512_add_round_pd(y, cs, R), cs);  // the subtraction is exact
-  const __m512d ar0 = _mm512_castsi512_pd(_mm512_andnot_si512(sign_mask, _mm512_castpd_si512(r0)));
-
   const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
-  const __mmask8 finite = _mm512_cmp_pd_mask(a, inf, _CMP_LT_OQ);
+  const __m512i sign = _mm512_and_si512(_mm512_castpd_si512(y), sign_mask);
+  const __m512d a = _mm512_castsi512_pd(_mm512_andnot_si512(sign_mask, _mm512_castpd_si512(y)));
   const __mmask8 is_inf = _mm512_cmp_pd_mask(a, inf, _CMP_EQ_OQ);
-  const __mmask8 big = _mm512_cmp_pd_mask(ar0, F.max, _CMP_GT_OQ) & finite;
-  const __mmask8 changed = _mm512_cmp_pd_mask(r0, y, _CMP_NEQ_UQ) & finite;
-  const __mmask8 inexact = changed | big;
-  fl.inexact |= inexact;
-  fl.underflow |= static_cast<__mmask8>(inexact & _mm512_cmp_pd_mask(a, F.min_normal, _CMP_LT_OQ));
-  fl.overflow |= big;
-  __m512d mag = ar0;
-  const __mmask8 replaced = big | is_inf;
-  if (replaced) {
-    __mmask8 to_max = 0;
-    const __mmask8 negative = _mm512_test_epi64_mask(sign, sign);
-    if constexpr (Mode == rounding::toward_zero) to_max = big;
-    if constexpr (Mode == rounding::upward) to_max = big & negative;
-    if constexpr (Mode == rounding::downward) to_max = big & static_cast<__mmask8>(~negative);
-    if (saturate) {
-      mag = _mm512_mask_blend_pd(replaced, mag, F.max);
-      fl.saturated |= replaced;
-    } else {
-      const __mmask8 to_inf = replaced & static_cast<__mmask8>(~to_max) & F.has_inf;
-      const __mmask8 to_nan = replaced & static_cast<__mmask8>(~to_max) & static_cast<__mmask8>(~F.has_inf);
-      mag = _mm512_mask_blend_pd(to_max, mag, F.max);
-      mag = _mm512_mask_blend_pd(to_inf, mag, inf);
-      mag = _mm512_mask_blend_pd(to_nan, mag, _mm512_set1_pd(std::numeric_limits<double>::quiet_NaN()));
-      fl.invalid |= to_nan;
-    }
+  const __mmask8 finite_big = big & static_cast<__mmask8>(~is_inf);
+  fl.overflow |= finite_big;
+  fl.inexact |= finite_big;
+  __mmask8 to_max = 0;
+  const __mmask8 negative = _mm512_test_epi64_mask(sign, sign);
+  if constexpr (Mode == rounding::toward_zero) to_max = finite_big;
+  if constexpr (Mode == rounding::upward) to_max = finite_big & negative;
+  if constexpr (Mode == rounding::downward) to_max = finite_big & static_cast<__mmask8>(~negative);
+  __m512d mag = _mm512_castsi512_pd(_mm512_andnot_si512(sign_mask, _mm512_castpd_si512(r0)));
+  if (saturate) {
+    mag = _mm512_mask_blend_pd(big, mag, F.max);
+    fl.saturated |= big;
+  } else {
+    const __mmask8 rest = big & static_cast<__mmask8>(~to_max);
+    const __mmask8 to_inf = rest & F.has_inf;
+    const __mmask8 to_nan = rest & static_cast<__mmask8>(~F.has_inf);
+    mag = _mm512_mask_blend_pd(to_max, mag, F.max);
+    mag = _mm512_mask_blend_pd(to_inf, mag, inf);
+    mag = _mm512_mask_blend_pd(to_nan, mag, _mm512_set1_pd(std::numeric_limits<double>::quiet_NaN()));
+    fl.invalid |= to_nan;
   }
   return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(mag), sign));
 }
 
-template <int R, rounding Mode, int NS>
+// Rounds y lane by lane to the lane's format in mode R (embedded rounding
+// constant): r0 = fl_R(y + c) - c with c = +-2^(q+52) carrying y's sign, q from
+// y's exponent field 2^e (clamped to 2^(emax+1)) as in sim::round_array.
+// Accumulates the flags. NaN lanes stay NaN and raise nothing.
+template <int R, rounding Mode, bool Subnormals>
+inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl) {
+  const __m512i exp_mask = _mm512_set1_epi64(0x7ff0000000000000LL);
+  const __m512i sign_mask = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ULL));
+  // 2^e as its encoding (the exponent field of y); integer min/add/max on
+  // encodings of positive powers of two are exact and have 1-cycle latency:
+  // c = max(min(2^e, 2^(emax+1)) * 2^(53-p), 2^(emin-p+53))
+  const __m512i e2 = _mm512_and_si512(_mm512_castpd_si512(y), exp_mask);
+  __m512i c = _mm512_max_epi64(_mm512_add_epi64(_mm512_min_epi64(e2, F.top_bits), F.shift_bits), F.cmin_bits);
+  if constexpr (!Subnormals)
+    c = _mm512_mask_blend_epi64(_mm512_cmp_epi64_mask(e2, F.thr_nosub_bits, _MM_CMPINT_LT), c, F.c_nosub_bits);
+  // cs = c with y's sign: bit select (sign_mask ? y : c)
+  const __m512d cs = _mm512_castsi512_pd(_mm512_ternarylogic_epi64(sign_mask, _mm512_castpd_si512(y), c, 0xCA));
+  const __m512d r0 = _mm512_sub_pd(_mm512_add_round_pd(y, cs, R), cs);  // the subtraction is exact
+  const __mmask8 changed = _mm512_cmp_pd_mask(r0, y, _CMP_NEQ_OQ);
+  fl.inexact |= changed;
+  // tiny before rounding: |y| < 2^emin, i.e. 2^e < 2^emin
+  fl.underflow |= _mm512_mask_cmp_epi64_mask(changed, e2, F.min_normal_bits, _MM_CMPINT_LT);
+  const __mmask8 big = _mm512_cmp_pd_mask(r0, F.max, _CMP_GT_OQ) |
+                       _mm512_cmp_pd_mask(r0, F.neg_max, _CMP_LT_OQ);
+  if (big) [[unlikely]]
+    return replace_lanes<Mode>(y, r0, big, F, saturate, fl);
+  return r0;
+}
+
+// Exact: every sum and product of this task is known to be exact in binary64
+// (bit-span check in dense()), so one round-to-nearest operation gives the
+// exact value and the round-to-odd step is skipped.
+template <int R, rounding Mode, bool Sub, bool Exact, int NS>
 struct vkernel {
+  static constexpr int kRN = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  static __m512d fma_x(__m512d w, __m512d x, __m512d s) {
+    if constexpr (Exact) return _mm512_fmadd_round_pd(w, x, s, kRN);
+    return fma_odd(w, x, s);
+  }
+  static __m512d add_x(__m512d a, __m512d b) {
+    if constexpr (Exact) return _mm512_add_round_pd(a, b, kRN);
+    return add_odd(a, b);
+  }
+  static __m512d mul_x(__m512d a, __m512d b) {
+    if constexpr (Exact) return _mm512_mul_round_pd(a, b, kRN);
+    return mul_odd(a, b);
+  }
+
   const double* Wt;  // n_in x ldw, column i of W^T holds component i
   std::size_t ldw;
   const double* const* x;  // NS input rows
@@ -184,8 +222,8 @@ struct vkernel {
 
   // the term w_j x_j as it enters the sum, for sample k (product model)
   __m512d product(__m512d w, double xv, int k) const {
-    const __m512d p = mul_odd(w, _mm512_set1_pd(xv));
-    return round_vec<R, Mode>(p, *prod, saturate, fl[k]);
+    const __m512d p = mul_x(w, _mm512_set1_pd(xv));
+    return round_vec<R, Mode, Sub>(p, *prod, saturate, fl[k]);
   }
 
   // recursive sum of terms [lo, hi) into s[k]
@@ -195,8 +233,8 @@ struct vkernel {
       const __m512d w = _mm512_loadu_pd(Wt + lo * ldw + i0);
       for (int k = 0; k < NS; ++k) {
         const __m512d t = prod ? product(w, x[k][lo], k)
-                               : fma_odd(w, _mm512_set1_pd(x[k][lo]), neg_zero);
-        s[k] = round_vec<R, Mode>(prod ? add_odd(t, neg_zero) : t, acc, saturate, fl[k]);
+                               : fma_x(w, _mm512_set1_pd(x[k][lo]), neg_zero);
+        s[k] = round_vec<R, Mode, Sub>(prod ? add_x(t, neg_zero) : t, acc, saturate, fl[k]);
       }
     }
     for (std::size_t j = lo + 1; j < hi; ++j) {
@@ -204,10 +242,10 @@ struct vkernel {
       for (int k = 0; k < NS; ++k) {
         __m512d y;
         if (prod)
-          y = add_odd(s[k], product(w, x[k][j], k));
+          y = add_x(s[k], product(w, x[k][j], k));
         else
-          y = fma_odd(w, _mm512_set1_pd(x[k][j]), s[k]);
-        s[k] = round_vec<R, Mode>(y, acc, saturate, fl[k]);
+          y = fma_x(w, _mm512_set1_pd(x[k][j]), s[k]);
+        s[k] = round_vec<R, Mode, Sub>(y, acc, saturate, fl[k]);
       }
     }
   }
@@ -221,7 +259,7 @@ struct vkernel {
     __m512d right[NS];
     pairwise(lo, m, i0, s);
     pairwise(lo + m, n - m, i0, right);
-    for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode>(add_odd(s[k], right[k]), acc, saturate, fl[k]);
+    for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode, Sub>(add_x(s[k], right[k]), acc, saturate, fl[k]);
   }
 
   void run(std::size_t n, const order& ord, std::size_t i0, const double* bias, __m512d* out) const {
@@ -236,7 +274,7 @@ struct vkernel {
           for (std::size_t start = B; start < n; start += B) {
             __m512d t[NS];
             recursive(start, std::min(start + B, n), i0, t);
-            for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode>(add_odd(s[k], t[k]), acc, saturate, fl[k]);
+            for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode, Sub>(add_x(s[k], t[k]), acc, saturate, fl[k]);
           }
           break;
         }
@@ -244,8 +282,8 @@ struct vkernel {
     }
     const __m512d b = _mm512_loadu_pd(bias + i0);
     for (int k = 0; k < NS; ++k) {
-      const __m512d y = n > 0 ? add_odd(s[k], b) : add_odd(b, _mm512_set1_pd(-0.0));
-      out[k] = round_vec<R, Mode>(y, acc, saturate, fl[k]);
+      const __m512d y = n > 0 ? add_x(s[k], b) : add_x(b, _mm512_set1_pd(-0.0));
+      out[k] = round_vec<R, Mode, Sub>(y, acc, saturate, fl[k]);
     }
   }
 };
@@ -258,7 +296,7 @@ unsigned to_flags(const vflags& f, int lane) {
 }
 
 // One block of 8 components for NS samples starting at sample s0.
-template <int R, rounding Mode, int NS>
+template <int R, rounding Mode, bool Sub, bool Exact, int NS>
 void run_block(const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
                             std::size_t i0, const double* bias, const lane_formats& accL,
                             const lane_formats* prodL, const layer_spec& spec, std::size_t n_out,
@@ -270,7 +308,7 @@ void run_block(const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
   const double* rows[NS];
   for (int k = 0; k < NS; ++k) rows[k] = X.row(s0 + k);
   vflags fl[NS];
-  const vkernel<R, Mode, NS> kern{Wt, ldw, rows, acc, prod, spec.base.saturate, fl};
+  const vkernel<R, Mode, Sub, Exact, NS> kern{Wt, ldw, rows, acc, prod, spec.base.saturate, fl};
   __m512d out[NS];
   kern.run(X.cols, spec.base.ord, i0, bias, out);
   for (int k = 0; k < NS; ++k) {
@@ -283,16 +321,34 @@ void run_block(const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
   }
 }
 
+template <int R, rounding Mode, bool Sub>
+void run_block_sub(int ns, bool exact, const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
+                   std::size_t i0, const double* bias, const lane_formats& accL, const lane_formats* prodL,
+                   const layer_spec& spec, std::size_t n_out, double* Y, unsigned* flags_out) {
+  if (exact) {
+    if (ns == 4)
+      run_block<R, Mode, Sub, true, 4>(Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+    else
+      for (int k = 0; k < ns; ++k)
+        run_block<R, Mode, Sub, true, 1>(Wt, ldw, X, s0 + k, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+  } else {
+    if (ns == 4)
+      run_block<R, Mode, Sub, false, 4>(Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+    else
+      for (int k = 0; k < ns; ++k)
+        run_block<R, Mode, Sub, false, 1>(Wt, ldw, X, s0 + k, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+  }
+}
+
 template <int R, rounding Mode>
-void run_block_any(int ns, const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
-                   std::size_t i0, const double* bias, const lane_formats& accL,
-                   const lane_formats* prodL, const layer_spec& spec, std::size_t n_out, double* Y,
-                   unsigned* flags_out) {
-  if (ns == 4)
-    run_block<R, Mode, 4>(Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+void run_block_any(int ns, bool all_subnormals, bool exact, const double* Wt, std::size_t ldw,
+                   matrix_view X, std::size_t s0, std::size_t i0, const double* bias,
+                   const lane_formats& accL, const lane_formats* prodL, const layer_spec& spec,
+                   std::size_t n_out, double* Y, unsigned* flags_out) {
+  if (all_subnormals)
+    run_block_sub<R, Mode, true>(ns, exact, Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
   else
-    for (int k = 0; k < ns; ++k)
-      run_block<R, Mode, 1>(Wt, ldw, X, s0 + k, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+    run_block_sub<R, Mode, false>(ns, exact, Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
 }
 
 #pragma GCC diagnostic pop
@@ -302,6 +358,37 @@ bool cpu_has_avx512() noexcept {
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
   return has;
 }
+
+// Exponent of the lowest set bit of v (v finite, non-zero), and of the
+// largest magnitude bound: used to prove that all sums of a task are exact.
+int lsb_exponent(double v) noexcept {
+  const std::uint64_t b = std::bit_cast<std::uint64_t>(v) & 0x7fffffffffffffffULL;
+  const int E = static_cast<int>(b >> 52);
+  std::uint64_t m = b & 0x000fffffffffffffULL;
+  if (E) m |= 0x0010000000000000ULL;
+  return (E ? E : 1) - 1075 + std::countr_zero(m);
+}
+
+// Bit-span summary of a set of values: the lowest set bit over all non-zero
+// values and the largest magnitude. Non-finite values make it unusable.
+struct span_info {
+  int lo = 100000;      // min lsb exponent (100000: no non-zero value)
+  double max = 0;       // max |v|
+  bool finite = true;
+  void add(double v) noexcept {
+    if (!std::isfinite(v)) {
+      finite = false;
+      return;
+    }
+    if (v != 0) {
+      lo = std::min(lo, lsb_exponent(v));
+      max = std::max(max, std::fabs(v));
+    }
+  }
+};
+
+// Smallest quantum exponent of f's grid.
+int grid_lsb(const format& f) noexcept { return f.subnormals ? f.emin - f.p + 1 : f.emin - f.p + 1; }
 
 }  // namespace
 
@@ -366,30 +453,69 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
     if (spec.base.product)
       for (int lane = 0; lane < 8; ++lane) fill_lane(prodL, lane, *spec.base.product);
     const lane_formats* prodP = spec.base.product ? &prodL : nullptr;
+    // Bit spans for the exactness proof: per block of 8 components (W strip,
+    // bias, accumulator grids) and per sample (X row).
+    std::vector<span_info> wspan(blocks), xspan(batch);
+    std::vector<int> grid_lo(blocks, 100000);
+    std::vector<double> acc_max(blocks, 0.0);
+    for (std::size_t i = 0; i < n_out; ++i) {
+      const std::size_t blk = i / 8;
+      for (std::size_t j = 0; j < n_in; ++j) wspan[blk].add(W.row(i)[j]);
+      grid_lo[blk] = std::min(grid_lo[blk], grid_lsb(spec.acc.of(i)));
+      acc_max[blk] = std::max(acc_max[blk], spec.acc.of(i).max_finite);
+    }
+    std::vector<span_info> bspan(blocks);
+    for (std::size_t i = 0; i < n_out; ++i) bspan[i / 8].add(b[i]);
+    for (std::size_t s = 0; s < batch; ++s)
+      for (std::size_t j = 0; j < n_in; ++j) xspan[s].add(X.row(s)[j]);
+    auto task_exact = [&](std::size_t blk, std::size_t s0, int ns) {
+      if (!wspan[blk].finite || !bspan[blk].finite) return false;
+      int lo = std::min(grid_lo[blk], bspan[blk].lo);
+      double xmax = 0;
+      int xlo = 100000;
+      for (int k = 0; k < ns; ++k) {
+        if (!xspan[s0 + k].finite) return false;
+        xlo = std::min(xlo, xspan[s0 + k].lo);
+        xmax = std::max(xmax, xspan[s0 + k].max);
+      }
+      if (wspan[blk].lo < 100000 && xlo < 100000) lo = std::min(lo, wspan[blk].lo + xlo);
+      if (spec.base.product) lo = std::min(lo, grid_lsb(*spec.base.product));
+      // every exact intermediate is a multiple of 2^lo and below 2 * bound in magnitude
+      const double bound = 2 * acc_max[blk] + wspan[blk].max * xmax + bspan[blk].max +
+                           (spec.base.product ? spec.base.product->max_finite : 0.0);
+      if (!(bound < 0x1p+1000)) return false;
+      const int hi = std::ilogb(bound) + 2;
+      return hi - lo <= 53;
+    };
+    bool all_sub = !spec.base.product || spec.base.product->subnormals;
+    for (const auto& f : spec.acc.formats) all_sub = all_sub && f.subnormals;
     const std::size_t sample_groups = (batch + 3) / 4;
     const auto tasks = static_cast<std::ptrdiff_t>(sample_groups * blocks);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
-      const std::size_t g = static_cast<std::size_t>(t) / blocks, blk = static_cast<std::size_t>(t) % blocks;
+      // block-major: consecutive tasks of a thread reuse the same strip of W^T
+      const std::size_t g = static_cast<std::size_t>(t) % sample_groups,
+                        blk = static_cast<std::size_t>(t) / sample_groups;
       const std::size_t s0 = g * 4;
       const int ns = static_cast<int>(std::min<std::size_t>(4, batch - s0));
+      const bool exact = task_exact(blk, s0, ns);
       const std::size_t i0 = blk * 8;
       switch (spec.base.mode) {
         case rounding::toward_zero:
           run_block_any<_MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC, rounding::toward_zero>(
-              ns, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+              ns, all_sub, exact, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
           break;
         case rounding::upward:
           run_block_any<_MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC, rounding::upward>(
-              ns, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+              ns, all_sub, exact, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
           break;
         case rounding::downward:
           run_block_any<_MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC, rounding::downward>(
-              ns, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+              ns, all_sub, exact, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
           break;
         default:
           run_block_any<_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC, rounding::nearest_even>(
-              ns, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+              ns, all_sub, exact, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
           break;
       }
     }
