@@ -46,8 +46,10 @@ void BM_sim_layer(benchmark::State& state) {
   spec.base.ord = state.range(1) ? sim::order{sim::order::kind::blocked, 8} : sim::order{sim::order::kind::recursive, 8};
   const int threads = static_cast<int>(state.range(2));
   std::vector<double> Y;
+  // weights prepared once (as for a network layer run on many batches)
+  const sim::prepared_dense layer({d.W.data(), M, N}, d.b, spec);
   for (auto _ : state) {
-    sim::dense({d.X.data(), B, N}, {d.W.data(), M, N}, d.b, spec, Y, threads);
+    layer.run({d.X.data(), B, N}, Y, threads);
     benchmark::DoNotOptimize(Y.data());
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));
@@ -128,6 +130,21 @@ void BM_mpfr_layer(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_sim_layer)->ArgsProduct({{0, 1}, {1, 0}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+// The one-shot sim::dense(), preparation included (e4m3-ieee, blocked:8).
+void BM_sim_dense_oneshot(benchmark::State& state) {
+  const auto& d = data();
+  sim::layer_spec spec;
+  spec.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
+  spec.base.ord = {sim::order::kind::blocked, 8};
+  std::vector<double> Y;
+  for (auto _ : state) {
+    sim::dense({d.X.data(), B, N}, {d.W.data(), M, N}, d.b, spec, Y, static_cast<int>(state.range(0)));
+    benchmark::DoNotOptimize(Y.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));
+  state.SetLabel("e4m3-ieee blocked:8, preparation included, threads=" + std::to_string(state.range(0)));
+}
+BENCHMARK(BM_sim_dense_oneshot)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_sgemm)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_plain_float)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_mpfr_layer)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 
 #ifdef _OPENMP
@@ -404,12 +405,25 @@ bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
   return cpu_has_avx512();
 }
 
-layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const layer_spec& spec,
-                  std::vector<double>& Y, int threads) {
-  const std::size_t batch = X.rows, n_in = X.cols, n_out = W.rows;
-  if (W.cols != n_in)
-    throw std::invalid_argument("dense: W has " + std::to_string(W.cols) + " columns but X has " +
-                                std::to_string(n_in));
+struct prepared_dense::impl {
+  layer_spec spec;
+  std::size_t n_in = 0, n_out = 0;
+  std::vector<double> W, b;  // row-major copy (scalar path)
+  bool vector = false;
+  // vector kernel data
+  std::size_t blocks = 0, ldw = 0;
+  std::vector<double> Wt, bias;
+  std::vector<lane_formats> accL;
+  lane_formats prodL{};
+  std::vector<span_info> wspan, bspan;
+  std::vector<int> grid_lo;
+  std::vector<double> acc_max;
+  bool all_sub = true;
+};
+
+prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec)
+    : p_(std::make_shared<impl>()) {
+  const std::size_t n_in = W.cols, n_out = W.rows;
   if (b.size() != n_out)
     throw std::invalid_argument("dense: bias has " + std::to_string(b.size()) + " entries, W has " +
                                 std::to_string(n_out) + " rows");
@@ -426,6 +440,63 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
       throw std::invalid_argument("dense: accumulator " + to_string(f) +
                                   " is outside the exact fast path (p <= 51)");
   }
+  impl& P = *p_;
+  P.spec = spec;
+  P.n_in = n_in;
+  P.n_out = n_out;
+  P.W.assign(W.data, W.data + n_in * n_out);
+  P.b.assign(b.begin(), b.end());
+  P.vector = dense_vector_kernel_applies(spec) && n_out > 0;
+  if (!P.vector) return;
+  // W^T padded to a multiple of 8 components, bias padded likewise
+  P.blocks = (n_out + 7) / 8;
+  P.ldw = P.blocks * 8;
+  P.Wt.assign(n_in * P.ldw, 0.0);
+  P.bias.assign(P.ldw, 0.0);
+  const auto n_in_s = static_cast<std::ptrdiff_t>(n_in);
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t j = 0; j < n_in_s; ++j)
+    for (std::size_t i = 0; i < n_out; ++i) P.Wt[static_cast<std::size_t>(j) * P.ldw + i] = W.row(i)[j];
+  for (std::size_t i = 0; i < n_out; ++i) P.bias[i] = b[i];
+  P.accL.assign(P.blocks, lane_formats{});
+  for (std::size_t blk = 0; blk < P.blocks; ++blk)
+    for (int lane = 0; lane < 8; ++lane) {
+      const std::size_t i = std::min(blk * 8 + static_cast<std::size_t>(lane), n_out - 1);
+      fill_lane(P.accL[blk], lane, spec.acc.of(i));
+    }
+  if (spec.base.product)
+    for (int lane = 0; lane < 8; ++lane) fill_lane(P.prodL, lane, *spec.base.product);
+  // Bit spans for the exactness proof, per block of 8 components
+  P.wspan.assign(P.blocks, span_info{});
+  P.bspan.assign(P.blocks, span_info{});
+  P.grid_lo.assign(P.blocks, 100000);
+  P.acc_max.assign(P.blocks, 0.0);
+  const auto blocks_s = static_cast<std::ptrdiff_t>(P.blocks);
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t blk = 0; blk < blocks_s; ++blk) {
+    const auto bk = static_cast<std::size_t>(blk);
+    for (std::size_t i = bk * 8; i < std::min(bk * 8 + 8, n_out); ++i) {
+      for (std::size_t j = 0; j < n_in; ++j) P.wspan[bk].add(W.row(i)[j]);
+      P.bspan[bk].add(b[i]);
+      P.grid_lo[bk] = std::min(P.grid_lo[bk], grid_lsb(spec.acc.of(i)));
+      P.acc_max[bk] = std::max(P.acc_max[bk], spec.acc.of(i).max_finite);
+    }
+  }
+  P.all_sub = !spec.base.product || spec.base.product->subnormals;
+  for (const auto& f : spec.acc.formats) P.all_sub = P.all_sub && f.subnormals;
+}
+
+std::size_t prepared_dense::inputs() const noexcept { return p_->n_in; }
+std::size_t prepared_dense::outputs() const noexcept { return p_->n_out; }
+const layer_spec& prepared_dense::spec() const noexcept { return p_->spec; }
+
+layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads) const {
+  const impl& P = *p_;
+  const layer_spec& spec = P.spec;
+  const std::size_t batch = X.rows, n_in = P.n_in, n_out = P.n_out;
+  if (X.cols != n_in)
+    throw std::invalid_argument("dense: W has " + std::to_string(n_in) + " columns but X has " +
+                                std::to_string(X.cols));
   Y.assign(batch * n_out, 0.0);
   std::vector<unsigned> flags(batch * n_out, 0);
 #ifdef _OPENMP
@@ -434,43 +505,13 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
   const int nt = 1;
   (void)threads;
 #endif
-
-  if (dense_vector_kernel_applies(spec)) {
-    // W^T padded to a multiple of 8 components, bias padded likewise
-    const std::size_t blocks = (n_out + 7) / 8, ldw = blocks * 8;
-    std::vector<double> Wt(n_in * ldw, 0.0), bias(ldw, 0.0);
-    for (std::size_t i = 0; i < n_out; ++i) {
-      for (std::size_t j = 0; j < n_in; ++j) Wt[j * ldw + i] = W.row(i)[j];
-      bias[i] = b[i];
-    }
-    std::vector<lane_formats> accL(blocks);
-    for (std::size_t blk = 0; blk < blocks; ++blk)
-      for (int lane = 0; lane < 8; ++lane) {
-        const std::size_t i = std::min(blk * 8 + lane, n_out - 1);
-        fill_lane(accL[blk], lane, spec.acc.of(i));
-      }
-    lane_formats prodL{};
-    if (spec.base.product)
-      for (int lane = 0; lane < 8; ++lane) fill_lane(prodL, lane, *spec.base.product);
-    const lane_formats* prodP = spec.base.product ? &prodL : nullptr;
-    // Bit spans for the exactness proof: per block of 8 components (W strip,
-    // bias, accumulator grids) and per sample (X row).
-    std::vector<span_info> wspan(blocks), xspan(batch);
-    std::vector<int> grid_lo(blocks, 100000);
-    std::vector<double> acc_max(blocks, 0.0);
-    for (std::size_t i = 0; i < n_out; ++i) {
-      const std::size_t blk = i / 8;
-      for (std::size_t j = 0; j < n_in; ++j) wspan[blk].add(W.row(i)[j]);
-      grid_lo[blk] = std::min(grid_lo[blk], grid_lsb(spec.acc.of(i)));
-      acc_max[blk] = std::max(acc_max[blk], spec.acc.of(i).max_finite);
-    }
-    std::vector<span_info> bspan(blocks);
-    for (std::size_t i = 0; i < n_out; ++i) bspan[i / 8].add(b[i]);
+  if (P.vector) {
+    std::vector<span_info> xspan(batch);
     for (std::size_t s = 0; s < batch; ++s)
       for (std::size_t j = 0; j < n_in; ++j) xspan[s].add(X.row(s)[j]);
     auto task_exact = [&](std::size_t blk, std::size_t s0, int ns) {
-      if (!wspan[blk].finite || !bspan[blk].finite) return false;
-      int lo = std::min(grid_lo[blk], bspan[blk].lo);
+      if (!P.wspan[blk].finite || !P.bspan[blk].finite) return false;
+      int lo = std::min(P.grid_lo[blk], P.bspan[blk].lo);
       double xmax = 0;
       int xlo = 100000;
       for (int k = 0; k < ns; ++k) {
@@ -478,19 +519,22 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
         xlo = std::min(xlo, xspan[s0 + k].lo);
         xmax = std::max(xmax, xspan[s0 + k].max);
       }
-      if (wspan[blk].lo < 100000 && xlo < 100000) lo = std::min(lo, wspan[blk].lo + xlo);
+      if (P.wspan[blk].lo < 100000 && xlo < 100000) lo = std::min(lo, P.wspan[blk].lo + xlo);
       if (spec.base.product) lo = std::min(lo, grid_lsb(*spec.base.product));
       // every exact intermediate is a multiple of 2^lo and below 2 * bound in magnitude
-      const double bound = 2 * acc_max[blk] + wspan[blk].max * xmax + bspan[blk].max +
+      const double bound = 2 * P.acc_max[blk] + P.wspan[blk].max * xmax + P.bspan[blk].max +
                            (spec.base.product ? spec.base.product->max_finite : 0.0);
       if (!(bound < 0x1p+1000)) return false;
       const int hi = std::ilogb(bound) + 2;
       return hi - lo <= 53;
     };
-    bool all_sub = !spec.base.product || spec.base.product->subnormals;
-    for (const auto& f : spec.acc.formats) all_sub = all_sub && f.subnormals;
+    const lane_formats* prodP = spec.base.product ? &P.prodL : nullptr;
     const std::size_t sample_groups = (batch + 3) / 4;
-    const auto tasks = static_cast<std::ptrdiff_t>(sample_groups * blocks);
+    const auto tasks = static_cast<std::ptrdiff_t>(sample_groups * P.blocks);
+    const double* Wt = P.Wt.data();
+    const double* bias = P.bias.data();
+    const std::size_t ldw = P.ldw;
+    const bool all_sub = P.all_sub;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       // block-major: consecutive tasks of a thread reuse the same strip of W^T
@@ -503,19 +547,19 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
       switch (spec.base.mode) {
         case rounding::toward_zero:
           run_block_any<_MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC, rounding::toward_zero>(
-              ns, all_sub, exact, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+              ns, all_sub, exact, Wt, ldw, X, s0, i0, bias, P.accL[blk], prodP, spec, n_out, Y.data(), flags.data());
           break;
         case rounding::upward:
           run_block_any<_MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC, rounding::upward>(
-              ns, all_sub, exact, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+              ns, all_sub, exact, Wt, ldw, X, s0, i0, bias, P.accL[blk], prodP, spec, n_out, Y.data(), flags.data());
           break;
         case rounding::downward:
           run_block_any<_MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC, rounding::downward>(
-              ns, all_sub, exact, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+              ns, all_sub, exact, Wt, ldw, X, s0, i0, bias, P.accL[blk], prodP, spec, n_out, Y.data(), flags.data());
           break;
         default:
           run_block_any<_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC, rounding::nearest_even>(
-              ns, all_sub, exact, Wt.data(), ldw, X, s0, i0, bias.data(), accL[blk], prodP, spec, n_out, Y.data(), flags.data());
+              ns, all_sub, exact, Wt, ldw, X, s0, i0, bias, P.accL[blk], prodP, spec, n_out, Y.data(), flags.data());
           break;
       }
     }
@@ -527,7 +571,8 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
       const std::size_t s = static_cast<std::size_t>(t) / n_out, i = static_cast<std::size_t>(t) % n_out;
       accumulation a = spec.base;
       a.acc = spec.acc.of(i);
-      const auto r = dot({W.row(i), n_in}, {X.row(s), n_in}, b[i], a, static_cast<std::uint64_t>(t) * words);
+      const auto r = dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a,
+                         static_cast<std::uint64_t>(t) * words);
       Y[static_cast<std::size_t>(t)] = r.value;
       flags[static_cast<std::size_t>(t)] = r.flags;
     }
@@ -535,6 +580,14 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
   layer_flags lf;
   for (unsigned f : flags) lf.add(f);
   return lf;
+}
+
+layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const layer_spec& spec,
+                  std::vector<double>& Y, int threads) {
+  if (W.cols != X.cols)
+    throw std::invalid_argument("dense: W has " + std::to_string(W.cols) + " columns but X has " +
+                                std::to_string(X.cols));
+  return prepared_dense(W, b, spec).run(X, Y, threads);
 }
 
 }  // namespace mpacc::sim

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -49,6 +50,25 @@ struct layer_spec {
 // (s * n_out + i) * words_per_dot(n, spec) on, so stochastic results do not
 // depend on the thread count or on how the work is split.
 std::uint64_t words_per_dot(std::size_t n, const accumulation& a) noexcept;
+
+// A dense layer prepared once (weights copied, transposed into the vector
+// kernel's layout, bit spans measured) and run on any number of batches.
+// Copies share the prepared data; run() is const and thread-safe.
+class prepared_dense {
+ public:
+  // W: n_out x n_in, row-major; b: n_out. Throws std::invalid_argument on
+  // mismatched sizes or a precision map outside the exact fast path.
+  prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec);
+  // Y (batch x n_out, row-major, resized) = X W^T + b; see dense().
+  layer_flags run(matrix_view X, std::vector<double>& Y, int threads = 0) const;
+  [[nodiscard]] std::size_t inputs() const noexcept;
+  [[nodiscard]] std::size_t outputs() const noexcept;
+  [[nodiscard]] const layer_spec& spec() const noexcept;
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> p_;
+};
 
 // Y (batch x n_out, row-major, resized) = X (batch x n_in) W^T (W: n_out x n_in) + b.
 // Multi-threaded over outputs (threads: 0 = all); identical results for any
