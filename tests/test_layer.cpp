@@ -109,8 +109,11 @@ TEST_CASE("dense layer equals sim::dot per component, every mode, order, product
             spec.base.seed = 9;
             if (prod) spec.base.product = sim::formats::binary16;
             // three accumulators, assigned by component
-            spec.acc.formats = {sim::formats::e4m3_ieee, sim::formats::binary16, sim::formats::e4m3};
-            for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>(i % 3));
+            // four accumulators, assigned by component; the last has its largest
+            // finite value in a lower binade than 2^emax
+            spec.acc.formats = {sim::formats::e4m3_ieee, sim::formats::binary16, sim::formats::e4m3,
+                                sim::parse_format("p=4,emin=-6,emax=8,max=20")};
+            for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>(i % 4));
             std::string first;
             const std::size_t bad = compare_with_dot(L, spec, 2, first);
             INFO("n_in=" << L.n_in << " " << sim::to_string(mode) << " " << sim::to_string(ord)

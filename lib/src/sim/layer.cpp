@@ -54,7 +54,7 @@ namespace {
 // lane's mode (embedded rounding again), as in sim::round_array.
 
 struct alignas(64) lane_formats {
-  double scale[8], top[8], cmin[8], thr_nosub[8], c_nosub[8], min_normal[8], max[8];
+  double scale[8], top[8], cmin[8], thr_nosub[8], c_nosub[8], min_normal[8], max[8], screen[8];
   std::uint8_t has_inf = 0;  // lane bit set: the format has infinities
 };
 
@@ -66,6 +66,7 @@ void fill_lane(lane_formats& L, int lane, const format& f) {
   L.c_nosub[lane] = std::ldexp(1.0, f.emin + 52);
   L.min_normal[lane] = std::ldexp(1.0, f.emin);
   L.max[lane] = f.max_finite;
+  L.screen[lane] = std::ldexp(1.0, std::ilogb(f.max_finite));  // below it nothing overflows
   if (f.has_inf) L.has_inf = static_cast<std::uint8_t>(L.has_inf | (1u << lane));
 }
 
@@ -85,7 +86,7 @@ bool vector_format_ok(const format& f) noexcept {
 
 struct vformat {
   __m512d max, neg_max;
-  __m512i top_bits, shift_bits, cmin_bits, thr_nosub_bits, c_nosub_bits, min_normal_bits;
+  __m512i top_bits, shift_bits, cmin_bits, thr_nosub_bits, c_nosub_bits, min_normal_bits, emax_bits;
   __mmask8 has_inf;
   explicit vformat(const lane_formats& L)
       : max(_mm512_load_pd(L.max)),
@@ -98,6 +99,7 @@ struct vformat {
         thr_nosub_bits(_mm512_castpd_si512(_mm512_load_pd(L.thr_nosub))),
         c_nosub_bits(_mm512_castpd_si512(_mm512_load_pd(L.c_nosub))),
         min_normal_bits(_mm512_castpd_si512(_mm512_load_pd(L.min_normal))),
+        emax_bits(_mm512_castpd_si512(_mm512_load_pd(L.screen))),
         has_inf(L.has_inf) {}
 };
 
@@ -169,7 +171,7 @@ __attribute__((noinline)) __m512d replace_lanes(__m512d y, __m512d r0, __mmask8 
 // constant): r0 = fl_R(y + c) - c with c = +-2^(q+52) carrying y's sign, q from
 // y's exponent field 2^e (clamped to 2^(emax+1)) as in sim::round_array.
 // Accumulates the flags. NaN lanes stay NaN and raise nothing.
-template <int R, rounding Mode, bool Subnormals>
+template <int R, rounding Mode, bool Subnormals, bool Unclamped = false>
 inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl) {
   const __m512i exp_mask = _mm512_set1_epi64(0x7ff0000000000000LL);
   const __m512i sign_mask = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ULL));
@@ -177,7 +179,9 @@ inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl)
   // encodings of positive powers of two are exact and have 1-cycle latency:
   // c = max(min(2^e, 2^(emax+1)) * 2^(53-p), 2^(emin-p+53))
   const __m512i e2 = _mm512_and_si512(_mm512_castpd_si512(y), exp_mask);
-  __m512i c = _mm512_max_epi64(_mm512_add_epi64(_mm512_min_epi64(e2, F.top_bits), F.shift_bits), F.cmin_bits);
+  // (no clamp needed in tasks proven to stay below 2^(970): Unclamped)
+  __m512i c = _mm512_max_epi64(
+      _mm512_add_epi64(Unclamped ? e2 : _mm512_min_epi64(e2, F.top_bits), F.shift_bits), F.cmin_bits);
   if constexpr (!Subnormals)
     c = _mm512_mask_blend_epi64(_mm512_cmp_epi64_mask(e2, F.thr_nosub_bits, _MM_CMPINT_LT), c, F.c_nosub_bits);
   // cs = c with y's sign: bit select (sign_mask ? y : c)
@@ -187,10 +191,14 @@ inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl)
   fl.inexact |= changed;
   // tiny before rounding: |y| < 2^emin, i.e. 2^e < 2^emin
   fl.underflow |= _mm512_mask_cmp_epi64_mask(changed, e2, F.min_normal_bits, _MM_CMPINT_LT);
-  const __mmask8 big = _mm512_cmp_pd_mask(r0, F.max, _CMP_GT_OQ) |
-                       _mm512_cmp_pd_mask(r0, F.neg_max, _CMP_LT_OQ);
-  if (big) [[unlikely]]
-    return replace_lanes<Mode>(y, r0, big, F, saturate, fl);
+  // overflow is only possible when |y| >= 2^floor(log2 max): one integer compare on the
+  // exponent field screens the lanes, the precise test runs only then
+  const __mmask8 high = _mm512_cmp_epi64_mask(e2, F.emax_bits, _MM_CMPINT_NLT);
+  if (high) [[unlikely]] {
+    const __mmask8 big = _mm512_cmp_pd_mask(r0, F.max, _CMP_GT_OQ) |
+                         _mm512_cmp_pd_mask(r0, F.neg_max, _CMP_LT_OQ);
+    if (big) return replace_lanes<Mode>(y, r0, big, F, saturate, fl);
+  }
   return r0;
 }
 
@@ -224,7 +232,7 @@ struct vkernel {
   // the term w_j x_j as it enters the sum, for sample k (product model)
   __m512d product(__m512d w, double xv, int k) const {
     const __m512d p = mul_x(w, _mm512_set1_pd(xv));
-    return round_vec<R, Mode, Sub>(p, *prod, saturate, fl[k]);
+    return round_vec<R, Mode, Sub, Exact>(p, *prod, saturate, fl[k]);
   }
 
   // recursive sum of terms [lo, hi) into s[k]
@@ -235,7 +243,7 @@ struct vkernel {
       for (int k = 0; k < NS; ++k) {
         const __m512d t = prod ? product(w, x[k][lo], k)
                                : fma_x(w, _mm512_set1_pd(x[k][lo]), neg_zero);
-        s[k] = round_vec<R, Mode, Sub>(prod ? add_x(t, neg_zero) : t, acc, saturate, fl[k]);
+        s[k] = round_vec<R, Mode, Sub, Exact>(prod ? add_x(t, neg_zero) : t, acc, saturate, fl[k]);
       }
     }
     for (std::size_t j = lo + 1; j < hi; ++j) {
@@ -246,7 +254,7 @@ struct vkernel {
           y = add_x(s[k], product(w, x[k][j], k));
         else
           y = fma_x(w, _mm512_set1_pd(x[k][j]), s[k]);
-        s[k] = round_vec<R, Mode, Sub>(y, acc, saturate, fl[k]);
+        s[k] = round_vec<R, Mode, Sub, Exact>(y, acc, saturate, fl[k]);
       }
     }
   }
@@ -260,7 +268,7 @@ struct vkernel {
     __m512d right[NS];
     pairwise(lo, m, i0, s);
     pairwise(lo + m, n - m, i0, right);
-    for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode, Sub>(add_x(s[k], right[k]), acc, saturate, fl[k]);
+    for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode, Sub, Exact>(add_x(s[k], right[k]), acc, saturate, fl[k]);
   }
 
   void run(std::size_t n, const order& ord, std::size_t i0, const double* bias, __m512d* out) const {
@@ -275,7 +283,7 @@ struct vkernel {
           for (std::size_t start = B; start < n; start += B) {
             __m512d t[NS];
             recursive(start, std::min(start + B, n), i0, t);
-            for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode, Sub>(add_x(s[k], t[k]), acc, saturate, fl[k]);
+            for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode, Sub, Exact>(add_x(s[k], t[k]), acc, saturate, fl[k]);
           }
           break;
         }
@@ -284,7 +292,7 @@ struct vkernel {
     const __m512d b = _mm512_loadu_pd(bias + i0);
     for (int k = 0; k < NS; ++k) {
       const __m512d y = n > 0 ? add_x(s[k], b) : add_x(b, _mm512_set1_pd(-0.0));
-      out[k] = round_vec<R, Mode, Sub>(y, acc, saturate, fl[k]);
+      out[k] = round_vec<R, Mode, Sub, Exact>(y, acc, saturate, fl[k]);
     }
   }
 };
@@ -526,7 +534,8 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
                            (spec.base.product ? spec.base.product->max_finite : 0.0);
       if (!(bound < 0x1p+1000)) return false;
       const int hi = std::ilogb(bound) + 2;
-      return hi - lo <= 53;
+      // hi <= 970 also lets the kernel skip the exponent clamp (2^(e+53-p) finite)
+      return hi - lo <= 53 && hi <= 970;
     };
     const lane_formats* prodP = spec.base.product ? &P.prodL : nullptr;
     const std::size_t sample_groups = (batch + 3) / 4;
