@@ -235,27 +235,46 @@ struct vkernel {
     return round_vec<R, Mode, Sub, Exact>(p, *prod, saturate, fl[k]);
   }
 
-  // recursive sum of terms [lo, hi) into s[k]
+  // recursive sum of terms [lo, hi) into s[k]. The hot loop works on local
+  // copies (sums, flags, format constants, row pointers) so that they live in
+  // registers rather than behind pointers the compiler must assume aliased.
   void recursive(std::size_t lo, std::size_t hi, std::size_t i0, __m512d* s) const {
     const __m512d neg_zero = _mm512_set1_pd(-0.0);
+    const vformat F = acc;
+    const double* xr[NS];
+    vflags lf[NS];
+    __m512d sl[NS];
+    for (int k = 0; k < NS; ++k) xr[k] = x[k];
+    const double* wp = Wt + lo * ldw + i0;
     {
-      const __m512d w = _mm512_loadu_pd(Wt + lo * ldw + i0);
+      const __m512d w = _mm512_loadu_pd(wp);
       for (int k = 0; k < NS; ++k) {
-        const __m512d t = prod ? product(w, x[k][lo], k)
-                               : fma_x(w, _mm512_set1_pd(x[k][lo]), neg_zero);
-        s[k] = round_vec<R, Mode, Sub, Exact>(prod ? add_x(t, neg_zero) : t, acc, saturate, fl[k]);
+        const __m512d t = prod ? product(w, xr[k][lo], k) : fma_x(w, _mm512_set1_pd(xr[k][lo]), neg_zero);
+        sl[k] = round_vec<R, Mode, Sub, Exact>(prod ? add_x(t, neg_zero) : t, F, saturate, lf[k]);
       }
     }
-    for (std::size_t j = lo + 1; j < hi; ++j) {
-      const __m512d w = _mm512_loadu_pd(Wt + j * ldw + i0);
-      for (int k = 0; k < NS; ++k) {
-        __m512d y;
-        if (prod)
-          y = add_x(s[k], product(w, x[k][j], k));
-        else
-          y = fma_x(w, _mm512_set1_pd(x[k][j]), s[k]);
-        s[k] = round_vec<R, Mode, Sub, Exact>(y, acc, saturate, fl[k]);
+    if (prod) {
+      for (std::size_t j = lo + 1; j < hi; ++j) {
+        wp += ldw;
+        const __m512d w = _mm512_loadu_pd(wp);
+        for (int k = 0; k < NS; ++k)
+          sl[k] = round_vec<R, Mode, Sub, Exact>(add_x(sl[k], product(w, xr[k][j], k)), F, saturate, lf[k]);
       }
+    } else {
+      for (std::size_t j = lo + 1; j < hi; ++j) {
+        wp += ldw;
+        const __m512d w = _mm512_loadu_pd(wp);
+        for (int k = 0; k < NS; ++k)
+          sl[k] = round_vec<R, Mode, Sub, Exact>(fma_x(w, _mm512_set1_pd(xr[k][j]), sl[k]), F, saturate, lf[k]);
+      }
+    }
+    for (int k = 0; k < NS; ++k) {
+      s[k] = sl[k];
+      fl[k].inexact |= lf[k].inexact;
+      fl[k].underflow |= lf[k].underflow;
+      fl[k].overflow |= lf[k].overflow;
+      fl[k].invalid |= lf[k].invalid;
+      fl[k].saturated |= lf[k].saturated;
     }
   }
 
