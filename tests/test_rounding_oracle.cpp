@@ -92,19 +92,17 @@ TEST_CASE("every 8-bit-or-smaller format, exhaustively, every mode", "[sim][roun
   }
 }
 
-TEST_CASE("binary16 and bfloat16 exhaustively, nearest-even", "[sim][round][oracle]") {
+TEST_CASE("binary16 and bfloat16 exhaustively, every mode", "[sim][round][oracle]") {
   for (const auto& f : {sim::formats::binary16, sim::formats::bfloat16}) {
     const auto in = test::boundary_inputs(f);
     REQUIRE(in.size() > 6 * 60000);
-    check_all(sim::to_string(f), f, in, {rounding::nearest_even});
+    check_all(sim::to_string(f), f, in, every_mode);
   }
 }
 
-TEST_CASE("binary16 and bfloat16 exhaustively, every mode", "[.][exhaustive][sim][round][oracle]") {
-  for (const auto& f : {sim::formats::binary16, sim::formats::bfloat16}) {
-    const auto in = test::boundary_inputs(f);
-    check_all(sim::to_string(f), f, in, every_mode);
-  }
+TEST_CASE("tf32 exhaustively (2^19 encodings), every mode", "[.][exhaustive][sim][round][oracle]") {
+  const auto in = test::boundary_inputs(sim::formats::tf32);
+  check_all("tf32", sim::formats::tf32, in, every_mode);
 }
 
 TEST_CASE("binary32, tf32, bfloat16, binary64: boundaries and random inputs", "[sim][round][oracle]") {

@@ -1,0 +1,46 @@
+// Activation functions in binary64: values, derivatives, condition numbers and
+// the constants the error bounds need. The MPFR versions are in ref/activation.hpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mpacc::sim {
+
+enum class activation : std::uint8_t { identity, relu, leaky_relu, tanh, sigmoid, gelu, silu };
+
+inline constexpr activation all_activations[] = {activation::identity, activation::relu,
+                                                 activation::leaky_relu, activation::tanh,
+                                                 activation::sigmoid, activation::gelu,
+                                                 activation::silu};
+
+// "identity", "relu", "leaky-relu", "tanh", "sigmoid", "gelu", "silu".
+std::string_view to_string(activation a) noexcept;
+// Inverse of to_string; throws std::invalid_argument naming the token.
+activation parse_activation(std::string_view text);
+
+// An activation with its parameter (the negative slope of leaky ReLU, a
+// binary64 value used exactly by every tier).
+struct activation_fn {
+  activation kind = activation::identity;
+  double slope = 0.01;  // leaky ReLU only
+  friend bool operator==(const activation_fn&, const activation_fn&) = default;
+};
+
+// phi(v) in binary64 (libm for tanh, exp, erfc: within a few ulps).
+double apply(const activation_fn& f, double v) noexcept;
+// phi'(v) (the right derivative at the kinks of ReLU and leaky ReLU).
+double derivative(const activation_fn& f, double v) noexcept;
+// kappa_act(v) = |v phi'(v) / phi(v)| (SPEC §6): ReLU 1 for v > 0 and 0 for v < 0;
+// tanh 2v/sinh(2v); sigmoid |v| (1 - sigma(v)); GELU |1 + v varphi(v)/Phi(v)|; identity 1.
+double kappa_act(const activation_fn& f, double v) noexcept;
+// sup |phi'| over the real line (a Lipschitz constant): 1 for identity, ReLU, tanh;
+// max(1, |slope|) for leaky ReLU; 1/4 for sigmoid; 1.1290 for GELU; 1.1000 for SiLU
+// (rounded up).
+double lipschitz(const activation_fn& f) noexcept;
+// Piecewise linear with exact binary slopes (identity, ReLU, leaky ReLU): an
+// exact forward pass is possible.
+bool piecewise_linear(const activation_fn& f) noexcept;
+
+}  // namespace mpacc::sim
