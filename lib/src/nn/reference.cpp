@@ -1,0 +1,328 @@
+#include "mpacc/nn/reference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "mpacc/ref/activation.hpp"
+#include "mpacc/ref/long_accumulator.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace mpacc::nn {
+
+namespace {
+
+constexpr double kU = 0x1p-53;
+
+// Splits a P-bit value into binary64 parts summing to it exactly; false when
+// a part would fall below binary64's range (then the caller uses MPFR products).
+bool split(const ref::mpfr_float& y, std::vector<double>& parts) {
+  parts.clear();
+  if (mpfr_zero_p(y.get())) {
+    parts.push_back(mpfr_signbit(y.get()) ? -0.0 : 0.0);
+    return true;
+  }
+  ref::mpfr_float r = y;
+  for (int k = 0; k < 64 && !mpfr_zero_p(r.get()); ++k) {
+    const double d = mpfr_get_d(r.get(), MPFR_RNDN);
+    if (!std::isfinite(d) || (d != 0 && std::fabs(d) < 0x1p-1000)) return false;
+    parts.push_back(d);
+    mpfr_sub_d(r.get(), r.get(), d, MPFR_RNDN);  // exact: r's low bits
+  }
+  return mpfr_zero_p(r.get());
+}
+
+// |x| * 2^-P as a binary64 upper bound (never 0 for x != 0, even when it
+// is below binary64's range)
+double scaled_abs_up(const ref::mpfr_float& x, mpfr_prec_t P) {
+  if (mpfr_zero_p(x.get())) return 0;
+  ref::mpfr_float t(x.precision());
+  mpfr_abs(t.get(), x.get(), MPFR_RNDN);
+  mpfr_mul_2si(t.get(), t.get(), -static_cast<long>(P), MPFR_RNDN);  // exact
+  return mpfr_get_d(t.get(), MPFR_RNDU);
+}
+
+void check_input(const mlp& net, std::span<const double> x, const reference_options& opt) {
+  net.validate();
+  if (x.size() != net.inputs())
+    throw std::invalid_argument("input has " + std::to_string(x.size()) + " values, the network takes " +
+                                std::to_string(net.inputs()));
+  for (double v : x)
+    if (!std::isfinite(v)) throw std::invalid_argument("input holds a non-finite value");
+  if (opt.exact)
+    for (std::size_t k = 0; k < net.layers.size(); ++k)
+      if (!sim::piecewise_linear(net.layers[k].act))
+        throw std::invalid_argument("exact reference pass: layer " + std::to_string(k + 1) + " uses " +
+                                    std::string(sim::to_string(net.layers[k].act.kind)) +
+                                    ", which is not piecewise linear");
+  if (!opt.exact && (opt.precision < 64 || opt.precision > 100000))
+    throw std::invalid_argument("reference precision " + std::to_string(opt.precision) +
+                                " is out of range [64, 100000]");
+}
+
+}  // namespace
+
+reference_sample reference_forward_sample(const mlp& net, std::span<const double> x,
+                                          const reference_options& opt) {
+  check_input(net, x, opt);
+  const auto widest = ref::exponent_range_guard::widest();
+  reference_sample out;
+  // reserved up front: in_values points into out.y across iterations
+  out.v.reserve(net.layers.size());
+  out.y.reserve(net.layers.size());
+  out.v_bound.reserve(net.layers.size());
+  out.y_bound.reserve(net.layers.size());
+  // the current layer's input: binary64 parts of each component (exact), or
+  // MPFR values when a component does not split
+  std::vector<std::vector<double>> parts(x.size());
+  for (std::size_t j = 0; j < x.size(); ++j) parts[j] = {x[j]};
+  // the current layer's input as MPFR values (for the slow exact path)
+  std::vector<ref::mpfr_float> x_mpfr;
+  x_mpfr.reserve(x.size());
+  for (double v : x) x_mpfr.emplace_back(53, v);
+  const std::vector<ref::mpfr_float>* in_values = &x_mpfr;
+  bool split_ok = true;
+  std::vector<double> in_bound(x.size(), 0.0);
+  ref::long_accumulator acc;
+  for (const auto& layer : net.layers) {
+    std::vector<ref::mpfr_float> v, y;
+    std::vector<double> vb(layer.n_out), yb(layer.n_out);
+    v.reserve(layer.n_out);
+    y.reserve(layer.n_out);
+    const double L = sim::lipschitz(layer.act);
+    const double fa = ref::activation_rounding_factor(layer.act);
+    for (std::size_t i = 0; i < layer.n_out; ++i) {
+      const double* w = layer.row(i);
+      ref::mpfr_float vi(opt.exact ? 2 : opt.precision);
+      bool ok = split_ok;
+      if (ok) {
+        acc.clear();
+        for (std::size_t j = 0; j < layer.n_in && ok; ++j)
+          for (double p : parts[j]) ok = ok && acc.add_product(w[j], p);
+        acc.add(layer.b[i]);
+      }
+      if (ok) {
+        if (opt.exact)
+          acc.exact_to(vi);
+        else
+          acc.round_to(vi);
+      } else {
+        // slow exact path: MPFR products (exact at their precision) and mpfr_sum
+        std::vector<ref::mpfr_float> terms;
+        terms.reserve(layer.n_in + 1);
+        mpfr_prec_t need = 64;
+        long emax = LONG_MIN, lsbmin = LONG_MAX;
+        for (std::size_t j = 0; j < layer.n_in; ++j) {
+          const ref::mpfr_float& yj = (*in_values)[j];
+          ref::mpfr_float t(yj.precision() + 53);
+          mpfr_mul_d(t.get(), yj.get(), w[j], MPFR_RNDN);  // exact
+          if (!mpfr_zero_p(t.get())) {
+            emax = std::max<long>(emax, mpfr_get_exp(t.get()));
+            lsbmin = std::min<long>(lsbmin, mpfr_get_exp(t.get()) - t.precision());
+          }
+          terms.push_back(std::move(t));
+        }
+        ref::mpfr_float bt(53, layer.b[i]);
+        if (layer.b[i] != 0) {
+          emax = std::max<long>(emax, mpfr_get_exp(bt.get()));
+          lsbmin = std::min<long>(lsbmin, mpfr_get_exp(bt.get()) - 53);
+        }
+        terms.push_back(std::move(bt));
+        if (emax != LONG_MIN) need = static_cast<mpfr_prec_t>(emax - lsbmin + 64);
+        std::vector<mpfr_ptr> ptrs;
+        for (auto& t : terms) ptrs.push_back(t.get());
+        if (opt.exact) mpfr_set_prec(vi.get(), std::max<mpfr_prec_t>(need, 2));
+        mpfr_sum(vi.get(), ptrs.data(), ptrs.size(), MPFR_RNDN);
+      }
+      // bound: propagated input errors + one rounding at P bits
+      double prop = 0;
+      for (std::size_t j = 0; j < layer.n_in; ++j) prop += std::fabs(w[j]) * in_bound[j];
+      prop *= 1 + static_cast<double>(layer.n_in + 2) * kU * 2;
+      vb[i] = prop + (opt.exact ? 0.0 : scaled_abs_up(vi, opt.precision));
+      // activation
+      ref::mpfr_float yi(opt.exact ? vi.precision() + 54 : opt.precision);
+      ref::activate(yi, vi, layer.act);
+      yb[i] = (L * vb[i]) * (1 + 4 * kU) +
+              (opt.exact ? 0.0 : scaled_abs_up(yi, opt.precision) * fa);
+      v.push_back(std::move(vi));
+      y.push_back(std::move(yi));
+    }
+    // next layer's input
+    split_ok = true;
+    parts.assign(layer.n_out, {});
+    for (std::size_t i = 0; i < layer.n_out && split_ok; ++i) split_ok = split(y[i], parts[i]);
+    in_bound = yb;
+    out.v.push_back(std::move(v));
+    out.y.push_back(std::move(y));
+    in_values = &out.y.back();
+    out.v_bound.push_back(std::move(vb));
+    out.y_bound.push_back(std::move(yb));
+  }
+  return out;
+}
+
+forward_result reference_forward(const mlp& net, sim::matrix_view X, const reference_options& opt) {
+  net.validate();
+  if (X.cols != net.inputs())
+    throw std::invalid_argument("inputs have " + std::to_string(X.cols) + " columns, the network takes " +
+                                std::to_string(net.inputs()));
+  forward_result r;
+  r.batch = X.rows;
+  for (const auto& l : net.layers) {
+    layer_values lv;
+    lv.n = l.n_out;
+    for (auto* vec : {&lv.v_hi, &lv.v_lo, &lv.y_hi, &lv.y_lo, &lv.v_bound, &lv.y_bound})
+      vec->assign(X.rows * l.n_out, 0.0);
+    r.layers.push_back(std::move(lv));
+  }
+#ifdef _OPENMP
+  const int nt = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+#else
+  const int nt = 1;
+#endif
+  const auto batch = static_cast<std::ptrdiff_t>(X.rows);
+  std::string error;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
+  for (std::ptrdiff_t s = 0; s < batch; ++s) {
+    try {
+      const auto one = reference_forward_sample(net, {X.row(static_cast<std::size_t>(s)), X.cols}, opt);
+      const auto widest = ref::exponent_range_guard::widest();
+      for (std::size_t k = 0; k < net.layers.size(); ++k) {
+        auto& lv = r.layers[k];
+        ref::mpfr_float t(1);
+        for (std::size_t i = 0; i < lv.n; ++i) {
+          const std::size_t at = static_cast<std::size_t>(s) * lv.n + i;
+          auto dd = [&](const ref::mpfr_float& val, double& hi, double& lo) {
+            hi = mpfr_get_d(val.get(), MPFR_RNDN);
+            mpfr_set_prec(t.get(), val.precision() + 64);
+            mpfr_sub_d(t.get(), val.get(), hi, MPFR_RNDN);
+            lo = mpfr_get_d(t.get(), MPFR_RNDN);
+          };
+          dd(one.v[k][i], lv.v_hi[at], lv.v_lo[at]);
+          dd(one.y[k][i], lv.y_hi[at], lv.y_lo[at]);
+          lv.v_bound[at] = one.v_bound[k][i];
+          lv.y_bound[at] = one.y_bound[k][i];
+        }
+      }
+    } catch (const std::exception& e) {
+#pragma omp critical
+      if (error.empty()) error = "sample " + std::to_string(s) + ": " + e.what();
+    }
+  }
+  if (!error.empty()) throw std::invalid_argument(error);
+  return r;
+}
+
+namespace {
+
+inline void two_sum(double a, double b, double& s, double& e) noexcept {
+  s = a + b;
+  const double bb = s - a;
+  e = (a - (s - bb)) + (b - bb);
+}
+
+}  // namespace
+
+forward_result fast_forward(const mlp& net, sim::matrix_view X, int threads) {
+  net.validate();
+  if (X.cols != net.inputs())
+    throw std::invalid_argument("inputs have " + std::to_string(X.cols) + " columns, the network takes " +
+                                std::to_string(net.inputs()));
+  forward_result r;
+  r.batch = X.rows;
+  for (const auto& l : net.layers) {
+    layer_values lv;
+    lv.n = l.n_out;
+    for (auto* vec : {&lv.v_hi, &lv.v_lo, &lv.y_hi, &lv.y_lo, &lv.v_bound, &lv.y_bound})
+      vec->assign(X.rows * l.n_out, 0.0);
+    r.layers.push_back(std::move(lv));
+  }
+#ifdef _OPENMP
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+#else
+  const int nt = 1;
+  (void)threads;
+#endif
+  const auto batch = static_cast<std::ptrdiff_t>(X.rows);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (std::ptrdiff_t s = 0; s < batch; ++s) {
+    std::vector<double> in(X.row(static_cast<std::size_t>(s)), X.row(static_cast<std::size_t>(s)) + X.cols);
+    std::vector<double> in_bound(X.cols, 0.0);
+    for (std::size_t k = 0; k < net.layers.size(); ++k) {
+      const auto& layer = net.layers[k];
+      auto& lv = r.layers[k];
+      std::vector<double> out(layer.n_out), out_bound(layer.n_out);
+      const double n1 = static_cast<double>(layer.n_in + 1);
+      const double g = n1 * kU / (1 - n1 * kU);
+      const double L = sim::lipschitz(layer.act);
+      const bool exact_act = layer.act.kind == sim::activation::identity || layer.act.kind == sim::activation::relu;
+      for (std::size_t i = 0; i < layer.n_out; ++i) {
+        const double* w = layer.row(i);
+        // Dot2 with the bias as the last term
+        double p = 0, c = 0, absum = std::fabs(layer.b[i]), prop = 0;
+        for (std::size_t j = 0; j < layer.n_in; ++j) {
+          const double h = w[j] * in[j];
+          const double e = std::fma(w[j], in[j], -h);
+          double q;
+          two_sum(p, h, p, q);
+          c += q + e;
+          absum += std::fabs(h);
+          prop += std::fabs(w[j]) * in_bound[j];
+        }
+        double q;
+        two_sum(p, layer.b[i], p, q);
+        c += q;
+        const double v = p + c;
+        const std::size_t at = static_cast<std::size_t>(s) * lv.n + i;
+        lv.v_hi[at] = v;
+        // |v - exact(in)| <= (u|v| + gamma^2 S) / (1 - u); S and prop are
+        // computed in binary64: inflate by (1 + 2(n+2)u)
+        const double infl = 1 + 2 * (n1 + 2) * kU;
+        const double vb = ((kU * std::fabs(v) + g * g * absum * (1 + 2 * kU)) / (1 - kU) + prop) * infl;
+        lv.v_bound[at] = vb;
+        const double y = sim::apply(layer.act, v);
+        const double yb = (L * vb + (exact_act ? (layer.act.kind == sim::activation::leaky_relu ? kU * std::fabs(y) : 0.0)
+                                               : 8 * kU * std::fabs(y))) * (1 + 4 * kU);
+        lv.y_hi[at] = y;
+        lv.y_bound[at] = yb;
+        out[i] = y;
+        out_bound[i] = yb;
+      }
+      in = std::move(out);
+      in_bound = std::move(out_bound);
+    }
+  }
+  return r;
+}
+
+std::vector<ref::mpfr_float> softmax(const std::vector<ref::mpfr_float>& logits) {
+  const auto widest = ref::exponent_range_guard::widest();
+  std::vector<ref::mpfr_float> out;
+  if (logits.empty()) return out;
+  const mpfr_prec_t P = logits.front().precision();
+  const mpfr_prec_t G = P + 64;
+  ref::mpfr_float mx(G), sum(G), t(G);
+  mpfr_set(mx.get(), logits.front().get(), MPFR_RNDN);
+  for (const auto& l : logits) mpfr_max(mx.get(), mx.get(), l.get(), MPFR_RNDN);
+  std::vector<ref::mpfr_float> e;
+  mpfr_set_zero(sum.get(), 1);
+  for (const auto& l : logits) {
+    ref::mpfr_float x(G);
+    mpfr_sub(x.get(), l.get(), mx.get(), MPFR_RNDN);
+    mpfr_exp(x.get(), x.get(), MPFR_RNDN);
+    mpfr_add(sum.get(), sum.get(), x.get(), MPFR_RNDN);
+    e.push_back(std::move(x));
+  }
+  for (auto& x : e) {
+    ref::mpfr_float o(P);
+    mpfr_div(t.get(), x.get(), sum.get(), MPFR_RNDN);
+    mpfr_set(o.get(), t.get(), MPFR_RNDN);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+}  // namespace mpacc::nn
