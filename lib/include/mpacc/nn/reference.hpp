@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -36,6 +37,20 @@ struct layer_values {
 struct forward_result {
   std::size_t batch = 0;
   std::vector<layer_values> layers;
+};
+
+// The MPFR tier prepared for one network (weights analysed once: integer
+// scaling for the fixed-point path). The network must outlive the engine.
+// sample() and forward() are const and thread-safe.
+class reference_engine {
+ public:
+  explicit reference_engine(const mlp& net);
+  [[nodiscard]] reference_sample sample(std::span<const double> x, const reference_options& opt = {}) const;
+  [[nodiscard]] forward_result forward(sim::matrix_view X, const reference_options& opt = {}) const;
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> p_;
 };
 
 // Throws std::invalid_argument for a malformed network, a mismatched input,
