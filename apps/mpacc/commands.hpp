@@ -15,6 +15,8 @@ using command = std::function<int()>;
 command add_formats_command(CLI::App& app);
 command add_round_command(CLI::App& app);
 command add_dot_command(CLI::App& app);
+command add_train_command(CLI::App& app);
+command add_eval_command(CLI::App& app);
 
 // A user error: main prints "mpacc <what>" on one line and exits 2.
 struct usage_error : std::runtime_error {

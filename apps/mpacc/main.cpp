@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   add(add_formats_command);
   add(add_round_command);
   add(add_dot_command);
+  add(add_train_command);
+  add(add_eval_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,222 @@
+// mpacc train / mpacc eval: networks on real data (SPEC §8).
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "commands.hpp"
+#include "mpacc/nn/data.hpp"
+#include "mpacc/nn/model_io.hpp"
+#include "mpacc/nn/train.hpp"
+#include "mpacc/sim/layer.hpp"
+#include "mpacc/sim/rounding.hpp"
+
+namespace mpacc::app {
+
+namespace {
+
+struct train_cli {
+  std::string dataset = "mnist";
+  std::string arch = "784-784-128-10";
+  std::string act = "relu";
+  std::size_t epochs = 10, batch = 64, limit = 0;
+  double lr = 0.05, momentum = 0.9;
+  std::uint64_t seed = 1234;
+  std::string storage = "e4m3-ieee";
+  std::string out;
+  std::string data;
+  int threads = 0;
+};
+
+sim::activation_fn parse_act(const std::string& s) {
+  try {
+    return {sim::parse_activation(s), 0.01};
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(std::string("--act: ") + e.what());
+  }
+}
+
+std::string json_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += '\\';
+    r += c;
+  }
+  return r;
+}
+
+int run_train(const train_cli& o) {
+  std::vector<std::size_t> sizes;
+  try {
+    sizes = nn::parse_arch(o.arch);
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(std::string("--arch: ") + e.what());
+  }
+  const auto hidden = parse_act(o.act);
+  nn::train_options opt;
+  opt.epochs = o.epochs;
+  opt.batch = o.batch;
+  opt.lr = o.lr;
+  opt.momentum = o.momentum;
+  opt.seed = o.seed;
+  opt.threads = o.threads;
+  if (o.storage == "none") {
+    opt.storage.reset();
+  } else {
+    try {
+      opt.storage = sim::parse_format(o.storage);
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(std::string("--storage: ") + e.what());
+    }
+  }
+  if (o.out.empty()) throw usage_error("--out: a model file name is required");
+  const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
+  const auto train_set = nn::load_dataset(dir, o.dataset, true, o.limit);
+  const auto test_set = nn::load_dataset(dir, o.dataset, false);
+  std::fprintf(stderr, "training %s %s on %s (%zu images), %zu epochs, batch %zu, lr %g, momentum %g, seed %llu, storage %s\n",
+               o.arch.c_str(), o.act.c_str(), o.dataset.c_str(), train_set.rows, o.epochs, o.batch, o.lr, o.momentum,
+               static_cast<unsigned long long>(o.seed), o.storage.c_str());
+  opt.on_epoch = [](const nn::epoch_report& r) {
+    std::fprintf(stderr, "epoch %2zu  loss %.4f  train accuracy %.2f%%  %.1f s\n", r.epoch, r.loss,
+                 100 * r.train_accuracy, r.seconds);
+  };
+  std::vector<nn::epoch_report> log;
+  const auto net = nn::train(sizes, hidden, train_set, opt, &log);
+  const double acc32 = nn::evaluate_native(net, test_set, true, o.threads);
+  const double acc64 = nn::evaluate_native(net, test_set, false, o.threads);
+  double total = 0;
+  for (const auto& r : log) total += r.seconds;
+  std::ostringstream meta;
+  meta << "{\"dataset\":\"" << json_escape(o.dataset) << "\",\"arch\":\"" << o.arch << "\",\"act\":\"" << o.act
+       << "\",\"epochs\":" << o.epochs << ",\"batch\":" << o.batch << ",\"lr\":" << o.lr << ",\"momentum\":" << o.momentum
+       << ",\"seed\":" << o.seed << ",\"storage\":\"" << json_escape(o.storage) << "\",\"train_images\":" << train_set.rows
+       << ",\"test_accuracy_binary32\":" << acc32 << ",\"test_accuracy_binary64\":" << acc64
+       << ",\"train_seconds\":" << total << "}";
+  nn::save_model(net, o.out, meta.str());
+  std::printf("test accuracy (binary32): %.2f%%\n", 100 * acc32);
+  std::printf("test accuracy (binary64): %.2f%%\n", 100 * acc64);
+  std::printf("training time: %.1f s (%.1f s per epoch)\n", total, total / static_cast<double>(o.epochs));
+  std::printf("model written to %s\n", o.out.c_str());
+  return 0;
+}
+
+struct eval_cli {
+  std::string model, dataset = "mnist", act = "relu", data;
+  std::string acc, order = "blocked:8", product = "exact", rounding = "nearest-even", act_format = "binary32";
+  std::string storage = "none";
+  std::size_t limit = 0;
+  int threads = 0;
+};
+
+int run_eval(const eval_cli& o) {
+  if (o.model.empty()) throw usage_error("--model: a model file is required");
+  auto net = nn::load_any(o.model, parse_act(o.act));
+  if (o.storage != "none") {
+    try {
+      nn::round_weights(net, sim::parse_format(o.storage));
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(std::string("--storage: ") + e.what());
+    }
+  }
+  const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
+  const auto test_set = nn::load_dataset(dir, o.dataset, false, o.limit);
+  std::printf("model %s (%s), %s test set: %zu images\n", o.model.c_str(), net.arch().c_str(), o.dataset.c_str(),
+              test_set.rows);
+  std::printf("accuracy binary32: %.2f%%\n", 100 * nn::evaluate_native(net, test_set, true, o.threads));
+  std::printf("accuracy binary64: %.2f%%\n", 100 * nn::evaluate_native(net, test_set, false, o.threads));
+  if (o.acc.empty()) return 0;
+  sim::layer_spec spec;
+  try {
+    spec.acc = sim::precision_map::uniform(sim::parse_format(o.acc));
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(std::string("--acc: ") + e.what());
+  }
+  try {
+    spec.base.ord = sim::parse_order(o.order);
+    spec.base.mode = sim::parse_rounding(o.rounding);
+    if (o.product != "exact") spec.base.product = sim::parse_format(o.product);
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(e.what());
+  }
+  sim::format act_fmt;
+  try {
+    act_fmt = sim::parse_format(o.act_format);
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(std::string("--act-format: ") + e.what());
+  }
+  std::vector<sim::prepared_dense> layers;
+  for (const auto& l : net.layers) layers.emplace_back(sim::matrix_view{l.W.data(), l.n_out, l.n_in}, l.b, spec);
+  std::size_t correct = 0;
+  sim::layer_flags total;
+  const std::size_t B = 500;
+  std::vector<double> X, Y;
+  for (std::size_t start = 0; start < test_set.rows; start += B) {
+    const std::size_t b = std::min(B, test_set.rows - start);
+    X.assign(test_set.x.begin() + static_cast<std::ptrdiff_t>(start * test_set.cols),
+             test_set.x.begin() + static_cast<std::ptrdiff_t>((start + b) * test_set.cols));
+    std::size_t cols = test_set.cols;
+    for (std::size_t k = 0; k < net.layers.size(); ++k) {
+      const auto f = layers[k].run({X.data(), b, cols}, Y, o.threads);
+      total.overflow += f.overflow;
+      total.outputs += f.outputs;
+      for (auto& v : Y) {
+        unsigned fl = 0;
+        v = sim::round(sim::apply(net.layers[k].act, v), act_fmt, sim::rounding::nearest_even, false, fl);
+      }
+      X.swap(Y);
+      cols = net.layers[k].n_out;
+    }
+    for (std::size_t s = 0; s < b; ++s)
+      correct += nn::argmax({X.data() + s * cols, cols}) == test_set.y[start + s];
+  }
+  std::printf("accuracy simulated (acc %s, %s, product %s, %s, activations %s): %.2f%%  (%zu of %zu outputs overflowed)\n",
+              o.acc.c_str(), o.order.c_str(), o.product.c_str(), o.rounding.c_str(), o.act_format.c_str(),
+              100.0 * static_cast<double>(correct) / static_cast<double>(test_set.rows), total.overflow, total.outputs);
+  return 0;
+}
+
+}  // namespace
+
+command add_train_command(CLI::App& app) {
+  auto o = std::make_shared<train_cli>();
+  auto* sub = app.add_subcommand("train", "Train an MLP on MNIST or Fashion-MNIST (SPEC §8 defaults) and save it");
+  sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
+  sub->add_option("--arch", o->arch, "layer sizes")->capture_default_str();
+  sub->add_option("--act", o->act, "hidden activation: relu | tanh | sigmoid | gelu | silu | leaky-relu | identity")
+      ->capture_default_str();
+  sub->add_option("--epochs", o->epochs, "epochs")->capture_default_str();
+  sub->add_option("--batch", o->batch, "minibatch size")->capture_default_str();
+  sub->add_option("--lr", o->lr, "SGD learning rate")->capture_default_str();
+  sub->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
+  sub->add_option("--seed", o->seed, "seed (initialization and shuffling)")->capture_default_str();
+  sub->add_option("--storage", o->storage,
+                  "format weights and biases are rounded to in the forward pass (straight-through), or none")
+      ->capture_default_str();
+  sub->add_option("--limit", o->limit, "use only the first N training images (0: all)")->capture_default_str();
+  sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
+  sub->add_option("--threads", o->threads, "threads (0: all)")->capture_default_str();
+  sub->add_option("--out", o->out, "model file to write")->required();
+  return [o] { return run_train(*o); };
+}
+
+command add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<eval_cli>();
+  auto* sub = app.add_subcommand(
+      "eval", "Test accuracy of a model in binary32, binary64 and, with --acc, a simulated accumulation");
+  sub->add_option("--model", o->model, "model file (.mpnn from mpacc train, or .npz with W1,b1,...)")->required();
+  sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
+  sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
+  sub->add_option("--storage", o->storage, "round weights and biases to this format first, or none")->capture_default_str();
+  sub->add_option("--acc", o->acc, "simulated accumulator format (e.g. e4m3-ieee, binary16)");
+  sub->add_option("--order", o->order, "recursive | pairwise | blocked:B")->capture_default_str();
+  sub->add_option("--product", o->product, "exact or a product format")->capture_default_str();
+  sub->add_option("--rounding", o->rounding, "accumulator rounding mode")->capture_default_str();
+  sub->add_option("--act-format", o->act_format, "format activations are rounded to")->capture_default_str();
+  sub->add_option("--limit", o->limit, "first N test images (0: all)")->capture_default_str();
+  sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
+  sub->add_option("--threads", o->threads, "threads (0: all)")->capture_default_str();
+  return [o] { return run_eval(*o); };
+}
+
+}  // namespace mpacc::app
