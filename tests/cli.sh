@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end checks of `mpacc round` and `mpacc formats` (SPEC §10).
+# End-to-end checks of the mpacc program: round, dot, formats, eval, train errors.
 set -u
-MPACC=${1:?usage: cli_round.sh path/to/mpacc}
+MPACC=${1:?usage: cli.sh path/to/mpacc}
 fails=0
 expect() {  # expect "description" "expected output" command...
   local what=$1 want=$2; shift 2
@@ -72,11 +72,30 @@ expect_error "dot bad order" "unknown order 'zigzag'" $'1 1\n' dot --acc binary1
 expect_error "dot bad block" "block size" $'1 1\n' dot --acc binary16 --order blocked:0
 expect_error "dot bad product" "unknown format 'fp9'" $'1 1\n' dot --acc binary16 --product fp9
 
+# mpacc eval on a tiny data set (2 images of 1x3 pixels) with the .npz fixture
+evaldir=$(mktemp -d)
+mkdir -p "$evaldir/mnist"
+printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00\x03\x00\x80\xff\xff\x10\x00' > "$evaldir/mnist/t10k-images-idx3-ubyte"
+printf '\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01' > "$evaldir/mnist/t10k-labels-idx1-ubyte"
+fixture=$(dirname "$0")/data/tiny.npz
+out=$("$MPACC" eval --model "$fixture" --act tanh --data "$evaldir" --acc e4m3-ieee 2>&1)
+grep -q "accuracy binary32: " <<<"$out" && grep -q "accuracy simulated (acc e4m3-ieee" <<<"$out" && grep -q "3-4-2" <<<"$out" ||
+  { echo "FAIL: eval output: $out"; fails=$((fails + 1)); }
+expect_error "eval: missing model" "cannot open" "" eval --model "$evaldir/none.mpnn" --data "$evaldir"
+printf 'garbage-garbage-garbage' > "$evaldir/bad.mpnn"
+expect_error "eval: garbage model" "bad magic" "" eval --model "$evaldir/bad.mpnn" --data "$evaldir"
+expect_error "eval: missing data" "not found" "" eval --model "$fixture" --dataset fashion-mnist --data "$evaldir"
+printf '\x00\x00\x08\x01\x00\x00\x00\x05\x00\x01' > "$evaldir/mnist/t10k-labels-idx1-ubyte"
+expect_error "eval: size mismatch" "size does not match its header" "" eval --model "$fixture" --data "$evaldir"
+expect_error "train: bad arch" "--arch" "" train --arch 784-x-10 --out "$evaldir/m.mpnn" --data "$evaldir"
+expect_error "train: bad activation" "unknown activation 'relu6'" "" train --act relu6 --out "$evaldir/m.mpnn" --data "$evaldir"
+rm -rf "$evaldir"
+
 formats=$("$MPACC" formats)
 for name in binary64 binary32 tf32 binary16 bfloat16 e5m2 e4m3 e4m3-ieee e3m2 e2m3 e2m1; do
   grep -q "^$name " <<<"$formats" || { echo "FAIL: formats lacks $name"; fails=$((fails + 1)); }
 done
 grep -q "^e4m3 .* 448 " <<<"$formats" || { echo "FAIL: e4m3 max"; fails=$((fails + 1)); }
 
-echo "cli_round: $fails failed"
+echo "cli: $fails failed"
 [[ $fails -eq 0 ]]

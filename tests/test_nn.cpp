@@ -1,0 +1,243 @@
+// Networks, data and training: the IDX reader on tiny files (malformed ones
+// included), model save/load round trip and corruption, .npz import from the
+// checked-in fixture, gradients against finite differences, convergence on a
+// synthetic problem.
+#include <catch2/catch.hpp>
+#include <zlib.h>
+
+#include <cmath>
+#include <cstring>
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+
+#include "mpacc/nn/data.hpp"
+#include "mpacc/nn/model_io.hpp"
+#include "mpacc/nn/train.hpp"
+#include "mpacc/sim/random.hpp"
+#include "mpacc/sim/rounding.hpp"
+
+using namespace mpacc;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir() {
+  const fs::path d = fs::temp_directory_path() / ("mpacc_test_nn_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+
+void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& b) {
+  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+std::vector<std::uint8_t> idx_bytes(std::vector<std::uint32_t> dims, std::size_t payload, std::uint8_t type = 8) {
+  std::vector<std::uint8_t> b = {0, 0, type, static_cast<std::uint8_t>(dims.size())};
+  for (auto d : dims)
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<std::uint8_t>(d >> s));
+  for (std::size_t k = 0; k < payload; ++k) b.push_back(static_cast<std::uint8_t>(k * 7));
+  return b;
+}
+
+void write_gz(const fs::path& p, const std::vector<std::uint8_t>& b, std::size_t keep = SIZE_MAX) {
+  const fs::path tmp = p.string() + ".full";
+  gzFile f = gzopen(tmp.c_str(), "wb");
+  gzwrite(f, b.data(), static_cast<unsigned>(b.size()));
+  gzclose(f);
+  std::ifstream in(tmp, std::ios::binary);
+  std::vector<std::uint8_t> z((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (keep < z.size()) z.resize(keep);
+  write_bytes(p, z);
+  fs::remove(tmp);
+}
+
+std::string error_of(const fs::path& p) {
+  try {
+    (void)nn::read_idx(p);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+}  // namespace
+
+TEST_CASE("IDX reader: raw, gzip and malformed files", "[nn][data]") {
+  const auto d = temp_dir();
+  write_bytes(d / "ok", idx_bytes({3, 2, 2}, 12));
+  const auto a = nn::read_idx(d / "ok");
+  CHECK(a.dims == std::vector<std::size_t>{3, 2, 2});
+  REQUIRE(a.data.size() == 12);
+  CHECK(a.data[5] == 35);
+  write_gz(d / "ok.gz", idx_bytes({3, 2, 2}, 12));
+  CHECK(nn::read_idx(d / "ok.gz").data == a.data);
+
+  write_bytes(d / "magic", {1, 0, 8, 1, 0, 0, 0, 1, 5});
+  CHECK_THAT(error_of(d / "magic"), Catch::Contains("magic") && Catch::Contains("magic"));
+  write_bytes(d / "type", idx_bytes({2}, 2, 0x0d));
+  CHECK_THAT(error_of(d / "type"), Catch::Contains("not unsigned byte"));
+  write_bytes(d / "short", {0, 0, 8, 3, 0, 0});
+  CHECK_THAT(error_of(d / "short"), Catch::Contains("truncated IDX header"));
+  write_bytes(d / "trunc", idx_bytes({3, 2, 2}, 11));
+  CHECK_THAT(error_of(d / "trunc"), Catch::Contains("size does not match its header") && Catch::Contains("trunc"));
+  write_bytes(d / "long", idx_bytes({3, 2, 2}, 13));
+  CHECK_THAT(error_of(d / "long"), Catch::Contains("size does not match"));
+  write_gz(d / "cut.gz", idx_bytes({100, 10}, 1000), 40);
+  CHECK_THAT(error_of(d / "cut.gz"), Catch::Contains("gzip"));
+  CHECK_THAT(error_of(d / "absent"), Catch::Contains("cannot open"));
+
+  // a whole data set: images and labels
+  fs::create_directories(d / "mnist");
+  write_bytes(d / "mnist" / "t10k-images-idx3-ubyte", idx_bytes({3, 2, 2}, 12));
+  write_gz(d / "mnist" / "t10k-labels-idx1-ubyte.gz", {0, 0, 8, 1, 0, 0, 0, 3, 7, 1, 9});
+  const auto ds = nn::load_dataset(d, "mnist", false);
+  CHECK(ds.rows == 3);
+  CHECK(ds.cols == 4);
+  CHECK(ds.y == std::vector<std::uint8_t>{7, 1, 9});
+  CHECK(ds.x[5] == Approx((35 / 255.0 - 0.1307) / 0.3081).margin(1e-15));
+  CHECK_THROWS_WITH(nn::load_dataset(d, "mnist", true), Catch::Contains("not found") && Catch::Contains("fetch-data"));
+  CHECK_THROWS_WITH(nn::load_dataset(d, "cifar", true), Catch::Contains("unknown dataset 'cifar'"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("model files: bit-exact round trip, corruption is detected", "[nn][model]") {
+  const auto d = temp_dir();
+  auto net = nn::make_mlp({5, 4, 3}, {sim::activation::leaky_relu, 0.0625});
+  sim::random_stream rng(3);
+  for (auto& l : net.layers) {
+    for (auto& w : l.W) w = std::bit_cast<double>(rng() >> 2);  // arbitrary finite bit patterns
+    for (auto& b : l.b) b = rng.uniform() - 0.5;
+  }
+  net.layers[0].W[0] = -0.0;
+  nn::save_model(net, d / "m.mpnn", "{\"note\":\"x\"}");
+  std::string meta;
+  const auto back = nn::load_model(d / "m.mpnn", &meta);
+  CHECK(meta == "{\"note\":\"x\"}");
+  REQUIRE(back.layers.size() == 2);
+  for (std::size_t k = 0; k < 2; ++k) {
+    CHECK(std::memcmp(back.layers[k].W.data(), net.layers[k].W.data(), net.layers[k].W.size() * 8) == 0);
+    CHECK(std::memcmp(back.layers[k].b.data(), net.layers[k].b.data(), net.layers[k].b.size() * 8) == 0);
+    CHECK(back.layers[k].act == net.layers[k].act);
+  }
+  // corruption, truncation, bad magic, trailing bytes
+  std::ifstream in(d / "m.mpnn", std::ios::binary);
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto flipped = bytes;
+  flipped[100] ^= 1;
+  write_bytes(d / "flip.mpnn", flipped);
+  CHECK_THROWS_WITH(nn::load_model(d / "flip.mpnn"), Catch::Contains("checksum"));
+  write_bytes(d / "cut.mpnn", {bytes.begin(), bytes.begin() + 90});
+  CHECK_THROWS_WITH(nn::load_model(d / "cut.mpnn"), Catch::Contains("truncated") || Catch::Contains("trailing"));
+  auto magic = bytes;
+  magic[0] = 'X';
+  write_bytes(d / "magic.mpnn", magic);
+  CHECK_THROWS_WITH(nn::load_model(d / "magic.mpnn"), Catch::Contains("bad magic"));
+  auto longer = bytes;
+  longer.push_back(0);
+  write_bytes(d / "long.mpnn", longer);
+  CHECK_THROWS_WITH(nn::load_model(d / "long.mpnn"), Catch::Contains("trailing") || Catch::Contains("checksum"));
+  // an existing file is replaced whole; no temporary is left behind
+  nn::save_model(back, d / "m.mpnn");
+  std::size_t files = 0;
+  for (const auto& e : fs::directory_iterator(d)) files += e.path().filename().string().find(".tmp.") == std::string::npos;
+  CHECK(files == 5);  // m, flip, cut, magic, long
+  fs::remove_all(d);
+}
+
+TEST_CASE(".npz import from the checked-in fixture (stored and deflated)", "[nn][model]") {
+  for (const char* f : {"tiny.npz", "tiny_deflated.npz"}) {
+    const auto net = nn::import_npz(fs::path(MPACC_TEST_DATA) / f, {sim::activation::tanh});
+    INFO(f);
+    REQUIRE(net.layers.size() == 2);
+    CHECK(net.arch() == "3-4-2");
+    CHECK(net.layers[0].act.kind == sim::activation::tanh);
+    CHECK(net.layers[1].act.kind == sim::activation::identity);
+    for (std::size_t i = 0; i < 4; ++i) {
+      for (std::size_t j = 0; j < 3; ++j)
+        CHECK(net.layers[0].row(i)[j] == static_cast<double>(i + 1) * 0.25 - static_cast<double>(j) * 0.5);
+      CHECK(net.layers[0].b[i] == -0.125 * static_cast<double>(i));
+    }
+    for (std::size_t i = 0; i < 2; ++i)
+      for (std::size_t j = 0; j < 4; ++j) CHECK(net.layers[1].row(i)[j] == std::ldexp(1.0, -static_cast<int>(i + j)));
+    CHECK(net.layers[1].b == std::vector<double>{1.0, -2.0});
+  }
+  const auto d = temp_dir();
+  write_bytes(d / "bad.npz", {1, 2, 3, 4});
+  CHECK_THROWS_WITH(nn::import_npz(d / "bad.npz", {}), Catch::Contains("not a zip"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("gradients agree with central finite differences", "[nn][train]") {
+  for (auto a : {sim::activation::relu, sim::activation::tanh, sim::activation::sigmoid, sim::activation::gelu}) {
+    auto net = nn::make_mlp({6, 5, 4, 10}, {a});
+    sim::random_stream rng(17);
+    for (auto& l : net.layers) {
+      for (auto& w : l.W) w = rng.uniform() - 0.5;
+      for (auto& b : l.b) b = 0.2 * (rng.uniform() - 0.5);
+    }
+    std::vector<double> X(3 * 6);
+    for (auto& x : X) x = 2 * rng.uniform() - 1;
+    const std::vector<std::uint8_t> y = {3, 0, 9};
+    std::vector<std::vector<double>> dW, db, tW, tb;
+    (void)nn::detail::loss_and_gradients(net, X.data(), y.data(), 3, dW, db);
+    double worst = 0;
+    const double h = 1e-6;
+    for (std::size_t k = 0; k < net.layers.size(); ++k)
+      for (std::size_t t = 0; t < net.layers[k].W.size(); t += 3) {
+        auto p = net, m = net;
+        p.layers[k].W[t] += h;
+        m.layers[k].W[t] -= h;
+        const double fd = (nn::detail::loss_and_gradients(p, X.data(), y.data(), 3, tW, tb) -
+                           nn::detail::loss_and_gradients(m, X.data(), y.data(), 3, tW, tb)) /
+                          (2 * h);
+        worst = std::max(worst, std::fabs(fd - dW[k][t]) / std::max(1e-3, std::fabs(fd)));
+      }
+    for (std::size_t k = 0; k < net.layers.size(); ++k)
+      for (std::size_t t = 0; t < net.layers[k].b.size(); ++t) {
+        auto p = net, m = net;
+        p.layers[k].b[t] += h;
+        m.layers[k].b[t] -= h;
+        const double fd = (nn::detail::loss_and_gradients(p, X.data(), y.data(), 3, tW, tb) -
+                           nn::detail::loss_and_gradients(m, X.data(), y.data(), 3, tW, tb)) /
+                          (2 * h);
+        worst = std::max(worst, std::fabs(fd - db[k][t]) / std::max(1e-3, std::fabs(fd)));
+      }
+    INFO(sim::to_string(a));
+    CHECK(worst < 1e-5);
+  }
+}
+
+TEST_CASE("training converges on a synthetic problem, reproducibly", "[nn][train]") {
+  // 10 Gaussian blobs in 8 dimensions
+  nn::dataset d;
+  d.name = "blobs";
+  d.rows = 2000;
+  d.cols = 8;
+  sim::random_stream rng(5);
+  std::vector<double> centers(10 * 8);
+  for (auto& c : centers) c = 4 * rng.uniform() - 2;
+  for (std::size_t s = 0; s < d.rows; ++s) {
+    const auto label = static_cast<std::uint8_t>(s % 10);
+    d.y.push_back(label);
+    for (std::size_t j = 0; j < 8; ++j) {
+      const double u1 = rng.uniform() + 1e-12, u2 = rng.uniform();
+      const double g = std::sqrt(-2 * std::log(u1)) * std::cos(2 * M_PI * u2);
+      d.x.push_back(centers[label * 8 + j] + 0.3 * g);
+    }
+  }
+  nn::train_options opt;
+  opt.epochs = 8;
+  opt.batch = 32;
+  opt.threads = 1;
+  opt.progress = false;
+  std::vector<nn::epoch_report> log;
+  const auto net = nn::train({8, 32, 10}, {sim::activation::relu}, d, opt, &log);
+  CHECK(log.back().loss < log.front().loss);
+  CHECK(nn::evaluate_native(net, d, true, 1) > 0.95);
+  // stored weights are e4m3-ieee values
+  unsigned fl = 0;
+  for (double w : net.layers[0].W) CHECK(sim::round(w, sim::formats::e4m3_ieee, sim::rounding::nearest_even, true, fl) == w);
+  const auto again = nn::train({8, 32, 10}, {sim::activation::relu}, d, opt);
+  CHECK(again.layers[0].W == net.layers[0].W);
+}
