@@ -104,6 +104,7 @@ int run_train(const train_cli& o) {
 struct eval_cli {
   std::string model, dataset = "mnist", act = "relu", data;
   std::string acc, order = "blocked:8", product = "exact", rounding = "nearest-even", act_format = "binary32";
+  std::string input_format = "binary32";
   std::string storage = "none";
   std::size_t limit = 0;
   int threads = 0;
@@ -145,6 +146,12 @@ int run_eval(const eval_cli& o) {
   } catch (const std::invalid_argument& e) {
     throw usage_error(std::string("--act-format: ") + e.what());
   }
+  sim::format in_fmt;
+  try {
+    in_fmt = sim::parse_format(o.input_format);
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(std::string("--input-format: ") + e.what());
+  }
   std::vector<sim::prepared_dense> layers;
   for (const auto& l : net.layers) layers.emplace_back(sim::matrix_view{l.W.data(), l.n_out, l.n_in}, l.b, spec);
   std::size_t correct = 0;
@@ -155,6 +162,7 @@ int run_eval(const eval_cli& o) {
     const std::size_t b = std::min(B, test_set.rows - start);
     X.assign(test_set.x.begin() + static_cast<std::ptrdiff_t>(start * test_set.cols),
              test_set.x.begin() + static_cast<std::ptrdiff_t>((start + b) * test_set.cols));
+    sim::round_array(X, X, {in_fmt, sim::rounding::nearest_even, false, 0});  // inputs in their storage format
     std::size_t cols = test_set.cols;
     for (std::size_t k = 0; k < net.layers.size(); ++k) {
       const auto f = layers[k].run({X.data(), b, cols}, Y, o.threads);
@@ -170,8 +178,8 @@ int run_eval(const eval_cli& o) {
     for (std::size_t s = 0; s < b; ++s)
       correct += nn::argmax({X.data() + s * cols, cols}) == test_set.y[start + s];
   }
-  std::printf("accuracy simulated (acc %s, %s, product %s, %s, activations %s): %.2f%%  (%zu of %zu outputs overflowed)\n",
-              o.acc.c_str(), o.order.c_str(), o.product.c_str(), o.rounding.c_str(), o.act_format.c_str(),
+  std::printf("accuracy simulated (acc %s, %s, product %s, %s, inputs %s, activations %s): %.2f%%  (%zu of %zu outputs overflowed)\n",
+              o.acc.c_str(), o.order.c_str(), o.product.c_str(), o.rounding.c_str(), o.input_format.c_str(), o.act_format.c_str(),
               100.0 * static_cast<double>(correct) / static_cast<double>(test_set.rows), total.overflow, total.outputs);
   return 0;
 }
@@ -213,6 +221,7 @@ command add_eval_command(CLI::App& app) {
   sub->add_option("--product", o->product, "exact or a product format")->capture_default_str();
   sub->add_option("--rounding", o->rounding, "accumulator rounding mode")->capture_default_str();
   sub->add_option("--act-format", o->act_format, "format activations are rounded to")->capture_default_str();
+  sub->add_option("--input-format", o->input_format, "format the input pixels are stored in")->capture_default_str();
   sub->add_option("--limit", o->limit, "first N test images (0: all)")->capture_default_str();
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
   sub->add_option("--threads", o->threads, "threads (0: all)")->capture_default_str();
