@@ -141,7 +141,11 @@ struct model {
     // G holds dLoss/dA of the last layer; chain through its activation
     for (std::size_t k = L.size(); k-- > 0;) {
       auto& l = L[k];
-      for (std::size_t t = 0; t < B * l.n_out; ++t) G[t] *= act_derivative(l.act, l.Z[t]);
+      if (l.act.kind == sim::activation::tanh) {
+        for (std::size_t t = 0; t < B * l.n_out; ++t) G[t] *= 1 - l.A[t] * l.A[t];  // tanh' = 1 - tanh^2
+      } else {
+        for (std::size_t t = 0; t < B * l.n_out; ++t) G[t] *= act_derivative(l.act, l.Z[t]);
+      }
       const T* Aprev = k == 0 ? X : L[k - 1].A.data();
       gemm(true, false, l.n_out, l.n_in, B, G.data(), l.n_out, Aprev, l.n_in, l.dW.data(), l.n_in);
       std::fill(l.db.begin(), l.db.end(), T(0));
