@@ -7,7 +7,7 @@ packages=(
   libmpfr-dev libgmp-dev libboost-dev
   catch2 libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev libomp-dev libopenblas-dev
-  libgnuplot-iostream-dev libboost-iostreams-dev libboost-system-dev gnuplot-nox
+  libgnuplot-iostream-dev libboost-iostreams-dev libboost-system-dev libboost-filesystem-dev gnuplot-nox
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   add(add_dot_command);
   add(add_train_command);
   add(add_eval_command);
+  add(add_validate_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

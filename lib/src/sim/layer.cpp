@@ -517,7 +517,8 @@ std::size_t prepared_dense::inputs() const noexcept { return p_->n_in; }
 std::size_t prepared_dense::outputs() const noexcept { return p_->n_out; }
 const layer_spec& prepared_dense::spec() const noexcept { return p_->spec; }
 
-layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads) const {
+layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads,
+                                std::vector<unsigned>* out_flags) const {
   const impl& P = *p_;
   const layer_spec& spec = P.spec;
   const std::size_t batch = X.rows, n_in = P.n_in, n_out = P.n_out;
@@ -607,6 +608,7 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
   }
   layer_flags lf;
   for (unsigned f : flags) lf.add(f);
+  if (out_flags) *out_flags = std::move(flags);
   return lf;
 }
 

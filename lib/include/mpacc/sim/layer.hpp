@@ -59,8 +59,10 @@ class prepared_dense {
   // W: n_out x n_in, row-major; b: n_out. Throws std::invalid_argument on
   // mismatched sizes or a precision map outside the exact fast path.
   prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec);
-  // Y (batch x n_out, row-major, resized) = X W^T + b; see dense().
-  layer_flags run(matrix_view X, std::vector<double>& Y, int threads = 0) const;
+  // Y (batch x n_out, row-major, resized) = X W^T + b; see dense(). With
+  // `flags`, also each output's own flags (sim::flag bits, batch x n_out).
+  layer_flags run(matrix_view X, std::vector<double>& Y, int threads = 0,
+                  std::vector<unsigned>* flags = nullptr) const;
   [[nodiscard]] std::size_t inputs() const noexcept;
   [[nodiscard]] std::size_t outputs() const noexcept;
   [[nodiscard]] const layer_spec& spec() const noexcept;

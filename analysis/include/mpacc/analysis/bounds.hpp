@@ -1,0 +1,56 @@
+// Componentwise condition numbers and error bounds of a simulated MLP
+// (SPEC §6): kappa_dot, kappa_act, the deterministic bound of each
+// accumulation model with stored-input errors, the probabilistic bound of
+// Higham & Mary (2019), first-order and rigorous (mean-value) output bounds,
+// propagated through all layers. Derivations: docs/error-bounds.md.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "mpacc/nn/network.hpp"
+#include "mpacc/sim/accumulate.hpp"
+#include "mpacc/sim/activation.hpp"
+#include "mpacc/sim/layer.hpp"
+
+namespace mpacc::analysis {
+
+// How a network is simulated: every layer with the same accumulation model
+// (the precision map may differ per component), inputs stored in
+// `input_format`, each activation evaluated in binary64 and rounded to
+// `act_format` (SPEC §4). Hidden values keep their act_format precision.
+struct simulation_config {
+  sim::layer_spec layer;                          // accumulator map, mode, product, order, saturation
+  sim::format input_format = sim::formats::binary32;
+  sim::format act_format = sim::formats::binary32;
+};
+
+// kappa_dot = (|w|^T|x| + |b|) / |w^T x + b|; `value` is w^T x + b (from the
+// reference); +inf for an exact zero with a non-zero numerator, 1 for 0/0.
+double kappa_dot(std::span<const double> w, std::span<const double> x, double b, double value) noexcept;
+
+// sup |phi'(t)| for t in [lo, hi] (exact for identity, (leaky) ReLU, tanh and
+// sigmoid, whose derivatives peak at 0; the global constant for GELU and SiLU),
+// rounded up.
+double max_derivative(const sim::activation_fn& f, double lo, double hi) noexcept;
+
+// Probability with which the probabilistic bound of an inner product with
+// `roundings` rounding errors of unit roundoff u holds:
+// 1 - 2 roundings exp(-lambda^2 (1 - u)^2 / 2) (clamped at 0).
+double probabilistic_confidence(std::size_t roundings, double u, double lambda) noexcept;
+
+// Per-component results of one simulated layer for one sample.
+struct component_result {
+  double v_ref = 0, v_sim = 0, y_ref = 0, y_sim = 0;  // reference (nearest binary64) and simulated
+  double err_v = 0, err_y = 0;                        // |sim - ref| from the reference's double-double
+  double kappa_dot = 0, kappa_act = 0;
+  double bound_v = 0, bound_y = 0;            // deterministic, propagated (absolute)
+  double prob_bound_v = 0, prob_bound_y = 0;  // probabilistic (absolute)
+  double first_order = 0;                     // kappa_act kappa_dot gamma_k(u) + u_act (relative, to first order)
+  unsigned flags = 0;                         // sim::flag bits of the accumulation
+  [[nodiscard]] bool covered() const noexcept { return !(flags & (sim::flag::overflow | sim::flag::saturated)); }
+};
+
+}  // namespace mpacc::analysis
