@@ -149,7 +149,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   (void)min_u;
   std::string data = "# layer  kappa_dot*kappa_act  relative_error_of_y\n";
   std::string plot = "set logscale xy\nset format xy '1e%T'\nset xlabel 'kappa_dot * kappa_act'\n"
-                     "set ylabel 'relative error of the output'\nset key top left\nset grid\n"
+                     "set ylabel 'relative error of the output'\nset key top left\nset grid\nset yrange [*:1e3]\n"
                      "set title '" + r.config + "'\nplot ";
   bool first = true;
   for (const auto& [layer, lines] : scatter) {
@@ -157,6 +157,14 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
     plot += std::string(first ? "" : ", ") + "'err_vs_kappa.dat' index " + std::to_string(layer - 1) +
             " using 1:2 with points pt 7 ps 0.3 title 'layer " + std::to_string(layer) + "'";
     first = false;
+  }
+  if (!r.layer_u.empty()) {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  ", %.17g * x with lines lw 2 dt 2 title 'kappa * u', %.17g * x + %.17g with lines lw 2 "
+                  "title 'first-order bound kappa * gamma_k(u) + u_act (layer 1)'",
+                  r.layer_u[0], r.layer_gamma[0], r.u_act);
+    plot += line;
   }
   // keep gnuplot's 'index' numbering aligned: empty layers get empty blocks
   {

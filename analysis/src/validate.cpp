@@ -175,11 +175,16 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
       const double u = sim::unit_roundoff(a.acc, a.mode);
       gamma_k[k].push_back(sim::gamma_deterministic(kmax, u, 0));
       const std::size_t roundings = sim::words_per_dot(net.layers[k].n_in, a);
+      if (f == 0) {
+        res.layer_u.push_back(u);
+        res.layer_gamma.push_back(gamma_k[k].back());
+      }
       confidence[k].push_back(probabilistic_confidence(roundings, u, opt.lambda));
     }
   const double u_in = cfg.input_format.unit_roundoff();
   const double eta_in = cfg.input_format.min_positive() / 2;
   const double u_act = cfg.act_format.unit_roundoff();
+  res.u_act = u_act;
   const double eta_act = cfg.act_format.min_positive() / 2;
 
   const std::size_t csv_n = std::min(opt.csv_samples, rows);

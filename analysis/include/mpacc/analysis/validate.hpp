@@ -42,6 +42,8 @@ struct validation_result {
   std::vector<layer_summary> layers;  // per layer, then the total (layer 0)
   std::vector<std::vector<component_result>> csv_rows;  // [sample][component over layers]
   std::vector<std::size_t> layer_sizes;
+  std::vector<double> layer_u, layer_gamma;  // accumulator unit roundoff and (1+u)^kmax - 1 (first format)
+  double u_act = 0;
   double seconds_simulation = 0, seconds_bounds = 0;
 };
 
