@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "mpacc/sim/rounding.hpp"
+#include "mpacc/sim/threads.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -189,11 +190,7 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
 
   const std::size_t csv_n = std::min(opt.csv_samples, rows);
   res.csv_rows.assign(csv_n, {});
-#ifdef _OPENMP
-  const int nt = opt.threads > 0 ? opt.threads : omp_get_max_threads();
-#else
-  const int nt = 1;
-#endif
+  const int nt = sim::thread_count(opt.threads);
   std::vector<std::vector<layer_stats>> stats(static_cast<std::size_t>(nt), std::vector<layer_stats>(L));
   const auto nrows = static_cast<std::ptrdiff_t>(rows);
 #pragma omp parallel num_threads(nt)

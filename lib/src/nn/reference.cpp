@@ -1,4 +1,5 @@
 #include "mpacc/nn/reference.hpp"
+#include "mpacc/sim/threads.hpp"
 
 #include <gmp.h>
 
@@ -21,6 +22,20 @@ namespace mpacc::nn {
 namespace {
 
 constexpr double kU = 0x1p-53;
+
+// zero-filled per-layer arrays for a batch of `rows`
+forward_result allocate_result(const mlp& net, std::size_t rows) {
+  forward_result r;
+  r.batch = rows;
+  for (const auto& l : net.layers) {
+    layer_values lv;
+    lv.n = l.n_out;
+    for (auto* vec : {&lv.v_hi, &lv.v_lo, &lv.y_hi, &lv.y_lo, &lv.v_bound, &lv.y_bound})
+      vec->assign(rows * l.n_out, 0.0);
+    r.layers.push_back(std::move(lv));
+  }
+  return r;
+}
 
 // Splits a P-bit value into binary64 parts summing to it exactly; false when
 // a part would fall below binary64's range (then the caller uses MPFR products).
@@ -360,20 +375,8 @@ forward_result reference_engine::forward(sim::matrix_view X, const reference_opt
   if (X.cols != net.inputs())
     throw std::invalid_argument("inputs have " + std::to_string(X.cols) + " columns, the network takes " +
                                 std::to_string(net.inputs()));
-  forward_result r;
-  r.batch = X.rows;
-  for (const auto& l : net.layers) {
-    layer_values lv;
-    lv.n = l.n_out;
-    for (auto* vec : {&lv.v_hi, &lv.v_lo, &lv.y_hi, &lv.y_lo, &lv.v_bound, &lv.y_bound})
-      vec->assign(X.rows * l.n_out, 0.0);
-    r.layers.push_back(std::move(lv));
-  }
-#ifdef _OPENMP
-  const int nt = opt.threads > 0 ? opt.threads : omp_get_max_threads();
-#else
-  const int nt = 1;
-#endif
+  forward_result r = allocate_result(net, X.rows);
+  const int nt = sim::thread_count(opt.threads);
   const auto batch = static_cast<std::ptrdiff_t>(X.rows);
   std::string error;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 4)
@@ -459,17 +462,11 @@ forward_result fast_forward(const mlp& net, sim::matrix_view X, int threads) {
   if (X.cols != net.inputs())
     throw std::invalid_argument("inputs have " + std::to_string(X.cols) + " columns, the network takes " +
                                 std::to_string(net.inputs()));
-  forward_result r;
-  r.batch = X.rows;
+  forward_result r = allocate_result(net, X.rows);
   // W^T per layer, padded to a multiple of 8 components
   std::vector<std::vector<double>> Wt, B;
   std::vector<std::size_t> ldw;
   for (const auto& l : net.layers) {
-    layer_values lv;
-    lv.n = l.n_out;
-    for (auto* vec : {&lv.v_hi, &lv.v_lo, &lv.y_hi, &lv.y_lo, &lv.v_bound, &lv.y_bound})
-      vec->assign(X.rows * l.n_out, 0.0);
-    r.layers.push_back(std::move(lv));
     const std::size_t ld = (l.n_out + 7) / 8 * 8;
     std::vector<double> t(l.n_in * ld, 0.0), b(ld, 0.0);
     for (std::size_t i = 0; i < l.n_out; ++i) {
@@ -480,12 +477,7 @@ forward_result fast_forward(const mlp& net, sim::matrix_view X, int threads) {
     B.push_back(std::move(b));
     ldw.push_back(ld);
   }
-#ifdef _OPENMP
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
-#else
-  const int nt = 1;
-  (void)threads;
-#endif
+  const int nt = sim::thread_count(threads);
   const auto batch = static_cast<std::ptrdiff_t>(X.rows);
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (std::ptrdiff_t s = 0; s < batch; ++s) {

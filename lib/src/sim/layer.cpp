@@ -1,4 +1,5 @@
 #include "mpacc/sim/layer.hpp"
+#include "mpacc/sim/threads.hpp"
 
 #include <immintrin.h>
 
@@ -527,12 +528,7 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
                                 std::to_string(X.cols));
   Y.assign(batch * n_out, 0.0);
   std::vector<unsigned> flags(batch * n_out, 0);
-#ifdef _OPENMP
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
-#else
-  const int nt = 1;
-  (void)threads;
-#endif
+  const int nt = thread_count(threads);
   if (P.vector) {
     std::vector<span_info> xspan(batch);
     for (std::size_t s = 0; s < batch; ++s)

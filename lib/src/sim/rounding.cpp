@@ -1,4 +1,5 @@
 #include "mpacc/sim/rounding.hpp"
+#include "mpacc/sim/threads.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -174,7 +175,7 @@ unsigned round_array_mode(const double* in, double* out, std::size_t n, const ro
                           std::uint64_t first, int threads) {
   constexpr std::size_t parallel_threshold = 1 << 15;
 #ifdef _OPENMP
-  int nt = threads > 0 ? threads : omp_get_max_threads();
+  int nt = thread_count(threads);
   if (n < parallel_threshold) nt = 1;
   if (nt > 1) {
     unsigned flags = 0;
