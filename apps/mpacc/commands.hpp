@@ -18,6 +18,9 @@ command add_dot_command(CLI::App& app);
 command add_train_command(CLI::App& app);
 command add_eval_command(CLI::App& app);
 command add_validate_command(CLI::App& app);
+command add_sweep_command(CLI::App& app);
+command add_merge_command(CLI::App& app);
+command add_reproduce_command(CLI::App& app);
 
 // A user error: main prints "mpacc <what>" on one line and exits 2.
 struct usage_error : std::runtime_error {

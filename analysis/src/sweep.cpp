@@ -1,0 +1,382 @@
+#include "mpacc/analysis/sweep.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mpfr.h>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "mpacc/analysis/plot.hpp"
+#include "mpacc/nn/model_io.hpp"
+#include "mpacc/nn/reference.hpp"
+#include "mpacc/nn/train.hpp"
+#include "mpacc/sim/rounding.hpp"
+
+#ifndef MPACC_GIT_HASH
+#define MPACC_GIT_HASH "unknown"
+#endif
+
+namespace mpacc::analysis {
+
+namespace fs = std::filesystem;
+
+sweep_config reproduce_config(bool full) {
+  sweep_config c;
+  c.name = full ? "reproduce-full" : "reproduce-quick";
+  for (const char* d : {"mnist", "fashion-mnist"})
+    for (const char* a : {"relu", "tanh"}) c.networks.push_back({d, a, ""});
+  c.samples = full ? 0 : 1000;
+  c.epochs = full ? 10 : 2;
+  c.train_limit = full ? 0 : 20000;
+  c.taus = {1, 0.5, 0.3, 0.1};
+  // a finer logarithmic sweep: 10^(k/4) for k = -12..4 (0.001 .. 10)
+  for (int k = -12; k <= 4; ++k) c.taus.push_back(std::pow(10.0, k / 4.0));
+  std::sort(c.taus.begin(), c.taus.end());
+  c.taus.erase(std::unique(c.taus.begin(), c.taus.end()), c.taus.end());
+  if (!full) c.taus = {0.01, 0.03, 0.1, 0.3, 0.5, 1, 3};
+  c.mix.model.ord = {sim::order::kind::blocked, 8};
+  c.out = full ? "results/reproduce-full" : "results/reproduce-quick";
+  return c;
+}
+
+std::string to_json(const sweep_config& c) {
+  nlohmann::json j;
+  j["name"] = c.name;
+  for (const auto& n : c.networks) j["networks"].push_back({{"dataset", n.dataset}, {"act", n.act}, {"model", n.model}});
+  j["samples"] = c.samples;
+  j["taus"] = c.taus;
+  j["indicators"] = c.indicators;
+  j["baselines"] = c.baselines;
+  j["low"] = sim::to_string(c.mix.low);
+  j["high"] = sim::to_string(c.mix.high);
+  j["order"] = sim::to_string(c.mix.model.ord);
+  j["product"] = c.mix.model.product ? sim::to_string(*c.mix.model.product) : "exact";
+  j["rounding"] = std::string(sim::to_string(c.mix.model.mode));
+  j["input_format"] = sim::to_string(c.mix.input_format);
+  j["act_format"] = sim::to_string(c.mix.act_format);
+  j["epochs"] = c.epochs;
+  j["train_limit"] = c.train_limit;
+  j["seed"] = c.seed;
+  j["models_dir"] = c.models_dir.string();
+  j["out"] = c.out.string();
+  for (const auto& [k, v] : c.mix.term_cost) j["term_cost"][k] = v;
+  return j.dump(2);
+}
+
+sweep_config load_sweep_config(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error(file.string() + ": cannot open");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(file.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  sweep_config c = reproduce_config(false);
+  c.name = file.stem().string();
+  auto fail = [&](const std::string& key, const std::string& why) {
+    throw std::runtime_error(file.string() + ": key '" + key + "': " + why);
+  };
+  static const std::vector<std::string> known = {"name", "networks", "samples", "taus", "indicators", "baselines", "low",
+                                                 "high", "order", "product", "rounding", "input_format", "act_format",
+                                                 "epochs", "train_limit", "seed", "models_dir", "out", "term_cost", "data_dir"};
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (std::find(known.begin(), known.end(), it.key()) == known.end()) fail(it.key(), "unknown key");
+  try {
+    if (j.contains("name")) c.name = j["name"].get<std::string>();
+    if (j.contains("networks")) {
+      c.networks.clear();
+      for (const auto& n : j["networks"])
+        c.networks.push_back({n.value("dataset", "mnist"), n.value("act", "relu"), n.value("model", "")});
+    }
+    if (j.contains("samples")) c.samples = j["samples"].get<std::size_t>();
+    if (j.contains("taus")) c.taus = j["taus"].get<std::vector<double>>();
+    if (j.contains("indicators")) c.indicators = j["indicators"].get<std::vector<std::string>>();
+    if (j.contains("baselines")) c.baselines = j["baselines"].get<std::vector<std::string>>();
+    if (j.contains("epochs")) c.epochs = j["epochs"].get<std::size_t>();
+    if (j.contains("train_limit")) c.train_limit = j["train_limit"].get<std::size_t>();
+    if (j.contains("seed")) c.seed = j["seed"].get<std::uint64_t>();
+    if (j.contains("models_dir")) c.models_dir = j["models_dir"].get<std::string>();
+    if (j.contains("out")) c.out = j["out"].get<std::string>();
+    if (j.contains("data_dir")) c.data_dir = j["data_dir"].get<std::string>();
+    if (j.contains("term_cost"))
+      for (auto it = j["term_cost"].begin(); it != j["term_cost"].end(); ++it) c.mix.term_cost[it.key()] = it.value().get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(file.string() + ": " + e.what());
+  }
+  auto fmt = [&](const char* key, sim::format& f) {
+    if (!j.contains(key)) return;
+    try {
+      f = sim::parse_format(j[key].get<std::string>());
+    } catch (const std::exception& e) {
+      fail(key, e.what());
+    }
+  };
+  fmt("low", c.mix.low);
+  fmt("high", c.mix.high);
+  fmt("input_format", c.mix.input_format);
+  fmt("act_format", c.mix.act_format);
+  try {
+    if (j.contains("order")) c.mix.model.ord = sim::parse_order(j["order"].get<std::string>());
+    if (j.contains("rounding")) c.mix.model.mode = sim::parse_rounding(j["rounding"].get<std::string>());
+    if (j.contains("product") && j["product"].get<std::string>() != "exact")
+      c.mix.model.product = sim::parse_format(j["product"].get<std::string>());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(file.string() + ": " + e.what());
+  }
+  for (const auto& i : c.indicators) (void)find_indicator(i);
+  for (const auto& b : c.baselines)
+    if (b != "random" && b != "smallest" && b != "oracle") fail("baselines", "unknown baseline '" + b + "' (random, smallest, oracle)");
+  if (c.networks.empty()) fail("networks", "no network");
+  if (c.taus.empty()) fail("taus", "no tolerance");
+  return c;
+}
+
+namespace {
+
+std::string net_name(const network_spec& n) { return n.dataset + "-" + n.act; }
+
+nn::mlp obtain_network(const sweep_config& c, const network_spec& n, const fs::path& data_dir) {
+  const auto act = sim::activation_fn{sim::parse_activation(n.act), 0.01};
+  if (!n.model.empty()) return nn::load_any(n.model, act);
+  fs::create_directories(c.models_dir);
+  const fs::path file = c.models_dir / (net_name(n) + "-e" + std::to_string(c.epochs) + "-l" +
+                                        std::to_string(c.train_limit) + "-s" + std::to_string(c.seed) + ".mpnn");
+  if (fs::exists(file)) return nn::load_model(file);
+  const auto train_set = nn::load_dataset(data_dir, n.dataset, true, c.train_limit);
+  nn::train_options opt;
+  opt.epochs = c.epochs;
+  opt.batch = c.batch;
+  opt.seed = c.seed;
+  opt.lr = n.dataset == "fashion-mnist" ? 0.01 : 0.05;  // docs/networks.md
+  opt.threads = c.threads;
+  std::fprintf(stderr, "training %s (%zu epochs on %zu images)...\n", net_name(n).c_str(), c.epochs, train_set.rows);
+  auto net = nn::train({784, 784, 128, 10}, act, train_set, opt);
+  nn::save_model(net, file, "{\"dataset\":\"" + n.dataset + "\",\"act\":\"" + n.act + "\"}");
+  return net;
+}
+
+// One job: a network and either a uniform baseline or an (indicator, tau)
+// with its matched baselines. Jobs are numbered in a fixed order.
+struct job {
+  std::size_t network;
+  std::string kind;  // "uniform" or "threshold"
+  std::string indicator;
+  double tau = 0;
+};
+
+std::vector<job> jobs_of(const sweep_config& c) {
+  std::vector<job> v;
+  for (std::size_t n = 0; n < c.networks.size(); ++n) {
+    v.push_back({n, "uniform", "", 0});
+    for (const auto& ind : c.indicators)
+      for (double tau : c.taus) v.push_back({n, "threshold", ind, tau});
+  }
+  return v;
+}
+
+struct row {
+  std::string network, strategy, indicator;
+  double tau;
+  mixed_result r;
+};
+
+std::string csv_line(const row& x) {
+  std::string s = x.network + "," + x.strategy + "," + x.indicator + ",";
+  put_number(s, x.tau);
+  for (double v : {x.r.accuracy, x.r.fraction, x.r.weighted_cost, x.r.mean_relative_error}) {
+    s += ',';
+    put_number(s, v);
+  }
+  for (std::size_t k = 0; k < 3; ++k) {
+    s += ',';
+    put_number(s, k < x.r.fraction_per_layer.size() ? x.r.fraction_per_layer[k] : 0.0);
+  }
+  return s + "\n";
+}
+
+constexpr const char* kHeader =
+    "network,strategy,indicator,tau,accuracy,fraction,weighted_cost,mean_relative_error,fraction_l1,fraction_l2,fraction_l3\n";
+
+}  // namespace
+
+void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
+  if (shards == 0 || shard >= shards) throw std::invalid_argument("shard index must be below the shard count");
+  fs::create_directories(c.out);
+  const fs::path data_dir = c.data_dir.empty() ? nn::default_data_dir() : c.data_dir;
+  const auto all = jobs_of(c);
+  const bool tty = isatty(fileno(stderr));
+  std::string out = kHeader;
+  std::map<std::size_t, std::unique_ptr<mixed_runner>> runners;
+  std::map<std::size_t, nn::mlp> nets;
+  std::map<std::size_t, nn::dataset> tests;
+  std::size_t done = 0, mine = 0;
+  for (std::size_t j = shard; j < all.size(); j += shards) ++mine;
+  for (std::size_t j = shard; j < all.size(); j += shards) {
+    const job& jb = all[j];
+    const auto& ns = c.networks[jb.network];
+    if (!runners.count(jb.network)) {
+      nets[jb.network] = obtain_network(c, ns, data_dir);
+      tests[jb.network] = nn::load_dataset(data_dir, ns.dataset, false, c.samples);
+      runners[jb.network] = std::make_unique<mixed_runner>(nets[jb.network], tests[jb.network], c.samples, c.mix, c.threads);
+    }
+    const auto& R = *runners[jb.network];
+    const std::string name = net_name(ns);
+    if (jb.kind == "uniform") {
+      selection s;
+      s.type = selection::kind::uniform_low;
+      out += csv_line({name, "uniform-low", "", 0, R.run(s)});
+      s.type = selection::kind::uniform_high;
+      out += csv_line({name, "uniform-high", "", 0, R.run(s)});
+      // uniform binary32: its own runner (binary32 everywhere)
+      mixed_config b32 = c.mix;
+      b32.low = sim::formats::binary32;
+      mixed_runner r32(nets[jb.network], tests[jb.network], c.samples, b32, c.threads);
+      s.type = selection::kind::uniform_low;
+      auto r = r32.run(s);
+      r.weighted_cost = c.mix.cost_of(sim::formats::binary32) / c.mix.cost_of(c.mix.high);
+      out += csv_line({name, "uniform-binary32", "", 0, r});
+      // the exact reference: binary64 Dot2 pass (its accuracy; cost not applicable)
+      const auto& T = tests[jb.network];
+      const auto ref = nn::fast_forward(nets[jb.network], {T.x.data(), R.samples(), T.cols}, c.threads);
+      mixed_result e;
+      std::size_t correct = 0;
+      for (std::size_t q = 0; q < R.samples(); ++q)
+        correct += nn::argmax({ref.layers.back().y_hi.data() + q * 10, 10}) == T.y[q];
+      e.accuracy = static_cast<double>(correct) / static_cast<double>(R.samples());
+      e.fraction = 1;
+      e.weighted_cost = std::nan("");
+      out += csv_line({name, "exact", "", 0, e});
+    } else {
+      selection s;
+      s.type = selection::kind::threshold;
+      s.indicator = jb.indicator;
+      s.tau = jb.tau;
+      const auto r = R.run(s);
+      out += csv_line({name, "algorithm1", jb.indicator, jb.tau, r});
+      for (const auto& b : c.baselines) {
+        selection m;
+        m.type = b == "random" ? selection::kind::random : b == "smallest" ? selection::kind::smallest : selection::kind::oracle;
+        m.counts = &r.counts;
+        m.seed = c.seed + j;
+        out += csv_line({name, b, jb.indicator, jb.tau, R.run(m)});
+      }
+    }
+    ++done;
+    if (tty) std::fprintf(stderr, "\r[%zu/%zu] %s %s %s %g          ", done, mine, name.c_str(), jb.kind.c_str(),
+                          jb.indicator.c_str(), jb.tau);
+  }
+  if (tty) std::fprintf(stderr, "\r%70s\r", "");
+  write_atomic(c.out / ("shard-" + std::to_string(shard) + "-of-" + std::to_string(shards) + ".csv"), out);
+}
+
+std::string merge_sweep(const sweep_config& c, double wall_seconds) {
+  // collect the rows of every shard file, keyed by their job order
+  std::vector<std::string> shards;
+  for (const auto& e : fs::directory_iterator(c.out))
+    if (e.path().filename().string().rfind("shard-", 0) == 0 && e.path().extension() == ".csv") shards.push_back(e.path());
+  if (shards.empty()) throw std::runtime_error(c.out.string() + ": no shard-*.csv to merge (run the sweep first)");
+  std::vector<std::string> lines;
+  for (const auto& f : shards) {
+    std::ifstream in(f);
+    std::string line;
+    std::getline(in, line);
+    if (line + "\n" != kHeader) throw std::runtime_error(f + ": not a sweep shard (bad header)");
+    while (std::getline(in, line))
+      if (!line.empty()) lines.push_back(line);
+  }
+  // canonical order: network, then strategy rows as the job list produces them
+  const auto all = jobs_of(c);
+  std::map<std::string, std::size_t> order;
+  std::size_t pos = 0;
+  for (const auto& jb : all) {
+    const std::string name = net_name(c.networks[jb.network]);
+    auto key = [&](const std::string& strat, const std::string& ind, double tau) {
+      std::string k = name + "," + strat + "," + ind + ",";
+      put_number(k, tau);
+      return k;
+    };
+    if (jb.kind == "uniform") {
+      for (const char* s : {"uniform-low", "uniform-high", "uniform-binary32", "exact"}) order[key(s, "", 0)] = pos++;
+    } else {
+      order[key("algorithm1", jb.indicator, jb.tau)] = pos++;
+      for (const auto& b : c.baselines) order[key(b, jb.indicator, jb.tau)] = pos++;
+    }
+  }
+  auto rank = [&](const std::string& line) {
+    std::size_t commas = 0, i = 0;
+    for (; i < line.size() && commas < 4; ++i) commas += line[i] == ',';
+    const auto it = order.find(line.substr(0, i - 1));
+    return it == order.end() ? SIZE_MAX : it->second;
+  };
+  std::sort(lines.begin(), lines.end(), [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
+  if (lines.size() != order.size())
+    throw std::runtime_error(c.out.string() + ": the shards hold " + std::to_string(lines.size()) + " rows, the sweep has " +
+                             std::to_string(order.size()) + " (a shard is missing or was run with another config)");
+  std::string csv = kHeader;
+  for (const auto& l : lines) csv += l + "\n";
+  write_atomic(c.out / "results.csv", csv);
+
+  nlohmann::json m;
+  m["mpacc_version"] = "0.1.0";
+  m["git_hash"] = MPACC_GIT_HASH;
+  m["compiler"] = __VERSION__;
+  m["mpfr_version"] = mpfr_get_version();
+  m["seed"] = c.seed;
+  m["config"] = nlohmann::json::parse(to_json(c));
+  m["wall_seconds"] = wall_seconds;
+  m["shards"] = shards.size();
+  write_atomic(c.out / "manifest.json", m.dump(2) + "\n");
+
+  // figures per network, from results.csv
+  for (const auto& ns : c.networks) {
+    const std::string name = net_name(ns);
+    const std::string sel = "'results.csv' using (strcol(1) eq '" + name + "' && strcol(2) eq ";
+    std::string p = "set datafile separator ','\nset key outside right\nset grid\nset xlabel 'weighted cost relative to uniform " +
+                    sim::to_string(c.mix.high) + "'\nset ylabel 'test accuracy'\nset title '" + name +
+                    ": accuracy against cost'\nplot ";
+    bool first = true;
+    for (const auto& ind : c.indicators)
+      for (const std::string strat : {"algorithm1", "random", "smallest", "oracle"}) {
+        if (strat != "algorithm1" && std::find(c.baselines.begin(), c.baselines.end(), strat) == c.baselines.end()) continue;
+        p += std::string(first ? "" : ", ") + sel + "'" + strat + "' && strcol(3) eq '" + ind +
+             "' ? $7 : 1/0):5 with linespoints title '" + strat + " (" + ind + ")'";
+        first = false;
+      }
+    for (const char* u : {"uniform-low", "uniform-high", "uniform-binary32"})
+      p += ", " + sel + "'" + u + "' ? $7 : 1/0):5 with points pt 7 ps 2 title '" + u + "'";
+    p += ", " + sel + "'exact' ? $5 : 1/0):(0) axes x2y1 notitle";
+    draw_plot(c.out, name + "-accuracy-cost", p + "\n");
+    std::string t = "set datafile separator ','\nset key outside right\nset grid\nset logscale x\nset xlabel 'tau'\n"
+                    "set ylabel 'test accuracy'\nset title '" + name + ": accuracy against tau'\nplot ";
+    std::string f = "set datafile separator ','\nset key outside right\nset grid\nset logscale x\nset xlabel 'tau'\n"
+                    "set ylabel 'fraction recomputed'\nset title '" + name + ": recomputation per layer against tau'\nplot ";
+    std::string e = "set datafile separator ','\nset key outside right\nset grid\nset logscale y\nset xlabel 'weighted cost'\n"
+                    "set ylabel 'mean relative error of the logits'\nset title '" + name + ": error against cost'\nplot ";
+    first = true;
+    for (const auto& ind : c.indicators) {
+      const std::string s = std::string(first ? "" : ", ") + sel + "'algorithm1' && strcol(3) eq '" + ind + "' ? ";
+      t += s + "$4 : 1/0):5 with linespoints title '" + ind + "'";
+      for (int layer = 1; layer <= 3; ++layer)
+        f += (layer == 1 ? s : ", " + sel + "'algorithm1' && strcol(3) eq '" + ind + "' ? ") + "$4 : 1/0):" +
+             std::to_string(8 + layer) + " with linespoints title '" + ind + " layer " + std::to_string(layer) + "'";
+      e += s + "$7 : 1/0):8 with linespoints title 'algorithm1 (" + ind + ")'";
+      first = false;
+    }
+    for (const char* u : {"uniform-low", "uniform-high", "uniform-binary32"})
+      e += ", " + sel + "'" + u + "' ? $7 : 1/0):8 with points pt 7 ps 2 title '" + u + "'";
+    draw_plot(c.out, name + "-accuracy-tau", t + "\n");
+    draw_plot(c.out, name + "-fraction-tau", f + "\n");
+    draw_plot(c.out, name + "-error-cost", e + "\n");
+  }
+  return csv;
+}
+
+}  // namespace mpacc::analysis
