@@ -349,7 +349,6 @@ std::string merge_sweep(const sweep_config& c, double wall_seconds) {
       }
     for (const char* u : {"uniform-low", "uniform-high", "uniform-binary32"})
       p += ", " + sel + "'" + u + "' ? $7 : 1/0):5 with points pt 7 ps 2 title '" + u + "'";
-    p += ", " + sel + "'exact' ? $5 : 1/0):(0) axes x2y1 notitle";
     draw_plot(c.out, name + "-accuracy-cost", p + "\n");
     std::string t = "set datafile separator ','\nset key outside right\nset grid\nset logscale x\nset xlabel 'tau'\n"
                     "set ylabel 'test accuracy'\nset title '" + name + ": accuracy against tau'\nplot ";
