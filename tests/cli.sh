@@ -91,6 +91,22 @@ expect_error "train: bad arch" "--arch" "" train --arch 784-x-10 --out "$evaldir
 expect_error "train: bad activation" "unknown activation 'relu6'" "" train --act relu6 --out "$evaldir/m.mpnn" --data "$evaldir"
 rm -rf "$evaldir"
 
+# sweeps: configuration errors name the file and the key
+cfgdir=$(mktemp -d)
+printf '{"networks": [], "taus": [1]}' > "$cfgdir/empty.json"
+expect_error "sweep: no network" "key 'networks'" "" sweep --config "$cfgdir/empty.json"
+printf '{"colour": 1}' > "$cfgdir/unknown.json"
+expect_error "sweep: unknown key" "key 'colour': unknown key" "" sweep --config "$cfgdir/unknown.json"
+printf '{"indicators": ["magic"]}' > "$cfgdir/ind.json"
+expect_error "sweep: unknown indicator" "unknown indicator 'magic'" "" sweep --config "$cfgdir/ind.json"
+printf '{"low": "fp7"}' > "$cfgdir/fmt.json"
+expect_error "sweep: bad format" "key 'low'" "" sweep --config "$cfgdir/fmt.json"
+printf '{not json' > "$cfgdir/bad.json"
+expect_error "sweep: not JSON" "not valid JSON" "" sweep --config "$cfgdir/bad.json"
+expect_error "reproduce: both modes" "exclude each other" "" reproduce --quick --full
+expect_error "reproduce: bad shard" "--shard" "" reproduce --shard 3/2
+rm -rf "$cfgdir"
+
 formats=$("$MPACC" formats)
 for name in binary64 binary32 tf32 binary16 bfloat16 e5m2 e4m3 e4m3-ieee e3m2 e2m3 e2m1; do
   grep -q "^$name " <<<"$formats" || { echo "FAIL: formats lacks $name"; fails=$((fails + 1)); }
