@@ -96,10 +96,13 @@ std::vector<std::string> indicator_names() {
 
 namespace {
 
-void activate(const nn::dense_layer& l, const sim::format& f, std::vector<double>& v) {
-  for (auto& t : v) {
+void activate(const nn::dense_layer& l, const sim::format& f, std::vector<double>& v, int threads) {
+  const auto n = static_cast<std::ptrdiff_t>(v.size());
+#pragma omp parallel for num_threads(sim::thread_count(threads)) schedule(static)
+  for (std::ptrdiff_t t = 0; t < n; ++t) {
     unsigned fl = 0;
-    t = sim::round(sim::apply(l.act, t), f, sim::rounding::nearest_even, false, fl);
+    v[static_cast<std::size_t>(t)] = sim::round(sim::apply(l.act, v[static_cast<std::size_t>(t)]), f,
+                                                sim::rounding::nearest_even, false, fl);
   }
 }
 
@@ -154,9 +157,7 @@ mixed_runner::mixed_runner(const nn::mlp& net, const nn::dataset& data, std::siz
     row_norms_.push_back(std::move(norms));
   }
   const sim::matrix_view X{x0_.data(), rows_, data.cols};
-  low_[0].run(X, v0_low_, threads);
-  high_[0].run(X, v0_high_, threads);
-  true_values(net.layers[0], x0_, rows_, v0_true_, threads);
+  low_[0].run(X, v0_low_, threads);  // the layer-0 high and true values are computed on first use
   const auto ref = nn::fast_forward(net, X, threads);
   ref_logits_ = ref.layers.back().y_hi;
 }
@@ -179,6 +180,10 @@ mixed_result mixed_runner::run(const selection& sel) const {
     const sim::matrix_view X{in.data(), B, l.n_in};
     const std::vector<double>* vl = &v0_low_;
     const std::vector<double>* vh = &v0_high_;
+    if (k == 0 && sel.type != selection::kind::uniform_low && !v0_high_done_) {
+      high_[0].run(X, v0_high_, threads_);
+      v0_high_done_ = true;
+    }
     if (k > 0) {
       if (sel.type != selection::kind::uniform_high) low_[k].run(X, v_low, threads_);
       if (sel.type != selection::kind::uniform_low) high_[k].run(X, v_high, threads_);
@@ -222,8 +227,13 @@ mixed_result mixed_runner::run(const selection& sel) const {
       case selection::kind::smallest:
       case selection::kind::oracle: {
         if (sel.type == selection::kind::oracle) {
-          if (k == 0)
+          if (k == 0) {
+            if (!v0_true_done_) {
+              true_values(l, x0_, B, v0_true_, threads_);
+              v0_true_done_ = true;
+            }
             v_true = v0_true_;
+          }
           else
             true_values(l, in, B, v_true, threads_);
         }
@@ -278,7 +288,7 @@ mixed_result mixed_runner::run(const selection& sel) const {
     }
     res.fraction_per_layer[k] /= static_cast<double>(B * l.n_out);
     comps += static_cast<double>(B * l.n_out);
-    activate(l, cfg_.act_format, out);
+    activate(l, cfg_.act_format, out, threads_);
     in.swap(out);
   }
   res.fraction = recomputed / comps;

@@ -100,10 +100,11 @@ class mixed_runner {
   std::vector<double> ref_logits_;   // binary64 (Dot2) reference logits
   std::vector<sim::prepared_dense> low_, high_, abs_low_;
   std::vector<std::vector<double>> row_norms_;
-  // layer 0 shared results
-  std::vector<double> v0_low_, v0_high_, v0_true_;
-  mutable std::vector<double> abs0_;
-  mutable bool abs0_done_ = false;
+  // layer 0 shared results (high, true and |W||x| computed on first use; run()
+  // is therefore not safe to call concurrently on one runner)
+  std::vector<double> v0_low_;
+  mutable std::vector<double> v0_high_, v0_true_, abs0_;
+  mutable bool v0_high_done_ = false, v0_true_done_ = false, abs0_done_ = false;
 };
 
 }  // namespace mpacc::analysis
