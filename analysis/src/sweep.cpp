@@ -332,42 +332,76 @@ std::string merge_sweep(const sweep_config& c, double wall_seconds) {
   m["shards"] = shards.size();
   write_atomic(c.out / "manifest.json", m.dump(2) + "\n");
 
-  // figures per network, from results.csv
+  // figures per network: one data block per series (gnuplot 'index'), rows in tau order
+  // columns: tau accuracy weighted_cost mean_relative_error fraction_l1 fraction_l2 fraction_l3
+  std::vector<std::vector<std::string>> table;
+  {
+    std::stringstream ss(csv);
+    std::string line;
+    std::getline(ss, line);
+    while (std::getline(ss, line)) {
+      std::vector<std::string> f;
+      std::stringstream ls(line);
+      std::string cell;
+      while (std::getline(ls, cell, ',')) f.push_back(cell);
+      if (f.size() == 11) table.push_back(f);
+    }
+  }
   for (const auto& ns : c.networks) {
     const std::string name = net_name(ns);
-    const std::string sel = "'results.csv' using (strcol(1) eq '" + name + "' && strcol(2) eq ";
-    std::string p = "set datafile separator ','\nset key outside right\nset grid\nset xlabel 'weighted cost relative to uniform " +
+    std::string dat = "# tau accuracy weighted_cost mean_relative_error fraction_l1 fraction_l2 fraction_l3\n";
+    std::vector<std::string> titles;
+    auto block = [&](const std::string& strat, const std::string& ind, const std::string& title) {
+      dat += "\n\n# " + title + "\n";
+      std::size_t n = 0;
+      for (const auto& f : table)
+        if (f[0] == name && f[1] == strat && f[2] == ind) {
+          dat += f[3] + ' ' + f[4] + ' ' + f[6] + ' ' + f[7] + ' ' + f[8] + ' ' + f[9] + ' ' + f[10] + '\n';
+          ++n;
+        }
+      if (n == 0) dat += "nan nan nan nan nan nan nan\n";
+      titles.push_back(title);
+      return titles.size() - 1;
+    };
+    std::vector<std::pair<std::size_t, std::string>> alg, base, uni;
+    for (const auto& ind : c.indicators) {
+      alg.push_back({block("algorithm1", ind, "algorithm1 (" + ind + ")"), ind});
+      for (const auto& b : c.baselines) base.push_back({block(b, ind, b + " at the rate of " + ind), ind});
+    }
+    for (const char* u : {"uniform-low", "uniform-high", "uniform-binary32"}) uni.push_back({block(u, "", u), u});
+    // the blocks start after the header comment: gnuplot counts them from 0
+    write_atomic(c.out / (name + ".dat"), dat);
+    const std::string file = "'" + name + ".dat'";
+    auto idx = [&](std::size_t k) { return file + " index " + std::to_string(k); };
+    std::string p = "set key outside right\nset grid\nset xlabel 'weighted cost relative to uniform " +
                     sim::to_string(c.mix.high) + "'\nset ylabel 'test accuracy'\nset title '" + name +
                     ": accuracy against cost'\nplot ";
     bool first = true;
-    for (const auto& ind : c.indicators)
-      for (const std::string strat : {"algorithm1", "random", "smallest", "oracle"}) {
-        if (strat != "algorithm1" && std::find(c.baselines.begin(), c.baselines.end(), strat) == c.baselines.end()) continue;
-        p += std::string(first ? "" : ", ") + sel + "'" + strat + "' && strcol(3) eq '" + ind +
-             "' ? $7 : 1/0):5 with linespoints title '" + strat + " (" + ind + ")'";
-        first = false;
-      }
-    for (const char* u : {"uniform-low", "uniform-high", "uniform-binary32"})
-      p += ", " + sel + "'" + u + "' ? $7 : 1/0):5 with points pt 7 ps 2 title '" + u + "'";
-    draw_plot(c.out, name + "-accuracy-cost", p + "\n");
-    std::string t = "set datafile separator ','\nset key outside right\nset grid\nset logscale x\nset xlabel 'tau'\n"
-                    "set ylabel 'test accuracy'\nset title '" + name + ": accuracy against tau'\nplot ";
-    std::string f = "set datafile separator ','\nset key outside right\nset grid\nset logscale x\nset xlabel 'tau'\n"
-                    "set ylabel 'fraction recomputed'\nset title '" + name + ": recomputation per layer against tau'\nplot ";
-    std::string e = "set datafile separator ','\nset key outside right\nset grid\nset logscale y\nset xlabel 'weighted cost'\n"
-                    "set ylabel 'mean relative error of the logits'\nset title '" + name + ": error against cost'\nplot ";
-    first = true;
-    for (const auto& ind : c.indicators) {
-      const std::string s = std::string(first ? "" : ", ") + sel + "'algorithm1' && strcol(3) eq '" + ind + "' ? ";
-      t += s + "$4 : 1/0):5 with linespoints title '" + ind + "'";
-      for (int layer = 1; layer <= 3; ++layer)
-        f += (layer == 1 ? s : ", " + sel + "'algorithm1' && strcol(3) eq '" + ind + "' ? ") + "$4 : 1/0):" +
-             std::to_string(8 + layer) + " with linespoints title '" + ind + " layer " + std::to_string(layer) + "'";
-      e += s + "$7 : 1/0):8 with linespoints title 'algorithm1 (" + ind + ")'";
+    for (const auto& [k, ind] : alg) {
+      p += std::string(first ? "" : ", ") + idx(k) + " using 3:2 with linespoints lw 2 title '" + titles[k] + "'";
       first = false;
     }
-    for (const char* u : {"uniform-low", "uniform-high", "uniform-binary32"})
-      e += ", " + sel + "'" + u + "' ? $7 : 1/0):8 with points pt 7 ps 2 title '" + u + "'";
+    for (const auto& [k, ind] : base) p += ", " + idx(k) + " using 3:2 with linespoints dt 2 title '" + titles[k] + "'";
+    for (const auto& [k, u] : uni) p += ", " + idx(k) + " using 3:2 with points pt 7 ps 2 title '" + u + "'";
+    draw_plot(c.out, name + "-accuracy-cost", p + "\n");
+    std::string t = "set key outside right\nset grid\nset logscale x\nset xlabel 'tau'\nset ylabel 'test accuracy'\n"
+                    "set title '" + name + ": accuracy against tau'\nplot ";
+    std::string f = "set key outside right\nset grid\nset logscale x\nset xlabel 'tau'\nset ylabel 'fraction recomputed'\n"
+                    "set title '" + name + ": recomputation per layer against tau'\nplot ";
+    std::string e = "set key outside right\nset grid\nset logscale y\nset xlabel 'weighted cost'\n"
+                    "set ylabel 'mean relative error of the logits'\nset title '" + name + ": error against cost'\nplot ";
+    first = true;
+    for (const auto& [k, ind] : alg) {
+      const std::string sep = first ? "" : ", ";
+      t += sep + idx(k) + " using 1:2 with linespoints title '" + ind + "'";
+      for (int layer = 1; layer <= 3; ++layer)
+        f += (first && layer == 1 ? "" : ", ") + idx(k) + " using 1:" + std::to_string(4 + layer) +
+             " with linespoints title '" + ind + " layer " + std::to_string(layer) + "'";
+      e += sep + idx(k) + " using 3:4 with linespoints lw 2 title 'algorithm1 (" + ind + ")'";
+      first = false;
+    }
+    for (const auto& [k, ind] : base) e += ", " + idx(k) + " using 3:4 with linespoints dt 2 title '" + titles[k] + "'";
+    for (const auto& [k, u] : uni) e += ", " + idx(k) + " using 3:4 with points pt 7 ps 2 title '" + u + "'";
     draw_plot(c.out, name + "-accuracy-tau", t + "\n");
     draw_plot(c.out, name + "-fraction-tau", f + "\n");
     draw_plot(c.out, name + "-error-cost", e + "\n");
