@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "mpacc/nn/reference.hpp"
+#include "mpacc/nn/simulate.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "mpacc/sim/threads.hpp"
@@ -95,16 +96,6 @@ std::vector<std::string> indicator_names() {
 // the runner
 
 namespace {
-
-void activate(const nn::dense_layer& l, const sim::format& f, std::vector<double>& v, int threads) {
-  const auto n = static_cast<std::ptrdiff_t>(v.size());
-#pragma omp parallel for num_threads(sim::thread_count(threads)) schedule(static)
-  for (std::ptrdiff_t t = 0; t < n; ++t) {
-    unsigned fl = 0;
-    v[static_cast<std::size_t>(t)] = sim::round(sim::apply(l.act, v[static_cast<std::size_t>(t)]), f,
-                                                sim::rounding::nearest_even, false, fl);
-  }
-}
 
 // plain binary64 inner products (the oracle's notion of the true value: its
 // error is far below any low-precision accumulator's)
@@ -288,7 +279,7 @@ mixed_result mixed_runner::run(const selection& sel) const {
     }
     res.fraction_per_layer[k] /= static_cast<double>(B * l.n_out);
     comps += static_cast<double>(B * l.n_out);
-    activate(l, cfg_.act_format, out, threads_);
+    nn::apply_activation(l, cfg_.act_format, out, threads_);
     in.swap(out);
   }
   res.fraction = recomputed / comps;

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "mpacc/nn/simulate.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "mpacc/sim/threads.hpp"
 
@@ -68,13 +69,6 @@ double quantile(std::vector<double>& v, double q) {
   return v[k];
 }
 
-// What each layer's pass produced for all samples.
-struct layer_run {
-  std::size_t n_in = 0, n_out = 0;
-  std::vector<double> v, y;  // rows x n_out
-  std::vector<unsigned> flags;
-};
-
 // per-thread accumulation of the summaries
 struct layer_stats {
   std::size_t components = 0, uncovered = 0, viol_v = 0, viol_y = 0, pviol_v = 0, pviol_y = 0;
@@ -135,29 +129,12 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
   const auto t0 = std::chrono::steady_clock::now();
 
   // 1. the simulated pass, all samples
-  std::vector<layer_run> run(L);
+  const auto run = nn::simulate(net, {refd.inputs.data(), rows, refd.cols}, cfg.layer, cfg.input_format,
+                                cfg.act_format, opt.threads);
+  for (const auto& l : net.layers) res.layer_sizes.push_back(l.n_out);
+  // the stored inputs (the same rounding simulate applied)
   std::vector<double> xin = refd.inputs;
   sim::round_array(xin, xin, {cfg.input_format, sim::rounding::nearest_even, false, 0});
-  {
-    std::vector<double> in = xin;
-    std::size_t cols = refd.cols;
-    for (std::size_t k = 0; k < L; ++k) {
-      const auto& l = net.layers[k];
-      const sim::prepared_dense layer({l.W.data(), l.n_out, l.n_in}, l.b, cfg.layer);
-      auto& r = run[k];
-      r.n_in = l.n_in;
-      r.n_out = l.n_out;
-      layer.run({in.data(), rows, cols}, r.v, opt.threads, &r.flags);
-      r.y.resize(r.v.size());
-      for (std::size_t t = 0; t < r.v.size(); ++t) {
-        unsigned fl = 0;
-        r.y[t] = sim::round(sim::apply(l.act, r.v[t]), cfg.act_format, sim::rounding::nearest_even, false, fl);
-      }
-      in = r.y;
-      cols = l.n_out;
-      res.layer_sizes.push_back(l.n_out);
-    }
-  }
   res.seconds_simulation = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
 

@@ -8,6 +8,7 @@
 #include "commands.hpp"
 #include "mpacc/nn/data.hpp"
 #include "mpacc/nn/model_io.hpp"
+#include "mpacc/nn/simulate.hpp"
 #include "mpacc/nn/train.hpp"
 #include "mpacc/sim/layer.hpp"
 #include "mpacc/sim/rounding.hpp"
@@ -154,35 +155,20 @@ int run_eval(const eval_cli& o) {
   } catch (const std::invalid_argument& e) {
     throw usage_error(std::string("--input-format: ") + e.what());
   }
-  std::vector<sim::prepared_dense> layers;
-  for (const auto& l : net.layers) layers.emplace_back(sim::matrix_view{l.W.data(), l.n_out, l.n_in}, l.b, spec);
-  std::size_t correct = 0;
-  sim::layer_flags total;
-  const std::size_t B = 500;
-  std::vector<double> X, Y;
-  for (std::size_t start = 0; start < test_set.rows; start += B) {
-    const std::size_t b = std::min(B, test_set.rows - start);
-    X.assign(test_set.x.begin() + static_cast<std::ptrdiff_t>(start * test_set.cols),
-             test_set.x.begin() + static_cast<std::ptrdiff_t>((start + b) * test_set.cols));
-    sim::round_array(X, X, {in_fmt, sim::rounding::nearest_even, false, 0});  // inputs in their storage format
-    std::size_t cols = test_set.cols;
-    for (std::size_t k = 0; k < net.layers.size(); ++k) {
-      const auto f = layers[k].run({X.data(), b, cols}, Y, o.threads);
-      total.overflow += f.overflow;
-      total.outputs += f.outputs;
-      for (auto& v : Y) {
-        unsigned fl = 0;
-        v = sim::round(sim::apply(net.layers[k].act, v), act_fmt, sim::rounding::nearest_even, false, fl);
-      }
-      X.swap(Y);
-      cols = net.layers[k].n_out;
+  const auto pass = nn::simulate(net, {test_set.x.data(), test_set.rows, test_set.cols}, spec, in_fmt, act_fmt,
+                                 o.threads);
+  std::size_t correct = 0, overflowed = 0, outputs = 0;
+  for (const auto& layer : pass)
+    for (unsigned f : layer.flags) {
+      overflowed += (f & sim::flag::overflow) != 0;
+      ++outputs;
     }
-    for (std::size_t s = 0; s < b; ++s)
-      correct += nn::argmax({X.data() + s * cols, cols}) == test_set.y[start + s];
-  }
+  const std::size_t C = net.outputs();
+  for (std::size_t s = 0; s < test_set.rows; ++s)
+    correct += nn::argmax({pass.back().y.data() + s * C, C}) == test_set.y[s];
   std::printf("accuracy simulated (acc %s, %s, product %s, %s, inputs %s, activations %s): %.2f%%  (%zu of %zu outputs overflowed)\n",
               o.acc.c_str(), o.order.c_str(), o.product.c_str(), o.rounding.c_str(), o.input_format.c_str(), o.act_format.c_str(),
-              100.0 * static_cast<double>(correct) / static_cast<double>(test_set.rows), total.overflow, total.outputs);
+              100.0 * static_cast<double>(correct) / static_cast<double>(test_set.rows), overflowed, outputs);
   return 0;
 }
 
