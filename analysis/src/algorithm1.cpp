@@ -153,6 +153,13 @@ mixed_runner::mixed_runner(const nn::mlp& net, const nn::dataset& data, std::siz
   ref_logits_ = ref.layers.back().y_hi;
 }
 
+double mixed_runner::reference_accuracy() const {
+  const std::size_t C = net_.outputs();
+  std::size_t correct = 0;
+  for (std::size_t s = 0; s < rows_; ++s) correct += nn::argmax({ref_logits_.data() + s * C, C}) == labels_[s];
+  return static_cast<double>(correct) / static_cast<double>(rows_);
+}
+
 mixed_result mixed_runner::run(const selection& sel) const {
   const std::size_t L = net_.layers.size(), B = rows_;
   mixed_result res;

@@ -15,7 +15,6 @@
 
 #include "mpacc/analysis/plot.hpp"
 #include "mpacc/nn/model_io.hpp"
-#include "mpacc/nn/reference.hpp"
 #include "mpacc/nn/train.hpp"
 #include "mpacc/sim/rounding.hpp"
 
@@ -240,14 +239,9 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
       auto r = r32.run(s);
       r.weighted_cost = c.mix.cost_of(sim::formats::binary32) / c.mix.cost_of(c.mix.high);
       out += csv_line({name, "uniform-binary32", "", 0, r});
-      // the exact reference: binary64 Dot2 pass (its accuracy; cost not applicable)
-      const auto& T = tests[jb.network];
-      const auto ref = nn::fast_forward(nets[jb.network], {T.x.data(), R.samples(), T.cols}, c.threads);
+      // the exact reference: the runner's binary64 Dot2 pass (its accuracy; cost not applicable)
       mixed_result e;
-      std::size_t correct = 0;
-      for (std::size_t q = 0; q < R.samples(); ++q)
-        correct += nn::argmax({ref.layers.back().y_hi.data() + q * 10, 10}) == T.y[q];
-      e.accuracy = static_cast<double>(correct) / static_cast<double>(R.samples());
+      e.accuracy = R.reference_accuracy();
       e.fraction = 1;
       e.weighted_cost = std::nan("");
       out += csv_line({name, "exact", "", 0, e});

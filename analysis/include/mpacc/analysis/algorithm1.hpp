@@ -89,6 +89,8 @@ class mixed_runner {
                int threads = 0);
   mixed_result run(const selection& sel) const;
   [[nodiscard]] std::size_t samples() const noexcept { return rows_; }
+  // test accuracy of the binary64 (Dot2) reference pass the runner compares logits with
+  [[nodiscard]] double reference_accuracy() const;
 
  private:
   const nn::mlp& net_;
