@@ -37,28 +37,12 @@ bool parse_value(const std::string& token, double& out) {
 
 int run_dot(const dot_options& o) {
   sim::accumulation a;
-  try {
-    a.acc = sim::parse_format(o.acc);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--acc: ") + e.what());
-  }
+  a.acc = option_value("--acc", [&] { return sim::parse_format(o.acc); });
   if (o.product != "exact") {
-    try {
-      a.product = sim::parse_format(o.product);
-    } catch (const std::invalid_argument& e) {
-      throw usage_error(std::string("--product: ") + e.what());
-    }
+    a.product = option_value("--product", [&] { return sim::parse_format(o.product); });
   }
-  try {
-    a.ord = sim::parse_order(o.order);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--order: ") + e.what());
-  }
-  try {
-    a.mode = sim::parse_rounding(o.rounding);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--rounding: ") + e.what());
-  }
+  a.ord = option_value("--order", [&] { return sim::parse_order(o.order); });
+  a.mode = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
   a.saturate = parse_switch("--saturate", o.saturate);
   if (!o.subnormals.empty()) {
     a.acc.subnormals = parse_switch("--subnormals", o.subnormals);

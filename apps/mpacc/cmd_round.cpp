@@ -39,16 +39,8 @@ double round_token(const std::string& token, const sim::round_spec& spec, unsign
 
 int run_round(const round_options& o) {
   sim::round_spec spec;
-  try {
-    spec.fmt = sim::parse_format(o.format);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--format: ") + e.what());
-  }
-  try {
-    spec.mode = sim::parse_rounding(o.rounding);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--rounding: ") + e.what());
-  }
+  spec.fmt = option_value("--format", [&] { return sim::parse_format(o.format); });
+  spec.mode = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
   if (!o.subnormals.empty()) spec.fmt.subnormals = parse_switch("--subnormals", o.subnormals);
   if (auto msg = sim::validate(spec.fmt); !msg.empty())
     throw usage_error("--format " + o.format + ": " + msg);

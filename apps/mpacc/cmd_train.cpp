@@ -31,11 +31,7 @@ struct train_cli {
 };
 
 sim::activation_fn parse_act(const std::string& s) {
-  try {
-    return {sim::parse_activation(s), 0.01};
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--act: ") + e.what());
-  }
+  return {option_value("--act", [&] { return sim::parse_activation(s); }), 0.01};
 }
 
 std::string json_escape(const std::string& s) {
@@ -49,11 +45,7 @@ std::string json_escape(const std::string& s) {
 
 int run_train(const train_cli& o) {
   std::vector<std::size_t> sizes;
-  try {
-    sizes = nn::parse_arch(o.arch);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--arch: ") + e.what());
-  }
+  sizes = option_value("--arch", [&] { return nn::parse_arch(o.arch); });
   const auto hidden = parse_act(o.act);
   nn::train_options opt;
   opt.epochs = o.epochs;
@@ -67,11 +59,7 @@ int run_train(const train_cli& o) {
   if (o.storage == "none") {
     opt.storage.reset();
   } else {
-    try {
-      opt.storage = sim::parse_format(o.storage);
-    } catch (const std::invalid_argument& e) {
-      throw usage_error(std::string("--storage: ") + e.what());
-    }
+    opt.storage = option_value("--storage", [&] { return sim::parse_format(o.storage); });
   }
   if (o.out.empty()) throw usage_error("--out: a model file name is required");
   const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
@@ -117,11 +105,7 @@ int run_eval(const eval_cli& o) {
   if (o.model.empty()) throw usage_error("--model: a model file is required");
   auto net = nn::load_any(o.model, parse_act(o.act));
   if (o.storage != "none") {
-    try {
-      nn::round_weights(net, sim::parse_format(o.storage));
-    } catch (const std::invalid_argument& e) {
-      throw usage_error(std::string("--storage: ") + e.what());
-    }
+    nn::round_weights(net, option_value("--storage", [&] { return sim::parse_format(o.storage); }));
   }
   const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
   const auto test_set = nn::load_dataset(dir, o.dataset, false, o.limit);
@@ -131,30 +115,12 @@ int run_eval(const eval_cli& o) {
   std::printf("accuracy binary64: %.2f%%\n", 100 * nn::evaluate_native(net, test_set, false, o.threads));
   if (o.acc.empty()) return 0;
   sim::layer_spec spec;
-  try {
-    spec.acc = sim::precision_map::uniform(sim::parse_format(o.acc));
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--acc: ") + e.what());
-  }
-  try {
-    spec.base.ord = sim::parse_order(o.order);
-    spec.base.mode = sim::parse_rounding(o.rounding);
-    if (o.product != "exact") spec.base.product = sim::parse_format(o.product);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(e.what());
-  }
-  sim::format act_fmt;
-  try {
-    act_fmt = sim::parse_format(o.act_format);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--act-format: ") + e.what());
-  }
-  sim::format in_fmt;
-  try {
-    in_fmt = sim::parse_format(o.input_format);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--input-format: ") + e.what());
-  }
+  spec.acc = option_value("--acc", [&] { return sim::precision_map::uniform(sim::parse_format(o.acc)); });
+  spec.base.ord = option_value("--order", [&] { return sim::parse_order(o.order); });
+  spec.base.mode = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
+  if (o.product != "exact") spec.base.product = option_value("--product", [&] { return sim::parse_format(o.product); });
+  const sim::format act_fmt = option_value("--act-format", [&] { return sim::parse_format(o.act_format); });
+  const sim::format in_fmt = option_value("--input-format", [&] { return sim::parse_format(o.input_format); });
   const auto pass = nn::simulate(net, {test_set.x.data(), test_set.rows, test_set.cols}, spec, in_fmt, act_fmt,
                                  o.threads);
   std::size_t correct = 0, overflowed = 0, outputs = 0;

@@ -43,7 +43,7 @@ std::string safe(const std::string& s) {
 }
 
 int run_validate(const validate_cli& o) {
-  nn::mlp net = nn::load_any(o.model, {sim::parse_activation(o.act), 0.01});
+  nn::mlp net = nn::load_any(o.model, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01});
   const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
   const auto test_set = nn::load_dataset(dir, o.dataset, false, o.samples);
   analysis::validate_options opt;
@@ -57,16 +57,13 @@ int run_validate(const validate_cli& o) {
   for (const auto& acc : split_list(o.acc))
     for (const auto& ord : split_list(o.order)) {
       analysis::simulation_config c;
-      try {
-        c.layer.acc = sim::precision_map::uniform(sim::parse_format(acc));
-        c.layer.base.ord = sim::parse_order(ord);
-        c.layer.base.mode = sim::parse_rounding(o.rounding);
-        if (o.product != "exact") c.layer.base.product = sim::parse_format(o.product);
-        c.input_format = sim::parse_format(o.input_format);
-        c.act_format = sim::parse_format(o.act_format);
-      } catch (const std::invalid_argument& e) {
-        throw usage_error(e.what());
-      }
+      c.layer.acc = sim::precision_map::uniform(option_value("--acc", [&] { return sim::parse_format(acc); }));
+      c.layer.base.ord = option_value("--order", [&] { return sim::parse_order(ord); });
+      c.layer.base.mode = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
+      if (o.product != "exact")
+        c.layer.base.product = option_value("--product", [&] { return sim::parse_format(o.product); });
+      c.input_format = option_value("--input-format", [&] { return sim::parse_format(o.input_format); });
+      c.act_format = option_value("--act-format", [&] { return sim::parse_format(o.act_format); });
       c.layer.base.saturate = parse_switch("--saturate", o.saturate);
       configs.push_back(c);
       names.push_back(safe(acc) + "_" + safe(ord));

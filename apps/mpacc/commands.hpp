@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,17 @@ command add_reproduce_command(CLI::App& app);
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// parse() with its std::invalid_argument turned into a usage_error that names
+// the option: option_value("--format", [&] { return sim::parse_format(text); }).
+template <class Parse>
+auto option_value(std::string_view option, Parse&& parse) -> decltype(parse()) {
+  try {
+    return parse();
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(std::string(option) + ": " + e.what());
+  }
+}
 
 // "on"/"off" (also true/false, 1/0); throws usage_error naming the option.
 bool parse_switch(std::string_view option, std::string_view value);
