@@ -436,7 +436,7 @@ bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
 struct prepared_dense::impl {
   layer_spec spec;
   std::size_t n_in = 0, n_out = 0;
-  std::vector<double> W, b;  // row-major copy (scalar path)
+  std::vector<double> W, b;  // row-major copy (scalar path only)
   bool vector = false;
   // vector kernel data
   std::size_t blocks = 0, ldw = 0;
@@ -472,10 +472,12 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
   P.spec = spec;
   P.n_in = n_in;
   P.n_out = n_out;
-  P.W.assign(W.data, W.data + n_in * n_out);
-  P.b.assign(b.begin(), b.end());
   P.vector = dense_vector_kernel_applies(spec) && n_out > 0;
-  if (!P.vector) return;
+  if (!P.vector) {  // the scalar path reads W and b as given; the vector kernel its own layout
+    P.W.assign(W.data, W.data + n_in * n_out);
+    P.b.assign(b.begin(), b.end());
+    return;
+  }
   // W^T padded to a multiple of 8 components, bias padded likewise
   P.blocks = (n_out + 7) / 8;
   P.ldw = P.blocks * 8;
