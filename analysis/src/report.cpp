@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -10,6 +11,7 @@
 
 #include "mpacc/analysis/plot.hpp"
 #include "mpacc/analysis/validate.hpp"
+#include "mpacc/sim/rounding.hpp"
 
 namespace mpacc::analysis {
 
@@ -22,20 +24,28 @@ void draw(const fs::path& d, const std::string& n, const std::string& b) { draw_
 void write_report(const validation_result& r, const fs::path& dir, const std::string& manifest_json, bool plots) {
   fs::create_directories(dir);
   // 1. per-component CSV
+  auto names = [](unsigned f) {
+    auto t = sim::flags_to_string(f);
+    std::replace(t.begin(), t.end(), ',', '+');
+    return t;
+  };
   std::string csv =
       "sample,layer,component,v_ref,v_sim,y_ref,y_sim,error_v,error_y,kappa_dot,kappa_act,bound_v,bound_y,"
-      "prob_bound_v,prob_bound_y,first_order_rel,error_over_bound,flags\n";
+      "prob_bound_v,prob_bound_y,first_order_rel,error_over_bound,error_local_v,bound_local_v,act_dominated,"
+      "uncovered,flags,flags_act,flags_upstream\n";
   for (std::size_t s = 0; s < r.csv_rows.size(); ++s) {
     std::size_t layer = 0, comp = 0;
     for (const auto& c : r.csv_rows[s]) {
       csv += std::to_string(s) + "," + std::to_string(layer + 1) + "," + std::to_string(comp) + ",";
       for (double v : {c.v_ref, c.v_sim, c.y_ref, c.y_sim, c.err_v, c.err_y, c.kappa_dot, c.kappa_act, c.bound_v,
                        c.bound_y, c.prob_bound_v, c.prob_bound_y, c.first_order,
-                       c.bound_y > 0 ? c.err_y / c.bound_y : 0.0}) {
+                       c.bound_y > 0 ? c.err_y / c.bound_y : 0.0, c.err_local, c.bound_local}) {
         put(csv, v);
         csv += ',';
       }
-      csv += std::to_string(c.flags) + "\n";
+      csv += std::string(c.act_dominated ? "1," : "0,");
+      csv += std::string(to_string(static_cast<uncovered_cause>(c.cause))) + ",";
+      csv += names(c.flags) + "," + names(c.flags_act) + "," + names(c.flags_in) + "\n";
       if (++comp == r.layer_sizes[layer]) {
         comp = 0;
         ++layer;
@@ -45,24 +55,68 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   write_atomic(dir / "components.csv", csv);
 
   // 2. summary JSON
+  auto qjson = [](const quantiles& q) {
+    return nlohmann::json{{"n", q.n}, {"q50", q.q50}, {"q90", q.q90}, {"q99", q.q99}, {"max", q.max}};
+  };
   nlohmann::json j;
   j["config"] = r.config;
+  j["reference_inputs"] = std::string(to_string(r.ref_inputs));
+  j["inputs"] = {{"stored", r.inputs_stored}, {"inexact", r.inputs_inexact}, {"overflow_or_nan", r.inputs_overflow}};
+  j["violations"] = r.violations();
   j["seconds_simulation"] = r.seconds_simulation;
   j["seconds_bounds"] = r.seconds_bounds;
-  for (const auto& l : r.layers) {
+  for (std::size_t li = 0; li < r.layers.size(); ++li) {
+    const auto& l = r.layers[li];
     nlohmann::json e;
     e["layer"] = l.layer == 0 ? nlohmann::json("all") : nlohmann::json(l.layer);
+    if (l.layer) {
+      e["unit_roundoff"] = r.layer_u[l.layer - 1];
+      e["roundings_per_term_max"] = r.layer_kmax[l.layer - 1];
+      e["rounding_steps_per_inner_product"] = r.layer_steps[l.layer - 1];
+    }
     e["components"] = l.components;
-    e["uncovered_overflow_or_saturation"] = l.uncovered;
+    e["uncovered"] = l.uncovered;
+    nlohmann::json causes;
+    for (std::size_t c = 1; c < uncovered_causes; ++c)
+      causes[std::string(to_string(static_cast<uncovered_cause>(c)))] = l.uncovered_by_cause[c];
+    e["uncovered_by_cause"] = causes;
     e["violations_deterministic_v"] = l.violations_v;
     e["violations_deterministic_y"] = l.violations_y;
-    e["violations_probabilistic_v"] = l.prob_violations_v;
-    e["violations_probabilistic_y"] = l.prob_violations_y;
+    e["per_inner_product"] = {{"checked", l.local_checked},
+                              {"violations_deterministic", l.local_violations},
+                              {"vacuous_deterministic", l.local_vacuous}};
+    nlohmann::json probs = nlohmann::json::array();
+    for (const auto& c : l.local)
+      probs.push_back({{"lambda", c.lambda},
+                       {"stated_failure_probability", c.stated_failure},
+                       {"checked", c.checked},
+                       {"violations", c.violations},
+                       {"frequency", c.frequency},
+                       {"frequency_ci95", {c.ci_low, c.ci_high}},
+                       {"vacuous", c.vacuous},
+                       {"violations_non_vacuous", c.violations_non_vacuous}});
+    e["per_inner_product"]["probabilistic"] = probs;
     const double covered = static_cast<double>(l.components - l.uncovered);
-    e["probabilistic_violation_frequency_y"] = covered > 0 ? static_cast<double>(l.prob_violations_y) / covered : 0.0;
-    e["probabilistic_stated_failure_probability"] = 1 - l.prob_confidence_min;
-    e["error_over_bound_quantiles"] = {{"q50", l.ratio_q50}, {"q90", l.ratio_q90}, {"q99", l.ratio_q99}, {"max", l.ratio_max}};
-    e["error_over_probabilistic_bound_max"] = l.prob_ratio_max;
+    e["propagated_probabilistic"] = {
+        {"violations_v", l.prob_violations_v},
+        {"violations_y", l.prob_violations_y},
+        {"frequency_y", covered > 0 ? static_cast<double>(l.prob_violations_y) / covered : 0.0},
+        {"stated_failure_probability",
+         l.prob_propagated_failure ? nlohmann::json(*l.prob_propagated_failure) : nlohmann::json(nullptr)},
+        {"error_over_bound_max", l.prob_ratio_max}};
+    e["tightness"] = {{"error_over_bound_v", qjson(l.err_over_bound_v)},
+                      {"error_over_bound_y", qjson(l.err_over_bound_y)},
+                      {"bound_over_exact_v", qjson(l.bound_over_exact_v)},
+                      {"bound_over_exact_y", qjson(l.bound_over_exact_y)},
+                      {"kappa_u_estimate_over_error_v", qjson(l.estimate_over_error_v)},
+                      {"kappa_u_estimate_over_error_y", qjson(l.estimate_over_error_y)},
+                      {"zero_error_v", l.zero_error_v},
+                      {"zero_error_y", l.zero_error_y},
+                      {"output_bound_dominated_by_activation", l.act_dominated}};
+    if (l.layer == 1)
+      e["input_storage_term"] = {{"max", l.input_storage_term_max},
+                                 {"max_over_bound_v", l.input_storage_term_over_bound_max},
+                                 {"in_bounds", r.ref_inputs == reference_inputs::exact}};
     e["spearman_relative_error_vs_kappa_dot_kappa_act"] = l.spearman;
     e["spearman_pairs"] = l.spearman_n;
     e["kappa_dot_median"] = l.kappa_dot_median;

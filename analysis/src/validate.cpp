@@ -7,7 +7,10 @@
 #include <numeric>
 #include <stdexcept>
 
+#include <boost/math/special_functions/beta.hpp>
+
 #include "mpacc/nn/simulate.hpp"
+#include "mpacc/ref/accumulate.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "mpacc/sim/threads.hpp"
 
@@ -17,10 +20,40 @@
 
 namespace mpacc::analysis {
 
+std::string_view to_string(reference_inputs r) noexcept { return r == reference_inputs::stored ? "stored" : "exact"; }
+
+reference_inputs parse_reference_inputs(std::string_view text) {
+  if (text == "stored") return reference_inputs::stored;
+  if (text == "exact") return reference_inputs::exact;
+  throw std::invalid_argument("unknown reference inputs '" + std::string(text) + "' (stored or exact)");
+}
+
+std::string_view to_string(uncovered_cause c) noexcept {
+  switch (c) {
+    case uncovered_cause::none: return "none";
+    case uncovered_cause::input: return "input";
+    case uncovered_cause::inherited: return "inherited";
+    case uncovered_cause::accumulation: return "accumulation";
+    case uncovered_cause::activation: return "activation";
+    case uncovered_cause::reference: return "reference";
+    case uncovered_cause::bound: return "bound";
+  }
+  return "none";
+}
+
+std::size_t validation_result::violations() const {
+  std::size_t n = 0;
+  for (const auto& l : layers)
+    if (l.layer) n += l.violations_v + l.violations_y + l.local_violations;
+  return n;
+}
+
 namespace {
 
 constexpr double kU64 = 0x1p-53;
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr unsigned kOutOfRange = sim::flag::overflow | sim::flag::saturated | sim::flag::invalid;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -69,11 +102,88 @@ double quantile(std::vector<double>& v, double q) {
   return v[k];
 }
 
+quantiles quantiles_of(std::vector<double>& v) {
+  quantiles q;
+  q.n = v.size();
+  if (v.empty()) return q;
+  q.q50 = quantile(v, 0.5);
+  q.q90 = quantile(v, 0.9);
+  q.q99 = quantile(v, 0.99);
+  q.max = *std::max_element(v.begin(), v.end());
+  return q;
+}
+
+// Clopper-Pearson interval of a binomial proportion (95 %).
+void binomial_interval(std::size_t k, std::size_t n, double& lo, double& hi) {
+  lo = 0;
+  hi = 1;
+  if (n == 0) return;
+  const double a = 0.05;
+  const double kd = static_cast<double>(k), nd = static_cast<double>(n);
+  if (k > 0) lo = boost::math::ibeta_inv(kd, nd - kd + 1, a / 2);
+  if (k < n) hi = boost::math::ibeta_inv(kd + 1, nd - kd, 1 - a / 2);
+}
+
+// Dot2 (Ogita, Rump, Oishi 2005) of w and x plus b: the sum as hi + lo, with
+// |hi + lo - exact| <= 2 gamma_{n+1}^2 sum |w_j x_j| + |b| (+ underflow terms,
+// covered by the caller's tolerance).
+struct dot2 {
+  double hi = 0, lo = 0;
+};
+dot2 dot2_of(const double* w, const double* x, std::size_t n, double b) {
+  double p = b, s = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const double h = w[j] * x[j];
+    const double r = std::fma(w[j], x[j], -h);
+    const double q = p + h;
+    const double z = q - p;
+    s += ((p - (q - z)) + (h - z)) + r;
+    p = q;
+  }
+  return {p, s};
+}
+
+// Whether |v_sim - exact| > bound, decided exactly: from Dot2 where its error
+// leaves no doubt, from the exact inner product (MPFR) otherwise.
+class local_error {
+ public:
+  local_error(const double* w, const double* x, std::size_t n, double b, double v_sim, double abs_sum)
+      : w_(w), x_(x), n_(n), b_(b), v_(v_sim) {
+    const auto d = dot2_of(w, x, n, b);
+    approx_ = std::fabs((v_sim - d.hi) - d.lo);
+    const double g = static_cast<double>(n + 2) * kU64 / (1 - static_cast<double>(n + 2) * kU64);
+    tol_ = 4 * g * g * abs_sum + 0x1p-50 * approx_ + static_cast<double>(4 * n + 8) * 0x1p-1074;
+  }
+  [[nodiscard]] double approx() const noexcept { return approx_; }
+  bool exceeds(double bound) {
+    if (approx_ - tol_ > bound) return true;
+    if (approx_ + tol_ <= bound) return false;
+    if (!exact_) {
+      const auto e = ref::dot_exact({w_, n_}, {x_, n_}, b_);
+      ref::mpfr_float d(mpfr_get_prec(e.value.get()) + 64);
+      mpfr_sub_d(d.get(), e.value.get(), v_, MPFR_RNDN);  // exact: enough bits
+      mpfr_abs(d.get(), d.get(), MPFR_RNDN);
+      exact_.emplace(std::move(d));
+    }
+    return mpfr_cmp_d(exact_->get(), bound) > 0;
+  }
+
+ private:
+  const double *w_, *x_;
+  std::size_t n_;
+  double b_, v_, approx_ = 0, tol_ = 0;
+  std::optional<ref::mpfr_float> exact_;
+};
+
 // per-thread accumulation of the summaries
 struct layer_stats {
   std::size_t components = 0, uncovered = 0, viol_v = 0, viol_y = 0, pviol_v = 0, pviol_y = 0;
-  double conf_min = 1, ratio_max = 0, pratio_max = 0;
-  std::vector<double> ratios, rel_err, kappa, kdot;
+  std::array<std::size_t, uncovered_causes> causes{};
+  std::size_t local_checked = 0, local_viol = 0, local_vacuous = 0, zero_v = 0, zero_y = 0, act_dom = 0;
+  std::vector<std::size_t> lp_viol, lp_vacuous, lp_viol_nv;  // per lambda
+  double pratio_max = 0, store_max = 0, store_rel_max = 0;
+  std::vector<double> ratio_v, ratio_y, relb_v, relb_y, est_v, est_y, rel_err, kappa, kdot;
+  explicit layer_stats(std::size_t lambdas = 0) : lp_viol(lambdas), lp_vacuous(lambdas), lp_viol_nv(lambdas) {}
   void merge(layer_stats& o) {
     components += o.components;
     uncovered += o.uncovered;
@@ -81,13 +191,30 @@ struct layer_stats {
     viol_y += o.viol_y;
     pviol_v += o.pviol_v;
     pviol_y += o.pviol_y;
-    conf_min = std::min(conf_min, o.conf_min);
-    ratio_max = std::max(ratio_max, o.ratio_max);
+    for (std::size_t c = 0; c < causes.size(); ++c) causes[c] += o.causes[c];
+    local_checked += o.local_checked;
+    local_viol += o.local_viol;
+    local_vacuous += o.local_vacuous;
+    zero_v += o.zero_v;
+    zero_y += o.zero_y;
+    act_dom += o.act_dom;
+    lp_viol.resize(o.lp_viol.size());
+    lp_vacuous.resize(o.lp_viol.size());
+    lp_viol_nv.resize(o.lp_viol.size());
+    for (std::size_t t = 0; t < o.lp_viol.size(); ++t) {
+      lp_viol[t] += o.lp_viol[t];
+      lp_vacuous[t] += o.lp_vacuous[t];
+      lp_viol_nv[t] += o.lp_viol_nv[t];
+    }
     pratio_max = std::max(pratio_max, o.pratio_max);
-    ratios.insert(ratios.end(), o.ratios.begin(), o.ratios.end());
-    rel_err.insert(rel_err.end(), o.rel_err.begin(), o.rel_err.end());
-    kappa.insert(kappa.end(), o.kappa.begin(), o.kappa.end());
-    kdot.insert(kdot.end(), o.kdot.begin(), o.kdot.end());
+    store_max = std::max(store_max, o.store_max);
+    store_rel_max = std::max(store_rel_max, o.store_rel_max);
+    for (auto [to, from] : {std::pair{&ratio_v, &o.ratio_v}, {&ratio_y, &o.ratio_y}, {&relb_v, &o.relb_v},
+                            {&relb_y, &o.relb_y}, {&est_v, &o.est_v}, {&est_y, &o.est_y},
+                            {&rel_err, &o.rel_err}, {&kappa, &o.kappa}, {&kdot, &o.kdot}}) {
+      to->insert(to->end(), from->begin(), from->end());
+      std::vector<double>().swap(*from);
+    }
   }
 };
 
@@ -103,18 +230,35 @@ std::string describe(const simulation_config& cfg) {
   return s;
 }
 
+double ratio(double err, double bound) { return bound > 0 ? err / bound : (err > 0 ? kInf : 0.0); }
+
 }  // namespace
 
-reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, const validate_options& opt) {
+reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, const validate_options& opt,
+                                 const sim::format& input_format) {
   const auto t0 = std::chrono::steady_clock::now();
   reference_data r;
   r.rows = opt.samples > 0 ? std::min(opt.samples, data.rows) : data.rows;
   r.cols = data.cols;
+  r.kind = opt.ref_inputs;
+  r.input_format = input_format;
   r.inputs.assign(data.x.begin(), data.x.begin() + static_cast<std::ptrdiff_t>(r.rows * r.cols));
+  std::vector<double> stored;
+  const std::vector<double>* x = &r.inputs;
+  if (r.kind == reference_inputs::stored) {
+    stored = nn::store_inputs({r.inputs.data(), r.rows, r.cols}, input_format);
+    for (std::size_t t = 0; t < stored.size(); ++t)
+      if (!std::isfinite(stored[t]))
+        throw std::invalid_argument("input " + std::to_string(t % r.cols) + " of sample " +
+                                    std::to_string(t / r.cols) + " (" + std::to_string(r.inputs[t]) +
+                                    ") is not finite once stored in " + sim::to_string(input_format) +
+                                    ": use a wider input format, or exact reference inputs");
+    x = &stored;
+  }
   nn::reference_options ro;
   ro.precision = opt.precision;
   ro.threads = opt.threads;
-  r.ref = nn::reference_engine(net).forward({r.inputs.data(), r.rows, r.cols}, ro);
+  r.ref = nn::reference_engine(net).forward({x->data(), r.rows, r.cols}, ro);
   r.seconds = seconds_since(t0);
   return r;
 }
@@ -124,51 +268,74 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
   net.validate();
   const std::size_t rows = refd.rows, L = net.layers.size();
   if (refd.cols != net.inputs()) throw std::invalid_argument("validate: reference inputs do not match the network");
+  if (refd.kind == reference_inputs::stored && !(refd.input_format == cfg.input_format))
+    throw std::invalid_argument("validate: the reference was computed on inputs stored in " +
+                                sim::to_string(refd.input_format) + ", the configuration stores them in " +
+                                sim::to_string(cfg.input_format));
   validation_result res;
   res.config = describe(cfg);
+  res.ref_inputs = refd.kind;
   const auto t0 = std::chrono::steady_clock::now();
 
-  // 1. the simulated pass, all samples
+  // 1. the simulated pass, all samples, and the stored inputs with their flags
   const auto run = nn::simulate(net, {refd.inputs.data(), rows, refd.cols}, cfg.layer, cfg.input_format,
                                 cfg.act_format, opt.threads);
   for (const auto& l : net.layers) res.layer_sizes.push_back(l.n_out);
-  // the stored inputs (the same rounding simulate applied)
-  std::vector<double> xin = refd.inputs;
-  sim::round_array(xin, xin, {cfg.input_format, sim::rounding::nearest_even, false, 0});
+  std::vector<unsigned> in_flags;
+  const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, cfg.input_format, &in_flags);
+  res.inputs_stored = xin.size();
+  for (unsigned f : in_flags) {
+    res.inputs_inexact += (f & sim::flag::inexact) != 0;
+    res.inputs_overflow += (f & kOutOfRange) != 0;
+  }
   res.seconds_simulation = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
 
   // 2. bound models per layer and accumulator format
-  const std::size_t nf = cfg.layer.acc.formats.size();
+  const std::size_t nf = cfg.layer.acc.formats.size(), NL = opt.lambdas.size();
   std::vector<std::vector<sim::bound_model>> det(L), prob(L);
-  std::vector<std::vector<double>> gamma_k(L), confidence(L);
-  for (std::size_t k = 0; k < L; ++k)
+  std::vector<std::vector<std::vector<sim::bound_model>>> lprob(L);  // [layer][format][lambda]
+  std::vector<std::vector<double>> gamma_k(L), u_acc(L);
+  std::vector<double> fail_prop(L, 0);                             // per-product failure at opt.lambda, worst format
+  std::vector<std::vector<double>> fail_local(L, std::vector<double>(NL, 0));
+  for (std::size_t k = 0; k < L; ++k) {
+    const std::size_t n = net.layers[k].n_in;
     for (std::size_t f = 0; f < nf; ++f) {
       sim::accumulation a = cfg.layer.base;
       a.acc = cfg.layer.acc.formats[f];
-      det[k].push_back(sim::make_bound_model(net.layers[k].n_in, a, sim::gamma_deterministic, 0));
-      prob[k].push_back(sim::make_bound_model(net.layers[k].n_in, a, sim::gamma_probabilistic, opt.lambda));
-      const auto counts = sim::rounding_counts(net.layers[k].n_in, a.ord);
+      det[k].push_back(sim::make_bound_model(n, a, sim::gamma_deterministic, 0));
+      prob[k].push_back(sim::make_bound_model(n, a, sim::gamma_probabilistic, opt.lambda));
+      lprob[k].emplace_back();
+      for (double lam : opt.lambdas) lprob[k][f].push_back(sim::make_bound_model(n, a, sim::gamma_probabilistic, lam));
+      const auto counts = sim::rounding_counts(n, a.ord);
       const int kmax = counts.empty() ? 1 : *std::max_element(counts.begin(), counts.end());
       const double u = sim::unit_roundoff(a.acc, a.mode);
+      u_acc[k].push_back(u);
       gamma_k[k].push_back(sim::gamma_deterministic(kmax, u, 0));
-      const std::size_t roundings = sim::words_per_dot(net.layers[k].n_in, a);
+      // the union runs over the rounding errors of the inner product: one per step
+      const std::uint64_t steps = sim::words_per_dot(n, a);
       if (f == 0) {
         res.layer_u.push_back(u);
         res.layer_gamma.push_back(gamma_k[k].back());
+        res.layer_kmax.push_back(kmax);
+        res.layer_steps.push_back(steps);
       }
-      confidence[k].push_back(probabilistic_confidence(roundings, u, opt.lambda));
+      fail_prop[k] = std::max(fail_prop[k], 1 - probabilistic_confidence(steps, u, opt.lambda));
+      for (std::size_t t = 0; t < NL; ++t)
+        fail_local[k][t] = std::max(fail_local[k][t], 1 - probabilistic_confidence(steps, u, opt.lambdas[t]));
     }
+  }
   const double u_in = cfg.input_format.unit_roundoff();
   const double eta_in = cfg.input_format.min_positive() / 2;
   const double u_act = cfg.act_format.unit_roundoff();
   res.u_act = u_act;
   const double eta_act = cfg.act_format.min_positive() / 2;
+  const bool exact_inputs = refd.kind == reference_inputs::exact;
 
   const std::size_t csv_n = std::min(opt.csv_samples, rows);
   res.csv_rows.assign(csv_n, {});
   const int nt = sim::thread_count(opt.threads);
-  std::vector<std::vector<layer_stats>> stats(static_cast<std::size_t>(nt), std::vector<layer_stats>(L));
+  std::vector<std::vector<layer_stats>> stats(static_cast<std::size_t>(nt), std::vector<layer_stats>(L, layer_stats(NL)));
   const auto nrows = static_cast<std::ptrdiff_t>(rows);
 #pragma omp parallel num_threads(nt)
   {
@@ -177,23 +344,36 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
 #else
     auto& my = stats[0];
 #endif
-    std::vector<double> eps, eps_p, next_eps, next_eps_p;
+    std::vector<double> eps, eps_p, next_eps, next_eps_p, sl(NL);
+    std::vector<const double*> lth(NL);
 #pragma omp for schedule(dynamic, 8)
     for (std::ptrdiff_t si = 0; si < nrows; ++si) {
       const auto s = static_cast<std::size_t>(si);
       const double* x_exact = refd.inputs.data() + s * refd.cols;
       const double* x_sim = xin.data() + s * refd.cols;
+      const unsigned* xf = in_flags.data() + s * refd.cols;
+      // errors of the layer's inputs against the reference's inputs
       eps.resize(refd.cols);
-      eps_p.resize(refd.cols);
-      for (std::size_t j = 0; j < refd.cols; ++j) eps[j] = eps_p[j] = u_in * std::fabs(x_exact[j]) + eta_in;
+      unsigned upstream = 0;
+      for (std::size_t j = 0; j < refd.cols; ++j) {
+        upstream |= xf[j];
+        if ((xf[j] & kOutOfRange) || !std::isfinite(x_sim[j]))
+          eps[j] = kInf;
+        else
+          eps[j] = exact_inputs ? u_in * std::fabs(x_exact[j]) + eta_in : 0.0;
+      }
+      eps_p = eps;
       for (std::size_t k = 0; k < L; ++k) {
         const auto& l = net.layers[k];
         const auto& R = refd.ref.layers[k];
         const auto& r = run[k];
         const double* in_sim = k == 0 ? x_sim : run[k - 1].y.data() + s * l.n_in;
-        const double* in_ref = k == 0 ? x_exact : refd.ref.layers[k - 1].y_hi.data() + s * l.n_in;
+        bool in_finite = true;
+        for (std::size_t j = 0; j < l.n_in && in_finite; ++j) in_finite = std::isfinite(in_sim[j]);
+        const double* in_y_ref = k == 0 ? nullptr : refd.ref.layers[k - 1].y_hi.data() + s * l.n_in;
         next_eps.assign(l.n_out, 0);
         next_eps_p.assign(l.n_out, 0);
+        unsigned next_upstream = upstream;
         auto& st = my[k];
         const double infl = 1 + 2 * (static_cast<double>(l.n_in) + 2) * kU64;
         for (std::size_t i = 0; i < l.n_out; ++i) {
@@ -201,20 +381,35 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
           const std::size_t fi = cfg.layer.acc.index.empty() ? 0 : cfg.layer.acc.index[i];
           const auto& D = det[k][fi];
           const auto& Pm = prob[k][fi];
+          for (std::size_t t = 0; t < NL; ++t) {
+            lth[t] = lprob[k][fi][t].theta.data();
+            sl[t] = 0;
+          }
           const double* w = l.row(i);
-          double sd = 0, sp = 0, pd = 0, pp = 0, kn = std::fabs(l.b[i]);
+          // sd, sp: accumulation bounds on the simulated inputs; pd, pp: propagated
+          // input errors; kn: |w|^T|x| + |b| on the reference's inputs; an: on the
+          // simulated ones; st_term: the storage error of the data (layer 1)
+          double sd = 0, sp = 0, pd = 0, pp = 0, kn = std::fabs(l.b[i]), an = std::fabs(l.b[i]), st_term = 0;
           for (std::size_t j = 0; j < l.n_in; ++j) {
             const double aw = std::fabs(w[j]);
             const double t = std::fabs(w[j] * in_sim[j]);
             if (t != 0) {  // theta can be huge: never 0 * inf
               sd += t * D.theta[j];
               sp += t * Pm.theta[j];
+              for (std::size_t q = 0; q < NL; ++q) sl[q] += t * lth[q][j];
+              an += t;
             }
             if (aw != 0) {
               pd += aw * eps[j];
               pp += aw * eps_p[j];
             }
-            kn += std::fabs(w[j] * in_ref[j]);
+            if (k == 0) {
+              const double xr = exact_inputs ? x_exact[j] : x_sim[j];
+              kn += std::fabs(w[j] * xr);
+              st_term += aw * std::fabs(x_exact[j] - x_sim[j]);
+            } else {
+              kn += std::fabs(w[j] * in_y_ref[j]);
+            }
           }
           component_result c;
           c.v_ref = R.v_hi[at];
@@ -222,12 +417,58 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
           c.v_sim = r.v[at];
           c.y_sim = r.y[at];
           c.flags = r.flags[at];
+          c.flags_act = r.act_flags[at];
+          c.flags_in = upstream;
+          next_upstream |= c.flags | c.flags_act;
           c.err_v = dd_error(c.v_sim, R.v_hi[at], R.v_lo[at]);
           c.err_y = dd_error(c.y_sim, R.y_hi[at], R.y_lo[at]);
           c.kappa_dot = c.v_ref == 0 ? (kn == 0 ? 1.0 : kInf) : kn / std::fabs(c.v_ref);
           c.kappa_act = sim::kappa_act(l.act, c.v_ref);
-          const bool covered = c.covered() && std::isfinite(pd) && std::isfinite(c.v_sim);
-          if (covered) {
+
+          // why this component could not be bounded, if it cannot
+          auto cause = uncovered_cause::none;
+          const auto from_upstream = k == 0 ? uncovered_cause::input : uncovered_cause::inherited;
+          bool unexplained = false;  // a non-finite value with no cause: a violation
+          if (!std::isfinite(pd))
+            cause = from_upstream;
+          else if (c.flags & (sim::flag::overflow | sim::flag::saturated))
+            cause = uncovered_cause::accumulation;
+          else if (!std::isfinite(c.v_sim)) {
+            if (!in_finite || (c.flags & sim::flag::invalid))
+              cause = from_upstream;
+            else
+              unexplained = true;
+          } else if ((c.flags_act & kOutOfRange) || !std::isfinite(c.y_sim)) {
+            if (c.flags_act & kOutOfRange)
+              cause = uncovered_cause::activation;
+            else
+              unexplained = true;
+          } else if (!std::isfinite(c.v_ref) || !std::isfinite(c.y_ref))
+            cause = uncovered_cause::reference;
+
+          // the per-inner-product checks (need finite inputs and no overflow in the sum)
+          c.err_local = kNaN;
+          c.bound_local = (sd + std::fabs(l.b[i]) * D.bias_coef + D.eta) * D.margin;
+          const bool local_ok = in_finite && std::isfinite(c.v_sim) &&
+                                !(c.flags & (sim::flag::overflow | sim::flag::saturated));
+          if (local_ok) {
+            local_error le(w, in_sim, l.n_in, l.b[i], c.v_sim, an);
+            c.err_local = le.approx();
+            ++st.local_checked;
+            if (le.exceeds(c.bound_local)) ++st.local_viol;
+            if (c.bound_local >= an) ++st.local_vacuous;
+            for (std::size_t q = 0; q < NL; ++q) {
+              const auto& M = lprob[k][fi][q];
+              const double b = (sl[q] + std::fabs(l.b[i]) * M.bias_coef + M.eta) * M.margin;
+              const bool vac = b >= an;
+              const bool v = le.exceeds(b);
+              st.lp_vacuous[q] += vac;
+              st.lp_viol[q] += v;
+              st.lp_viol_nv[q] += v && !vac;
+            }
+          }
+
+          if (cause == uncovered_cause::none && !unexplained) {
             c.bound_v = (sd + std::fabs(l.b[i]) * D.bias_coef + D.eta) * D.margin + pd * infl + R.v_bound[at];
             c.prob_bound_v = (sp + std::fabs(l.b[i]) * Pm.bias_coef + Pm.eta) * Pm.margin + pp * infl + R.v_bound[at];
             // output: mean-value bound over [v_sim - bound, v_sim + bound], libm's
@@ -236,50 +477,81 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
             const bool exact_act = l.act.kind == sim::activation::identity || l.act.kind == sim::activation::relu;
             const double libm = exact_act ? 0.0 : (l.act.kind == sim::activation::leaky_relu ? kU64 : 8 * kU64) * std::fabs(phi);
             const double round_act = u_act / (1 - u_act) * std::fabs(c.y_sim) + eta_act;
+            double pre = 0;
             auto out_bound = [&](double bv) {
-              const double Ld = max_derivative(l.act, c.v_sim - bv, c.v_sim + bv);
-              return (Ld * bv + libm + round_act) * (1 + 4 * kU64) + R.y_bound[at];
+              pre = max_derivative(l.act, c.v_sim - bv, c.v_sim + bv) * bv;
+              return (pre + libm + round_act) * (1 + 4 * kU64) + R.y_bound[at];
             };
             c.bound_y = out_bound(c.bound_v);
+            c.act_dominated = libm + round_act > pre;
             c.prob_bound_y = out_bound(c.prob_bound_v);
             c.first_order = c.kappa_act * c.kappa_dot * gamma_k[k][fi] + u_act;
-          } else {
+            if (!std::isfinite(c.bound_v) || !std::isfinite(c.bound_y)) cause = uncovered_cause::bound;
+          }
+          if (cause != uncovered_cause::none || unexplained) {
             c.bound_v = c.bound_y = c.prob_bound_v = c.prob_bound_y = kInf;
             c.first_order = kInf;
           }
+          c.cause = static_cast<std::uint8_t>(cause);
           next_eps[i] = c.bound_y;
           next_eps_p[i] = c.prob_bound_y;
+
           // statistics
           ++st.components;
-          if (!covered) {
+          if (unexplained) {
+            // a non-finite simulated value that nothing explains
+            st.viol_v += !std::isfinite(c.v_sim);
+            st.viol_y += 1;
+          } else if (cause != uncovered_cause::none) {
             ++st.uncovered;
+            ++st.causes[static_cast<std::size_t>(cause)];
           } else {
-            st.viol_v += c.err_v > c.bound_v;
-            st.viol_y += c.err_y > c.bound_y;
-            st.pviol_v += c.err_v > c.prob_bound_v;
-            st.pviol_y += c.err_y > c.prob_bound_y;
-            st.conf_min = std::min(st.conf_min, confidence[k][fi]);
-            const double ratio = c.bound_y > 0 ? c.err_y / c.bound_y : (c.err_y > 0 ? kInf : 0.0);
-            st.ratios.push_back(ratio);
-            st.ratio_max = std::max(st.ratio_max, ratio);
-            st.pratio_max = std::max(st.pratio_max, c.prob_bound_y > 0 ? c.err_y / c.prob_bound_y : 0.0);
-            if (c.y_ref != 0 && std::isfinite(c.kappa_dot) && c.kappa_act > 0) {
+            // !(a <= b): a NaN counts as a violation
+            st.viol_v += !(c.err_v <= c.bound_v);
+            st.viol_y += !(c.err_y <= c.bound_y);
+            st.pviol_v += !(c.err_v <= c.prob_bound_v);
+            st.pviol_y += !(c.err_y <= c.prob_bound_y);
+            st.ratio_v.push_back(ratio(c.err_v, c.bound_v));
+            st.ratio_y.push_back(ratio(c.err_y, c.bound_y));
+            st.relb_v.push_back(c.v_ref != 0 ? c.bound_v / std::fabs(c.v_ref) : kInf);
+            st.relb_y.push_back(c.y_ref != 0 ? c.bound_y / std::fabs(c.y_ref) : kInf);
+            const double est_v = u_acc[k][fi] * kn;  // kappa_dot u |v|
+            const double kk = c.kappa_act * c.kappa_dot;
+            const double est_y = (std::isfinite(kk) ? kk * u_acc[k][fi] + u_act : kInf) * std::fabs(c.y_ref);
+            if (c.err_v > 0)
+              st.est_v.push_back(est_v / c.err_v);
+            else
+              ++st.zero_v;
+            if (c.err_y > 0) {
+              if (!std::isnan(est_y)) st.est_y.push_back(est_y / c.err_y);
+            } else {
+              ++st.zero_y;
+            }
+            st.act_dom += c.act_dominated;
+            st.pratio_max = std::max(st.pratio_max, ratio(c.err_y, c.prob_bound_y));
+            if (c.y_ref != 0 && std::isfinite(kk) && c.kappa_act > 0) {
               st.rel_err.push_back(c.err_y / std::fabs(c.y_ref));
-              st.kappa.push_back(c.kappa_dot * c.kappa_act);
+              st.kappa.push_back(kk);
             }
             if (std::isfinite(c.kappa_dot)) st.kdot.push_back(c.kappa_dot);
+            if (k == 0) {
+              st.store_max = std::max(st.store_max, st_term);
+              st.store_rel_max = std::max(st.store_rel_max, ratio(st_term, c.bound_v));
+            }
           }
           if (s < csv_n) res.csv_rows[s].push_back(c);
         }
+        upstream = next_upstream;
         eps.swap(next_eps);
         eps_p.swap(next_eps_p);
       }
     }
   }
   // 3. summaries
-  layer_stats total;
+  layer_stats total(NL);
+  double upstream_failure = 0;  // sum over the inner products of earlier layers
   for (std::size_t k = 0; k <= L; ++k) {
-    layer_stats merged;
+    layer_stats merged(NL);
     if (k < L) {
       for (auto& t : stats) merged.merge(t[k]);
     } else {
@@ -289,21 +561,51 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
     sm.layer = k < L ? k + 1 : 0;
     sm.components = merged.components;
     sm.uncovered = merged.uncovered;
+    sm.uncovered_by_cause = merged.causes;
     sm.violations_v = merged.viol_v;
     sm.violations_y = merged.viol_y;
+    sm.local_checked = merged.local_checked;
+    sm.local_violations = merged.local_viol;
+    sm.local_vacuous = merged.local_vacuous;
     sm.prob_violations_v = merged.pviol_v;
     sm.prob_violations_y = merged.pviol_y;
-    sm.prob_confidence_min = merged.conf_min;
-    sm.ratio_max = merged.ratio_max;
     sm.prob_ratio_max = merged.pratio_max;
+    sm.zero_error_v = merged.zero_v;
+    sm.zero_error_y = merged.zero_y;
+    sm.act_dominated = merged.act_dom;
+    sm.input_storage_term_max = merged.store_max;
+    sm.input_storage_term_over_bound_max = merged.store_rel_max;
+    for (std::size_t q = 0; q < NL; ++q) {
+      local_check lc;
+      lc.lambda = opt.lambdas[q];
+      if (k < L) {
+        lc.stated_failure = fail_local[k][q];
+      } else {
+        for (std::size_t kk = 0; kk < L; ++kk) lc.stated_failure = std::max(lc.stated_failure, fail_local[kk][q]);
+      }
+      lc.checked = merged.local_checked;
+      lc.violations = merged.lp_viol[q];
+      lc.vacuous = merged.lp_vacuous[q];
+      lc.violations_non_vacuous = merged.lp_viol_nv[q];
+      lc.frequency = lc.checked ? static_cast<double>(lc.violations) / static_cast<double>(lc.checked) : 0.0;
+      binomial_interval(lc.violations, lc.checked, lc.ci_low, lc.ci_high);
+      sm.local.push_back(lc);
+    }
+    if (k < L) {
+      const double f = upstream_failure + fail_prop[k];
+      if (f < 1) sm.prob_propagated_failure = f;
+      upstream_failure += static_cast<double>(net.layers[k].n_out) * fail_prop[k];
+    }
     sm.spearman = spearman(merged.rel_err, merged.kappa);
     sm.spearman_n = merged.rel_err.size();
+    sm.err_over_bound_v = quantiles_of(merged.ratio_v);
+    sm.err_over_bound_y = quantiles_of(merged.ratio_y);
+    sm.bound_over_exact_v = quantiles_of(merged.relb_v);
+    sm.bound_over_exact_y = quantiles_of(merged.relb_y);
+    sm.estimate_over_error_v = quantiles_of(merged.est_v);
+    sm.estimate_over_error_y = quantiles_of(merged.est_y);
     {
-      auto r = merged.ratios;
-      sm.ratio_q50 = quantile(r, 0.5);
-      sm.ratio_q90 = quantile(r, 0.9);
-      sm.ratio_q99 = quantile(r, 0.99);
-      auto kd = merged.kdot;
+      auto& kd = merged.kdot;
       sm.kappa_dot_median = quantile(kd, 0.5);
       sm.kappa_dot_max = kd.empty() ? 0 : *std::max_element(kd.begin(), kd.end());
     }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <vector>
@@ -46,11 +47,18 @@ struct component_result {
   double v_ref = 0, v_sim = 0, y_ref = 0, y_sim = 0;  // reference (nearest binary64) and simulated
   double err_v = 0, err_y = 0;                        // |sim - ref| from the reference's double-double
   double kappa_dot = 0, kappa_act = 0;
-  double bound_v = 0, bound_y = 0;            // deterministic, propagated (absolute)
+  double bound_v = 0, bound_y = 0;            // deterministic, propagated (absolute); inf when uncovered
   double prob_bound_v = 0, prob_bound_y = 0;  // probabilistic (absolute)
   double first_order = 0;                     // kappa_act kappa_dot gamma_k(u) + u_act (relative, to first order)
-  unsigned flags = 0;                         // sim::flag bits of the accumulation
-  [[nodiscard]] bool covered() const noexcept { return !(flags & (sim::flag::overflow | sim::flag::saturated)); }
+  // per inner product, on the layer's own (simulated) inputs: |v_sim - w^T x_sim - b| (NaN when not checked)
+  // and the deterministic accumulation bound
+  double err_local = 0, bound_local = 0;
+  unsigned flags = 0;      // sim::flag bits of the inner product (products and sums)
+  unsigned flags_act = 0;  // evaluating phi and rounding it to the activation format
+  unsigned flags_in = 0;   // everything upstream: the stored inputs, then every earlier layer (OR over the sample)
+  std::uint8_t cause = 0;  // uncovered_cause (0: covered)
+  bool act_dominated = false;  // the output bound is mostly the activation's evaluation and rounding
+  [[nodiscard]] bool covered() const noexcept { return cause == 0; }
 };
 
 }  // namespace mpacc::analysis

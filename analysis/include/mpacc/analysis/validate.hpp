@@ -1,12 +1,16 @@
 // Numerical validation of the componentwise analysis on a network and data
-// set: simulated and reference passes, per-component errors and bounds,
-// summaries, CSV/JSON/plots (`mpacc validate`).
+// set (`mpacc validate`): simulated and reference passes, per-component
+// errors and bounds (propagated through the network, and per inner product on
+// each layer's own inputs), what is not covered and why, tightness
+// statistics, CSV/JSON/plots.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <filesystem>
-#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mpacc/analysis/bounds.hpp"
@@ -15,26 +19,85 @@
 
 namespace mpacc::analysis {
 
+// Which inputs the reference pass takes: the data as stored in the input
+// format (the default: the reference then answers "what does the accumulation
+// cost", and the storage error of the data is reported as a separate term),
+// or the exact data (the bounds then include the storage error).
+enum class reference_inputs { stored, exact };
+std::string_view to_string(reference_inputs r) noexcept;
+reference_inputs parse_reference_inputs(std::string_view text);  // "stored" | "exact"
+
 struct validate_options {
   std::size_t samples = 0;       // first N images (0: all)
   std::size_t csv_samples = 20;  // per-component rows written for the first N samples
-  double lambda = 5.0;           // probabilistic bound parameter
+  double lambda = 5.0;           // probabilistic bound propagated through the network
+  std::vector<double> lambdas = {1, 2, 3, 4, 5};  // per-inner-product probabilistic checks
   mpfr_prec_t precision = 200;   // reference precision
+  reference_inputs ref_inputs = reference_inputs::stored;
   int threads = 0;
+};
+
+// Why a component has no bound ("uncovered"). A non-finite value without one
+// of these causes is not uncovered: it is counted as a violation.
+enum class uncovered_cause : std::uint8_t {
+  none,
+  input,         // an input of the first layer overflowed (or was NaN) when stored
+  inherited,     // the component uses an upstream value that is uncovered
+  accumulation,  // its inner product overflowed or saturated
+  activation,    // phi(v) overflowed, or rounding it to the activation format did (inf or NaN)
+  reference,     // the reference value is not finite
+  bound,         // the bound itself overflowed binary64
+};
+inline constexpr std::size_t uncovered_causes = 7;
+std::string_view to_string(uncovered_cause c) noexcept;
+
+// Quantiles of a distribution (n values; all 0 when n = 0).
+struct quantiles {
+  std::size_t n = 0;
+  double q50 = 0, q90 = 0, q99 = 0, max = 0;
+};
+
+// The probabilistic bound of Higham & Mary checked per inner product: the
+// simulated v of each component against the exact inner product of the same
+// weights and the layer's simulated (stored) inputs, so that nothing upstream
+// enters and the stated probability applies to each check.
+struct local_check {
+  double lambda = 0;
+  double stated_failure = 0;  // per inner product: min(1, 2 N exp(-lambda^2 (1-u)^2 / 2)), N its rounding steps
+  std::size_t checked = 0, violations = 0;
+  std::size_t vacuous = 0;                 // bound >= |w|^T|x| + |b|: it says nothing
+  std::size_t violations_non_vacuous = 0;  // violations among the other components
+  double frequency = 0, ci_low = 0, ci_high = 0;  // violations / checked, Clopper-Pearson 95 %
 };
 
 // Summary of one layer (or of all layers when layer == 0) over all samples.
 struct layer_summary {
   std::size_t layer = 0;  // 1-based; 0 = all layers
-  std::size_t components = 0, uncovered = 0;     // uncovered: overflow or saturation (no bound)
-  std::size_t violations_v = 0, violations_y = 0;  // deterministic bound violated (must be 0)
+  std::size_t components = 0, uncovered = 0;
+  std::array<std::size_t, uncovered_causes> uncovered_by_cause{};
+  // deterministic bound propagated through the network (must be 0)
+  std::size_t violations_v = 0, violations_y = 0;
+  // deterministic bound per inner product on the layer's own inputs (must be 0)
+  std::size_t local_checked = 0, local_violations = 0, local_vacuous = 0;
+  // probabilistic bound (lambda of the options) propagated through the network
   std::size_t prob_violations_v = 0, prob_violations_y = 0;
-  double prob_confidence_min = 1;  // smallest stated probability of the probabilistic bound
-  double ratio_q50 = 0, ratio_q90 = 0, ratio_q99 = 0, ratio_max = 0;  // quantiles of err_y / bound_y
   double prob_ratio_max = 0;
-  double spearman = 0;  // rank correlation of relative error of v with kappa_dot * kappa_act
+  // failure probability of the propagated probabilistic bound of a component of
+  // this layer (union over every inner product it depends on); empty where it is >= 1
+  std::optional<double> prob_propagated_failure;
+  std::vector<local_check> local;  // one per lambda of the options
+  // tightness, covered components: error / bound, bound / |exact|, and the
+  // first-order estimate (kappa u |exact|) over the measured error (non-zero errors)
+  quantiles err_over_bound_v, err_over_bound_y, bound_over_exact_v, bound_over_exact_y;
+  quantiles estimate_over_error_v, estimate_over_error_y;
+  std::size_t zero_error_v = 0, zero_error_y = 0;
+  std::size_t act_dominated = 0;  // output bounds dominated by the activation's evaluation and rounding
+  double spearman = 0;  // rank correlation of the relative error of y with kappa_dot * kappa_act
   std::size_t spearman_n = 0;
   double kappa_dot_median = 0, kappa_dot_max = 0;
+  // layer 1: the storage error of the inputs, max over components of sum_j |w_ij| |x_j - stored x_j|
+  // relative to the deterministic bound of v (a term the bounds include only with exact reference inputs)
+  double input_storage_term_max = 0, input_storage_term_over_bound_max = 0;
 };
 
 struct validation_result {
@@ -43,21 +106,33 @@ struct validation_result {
   std::vector<std::vector<component_result>> csv_rows;  // [sample][component over layers]
   std::vector<std::size_t> layer_sizes;
   std::vector<double> layer_u, layer_gamma;  // accumulator unit roundoff and (1+u)^kmax - 1 (first format)
+  std::vector<int> layer_kmax;               // largest rounding count of a term, bias rounding included
+  std::vector<std::uint64_t> layer_steps;    // rounding steps of one inner product
   double u_act = 0;
+  reference_inputs ref_inputs = reference_inputs::stored;
+  std::size_t inputs_stored = 0, inputs_inexact = 0, inputs_overflow = 0;  // the data rounded to the input format
   double seconds_simulation = 0, seconds_bounds = 0;
+  [[nodiscard]] const layer_summary& total() const { return layers.back(); }
+  [[nodiscard]] std::size_t violations() const;  // deterministic, propagated and per inner product, all layers
 };
 
 // The reference pass for a data set, computed once and shared by several
-// configurations.
+// configurations with the same input format.
 struct reference_data {
   nn::forward_result ref;
-  std::vector<double> inputs;  // the exact inputs used (rows x cols)
+  std::vector<double> inputs;  // the exact data (rows x cols)
   std::size_t rows = 0, cols = 0;
+  reference_inputs kind = reference_inputs::stored;
+  sim::format input_format = sim::formats::binary32;  // the storage format (kind == stored)
   double seconds = 0;
 };
-reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, const validate_options& opt);
+// Throws std::invalid_argument when kind == stored and a stored input is not
+// finite (the reference of an overflowed input is undefined).
+reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, const validate_options& opt,
+                                 const sim::format& input_format = sim::formats::binary32);
 
-// Runs the simulation for `cfg` and checks every component against the reference.
+// Runs the simulation for `cfg` and checks every component against the
+// reference (whose stored inputs must be in cfg.input_format).
 validation_result validate(const nn::mlp& net, const reference_data& ref, const simulation_config& cfg,
                            const validate_options& opt);
 
