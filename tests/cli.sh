@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end checks of the mpacc program: round, dot, formats, eval, train errors.
+# End-to-end checks of the mpacc program: round, dot, formats, eval, validate, train and sweep errors.
 set -u
 MPACC=${1:?usage: cli.sh path/to/mpacc}
 fails=0
@@ -89,6 +89,30 @@ printf '\x00\x00\x08\x01\x00\x00\x00\x05\x00\x01' > "$evaldir/mnist/t10k-labels-
 expect_error "eval: size mismatch" "size does not match its header" "" eval --model "$fixture" --data "$evaldir"
 expect_error "train: bad arch" "--arch" "" train --arch 784-x-10 --out "$evaldir/m.mpnn" --data "$evaldir"
 expect_error "train: bad activation" "unknown activation 'relu6'" "" train --act relu6 --out "$evaldir/m.mpnn" --data "$evaldir"
+# mpacc validate on the same data: exit status 0 (all bounded), 4 (uncovered: an
+# activation or an input overflows its format), 2 (usage, unstorable reference inputs)
+printf '\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01' > "$evaldir/mnist/t10k-labels-idx1-ubyte"
+v() { "$MPACC" validate --model "$fixture" --act tanh --data "$evaldir" --out "$evaldir/v" --no-plots "$@"; }
+expect_status() {  # expect_status "description" status "substring of stdout+stderr" command...
+  local what=$1 want=$2 needle=$3; shift 3
+  local got rc
+  got=$("$@" 2>&1); rc=$?
+  if [[ $rc -ne $want || "$got" != *"$needle"* ]]; then
+    echo "FAIL: $what (rc=$rc, want $want; output: $got)"; fails=$((fails + 1))
+  fi
+}
+expect_status "validate: clean run" 0 "deterministic violations: 0 propagated (v 0, y 0), 0 per inner product (of 12 checked)" v
+grep -q "^0,1,0,.*,none,inexact" "$evaldir/v/e4m3-ieee_blocked_8/components.csv" ||
+  { echo "FAIL: validate CSV lacks the cause and flags columns"; fails=$((fails + 1)); }
+expect_status "validate: activation overflow (tanh > 0.75)" 4 "9 of 12: 4 inherited, 5 activation" v --act-format p=2,emin=-2,emax=-1
+expect_status "validate: input overflow, exact reference inputs" 4 "12 of 12: 8 input, 4 inherited" \
+  v --input-format p=2,emin=-1,emax=0 --reference-inputs exact
+expect_status "validate: binary64 accumulator (MPFR path)" 0 "uncovered (no bound: overflow, saturation, NaN): 0 of 12" v --acc binary64
+expect_error "validate: stored inputs overflow" "is not finite once stored in p=2,emin=-1,emax=0" "" \
+  validate --model "$fixture" --act tanh --data "$evaldir" --out "$evaldir/v" --no-plots --input-format p=2,emin=-1,emax=0
+expect_error "validate: lambda nan" "--lambda: must be a positive number" "" validate --model "$fixture" --lambda nan
+expect_error "validate: bad lambdas" "--lambdas: 'x' is not a positive number" "" validate --model "$fixture" --lambdas 1,x
+expect_error "validate: bad reference inputs" "unknown reference inputs 'maybe'" "" validate --model "$fixture" --reference-inputs maybe
 rm -rf "$evaldir"
 
 # sweeps: configuration errors name the file and the key

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "mpacc/analysis/validate.hpp"
+#include "mpacc/nn/simulate.hpp"
 #include "mpacc/sim/accumulate.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "mpacc/ref/accumulate.hpp"
@@ -151,4 +152,176 @@ TEST_CASE("kappa, derivative bounds and reports", "[analysis]") {
   const std::string text((std::istreambuf_iterator<char>(js)), std::istreambuf_iterator<char>());
   CHECK_THAT(text, Catch::Contains("\"violations_deterministic_y\": 0") && Catch::Contains("\"test\": true"));
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+analysis::simulation_config config_of(const char* acc, sim::order ord = {sim::order::kind::blocked, 8}) {
+  analysis::simulation_config cfg;
+  cfg.layer.acc = sim::precision_map::uniform(sim::parse_format(acc));
+  cfg.layer.base.ord = ord;
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("non-finite values are uncovered with their cause, never silently bounded", "[analysis]") {
+  // activations rounded to a format whose largest value is 0.75: large ReLU
+  // outputs overflow to inf, and every later component depends on them
+  const auto net = random_net({40, 32, 24, 10}, sim::activation::relu, 21);
+  const auto data = synthetic_data(16, 40, 4);
+  analysis::validate_options opt;
+  opt.csv_samples = 16;
+  opt.precision = 128;
+  const auto ref = analysis::compute_reference(net, data, opt);
+  auto cfg = config_of("binary16");
+  cfg.act_format = sim::parse_format("p=2,emin=-2,emax=-1");
+  const auto r = analysis::validate(net, ref, cfg, opt);
+  const auto& all = r.total();
+  using C = analysis::uncovered_cause;
+  CHECK(r.violations() == 0);
+  CHECK(all.uncovered_by_cause[static_cast<std::size_t>(C::activation)] > 0);
+  CHECK(all.uncovered_by_cause[static_cast<std::size_t>(C::inherited)] > 0);
+  CHECK(all.uncovered == all.uncovered_by_cause[static_cast<std::size_t>(C::activation)] +
+                             all.uncovered_by_cause[static_cast<std::size_t>(C::inherited)]);
+  // every non-finite simulated output is uncovered, and carries the flags that explain it
+  std::size_t nonfinite = 0;
+  for (const auto& sample : r.csv_rows)
+    for (const auto& c : sample) {
+      if (!std::isfinite(c.y_sim)) {
+        ++nonfinite;
+        CHECK(!c.covered());
+        CHECK(((c.flags_act | c.flags | c.flags_in) & sim::flag::overflow) != 0);
+      }
+      if (c.cause == static_cast<std::uint8_t>(C::activation)) CHECK((c.flags_act & sim::flag::overflow) != 0);
+      if (!c.covered()) CHECK(std::isinf(c.bound_y));
+    }
+  CHECK(nonfinite > 0);
+
+  // inputs that overflow their storage format: the stored reference is refused,
+  // the exact one reports the first layer's components as uncovered (input)
+  analysis::simulation_config narrow = config_of("binary16");
+  narrow.input_format = sim::parse_format("p=4,emin=-4,emax=0");  // largest value 1.875; the data reach 2
+  CHECK_THROWS_WITH(analysis::compute_reference(net, data, opt, narrow.input_format),
+                    Catch::Contains("is not finite once stored"));
+  auto opt_exact = opt;
+  opt_exact.ref_inputs = analysis::reference_inputs::exact;
+  const auto ref_exact = analysis::compute_reference(net, data, opt_exact, narrow.input_format);
+  const auto ri = analysis::validate(net, ref_exact, narrow, opt_exact);
+  CHECK(ri.inputs_overflow > 0);
+  CHECK(ri.layers[0].uncovered_by_cause[static_cast<std::size_t>(C::input)] > 0);
+  CHECK(ri.violations() == 0);
+  // a reference computed for other stored inputs is refused
+  CHECK_THROWS_WITH(analysis::validate(net, ref, narrow, opt), Catch::Contains("stored in binary32"));
+}
+
+TEST_CASE("validate detects a wrong reference: violations and non-finite reference values", "[analysis]") {
+  const auto net = random_net({40, 32, 10}, sim::activation::tanh, 22);
+  const auto data = synthetic_data(8, 40, 5);
+  analysis::validate_options opt;
+  opt.csv_samples = 0;
+  opt.precision = 128;
+  const auto good = analysis::compute_reference(net, data, opt);
+  const auto cfg = config_of("bfloat16");
+  REQUIRE(analysis::validate(net, good, cfg, opt).violations() == 0);
+  auto shifted = good;  // one pre-activation off by far more than its bound
+  shifted.ref.layers[0].v_hi[3] += 0.5;
+  const auto rs = analysis::validate(net, shifted, cfg, opt);
+  CHECK(rs.layers[0].violations_v == 1);
+  CHECK(rs.violations() >= 1);
+  auto nan_ref = good;
+  nan_ref.ref.layers[1].y_hi[2] = std::numeric_limits<double>::quiet_NaN();
+  const auto rn = analysis::validate(net, nan_ref, cfg, opt);
+  CHECK(rn.layers[1].uncovered_by_cause[static_cast<std::size_t>(analysis::uncovered_cause::reference)] == 1);
+}
+
+TEST_CASE("per-inner-product checks: deterministic bound exact, probabilistic frequencies, vacuous bounds", "[analysis]") {
+  const auto net = random_net({200, 64, 10}, sim::activation::relu, 23);
+  const auto data = synthetic_data(60, 200, 6);
+  analysis::validate_options opt;
+  opt.csv_samples = 0;
+  opt.precision = 128;
+  const auto ref = analysis::compute_reference(net, data, opt);
+  using K = sim::order::kind;
+  for (const char* acc : {"binary16", "bfloat16", "e4m3-ieee"})
+    for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}}) {
+      const auto r = analysis::validate(net, ref, config_of(acc, ord), opt);
+      INFO(r.config);
+      CHECK(r.violations() == 0);
+      for (std::size_t k = 0; k < 2; ++k) {
+        const auto& l = r.layers[k];
+        CHECK(l.local_checked == l.components);
+        REQUIRE(l.local.size() == 5);
+        for (const auto& c : l.local) {
+          INFO("layer " << l.layer << " lambda " << c.lambda);
+          CHECK(c.checked == l.local_checked);
+          // the stated probability is a bound: the measured frequency's interval starts below it
+          CHECK(c.ci_low <= c.stated_failure);
+          CHECK(c.ci_low <= c.frequency);
+          CHECK(c.frequency <= c.ci_high);
+        }
+        // violations decrease with lambda
+        for (std::size_t q = 1; q < l.local.size(); ++q) CHECK(l.local[q].violations <= l.local[q - 1].violations);
+        // tightness quantiles are ordered and below 1 (no violation)
+        const auto& t = l.err_over_bound_y;
+        CHECK(t.q50 <= t.q90);
+        CHECK(t.q90 <= t.q99);
+        CHECK(t.q99 <= t.max);
+        CHECK(t.max <= 1);
+      }
+      // e4m3 with the recursive order: (1 + 1/16)^201 - 1 ~ 2e5, every bound is vacuous
+      if (std::string(acc) == "e4m3-ieee" && ord.type == K::recursive) {
+        CHECK(r.layers[0].local_vacuous == r.layers[0].local_checked);
+        CHECK(r.layers[0].local.back().vacuous == r.layers[0].local_checked);
+      }
+      if (std::string(acc) == "binary16") CHECK(r.layers[0].local_vacuous == 0);
+      // the propagated probabilistic bound's probability: a union over upstream inner products
+      REQUIRE(r.layers[0].prob_propagated_failure.has_value());
+      if (r.layers[1].prob_propagated_failure) {
+        CHECK(*r.layers[1].prob_propagated_failure > 64 * *r.layers[0].prob_propagated_failure);
+      }
+    }
+}
+
+TEST_CASE("reference inputs: stored by default, exact on request; binary64 accumulators through MPFR", "[analysis]") {
+  const auto net = random_net({40, 32, 10}, sim::activation::sigmoid, 24);
+  const auto data = synthetic_data(10, 40, 7);
+  analysis::validate_options opt;
+  opt.csv_samples = 10;
+  opt.precision = 160;
+  auto cfg = config_of("binary64");
+  cfg.input_format = sim::formats::binary16;
+  const auto stored = analysis::compute_reference(net, data, opt, cfg.input_format);
+  const auto rs = analysis::validate(net, stored, cfg, opt);
+  auto opt_exact = opt;
+  opt_exact.ref_inputs = analysis::reference_inputs::exact;
+  const auto exact = analysis::compute_reference(net, data, opt_exact, cfg.input_format);
+  const auto re = analysis::validate(net, exact, cfg, opt_exact);
+  CHECK(rs.violations() == 0);
+  CHECK(re.violations() == 0);
+  CHECK(rs.total().uncovered == 0);
+  // with stored inputs a binary64 accumulation is accurate to ~1e-16; against
+  // the exact data the binary16 storage error (~1e-3) dominates
+  double max_stored = 0, max_exact = 0;
+  for (std::size_t s = 0; s < 10; ++s)
+    for (std::size_t i = 0; i < 32; ++i) {
+      const auto& a = rs.csv_rows[s][i];
+      const auto& b = re.csv_rows[s][i];
+      max_stored = std::max(max_stored, a.err_v / std::max(1.0, std::fabs(a.v_ref)));
+      max_exact = std::max(max_exact, b.err_v / std::max(1.0, std::fabs(b.v_ref)));
+      CHECK(a.v_sim == b.v_sim);  // the same simulation
+    }
+  CHECK(max_stored < 1e-14);
+  CHECK(max_exact > 1e-5);
+  CHECK(rs.layers[0].input_storage_term_max > 1e-5);
+  // and the simulated binary64 pass equals the MPFR model component by component
+  const auto run = nn::simulate(net, {data.x.data(), data.rows, data.cols}, cfg.layer, cfg.input_format, cfg.act_format);
+  std::vector<double> x0(data.x.begin(), data.x.begin() + 40);
+  for (auto& x : x0) x = sim::round(x, sim::formats::binary16);
+  sim::accumulation a = cfg.layer.base;
+  a.acc = sim::formats::binary64;
+  for (std::size_t i = 0; i < 32; ++i) {
+    const auto d = ref::dot_mpfr({net.layers[0].row(i), 40}, x0, net.layers[0].b[i], a);
+    CHECK(test::same(run[0].v[i], d.value));
+  }
 }

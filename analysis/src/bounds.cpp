@@ -26,13 +26,20 @@ double max_derivative(const sim::activation_fn& f, double lo, double hi) noexcep
       if (hi <= 0) return s;
       return std::max(1.0, s);
     }
+    // The derivative at the point nearest 0, written with h = exp(-a/2) or exp(-a)
+    // (a = |closest|) so that nothing cancels (1 - tanh^2 is 0 past a = 19). `up`
+    // goes in before the one rounding that can be subnormal; 2^-1074 covers that
+    // rounding and keeps the bound positive where the derivative underflows. Where
+    // h itself underflows (a > 708, resp. 1416) the derivative is below 2^-1074.
     case activation::tanh: {
-      const double t = std::tanh(closest);
-      return std::min(1.0, (1 - t * t) * up);
+      const double h = std::exp(-std::fabs(closest));  // sech^2 = 4e/(1 + e)^2, e = h^2
+      const double e = h * h;
+      return std::min(1.0, 4 * h * up * h / ((1 + e) * (1 + e)) + 0x1p-1074);
     }
     case activation::sigmoid: {
-      const double e = std::exp(-std::fabs(closest));
-      return std::min(0.25, e / ((1 + e) * (1 + e)) * up);
+      const double h = std::exp(-std::fabs(closest) / 2);  // sigma' = e/(1 + e)^2, e = h^2
+      const double e = h * h;
+      return std::min(0.25, h * up * h / ((1 + e) * (1 + e)) + 0x1p-1074);
     }
     case activation::gelu:
     case activation::silu: return sim::lipschitz(f);

@@ -234,6 +234,18 @@ double ratio(double err, double bound) { return bound > 0 ? err / bound : (err >
 
 }  // namespace
 
+std::vector<double> stored_reference_inputs(const nn::dataset& data, std::size_t rows, const sim::format& input_format) {
+  rows = std::min(rows, data.rows);
+  auto stored = nn::store_inputs({data.x.data(), rows, data.cols}, input_format);
+  for (std::size_t t = 0; t < stored.size(); ++t)
+    if (!std::isfinite(stored[t]))
+      throw std::invalid_argument("input " + std::to_string(t % data.cols) + " of sample " +
+                                  std::to_string(t / data.cols) + " (" + std::to_string(data.x[t]) +
+                                  ") is not finite once stored in " + sim::to_string(input_format) +
+                                  ": use a wider input format, or exact reference inputs");
+  return stored;
+}
+
 reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, const validate_options& opt,
                                  const sim::format& input_format) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -246,13 +258,7 @@ reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, co
   std::vector<double> stored;
   const std::vector<double>* x = &r.inputs;
   if (r.kind == reference_inputs::stored) {
-    stored = nn::store_inputs({r.inputs.data(), r.rows, r.cols}, input_format);
-    for (std::size_t t = 0; t < stored.size(); ++t)
-      if (!std::isfinite(stored[t]))
-        throw std::invalid_argument("input " + std::to_string(t % r.cols) + " of sample " +
-                                    std::to_string(t / r.cols) + " (" + std::to_string(r.inputs[t]) +
-                                    ") is not finite once stored in " + sim::to_string(input_format) +
-                                    ": use a wider input format, or exact reference inputs");
+    stored = stored_reference_inputs(data, r.rows, input_format);
     x = &stored;
   }
   nn::reference_options ro;

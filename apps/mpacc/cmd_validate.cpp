@@ -137,10 +137,12 @@ int run_validate(const validate_cli& o) {
     }
   const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
   const auto test_set = nn::load_dataset(dir, o.dataset, false, o.samples);
+  if (opt.ref_inputs == analysis::reference_inputs::stored)  // fail before the long pass
+    option_value("--input-format",
+                 [&] { return analysis::stored_reference_inputs(test_set, test_set.rows, configs[0].input_format); });
   std::fprintf(stderr, "reference pass (MPFR, %ld bits, %s inputs) of %s on %zu %s images...\n", o.precision,
                o.ref_inputs.c_str(), net.arch().c_str(), test_set.rows, o.dataset.c_str());
-  const auto ref = option_value("--reference-inputs",
-                                [&] { return analysis::compute_reference(net, test_set, opt, configs[0].input_format); });
+  const auto ref = analysis::compute_reference(net, test_set, opt, configs[0].input_format);
   std::fprintf(stderr, "reference: %.1f s\n", ref.seconds);
   std::size_t violations = 0, uncovered = 0;
   std::printf("%-28s %5s %9s %9s %7s %7s %9s %12s %10s %9s %9s %9s %8s\n", "configuration", "layer", "comps",

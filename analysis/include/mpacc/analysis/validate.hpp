@@ -126,6 +126,10 @@ struct reference_data {
   sim::format input_format = sim::formats::binary32;  // the storage format (kind == stored)
   double seconds = 0;
 };
+// The first `rows` samples of the data as stored in input_format (the
+// reference's inputs by default); throws std::invalid_argument naming the
+// first value that is not finite once stored.
+std::vector<double> stored_reference_inputs(const nn::dataset& data, std::size_t rows, const sim::format& input_format);
 // Throws std::invalid_argument when kind == stored and a stored input is not
 // finite (the reference of an overflowed input is undefined).
 reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, const validate_options& opt,
