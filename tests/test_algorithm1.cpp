@@ -145,3 +145,21 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
   CHECK_THROWS_WITH(analysis::merge_sweep(c, 0), Catch::Contains("a shard is missing"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("the reference logits take the stored inputs, or the exact data on request", "[analysis][algorithm1]") {
+  const auto net = small_net(sim::activation::tanh, 9);
+  const auto data = small_data(40, 10);
+  analysis::mixed_config cfg;
+  cfg.input_format = sim::formats::e4m3_ieee;  // a coarse storage: its error shows in the logits
+  cfg.high = sim::formats::binary32;
+  analysis::selection high;
+  high.type = analysis::selection::kind::uniform_high;
+  const auto stored = analysis::mixed_runner(net, data, 0, cfg, 1).run(high);
+  cfg.ref_inputs = analysis::reference_inputs::exact;
+  const auto exact = analysis::mixed_runner(net, data, 0, cfg, 1).run(high);
+  CHECK(same_bits(stored.logits, exact.logits));  // the same simulation
+  // binary32 on stored inputs is close to its reference; against the exact data
+  // the e4m3 storage error (2^-4) dominates
+  CHECK(stored.mean_relative_error < 1e-5);
+  CHECK(exact.mean_relative_error > 1e-3);
+}

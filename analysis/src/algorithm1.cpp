@@ -149,7 +149,8 @@ mixed_runner::mixed_runner(const nn::mlp& net, const nn::dataset& data, std::siz
   }
   const sim::matrix_view X{x0_.data(), rows_, data.cols};
   low_[0].run(X, v0_low_, threads);  // the layer-0 high and true values are computed on first use
-  const auto ref = nn::fast_forward(net, X, threads);
+  const sim::matrix_view exact{data.x.data(), rows_, data.cols};
+  const auto ref = nn::fast_forward(net, cfg.ref_inputs == reference_inputs::stored ? X : exact, threads);
   ref_logits_ = ref.layers.back().y_hi;
 }
 

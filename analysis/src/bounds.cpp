@@ -2,8 +2,19 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 namespace mpacc::analysis {
+
+std::string_view to_string(reference_inputs r) noexcept { return r == reference_inputs::stored ? "stored" : "exact"; }
+
+reference_inputs parse_reference_inputs(std::string_view text) {
+  if (text == "stored") return reference_inputs::stored;
+  if (text == "exact") return reference_inputs::exact;
+  throw std::invalid_argument("unknown reference inputs '" + std::string(text) + "' (stored or exact)");
+}
+
 
 double kappa_dot(std::span<const double> w, std::span<const double> x, double b, double value) noexcept {
   double num = std::fabs(b);

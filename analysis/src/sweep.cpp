@@ -57,6 +57,7 @@ std::string to_json(const sweep_config& c) {
   j["rounding"] = std::string(sim::to_string(c.mix.model.mode));
   j["input_format"] = sim::to_string(c.mix.input_format);
   j["act_format"] = sim::to_string(c.mix.act_format);
+  j["reference_inputs"] = std::string(to_string(c.mix.ref_inputs));
   j["epochs"] = c.epochs;
   j["train_limit"] = c.train_limit;
   j["seed"] = c.seed;
@@ -82,7 +83,7 @@ sweep_config load_sweep_config(const fs::path& file) {
   };
   static const std::vector<std::string> known = {"name", "networks", "samples", "taus", "indicators", "baselines", "low",
                                                  "high", "order", "product", "rounding", "input_format", "act_format",
-                                                 "epochs", "train_limit", "seed", "models_dir", "out", "term_cost", "data_dir"};
+                                                 "reference_inputs", "epochs", "train_limit", "seed", "models_dir", "out", "term_cost", "data_dir"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end()) fail(it.key(), "unknown key");
   try {
@@ -119,6 +120,11 @@ sweep_config load_sweep_config(const fs::path& file) {
   fmt("high", c.mix.high);
   fmt("input_format", c.mix.input_format);
   fmt("act_format", c.mix.act_format);
+  if (j.contains("reference_inputs")) try {
+      c.mix.ref_inputs = parse_reference_inputs(j["reference_inputs"].get<std::string>());
+    } catch (const std::exception& e) {
+      fail("reference_inputs", e.what());
+    }
   try {
     if (j.contains("order")) c.mix.model.ord = sim::parse_order(j["order"].get<std::string>());
     if (j.contains("rounding")) c.mix.model.mode = sim::parse_rounding(j["rounding"].get<std::string>());

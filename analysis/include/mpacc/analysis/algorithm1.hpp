@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "mpacc/analysis/bounds.hpp"
 #include "mpacc/nn/data.hpp"
 #include "mpacc/nn/network.hpp"
 #include "mpacc/sim/layer.hpp"
@@ -25,6 +26,9 @@ struct mixed_config {
   sim::accumulation model;  // mode, product model, order, saturation (acc ignored)
   sim::format input_format = sim::formats::binary32;
   sim::format act_format = sim::formats::binary32;
+  // the inputs of the reference pass the logits are compared with: the stored
+  // inputs (default) or the exact data
+  reference_inputs ref_inputs = reference_inputs::stored;
   // cost of one accumulated term per format; default: the format's bit width
   std::map<std::string, double> term_cost;
   [[nodiscard]] double cost_of(const sim::format& f) const;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "mpacc/nn/network.hpp"
@@ -28,13 +29,22 @@ struct simulation_config {
   sim::format act_format = sim::formats::binary32;
 };
 
+// Which inputs the reference pass takes: the data as stored in the input
+// format (the default: the reference then answers "what does the accumulation
+// cost", and the storage error of the data is reported as a separate term),
+// or the exact data (the bounds then include the storage error).
+enum class reference_inputs { stored, exact };
+std::string_view to_string(reference_inputs r) noexcept;
+reference_inputs parse_reference_inputs(std::string_view text);  // "stored" | "exact"
+
 // kappa_dot = (|w|^T|x| + |b|) / |w^T x + b|; `value` is w^T x + b (from the
 // reference); +inf for an exact zero with a non-zero numerator, 1 for 0/0.
 double kappa_dot(std::span<const double> w, std::span<const double> x, double b, double value) noexcept;
 
-// sup |phi'(t)| for t in [lo, hi] (exact for identity, (leaky) ReLU, tanh and
-// sigmoid, whose derivatives peak at 0; the global constant for GELU and SiLU),
-// rounded up.
+// An upper bound of sup |phi'(t)| for t in [lo, hi]: exact for identity and (leaky)
+// ReLU; for tanh and sigmoid, whose derivatives peak at 0, phi' at the point nearest
+// 0 times (1 + 2^-40) plus 2^-1074 (never 0, also where phi' underflows); the global
+// constant for GELU and SiLU.
 double max_derivative(const sim::activation_fn& f, double lo, double hi) noexcept;
 
 // Probability with which the probabilistic bound of an inner product with

@@ -19,14 +19,6 @@
 
 namespace mpacc::analysis {
 
-// Which inputs the reference pass takes: the data as stored in the input
-// format (the default: the reference then answers "what does the accumulation
-// cost", and the storage error of the data is reported as a separate term),
-// or the exact data (the bounds then include the storage error).
-enum class reference_inputs { stored, exact };
-std::string_view to_string(reference_inputs r) noexcept;
-reference_inputs parse_reference_inputs(std::string_view text);  // "stored" | "exact"
-
 struct validate_options {
   std::size_t samples = 0;       // first N images (0: all)
   std::size_t csv_samples = 20;  // per-component rows written for the first N samples
