@@ -4,10 +4,13 @@
 // path and every mode; and the deterministic bound on every case.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "mpacc/ref/accumulate.hpp"
 #include "mpacc/sim/accumulate.hpp"
+#include "mpacc/sim/layer.hpp"
 #include "support.hpp"
 
 using namespace mpacc;
@@ -133,6 +136,23 @@ TEST_CASE("rounding counts per order", "[sim][accumulate]") {
   CHECK(sim::rounding_counts(5, {K::blocked, 2}) == std::vector<int>{5, 4, 5, 4, 3});
   CHECK(sim::rounding_counts(4, {K::pairwise, 8}) == std::vector<int>{4, 4, 4, 4});
   CHECK(sim::rounding_counts(3, {K::pairwise, 8}) == std::vector<int>{3, 4, 4});
+  // the figures docs/error-bounds.md and docs/analysis.md quote for n = 784: the
+  // largest count per term (bias rounding included) and the rounding steps
+  // (the union of the probabilistic bound), products exact
+  auto kmax = [](const sim::order& o) {
+    const auto k = sim::rounding_counts(784, o);
+    return *std::max_element(k.begin(), k.end());
+  };
+  CHECK(kmax({K::recursive, 8}) == 785);      // n + 1
+  CHECK(kmax({K::blocked, 8}) == 106);        // B + ceil(n/B) = 8 + 98
+  CHECK(kmax({K::pairwise, 8}) == 12);        // ceil(log2 n) + 2
+  sim::accumulation a;
+  a.ord = {K::blocked, 8};
+  CHECK(sim::words_per_dot(784, a) == 882);   // n + (ceil(n/B) - 1) + 1
+  a.ord = {K::recursive, 8};
+  CHECK(sim::words_per_dot(784, a) == 785);   // n + 1
+  a.ord = {K::pairwise, 8};
+  CHECK(sim::words_per_dot(784, a) == 1568);  // n + (n - 1) + 1
   CHECK(sim::parse_order("blocked:8") == sim::order{K::blocked, 8});
   CHECK_THROWS_WITH(sim::parse_order("blocked:0"), Catch::Contains("block size"));
   CHECK_THROWS_WITH(sim::parse_order("zigzag"), Catch::Contains("unknown order 'zigzag'"));
