@@ -130,8 +130,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   // 3. plots from the CSV samples
   std::map<std::size_t, std::string> scatter;  // per layer: "x y" lines
   std::map<std::size_t, std::map<int, std::pair<std::size_t, std::size_t>>> khist;
-  std::map<int, std::size_t> rhist;
-  double min_u = 1;
+  std::map<std::size_t, std::map<int, std::size_t>> rhist;
   for (std::size_t s = 0; s < r.csv_rows.size(); ++s) {
     std::size_t layer = 0, comp = 0;
     for (const auto& c : r.csv_rows[s]) {
@@ -145,7 +144,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
         }
         if (std::isfinite(c.kappa_dot) && c.kappa_dot > 0) ++khist[layer + 1][static_cast<int>(std::floor(4 * std::log10(c.kappa_dot)))].first;
         if (c.kappa_act > 0) ++khist[layer + 1][static_cast<int>(std::floor(4 * std::log10(c.kappa_act)))].second;
-        if (c.err_y > 0 && c.bound_y > 0) ++rhist[static_cast<int>(std::floor(4 * std::log10(c.err_y / c.bound_y)))];
+        if (c.err_y > 0 && c.bound_y > 0) ++rhist[layer + 1][static_cast<int>(std::floor(4 * std::log10(c.err_y / c.bound_y)))];
       }
       if (++comp == r.layer_sizes[layer]) {
         comp = 0;
@@ -153,39 +152,40 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
       }
     }
   }
-  (void)min_u;
-  std::string data = "# layer  kappa_dot*kappa_act  relative_error_of_y\n";
+  // one colour per layer, distinct in print and for colour-blind readers
+  static const char* const palette[] = {"#5e3c99", "#e66101", "#1b7837", "#b2182b", "#2166ac", "#878787"};
+  auto colour = [](std::size_t layer) { return std::string(palette[(layer - 1) % 6]); };
+  const std::string title = "set title \"" + r.config + "\" font ',9'\n";
   std::string plot = "set logscale xy\nset format xy '1e%T'\nset xlabel 'kappa_dot * kappa_act'\n"
-                     "set ylabel 'relative error of the output'\nset key top left\nset grid\nset yrange [*:1e3]\n"
-                     "set title '" + r.config + "'\nplot ";
+                     "set ylabel 'relative error of the output'\nset key bottom right box opaque\nset grid\n"
+                     "set yrange [*:10]\n" + title + "plot ";
   bool first = true;
   for (const auto& [layer, lines] : scatter) {
-    data += "\n\n# layer " + std::to_string(layer) + "\n" + lines;
     plot += std::string(first ? "" : ", ") + "'err_vs_kappa.dat' index " + std::to_string(layer - 1) +
-            " using 1:2 with points pt 7 ps 0.3 title 'layer " + std::to_string(layer) + "'";
+            " using 1:2 with points pt 7 ps 0.3 lc rgb '" + colour(layer) + "' title 'layer " + std::to_string(layer) + "'";
     first = false;
   }
   if (!r.layer_u.empty()) {
-    char line[256];
+    char line[320];
     std::snprintf(line, sizeof line,
-                  ", %.17g * x with lines lw 2 dt 2 title 'kappa * u', %.17g * x + %.17g with lines lw 2 "
-                  "title 'first-order bound kappa * gamma_k(u) + u_act (layer 1)'",
+                  ", %.17g * x with lines lw 2 dt 2 lc rgb 'black' title 'kappa u (u of layer 1)', %.17g * x + %.17g "
+                  "with lines lw 2 lc rgb '#777777' title 'first order: kappa gamma_k(u) + u_act (layer 1)'",
                   r.layer_u[0], r.layer_gamma[0], r.u_act);
     plot += line;
   }
   // keep gnuplot's 'index' numbering aligned: empty layers get empty blocks
-  {
-    std::string aligned = "# layer  kappa_dot*kappa_act  relative_error_of_y";
-    for (std::size_t layer = 1; layer <= r.layer_sizes.size(); ++layer)
-      aligned += "\n\n# layer " + std::to_string(layer) + "\n" + (scatter.count(layer) ? scatter[layer] : "1 nan\n");
-    data = aligned + "\n";
-  }
-  write_atomic(dir / "err_vs_kappa.dat", data);
+  std::string data = "# layer  kappa_dot*kappa_act  relative_error_of_y";
+  for (std::size_t layer = 1; layer <= r.layer_sizes.size(); ++layer)
+    data += "\n\n# layer " + std::to_string(layer) + "\n" + (scatter.count(layer) ? scatter[layer] : "1 nan\n");
+  write_atomic(dir / "err_vs_kappa.dat", data + "\n");
   if (!first) draw(dir, "err_vs_kappa", plot + "\n");
 
+  // condition numbers: counts on a log scale so the tails show; kappa_act = 0
+  // (inactive ReLU units) has no logarithm and is left out
   std::string kh = "# layer log10_bin_left count_kappa_dot count_kappa_act\n";
-  std::string kplot = "set multiplot layout 1,2\nset style fill solid 0.5\nset xlabel 'log10 kappa_dot'\nset ylabel 'components'\nplot ";
-  std::string kplot2 = "set xlabel 'log10 kappa_act'\nplot ";
+  std::string kplot = "set multiplot layout 1,2 title \"" + r.config + "\" font ',9'\nset logscale y\nset grid\n"
+                      "set key top right\nset yrange [0.8:*]\nset xlabel 'log10 kappa_dot'\nset ylabel 'components'\nplot ";
+  std::string kplot2 = "set key top left\nset xlabel 'log10 kappa_act (components with kappa_act > 0)'\nplot ";
   for (std::size_t layer = 1; layer <= r.layer_sizes.size(); ++layer) {
     kh += "\n\n# layer " + std::to_string(layer) + "\n";
     for (const auto& [bin, counts] : khist[layer]) {
@@ -194,23 +194,34 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
     }
     if (khist[layer].empty()) kh += "0 0 0\n";
     const std::string sep = layer > 1 ? ", " : "";
-    kplot += sep + "'kappa_hist.dat' index " + std::to_string(layer - 1) + " using 1:2 with steps title 'layer " + std::to_string(layer) + "'";
-    kplot2 += sep + "'kappa_hist.dat' index " + std::to_string(layer - 1) + " using 1:3 with steps title 'layer " + std::to_string(layer) + "'";
+    // boxes one bin (0.25 decade) wide: a single populated bin (ReLU's kappa_act = 1) still shows
+    const std::string style = " with boxes fs transparent solid 0.25 lw 2 lc rgb '" + colour(layer) + "' title 'layer " +
+                              std::to_string(layer) + "'";
+    kplot += sep + "'kappa_hist.dat' index " + std::to_string(layer - 1) + " using ($2 > 0 ? $1 + 0.125 : NaN):2:(0.25)" + style;
+    kplot2 += sep + "'kappa_hist.dat' index " + std::to_string(layer - 1) + " using ($3 > 0 ? $1 + 0.125 : NaN):3:(0.25)" + style;
   }
   write_atomic(dir / "kappa_hist.dat", kh);
   draw(dir, "kappa_hist", kplot + "\n" + kplot2 + "\nunset multiplot\n");
 
-  std::string rh = "# log10(error/bound)_bin_left count\n";
-  for (const auto& [bin, count] : rhist) {
-    put(rh, bin / 4.0);
-    rh += ' ' + std::to_string(count) + '\n';
+  // error over bound, per layer; the bound is at 0 and must stay right of every count
+  std::string rh = "# layer log10(error/bound)_bin_left count (outputs)";
+  std::string rplot = "set xlabel 'log10(error / deterministic bound), outputs'\nset ylabel 'components'\nset grid\n"
+                      "set logscale y\nset xrange [*:0.5]\nset key top left box opaque\n" + title +
+                      "set arrow from 0, graph 0 to 0, graph 1 nohead lw 2 lc rgb 'red'\n"
+                      "set label 'bound' at 0, graph 0.95 right offset -0.5, 0 tc rgb 'red'\nplot ";
+  for (std::size_t layer = 1; layer <= r.layer_sizes.size(); ++layer) {
+    rh += "\n\n# layer " + std::to_string(layer) + "\n";
+    for (const auto& [bin, count] : rhist[layer]) {
+      put(rh, bin / 4.0);
+      rh += ' ' + std::to_string(count) + '\n';
+    }
+    if (rhist[layer].empty()) rh += "0 0\n";
+    rplot += std::string(layer > 1 ? ", " : "") + "'ratio_hist.dat' index " + std::to_string(layer - 1) +
+             " using 1:($2 > 0 ? $2 : NaN) with steps lw 2 lc rgb '" + colour(layer) + "' title 'layer " +
+             std::to_string(layer) + "'";
   }
-  if (rhist.empty()) rh += "0 0\n";
-  write_atomic(dir / "ratio_hist.dat", rh);
-  draw(dir, "ratio_hist",
-       "set xlabel 'log10(error / deterministic bound), outputs'\nset ylabel 'components'\nset grid\n"
-       "set arrow from 0, graph 0 to 0, graph 1 nohead lc rgb 'red'\n"
-       "plot 'ratio_hist.dat' using 1:2 with steps title 'all layers (1 = the bound)'\n");
+  write_atomic(dir / "ratio_hist.dat", rh + "\n");
+  draw(dir, "ratio_hist", rplot + "\n");
 }
 
 }  // namespace mpacc::analysis
