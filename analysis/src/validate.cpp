@@ -481,7 +481,9 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
               return (pre + libm + round_act) * (1 + 4 * kU64) + R.y_bound[at];
             };
             c.bound_y = out_bound(c.bound_v);
-            c.act_dominated = libm + round_act > pre;
+            // only where the pre-activation's error reaches the output at all (not for a
+            // ReLU unit inactive on the whole interval, whose bound is the rounding alone)
+            c.act_dominated = pre > 0 && libm + round_act > pre;
             c.prob_bound_y = out_bound(c.prob_bound_v);
             c.first_order = c.kappa_act * c.kappa_dot * gamma_k[k][fi] + u_act;
             if (!std::isfinite(c.bound_v) || !std::isfinite(c.bound_y)) cause = uncovered_cause::bound;
@@ -511,8 +513,9 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
             st.pviol_y += !(c.err_y <= c.prob_bound_y);
             st.ratio_v.push_back(ratio(c.err_v, c.bound_v));
             st.ratio_y.push_back(ratio(c.err_y, c.bound_y));
-            st.relb_v.push_back(c.v_ref != 0 ? c.bound_v / std::fabs(c.v_ref) : kInf);
-            st.relb_y.push_back(c.y_ref != 0 ? c.bound_y / std::fabs(c.y_ref) : kInf);
+            // relative size of the bound, where it has one (exact zeros, e.g. inactive ReLU units, left out)
+            if (c.v_ref != 0) st.relb_v.push_back(c.bound_v / std::fabs(c.v_ref));
+            if (c.y_ref != 0) st.relb_y.push_back(c.bound_y / std::fabs(c.y_ref));
             const double est_v = u_acc[k][fi] * kn;  // kappa_dot u |v|
             const double kk = c.kappa_act * c.kappa_dot;
             const double est_y = (std::isfinite(kk) ? kk * u_acc[k][fi] + u_act : kInf) * std::fabs(c.y_ref);

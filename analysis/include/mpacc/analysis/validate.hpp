@@ -78,12 +78,14 @@ struct layer_summary {
   // this layer (union over every inner product it depends on); empty where it is >= 1
   std::optional<double> prob_propagated_failure;
   std::vector<local_check> local;  // one per lambda of the options
-  // tightness, covered components: error / bound, bound / |exact|, and the
-  // first-order estimate (kappa u |exact|) over the measured error (non-zero errors)
+  // tightness, covered components: error / bound, bound / |exact| (exact != 0), and
+  // the first-order estimate (kappa u |exact|) over the measured error (error != 0)
   quantiles err_over_bound_v, err_over_bound_y, bound_over_exact_v, bound_over_exact_y;
   quantiles estimate_over_error_v, estimate_over_error_y;
   std::size_t zero_error_v = 0, zero_error_y = 0;
-  std::size_t act_dominated = 0;  // output bounds dominated by the activation's evaluation and rounding
+  // output bounds dominated by the activation's evaluation and rounding (among those
+  // that the pre-activation's error reaches: max |phi'| > 0 on the interval)
+  std::size_t act_dominated = 0;
   double spearman = 0;  // rank correlation of the relative error of y with kappa_dot * kappa_act
   std::size_t spearman_n = 0;
   double kappa_dot_median = 0, kappa_dot_max = 0;
