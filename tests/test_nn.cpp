@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <unistd.h>
@@ -74,7 +75,8 @@ TEST_CASE("IDX reader: raw, gzip and malformed files", "[nn][data]") {
   CHECK(nn::read_idx(d / "ok.gz").data == a.data);
 
   write_bytes(d / "magic", {1, 0, 8, 1, 0, 0, 0, 1, 5});
-  CHECK_THAT(error_of(d / "magic"), Catch::Contains("magic") && Catch::Contains("magic"));
+  CHECK_THAT(error_of(d / "magic"), Catch::Contains((d / "magic").string() + ": not an IDX file") &&
+                                        Catch::Contains("magic must start with two zero bytes"));
   write_bytes(d / "type", idx_bytes({2}, 2, 0x0d));
   CHECK_THAT(error_of(d / "type"), Catch::Contains("not unsigned byte"));
   write_bytes(d / "short", {0, 0, 8, 3, 0, 0});
@@ -137,11 +139,18 @@ TEST_CASE("model files: bit-exact round trip, corruption is detected", "[nn][mod
   longer.push_back(0);
   write_bytes(d / "long.mpnn", longer);
   CHECK_THROWS_WITH(nn::load_model(d / "long.mpnn"), Catch::Contains("trailing") || Catch::Contains("checksum"));
-  // an existing file is replaced whole; no temporary is left behind
+  // an existing file is replaced whole; no temporary is left behind, after a
+  // successful write or a failed one (a folder in the way of the rename, a
+  // folder that does not exist)
   nn::save_model(back, d / "m.mpnn");
-  std::size_t files = 0;
-  for (const auto& e : fs::directory_iterator(d)) files += e.path().filename().string().find(".tmp.") == std::string::npos;
-  CHECK(files == 5);  // m, flip, cut, magic, long
+  CHECK(nn::load_model(d / "m.mpnn").layers[1].W == net.layers[1].W);
+  fs::create_directories(d / "taken.mpnn" / "inside");
+  CHECK_THROWS_WITH(nn::save_model(back, d / "taken.mpnn"), Catch::Contains("cannot rename into place"));
+  CHECK_THROWS_WITH(nn::save_model(back, d / "absent" / "m.mpnn"), Catch::Contains("cannot create"));
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(d)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"cut.mpnn", "flip.mpnn", "long.mpnn", "m.mpnn", "magic.mpnn", "taken.mpnn"});
   fs::remove_all(d);
 }
 

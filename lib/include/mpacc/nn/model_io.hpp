@@ -3,7 +3,9 @@
 // The formats are documented in docs/model-format.md.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 
 #include "mpacc/nn/network.hpp"
@@ -15,17 +17,36 @@ namespace mpacc::nn {
 // replaced whole or left untouched. Throws std::runtime_error on I/O failure.
 void save_model(const mlp& net, const std::filesystem::path& file, const std::string& metadata = "");
 
-// Reads a model file. Throws std::runtime_error naming the file and the
-// problem: wrong magic or version, truncation, sizes that do not chain,
-// an unknown activation code, a CRC mismatch, trailing bytes.
+// Limits of the readers (docs/model-format.md, "Limits"). Sizes and offsets from a
+// file are computed in 64 bits with overflow checks, and checked against these and
+// against the bytes the file really holds before anything is allocated.
+inline constexpr std::uint64_t max_layer_size = std::uint64_t{1} << 24;   // n_in, n_out, every .npy dimension
+inline constexpr std::uint32_t max_layers = 1024;
+inline constexpr std::uint64_t max_model_file = std::uint64_t{1} << 32;   // a model file or .npz, read whole
+inline constexpr std::uint64_t max_npz_member = std::uint64_t{1} << 30;   // one .npz member, uncompressed
+inline constexpr std::uint64_t max_npz_total = std::uint64_t{1} << 31;    // all members, uncompressed
+
+// Reads a model file. Throws std::runtime_error, one line naming the file and
+// the problem: a directory, wrong magic or version, truncation, more layers or
+// larger layers than the limits, sizes that do not chain, an unknown activation
+// code, a CRC mismatch, trailing bytes.
 mlp load_model(const std::filesystem::path& file, std::string* metadata = nullptr);
+// The same on bytes in memory; `name` stands for the file in messages.
+mlp parse_model(std::span<const std::uint8_t> bytes, const std::string& name, std::string* metadata = nullptr);
 
 // Imports arrays W1, b1, W2, b2, ... (W_k of shape (n_out, n_in) as in
 // PyTorch's Linear.weight, b_k of shape (n_out,), float32 or float64,
 // little-endian, C or Fortran order) from an .npz file (stored or deflated
 // members). `hidden` is the activation of every layer but the last, whose
-// activation is identity. Throws std::runtime_error naming the file/member.
+// activation is identity. Strict: every member must be one of W1, b1, ..., WL, bL
+// (with or without ".npy"), once, without gaps; every member's CRC-32 is
+// checked; a deflated member is inflated in chunks up to the size it declares
+// (at most max_npz_member, and at most what deflate can expand its compressed
+// bytes to); ZIP64, encryption and other compression methods are refused.
+// Throws std::runtime_error, one line naming the file and the member.
 mlp import_npz(const std::filesystem::path& file, sim::activation_fn hidden);
+// The same on bytes in memory; `name` stands for the file in messages.
+mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, sim::activation_fn hidden);
 
 // Loads a model by extension: ".npz" through import_npz (with `hidden`),
 // anything else through load_model.

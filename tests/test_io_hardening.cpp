@@ -1,0 +1,375 @@
+// Hostile inputs for the file parsers (issue 16): IDX files (raw and gzip),
+// mpacc model files and .npz archives built byte by byte here. Each case is a
+// defect that was found by hand or by fuzzing; every one must give one line
+// naming the file and the problem, never a crash, a wrapped size, a huge
+// allocation or a silent acceptance.
+#include <catch2/catch.hpp>
+#include <zlib.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <unistd.h>
+
+#include "mpacc/nn/data.hpp"
+#include "mpacc/nn/model_io.hpp"
+
+using namespace mpacc;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir() {
+  const fs::path d = fs::temp_directory_path() / ("mpacc_test_io_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+
+void write_file(const fs::path& p, const std::string& b) {
+  std::ofstream(p, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+
+// The message of the exception f throws, checked to be a single line; "accepted" if none.
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    const std::string m = e.what();
+    INFO(m);
+    CHECK(m.find('\n') == std::string::npos);
+    return m;
+  }
+  return "accepted";
+}
+
+template <class T>
+void put(std::string& s, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  s.append(b, sizeof(T));
+}
+
+std::string idx(const std::vector<std::uint32_t>& dims, std::size_t payload) {
+  std::string b = {0, 0, 8, static_cast<char>(dims.size())};
+  for (auto d : dims)
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<char>(d >> s));
+  for (std::size_t k = 0; k < payload; ++k) b.push_back(static_cast<char>(k % 10));
+  return b;
+}
+
+// gzip (RFC 1952) of b, compressed in one go.
+std::string gzip(const std::string& b) {
+  z_stream zs{};
+  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&zs, b.size()), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data()));
+  zs.avail_in = static_cast<uInt>(b.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// Raw deflate (zip method 8) of b.
+std::string deflate_raw(const std::string& b) {
+  z_stream zs{};
+  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&zs, b.size()), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data()));
+  zs.avail_in = static_cast<uInt>(b.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// A .npy array with the given header dictionary text and body.
+std::string npy(const std::string& dict, const std::string& body) {
+  std::string h = dict;
+  while ((10 + h.size() + 1) % 64) h += ' ';
+  h += '\n';
+  std::string b = "\x93NUMPY\x01";
+  b.push_back('\0');
+  put<std::uint16_t>(b, static_cast<std::uint16_t>(h.size()));
+  return b + h + body;
+}
+
+std::string f8(const std::vector<double>& v) {
+  std::string s;
+  for (double x : v) put(s, x);
+  return s;
+}
+
+std::string npy_f8(const std::string& shape, const std::vector<double>& v, bool fortran = false) {
+  return npy(std::string("{'descr': '<f8', 'fortran_order': ") + (fortran ? "True" : "False") + ", 'shape': " + shape +
+                 ", }",
+             f8(v));
+}
+
+struct member {
+  std::string name, data;
+  bool deflate = false;
+  std::optional<std::uint32_t> crc = {}, usize = {}, local_offset = {};  // override the fields
+  std::optional<std::size_t> flip = {};                                   // corrupt this byte of the stored data
+};
+
+// A zip archive of the members (local headers, central directory, end record).
+std::string zip(const std::vector<member>& ms) {
+  std::string out, cd;
+  for (const auto& m : ms) {
+    std::string stored = m.deflate ? deflate_raw(m.data) : m.data;
+    if (m.flip) stored[*m.flip] = static_cast<char>(stored[*m.flip] ^ 0x10);
+    const auto crc = m.crc.value_or(
+        static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(m.data.data()), static_cast<uInt>(m.data.size()))));
+    const auto usize = m.usize.value_or(static_cast<std::uint32_t>(m.data.size()));
+    const auto offset = static_cast<std::uint32_t>(out.size());
+    const std::uint16_t method = m.deflate ? 8 : 0;
+    put<std::uint32_t>(out, 0x04034b50);
+    put<std::uint16_t>(out, 20);
+    put<std::uint16_t>(out, 0);
+    put<std::uint16_t>(out, method);
+    put<std::uint16_t>(out, 0);
+    put<std::uint16_t>(out, 0x21);
+    put<std::uint32_t>(out, crc);
+    put<std::uint32_t>(out, static_cast<std::uint32_t>(stored.size()));
+    put<std::uint32_t>(out, usize);
+    put<std::uint16_t>(out, static_cast<std::uint16_t>(m.name.size()));
+    put<std::uint16_t>(out, 0);
+    out += m.name + stored;
+    put<std::uint32_t>(cd, 0x02014b50);
+    put<std::uint16_t>(cd, 20);
+    put<std::uint16_t>(cd, 20);
+    put<std::uint16_t>(cd, 0);
+    put<std::uint16_t>(cd, method);
+    put<std::uint16_t>(cd, 0);
+    put<std::uint16_t>(cd, 0x21);
+    put<std::uint32_t>(cd, crc);
+    put<std::uint32_t>(cd, static_cast<std::uint32_t>(stored.size()));
+    put<std::uint32_t>(cd, usize);
+    put<std::uint16_t>(cd, static_cast<std::uint16_t>(m.name.size()));
+    put<std::uint16_t>(cd, 0);
+    put<std::uint16_t>(cd, 0);
+    put<std::uint16_t>(cd, 0);
+    put<std::uint16_t>(cd, 0);
+    put<std::uint32_t>(cd, 0);
+    put<std::uint32_t>(cd, m.local_offset.value_or(offset));
+    cd += m.name;
+  }
+  const auto cd_offset = static_cast<std::uint32_t>(out.size());
+  out += cd;
+  put<std::uint32_t>(out, 0x06054b50);
+  put<std::uint16_t>(out, 0);
+  put<std::uint16_t>(out, 0);
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(ms.size()));
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(ms.size()));
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(cd.size()));
+  put<std::uint32_t>(out, cd_offset);
+  put<std::uint16_t>(out, 0);
+  return out;
+}
+
+// The members of a valid 3-2-1 network.
+std::vector<member> net_members(bool deflate = false) {
+  return {{"W1.npy", npy_f8("(2, 3)", {1, 2, 3, 4, 5, 6}), deflate},
+          {"b1.npy", npy_f8("(2,)", {0.5, -0.5}), deflate},
+          {"W2.npy", npy_f8("(1, 2)", {0.25, 0.75}), deflate},
+          {"b2.npy", npy_f8("(1,)", {-1}), deflate}};
+}
+
+std::string npz_error(const fs::path& p, const std::vector<member>& ms) {
+  write_file(p, zip(ms));
+  return error_of([&] { (void)nn::import_npz(p, {sim::activation::relu}); });
+}
+
+std::string idx_error(const fs::path& p, const std::string& bytes) {
+  write_file(p, bytes);
+  return error_of([&] { (void)nn::read_idx(p); });
+}
+
+}  // namespace
+
+TEST_CASE("npz: the test archive builder makes a valid network", "[nn][io]") {
+  const auto d = temp_dir();
+  for (bool deflate : {false, true}) {
+    write_file(d / "ok.npz", zip(net_members(deflate)));
+    const auto net = nn::import_npz(d / "ok.npz", {sim::activation::relu});
+    CHECK(net.arch() == "3-2-1");
+    CHECK(net.layers[0].W == std::vector<double>{1, 2, 3, 4, 5, 6});
+    CHECK(net.layers[1].b == std::vector<double>{-1});
+  }
+  fs::remove_all(d);
+}
+
+TEST_CASE("npz row 1: a local-header offset near 2^32 does not wrap", "[nn][io]") {
+  const auto d = temp_dir();
+  auto ms = net_members();
+  ms[1].local_offset = 0xfffffff0u;
+  const auto m = npz_error(d / "off.npz", ms);
+  CHECK_THAT(m, Catch::Contains((d / "off.npz").string()) && Catch::Contains("b1.npy") &&
+                    Catch::Contains("local header"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("npz row 2: an element count that overflows is refused in Fortran and C order", "[nn][io]") {
+  const auto d = temp_dir();
+  for (bool fortran : {true, false}) {
+    auto ms = net_members();
+    ms[0].data = npy_f8("(4294967296, 4294967296)", {}, fortran);
+    const auto m = npz_error(d / "big.npz", ms);
+    INFO(fortran);
+    CHECK_THAT(m, Catch::Contains((d / "big.npz").string()) && Catch::Contains("W1.npy") && Catch::Contains("too large"));
+  }
+  fs::remove_all(d);
+}
+
+TEST_CASE("row 3: products of dimensions that wrap to 0 are refused (IDX and npz)", "[nn][io]") {
+  const auto d = temp_dir();
+  // 16 bytes claiming 8 x 2^31 x 2^30 bytes: 2^64 wraps to 0 = the (empty) data
+  const auto m = idx_error(d / "wrap", idx({8, 1u << 31, 1u << 30}, 0));
+  CHECK_THAT(m, Catch::Contains((d / "wrap").string()) && Catch::Contains("too large"));
+  fs::create_directories(d / "mnist");
+  write_file(d / "mnist" / "t10k-images-idx3-ubyte", idx({8, 1u << 31, 1u << 30}, 0));
+  write_file(d / "mnist" / "t10k-labels-idx1-ubyte", idx({8}, 8));
+  CHECK_THAT(error_of([&] { (void)nn::load_dataset(d, "mnist", false); }),
+             Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("too large"));
+  // W1 of shape (8, 2^61): 8 * 2^61 * 8 bytes wraps to 0
+  auto ms = net_members();
+  ms[0].data = npy_f8("(8, 2305843009213693952)", {});
+  CHECK_THAT(npz_error(d / "w.npz", ms), Catch::Contains("W1.npy") && Catch::Contains("too large"));
+  // dimensions over the cap, with data that would not fit anyway
+  ms = net_members();
+  ms[0].data = npy_f8("(2, 16777217)", {});
+  CHECK_THAT(npz_error(d / "w.npz", ms), Catch::Contains("W1.npy") && Catch::Contains("16777217"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("npz row 4: a deflated member claiming 4 GB is refused before allocating", "[nn][io]") {
+  const auto d = temp_dir();
+  auto ms = net_members(true);
+  ms[0].data = std::string(6'700'000, '\0');  // deflates to ~6.7 KB
+  ms[0].usize = 4'000'000'000u;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto m = npz_error(d / "bomb.npz", ms);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK_THAT(m, Catch::Contains((d / "bomb.npz").string()) && Catch::Contains("W1.npy") &&
+                    Catch::Contains("4000000000"));
+  CHECK(s < 1.0);
+  // the declared size is a bound: a member inflating to more than it says is refused
+  ms = net_members(true);
+  ms[2].usize = 100;
+  CHECK_THAT(npz_error(d / "more.npz", ms), Catch::Contains("W2.npy") && Catch::Contains("declared size"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("IDX row 5: a gzip that inflates beyond its header is refused early", "[nn][io]") {
+  const auto d = temp_dir();
+  // the header says 10 images of 28x28 pixels; the stream holds 64 MiB
+  std::string body = idx({10, 28, 28}, 0);
+  body.resize(body.size() + (std::size_t{64} << 20), '\0');
+  const std::string z = gzip(body);
+  body.clear();
+  body.shrink_to_fit();
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto m = idx_error(d / "bomb.gz", z);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK_THAT(m, Catch::Contains((d / "bomb.gz").string()) && Catch::Contains("more data than its header declares"));
+  CHECK(s < 0.5);  // the old reader inflated all 64 MiB first
+  fs::remove_all(d);
+}
+
+TEST_CASE("IDX: trailing data after the gzip stream is refused", "[nn][io]") {
+  const auto d = temp_dir();
+  CHECK(nn::read_idx((write_file(d / "ok.gz", gzip(idx({3, 2}, 6))), d / "ok.gz")).data.size() == 6);
+  CHECK_THAT(idx_error(d / "tail.gz", gzip(idx({3, 2}, 6)) + "garbage"),
+             Catch::Contains((d / "tail.gz").string()) && Catch::Contains("trailing data after the gzip stream"));
+  // a second gzip member is trailing data too (a data file is one stream)
+  CHECK_THAT(idx_error(d / "two.gz", gzip(idx({3, 2}, 6)) + gzip("x")), Catch::Contains("trailing data"));
+  CHECK_THAT(idx_error(d / "cut.gz", gzip(idx({3, 2}, 6)).substr(0, 20)), Catch::Contains("truncated gzip"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("npz row 12: a member whose CRC field is 0 is still checked", "[nn][io]") {
+  const auto d = temp_dir();
+  for (bool deflate : {false, true}) {
+    auto ms = net_members(deflate);
+    ms[0].crc = 0;
+    const auto m = npz_error(d / "crc0.npz", ms);
+    INFO(deflate);
+    CHECK_THAT(m, Catch::Contains((d / "crc0.npz").string()) && Catch::Contains("W1.npy") && Catch::Contains("CRC"));
+  }
+  // a corrupted weight byte with the CRC field zeroed
+  auto ms = net_members();
+  ms[2].flip = ms[2].data.size() - 3;
+  ms[2].crc = 0;
+  CHECK_THAT(npz_error(d / "flip.npz", ms), Catch::Contains("W2.npy") && Catch::Contains("CRC mismatch"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("IDX row 13: a data set with 0 images is an error", "[nn][io]") {
+  const auto d = temp_dir();
+  fs::create_directories(d / "mnist");
+  write_file(d / "mnist" / "t10k-images-idx3-ubyte", idx({0, 28, 28}, 0));
+  write_file(d / "mnist" / "t10k-labels-idx1-ubyte", idx({0}, 0));
+  CHECK_THAT(error_of([&] { (void)nn::load_dataset(d, "mnist", false); }),
+             Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("no images"));
+  // images of 0 pixels
+  write_file(d / "mnist" / "t10k-images-idx3-ubyte", idx({2, 0, 28}, 0));
+  write_file(d / "mnist" / "t10k-labels-idx1-ubyte", idx({2}, 2));
+  CHECK_THAT(error_of([&] { (void)nn::load_dataset(d, "mnist", false); }),
+             Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("0 pixels"));
+  // rank errors name the file
+  write_file(d / "mnist" / "t10k-images-idx3-ubyte", idx({2, 4}, 8));
+  CHECK_THAT(error_of([&] { (void)nn::load_dataset(d, "mnist", false); }),
+             Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("rank"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("row 14: messages name the file and the problem", "[nn][io]") {
+  const auto d = temp_dir();
+  fs::create_directories(d / "adir");
+  fs::create_directories(d / "adir.npz");
+  const std::string dir = (d / "adir").string();
+  CHECK(error_of([&] { (void)nn::read_idx(d / "adir"); }) == dir + ": is a directory");
+  CHECK(error_of([&] { (void)nn::load_model(d / "adir"); }) == dir + ": is a directory");
+  CHECK(error_of([&] { (void)nn::import_npz(d / "adir.npz", {}); }) == (d / "adir.npz").string() + ": is a directory");
+  CHECK_THAT(error_of([&] { (void)nn::load_model(d / "none"); }), Catch::Contains("none") && Catch::Contains("cannot open"));
+  // a shape number beyond 64 bits: not a bare "stoull"
+  auto ms = net_members();
+  ms[0].data = npy_f8("(99999999999999999999999, 3)", {});
+  CHECK_THAT(npz_error(d / "s.npz", ms), Catch::Contains((d / "s.npz").string()) && Catch::Contains("W1.npy") &&
+                                             Catch::Contains("99999999999999999999999"));
+  // a token with an embedded NUL is shown, not cut at the NUL
+  ms = net_members();
+  constexpr char with_nul[] = "{'descr': '<f8\0zz', 'fortran_order': False, 'shape': (2, 3), }";
+  ms[0].data = npy(std::string(with_nul, sizeof with_nul - 1), f8({1, 2, 3, 4, 5, 6}));
+  CHECK_THAT(npz_error(d / "nul.npz", ms), Catch::Contains("W1.npy") && Catch::Contains("<f8\\x00zz"));
+  fs::remove_all(d);
+}
+
+TEST_CASE("npz row 15: extra or gapped or duplicate members are refused naming the member", "[nn][io]") {
+  const auto d = temp_dir();
+  auto ms = net_members();
+  ms.push_back({"optimizer.npy", npy_f8("(1,)", {0})});
+  CHECK_THAT(npz_error(d / "extra.npz", ms), Catch::Contains((d / "extra.npz").string()) && Catch::Contains("optimizer.npy"));
+  ms = net_members();
+  ms.push_back({"W4.npy", npy_f8("(1, 1)", {0})});
+  ms.push_back({"b4.npy", npy_f8("(1,)", {0})});
+  CHECK_THAT(npz_error(d / "gap.npz", ms), Catch::Contains("W4") && Catch::Contains("W3"));
+  ms = net_members();
+  ms.push_back({"W1.npy", npy_f8("(2, 3)", {1, 2, 3, 4, 5, 6})});
+  CHECK_THAT(npz_error(d / "dup.npz", ms), Catch::Contains("W1.npy") && Catch::Contains("duplicate"));
+  ms = net_members();
+  ms.push_back({"W1", npy_f8("(2, 3)", {1, 2, 3, 4, 5, 6})});  // the same array under both spellings
+  CHECK_THAT(npz_error(d / "dup2.npz", ms), Catch::Contains("W1") && Catch::Contains("duplicate"));
+  ms = net_members();
+  ms.pop_back();
+  CHECK_THAT(npz_error(d / "half.npz", ms), Catch::Contains("b2"));
+  fs::remove_all(d);
+}
