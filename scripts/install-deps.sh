@@ -8,6 +8,8 @@ packages=(
   catch2 libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev libomp-dev libopenblas-dev
   libgnuplot-iostream-dev libboost-iostreams-dev libboost-system-dev libboost-filesystem-dev gnuplot-nox
+  # the fuzz preset: clang and its compiler-rt (libFuzzer, ASan/UBSan runtimes for clang)
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

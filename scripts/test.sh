@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds mpacc and runs the default test tier.
-# Usage: bash scripts/test.sh            (the slow tier: ctest --preset ci -L exhaustive)
+# Installs the dependencies, builds mpacc and runs the default test tier, then
+# builds the libFuzzer targets of the file parsers (clang, the fuzz preset:
+# three parser sources and three targets) and runs each for a few seconds.
+# Usage: bash scripts/test.sh            (the slow tier: ctest --preset ci -L exhaustive;
+#                                         the long fuzz tier: ctest --preset fuzz -L fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake --preset ci
 cmake --build --preset ci -j2
 ctest --preset ci -L default
+cmake --preset fuzz
+cmake --build --preset fuzz
+ctest --preset fuzz -L fuzz-smoke

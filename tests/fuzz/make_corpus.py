@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/<target>/,
+small valid and invalid inputs made with the Python standard library only.
+Run from the repository root: python3 tests/fuzz/make_corpus.py
+"""
+import gzip
+import os
+import shutil
+import struct
+import zipfile
+import io
+import zlib
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def write(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# --- mpacc model files (docs/model-format.md)
+def model(layers, meta=b"", version=1, crc_ok=True):
+    b = b"MPACCNN\0" + struct.pack("<IIQ", version, len(layers), len(meta)) + meta
+    for n_in, n_out, act, slope in layers:
+        b += struct.pack("<QQBd", n_in, n_out, act, slope)
+        b += b"".join(struct.pack("<d", 0.25 * (k % 7) - 0.5) for k in range(n_in * n_out))
+        b += b"".join(struct.pack("<d", -0.125 * k) for k in range(n_out))
+    crc = zlib.crc32(b) ^ (0 if crc_ok else 1)
+    return b + struct.pack("<I", crc)
+
+
+ok = model([(3, 2, 2, 0.0625), (2, 1, 0, 0.01)], b'{"note":"seed"}')
+write("model", "ok", ok)
+write("model", "ok_one_layer", model([(1, 1, 5, 0.0)]))
+write("model", "bad_crc", model([(3, 2, 1, 0.0)], crc_ok=False))
+write("model", "truncated", ok[:60])
+write("model", "no_chain", model([(3, 2, 1, 0.0), (3, 1, 0, 0.0)]))
+write("model", "version2", model([(1, 1, 0, 0.0)], version=2))
+
+
+# --- .npy / .npz
+def npy(descr, shape, values, fortran=False):
+    header = "{'descr': '%s', 'fortran_order': %s, 'shape': (%s), }" % (
+        descr, "True" if fortran else "False",
+        ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else ""))
+    total = 10 + len(header) + 1
+    header += " " * ((64 - total % 64) % 64) + "\n"
+    fmt = {"<f4": "<f", "<f8": "<d"}[descr]
+    body = b"".join(struct.pack(fmt, v) for v in values)
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + body
+
+
+net = {
+    "W1.npy": npy("<f4", (2, 3), [1, 2, 3, 4, 5, 6]),
+    "b1.npy": npy("<f4", (2,), [0.5, -0.5]),
+    "W2.npy": npy("<f8", (1, 2), [0.25, 0.75], fortran=True),
+    "b2.npy": npy("<f8", (1,), [-1.0]),
+}
+
+
+def npz(members, method):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=method) as z:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def packed(members, deflate=False):
+    """The target's member-list mode: [u8 name length][name][u16 data length][data]..."""
+    b = bytes([3 if deflate else 1])
+    for name, data in members.items():
+        n = name.encode()
+        b += bytes([len(n)]) + n + struct.pack("<H", len(data)) + data
+    return b
+
+
+# even first byte: the archive as is
+write("npz", "stored", b"\0" + npz(net, zipfile.ZIP_STORED))
+write("npz", "deflated", b"\0" + npz(net, zipfile.ZIP_DEFLATED))
+write("npz", "one_layer", b"\0" + npz({"W1": net["W2.npy"], "b1": net["b2.npy"]}, zipfile.ZIP_STORED))
+write("npz", "not_zip", b"\0PK\5\6 not really")
+# odd first byte: members packed by the target with correct CRCs
+write("npz", "packed", packed(net))
+write("npz", "packed_deflated", packed(net, deflate=True))
+gap = dict(net)
+gap["W4.npy"] = npy("<f8", (1, 1), [1.0])
+write("npz", "packed_gap", packed(gap))
+extra = dict(net)
+extra["arr_0.npy"] = npy("<f8", (1,), [1.0])
+write("npz", "packed_extra", packed(extra))
+bad_shape = dict(net)
+bad_shape["W1.npy"] = npy("<f4", (4294967296, 4294967296), [], fortran=True)
+write("npz", "packed_big_shape", packed(bad_shape))
+v2 = dict(net)
+v2["b1.npy"] = b"\x93NUMPY\x02\x00" + struct.pack("<I", 54) + b"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }\n"[:54] + struct.pack("<2d", 1, 2)
+write("npz", "packed_v2", packed(v2))
+
+
+# --- IDX (raw or gzip)
+def idx(dims, payload):
+    return bytes([0, 0, 8, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + bytes(k * 7 % 256 for k in range(payload))
+
+
+write("idx", "images", idx((3, 2, 2), 12))
+write("idx", "labels", idx((3,), 3))
+write("idx", "images_gz", gzip.compress(idx((3, 2, 2), 12), mtime=0))
+write("idx", "labels_gz", gzip.compress(idx((5,), 5), mtime=0))
+write("idx", "gz_trailing", gzip.compress(idx((2,), 2), mtime=0) + b"xx")
+write("idx", "zero_images", idx((0, 28, 28), 0))
+write("idx", "truncated", idx((3, 2, 2), 7))
+write("idx", "wrapping_dims", idx((8, 2 ** 31, 2 ** 30), 0))
+write("idx", "bad_type", bytes([0, 0, 0x0d, 1, 0, 0, 0, 1]) + b"\0\0\0\0")
