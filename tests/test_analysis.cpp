@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "mpacc/analysis/plot.hpp"
 #include "mpacc/analysis/validate.hpp"
 #include "mpacc/nn/simulate.hpp"
 #include "mpacc/sim/accumulate.hpp"
@@ -324,4 +325,42 @@ TEST_CASE("reference inputs: stored by default, exact on request; binary64 accum
     const auto d = ref::dot_mpfr({net.layers[0].row(i), 40}, x0, net.layers[0].b[i], a);
     CHECK(test::same(run[0].v[i], d.value));
   }
+}
+
+TEST_CASE("figures: quoted titles, gnuplot failures reported, nothing half-written", "[analysis][plot]") {
+  CHECK(analysis::gnuplot_quote("a'b`c\nd") == "'a''b`c?d'");
+  CHECK(analysis::gnuplot_quote("") == "''");
+  if (!analysis::gnuplot_available()) {
+    WARN("gnuplot is not installed: drawing not tested");
+    return;
+  }
+  const auto dir = std::filesystem::temp_directory_path() / ("mpacc_plot_'`x`_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto marker = dir / "injected";
+  // a title that would run a command if it reached a shell or a double-quoted gnuplot string
+  analysis::draw_plot(dir, "ok", "set title " + analysis::gnuplot_quote("`touch " + marker.string() + "`") +
+                                     "\nplot sin(x)\n");
+  CHECK(std::filesystem::file_size(dir / "ok.png") > 0);
+  CHECK(std::filesystem::exists(dir / "ok.gp"));
+  CHECK(!std::filesystem::exists(marker));
+  // gnuplot fails: an error naming the figure and gnuplot's message, no image, no temporary
+  CHECK_THROWS_WITH(analysis::draw_plot(dir, "bad", "plot 'no-such-file.dat'\n"),
+                    Catch::Contains("bad.png: gnuplot failed") && Catch::Contains("no-such-file.dat"));
+  CHECK(!std::filesystem::exists(dir / "bad.png"));
+  CHECK(!std::filesystem::exists(dir / "bad.png.tmp"));
+  // the validate report draws the figures it names
+  const auto net = random_net({12, 8, 10}, sim::activation::tanh, 5);
+  const auto data = synthetic_data(6, 12, 2);
+  analysis::validate_options opt;
+  opt.csv_samples = 3;
+  const auto ref = analysis::compute_reference(net, data, opt);
+  const auto r = analysis::validate(net, ref, config_of("binary16"), opt);
+  analysis::write_report(r, dir / "report", "{}", true);
+  for (const char* f : {"err_vs_kappa", "kappa_hist", "ratio_hist"}) {
+    INFO(f);
+    CHECK(std::filesystem::file_size(dir / "report" / (std::string(f) + ".png")) > 0);
+  }
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    CHECK(e.path().string().find(".tmp") == std::string::npos);
+  std::filesystem::remove_all(dir);
 }

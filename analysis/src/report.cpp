@@ -155,7 +155,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   // one colour per layer, distinct in print and for colour-blind readers
   static const char* const palette[] = {"#5e3c99", "#e66101", "#1b7837", "#b2182b", "#2166ac", "#878787"};
   auto colour = [](std::size_t layer) { return std::string(palette[(layer - 1) % 6]); };
-  const std::string title = "set title \"" + r.config + "\" font ',9'\n";
+  const std::string title = "set title " + gnuplot_quote(r.config) + " font ',9'\n";
   std::string plot = "set logscale xy\nset format xy '1e%T'\nset xlabel 'kappa_dot * kappa_act'\n"
                      "set ylabel 'relative error of the output'\nset key bottom right box opaque\nset grid\n"
                      "set yrange [*:10]\n" + title + "plot ";
@@ -183,7 +183,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   // condition numbers: counts on a log scale so the tails show; kappa_act = 0
   // (inactive ReLU units) has no logarithm and is left out
   std::string kh = "# layer log10_bin_left count_kappa_dot count_kappa_act\n";
-  std::string kplot = "set multiplot layout 1,2 title \"" + r.config + "\" font ',9'\nset logscale y\nset grid\n"
+  std::string kplot = "set multiplot layout 1,2 title " + gnuplot_quote(r.config) + " font ',9'\nset logscale y\nset grid\n"
                       "set key top right\nset yrange [0.8:*]\nset xlabel 'log10 kappa_dot'\nset ylabel 'components'\nplot ";
   std::string kplot2 = "set key top left\nset xlabel 'log10 kappa_act (components with kappa_act > 0)'\nplot ";
   for (std::size_t layer = 1; layer <= r.layer_sizes.size(); ++layer) {

@@ -371,37 +371,37 @@ std::string merge_sweep(const sweep_config& c, double wall_seconds) {
     for (const char* u : {"uniform-low", "uniform-high", "uniform-binary32"}) uni.push_back({block(u, "", u), u});
     // the blocks start after the header comment: gnuplot counts them from 0
     write_atomic(c.out / (name + ".dat"), dat);
-    const std::string file = "'" + name + ".dat'";
+    const std::string file = gnuplot_quote(name + ".dat");
     auto idx = [&](std::size_t k) { return file + " index " + std::to_string(k); };
     std::string p = "set key outside right\nset grid\nset xlabel 'weighted cost relative to uniform " +
-                    sim::to_string(c.mix.high) + "'\nset ylabel 'test accuracy'\nset title '" + name +
-                    ": accuracy against cost'\nplot ";
+                    sim::to_string(c.mix.high) + "'\nset ylabel 'test accuracy'\nset title " + gnuplot_quote(name +
+                    ": accuracy against cost") + "\nplot ";
     bool first = true;
     for (const auto& [k, ind] : alg) {
-      p += std::string(first ? "" : ", ") + idx(k) + " using 3:2 with linespoints lw 2 title '" + titles[k] + "'";
+      p += std::string(first ? "" : ", ") + idx(k) + " using 3:2 with linespoints lw 2 title " + gnuplot_quote(titles[k]);
       first = false;
     }
-    for (const auto& [k, ind] : base) p += ", " + idx(k) + " using 3:2 with linespoints dt 2 title '" + titles[k] + "'";
-    for (const auto& [k, u] : uni) p += ", " + idx(k) + " using 3:2 with points pt 7 ps 2 title '" + u + "'";
+    for (const auto& [k, ind] : base) p += ", " + idx(k) + " using 3:2 with linespoints dt 2 title " + gnuplot_quote(titles[k]);
+    for (const auto& [k, u] : uni) p += ", " + idx(k) + " using 3:2 with points pt 7 ps 2 title " + gnuplot_quote(u);
     draw_plot(c.out, name + "-accuracy-cost", p + "\n");
     std::string t = "set key outside right\nset grid\nset logscale x\nset xlabel 'tau'\nset ylabel 'test accuracy'\n"
-                    "set title '" + name + ": accuracy against tau'\nplot ";
+                    "set title " + gnuplot_quote(name + ": accuracy against tau") + "\nplot ";
     std::string f = "set key outside right\nset grid\nset logscale x\nset xlabel 'tau'\nset ylabel 'fraction recomputed'\n"
-                    "set title '" + name + ": recomputation per layer against tau'\nplot ";
+                    "set title " + gnuplot_quote(name + ": recomputation per layer against tau") + "\nplot ";
     std::string e = "set key outside right\nset grid\nset logscale y\nset xlabel 'weighted cost'\n"
-                    "set ylabel 'mean relative error of the logits'\nset title '" + name + ": error against cost'\nplot ";
+                    "set ylabel 'mean relative error of the logits'\nset title " + gnuplot_quote(name + ": error against cost") + "\nplot ";
     first = true;
     for (const auto& [k, ind] : alg) {
       const std::string sep = first ? "" : ", ";
-      t += sep + idx(k) + " using 1:2 with linespoints title '" + ind + "'";
+      t += sep + idx(k) + " using 1:2 with linespoints title " + gnuplot_quote(ind);
       for (int layer = 1; layer <= 3; ++layer)
         f += (first && layer == 1 ? "" : ", ") + idx(k) + " using 1:" + std::to_string(4 + layer) +
-             " with linespoints title '" + ind + " layer " + std::to_string(layer) + "'";
-      e += sep + idx(k) + " using 3:4 with linespoints lw 2 title 'algorithm1 (" + ind + ")'";
+             " with linespoints title " + gnuplot_quote(ind + " layer " + std::to_string(layer));
+      e += sep + idx(k) + " using 3:4 with linespoints lw 2 title " + gnuplot_quote("algorithm1 (" + ind + ")");
       first = false;
     }
-    for (const auto& [k, ind] : base) e += ", " + idx(k) + " using 3:4 with linespoints dt 2 title '" + titles[k] + "'";
-    for (const auto& [k, u] : uni) e += ", " + idx(k) + " using 3:4 with points pt 7 ps 2 title '" + u + "'";
+    for (const auto& [k, ind] : base) e += ", " + idx(k) + " using 3:4 with linespoints dt 2 title " + gnuplot_quote(titles[k]);
+    for (const auto& [k, u] : uni) e += ", " + idx(k) + " using 3:4 with points pt 7 ps 2 title " + gnuplot_quote(u);
     draw_plot(c.out, name + "-accuracy-tau", t + "\n");
     draw_plot(c.out, name + "-fraction-tau", f + "\n");
     draw_plot(c.out, name + "-error-cost", e + "\n");

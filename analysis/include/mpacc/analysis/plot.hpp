@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 namespace mpacc::analysis {
 
@@ -13,9 +14,21 @@ void write_atomic(const std::filesystem::path& file, const std::string& text);
 // Appends v in shortest round-trip form (std::to_chars); "inf", "-inf", "nan".
 void put_number(std::string& s, double v);
 
+// `text` as a gnuplot string literal that no input can escape from:
+// single-quoted (no backquote or backslash substitution), quotes doubled,
+// control characters replaced by '?'. Every user-supplied text in a script
+// (titles, file names) goes through it.
+std::string gnuplot_quote(std::string_view text);
+
+// Whether a gnuplot executable is on the PATH (figures are optional: without
+// it, draw_plot writes the .gp script and warns once).
+bool gnuplot_available();
+
 // Writes <dir>/<name>.gp (a script that redraws <name>.png from the data files
 // beside it) and draws <dir>/<name>.png with gnuplot (pngcairo), through a
-// temporary name renamed into place. Throws if gnuplot did not draw it.
+// temporary name renamed into place. Throws, naming the figure and gnuplot's
+// message, if gnuplot exits with an error or draws an empty image (the
+// temporary image is removed).
 void draw_plot(const std::filesystem::path& dir, const std::string& name, const std::string& script_body);
 
 }  // namespace mpacc::analysis
