@@ -139,10 +139,36 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
   CHECK(one == three);
   CHECK(std::count(one.begin(), one.end(), '\n') == 1 + 4 + 3 * 2 * 4);
   CHECK(fs::exists(dir / "one" / "manifest.json"));
-  // a missing shard is detected
-  fs::remove(dir / "three" / "shard-1-of-3.csv");
+  // merge refuses what would mix runs: a missing, foreign, duplicate, truncated or unparsable shard
   c.out = dir / "three";
-  CHECK_THROWS_WITH(analysis::merge_sweep(c, 0), Catch::Contains("a shard is missing"));
+  const auto s1 = dir / "three" / "shard-1-of-3.csv";
+  const auto keep = dir / "shard-1.keep";
+  fs::copy_file(s1, keep);
+  auto text_of = [](const fs::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  auto write = [](const fs::path& f, const std::string& t) { std::ofstream(f, std::ios::binary) << t; };
+  const std::string good = text_of(keep);
+  fs::remove(s1);
+  CHECK_THROWS_WITH(analysis::merge_sweep(c, 0), Catch::Contains("shard 1 of 3 is missing"));
+  write(s1, good.substr(0, good.size() - 5));
+  CHECK_THROWS_WITH(analysis::merge_sweep(c, 0), Catch::Contains("truncated"));
+  std::string bad = good;
+  bad.replace(bad.rfind(",0") + 1, 1, "abc");
+  write(s1, bad);
+  CHECK_THROWS_WITH(analysis::merge_sweep(c, 0), Catch::Contains("not a result row"));
+  write(s1, good);
+  fs::copy_file(s1, dir / "three" / "shard-1-of-3-copy.csv");
+  CHECK_THROWS_WITH(analysis::merge_sweep(c, 0), Catch::Contains("appears twice"));
+  fs::remove(dir / "three" / "shard-1-of-3-copy.csv");
+  auto other = c;  // the same folder read with another configuration
+  other.taus = {0.05, 0.6};
+  CHECK_THROWS_WITH(analysis::merge_sweep(other, 0), Catch::Contains("a shard of another configuration"));
+  fs::copy_file(dir / "one" / "shard-0-of-1.csv", dir / "three" / "shard-0-of-1.csv");
+  CHECK_THROWS_WITH(analysis::merge_sweep(c, 0), Catch::Contains("beside shards of"));
+  fs::remove(dir / "three" / "shard-0-of-1.csv");
+  CHECK(analysis::merge_sweep(c, 0) == one);
   fs::remove_all(dir);
 }
 

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <iterator>
 #include <fstream>
 #include <map>
 #include <mpfr.h>
@@ -68,6 +70,8 @@ std::string to_json(const sweep_config& c) {
 }
 
 sweep_config load_sweep_config(const fs::path& file) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) throw std::runtime_error(file.string() + ": is a directory");
   std::ifstream in(file);
   if (!in) throw std::runtime_error(file.string() + ": cannot open");
   nlohmann::json j;
@@ -76,68 +80,153 @@ sweep_config load_sweep_config(const fs::path& file) {
   } catch (const std::exception& e) {
     throw std::runtime_error(file.string() + ": not valid JSON (" + e.what() + ")");
   }
-  sweep_config c = reproduce_config(false);
-  c.name = file.stem().string();
   auto fail = [&](const std::string& key, const std::string& why) {
     throw std::runtime_error(file.string() + ": key '" + key + "': " + why);
   };
+  if (!j.is_object()) throw std::runtime_error(file.string() + ": the configuration must be a JSON object");
+  sweep_config c = reproduce_config(false);
+  c.name = file.stem().string();
   static const std::vector<std::string> known = {"name", "networks", "samples", "taus", "indicators", "baselines", "low",
                                                  "high", "order", "product", "rounding", "input_format", "act_format",
-                                                 "reference_inputs", "epochs", "train_limit", "seed", "models_dir", "out", "term_cost", "data_dir"};
+                                                 "reference_inputs", "epochs", "train_limit", "seed", "models_dir", "out",
+                                                 "term_cost", "data_dir"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end()) fail(it.key(), "unknown key");
-  try {
-    if (j.contains("name")) c.name = j["name"].get<std::string>();
-    if (j.contains("networks")) {
-      c.networks.clear();
-      for (const auto& n : j["networks"])
-        c.networks.push_back({n.value("dataset", "mnist"), n.value("act", "relu"), n.value("model", "")});
+  // typed reads that name the key
+  auto str = [&](const nlohmann::json& v, const std::string& key) {
+    if (!v.is_string()) fail(key, "must be a string");
+    return v.get<std::string>();
+  };
+  auto count = [&](const std::string& key, std::size_t lo, std::size_t hi) {
+    const auto& v = j[key];
+    if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0))
+      fail(key, "must be a non-negative integer");
+    const auto n = v.get<std::uint64_t>();
+    if (n < lo || n > hi) fail(key, std::to_string(n) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return static_cast<std::size_t>(n);
+  };
+  auto strings = [&](const std::string& key) {
+    const auto& v = j[key];
+    if (!v.is_array()) fail(key, "must be a list of strings");
+    std::vector<std::string> out;
+    for (const auto& e : v) {
+      const auto t = str(e, key);
+      if (std::find(out.begin(), out.end(), t) != out.end()) fail(key, "'" + t + "' is listed twice");
+      out.push_back(t);
     }
-    if (j.contains("samples")) c.samples = j["samples"].get<std::size_t>();
-    if (j.contains("taus")) c.taus = j["taus"].get<std::vector<double>>();
-    if (j.contains("indicators")) c.indicators = j["indicators"].get<std::vector<std::string>>();
-    if (j.contains("baselines")) c.baselines = j["baselines"].get<std::vector<std::string>>();
-    if (j.contains("epochs")) c.epochs = j["epochs"].get<std::size_t>();
-    if (j.contains("train_limit")) c.train_limit = j["train_limit"].get<std::size_t>();
-    if (j.contains("seed")) c.seed = j["seed"].get<std::uint64_t>();
-    if (j.contains("models_dir")) c.models_dir = j["models_dir"].get<std::string>();
-    if (j.contains("out")) c.out = j["out"].get<std::string>();
-    if (j.contains("data_dir")) c.data_dir = j["data_dir"].get<std::string>();
-    if (j.contains("term_cost"))
-      for (auto it = j["term_cost"].begin(); it != j["term_cost"].end(); ++it) c.mix.term_cost[it.key()] = it.value().get<double>();
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(file.string() + ": " + e.what());
-  }
+    return out;
+  };
   auto fmt = [&](const char* key, sim::format& f) {
     if (!j.contains(key)) return;
     try {
-      f = sim::parse_format(j[key].get<std::string>());
-    } catch (const std::exception& e) {
+      f = sim::parse_format(str(j[key], key));
+    } catch (const std::invalid_argument& e) {
       fail(key, e.what());
     }
   };
+  if (j.contains("name")) c.name = str(j["name"], "name");
+  if (j.contains("networks")) {
+    if (!j["networks"].is_array()) fail("networks", "must be a list of {\"dataset\", \"act\", \"model\"} objects");
+    c.networks.clear();
+    for (std::size_t k = 0; k < j["networks"].size(); ++k) {
+      const auto& n = j["networks"][k];
+      const std::string where = "networks[" + std::to_string(k) + "]";
+      if (!n.is_object()) fail(where, "must be an object with keys dataset, act, model");
+      for (auto it = n.begin(); it != n.end(); ++it)
+        if (it.key() != "dataset" && it.key() != "act" && it.key() != "model") fail(where + "." + it.key(), "unknown key");
+      network_spec ns{"mnist", "relu", ""};
+      if (n.contains("dataset")) ns.dataset = str(n["dataset"], where + ".dataset");
+      if (n.contains("act")) ns.act = str(n["act"], where + ".act");
+      if (n.contains("model")) ns.model = str(n["model"], where + ".model");
+      if (ns.dataset != "mnist" && ns.dataset != "fashion-mnist")
+        fail(where + ".dataset", "unknown data set '" + ns.dataset + "' (mnist, fashion-mnist)");
+      try {
+        (void)sim::parse_activation(ns.act);
+      } catch (const std::invalid_argument& e) {
+        fail(where + ".act", e.what());
+      }
+      for (const auto& o : c.networks)
+        if (o.dataset == ns.dataset && o.act == ns.act)
+          fail(where, "network " + ns.dataset + "-" + ns.act + " is listed twice");
+      c.networks.push_back(ns);
+    }
+  }
+  if (j.contains("samples")) c.samples = count("samples", 0, 100000000);
+  if (j.contains("epochs")) c.epochs = count("epochs", 1, 1000);
+  if (j.contains("train_limit")) c.train_limit = count("train_limit", 0, 100000000);
+  if (j.contains("seed")) {
+    if (!j["seed"].is_number_unsigned()) fail("seed", "must be a non-negative integer");
+    c.seed = j["seed"].get<std::uint64_t>();
+  }
+  if (j.contains("taus")) {
+    if (!j["taus"].is_array()) fail("taus", "must be a list of numbers");
+    c.taus.clear();
+    for (const auto& t : j["taus"]) {
+      if (!t.is_number()) fail("taus", "must be a list of numbers");
+      const double v = t.get<double>();
+      if (!(v >= 0) || !std::isfinite(v)) fail("taus", "tolerance " + t.dump() + " must be a finite number >= 0");
+      if (std::find(c.taus.begin(), c.taus.end(), v) != c.taus.end()) fail("taus", "tolerance " + t.dump() + " is listed twice");
+      c.taus.push_back(v);
+    }
+  }
+  if (j.contains("indicators")) c.indicators = strings("indicators");
+  if (j.contains("baselines")) c.baselines = strings("baselines");
+  for (const char* key : {"models_dir", "out", "data_dir"})
+    if (j.contains(key)) {
+      const auto v = str(j[key], key);
+      if (v.empty()) fail(key, "must not be empty");
+      (std::string(key) == "out" ? c.out : std::string(key) == "data_dir" ? c.data_dir : c.models_dir) = v;
+    }
   fmt("low", c.mix.low);
   fmt("high", c.mix.high);
   fmt("input_format", c.mix.input_format);
   fmt("act_format", c.mix.act_format);
+  if (j.contains("term_cost")) {
+    if (!j["term_cost"].is_object()) fail("term_cost", "must be an object {format: cost}");
+    for (auto it = j["term_cost"].begin(); it != j["term_cost"].end(); ++it) {
+      const std::string key = "term_cost." + it.key();
+      try {
+        (void)sim::parse_format(it.key());
+      } catch (const std::invalid_argument& e) {
+        fail(key, e.what());
+      }
+      if (!it.value().is_number()) fail(key, "must be a number");
+      const double v = it.value().get<double>();
+      if (!(v > 0) || !std::isfinite(v)) fail(key, "cost " + it.value().dump() + " must be a finite number > 0");
+      c.mix.term_cost[it.key()] = v;
+    }
+  }
   if (j.contains("reference_inputs")) try {
-      c.mix.ref_inputs = parse_reference_inputs(j["reference_inputs"].get<std::string>());
-    } catch (const std::exception& e) {
+      c.mix.ref_inputs = parse_reference_inputs(str(j["reference_inputs"], "reference_inputs"));
+    } catch (const std::invalid_argument& e) {
       fail("reference_inputs", e.what());
     }
-  try {
-    if (j.contains("order")) c.mix.model.ord = sim::parse_order(j["order"].get<std::string>());
-    if (j.contains("rounding")) c.mix.model.mode = sim::parse_rounding(j["rounding"].get<std::string>());
-    if (j.contains("product") && j["product"].get<std::string>() != "exact")
-      c.mix.model.product = sim::parse_format(j["product"].get<std::string>());
-  } catch (const std::exception& e) {
-    throw std::runtime_error(file.string() + ": " + e.what());
-  }
-  for (const auto& i : c.indicators) (void)find_indicator(i);
+  auto parse = [&](const char* key, auto&& f) {
+    if (!j.contains(key)) return;
+    try {
+      f(str(j[key], key));
+    } catch (const std::invalid_argument& e) {
+      fail(key, e.what());
+    }
+  };
+  parse("order", [&](const std::string& v) { c.mix.model.ord = sim::parse_order(v); });
+  parse("rounding", [&](const std::string& v) { c.mix.model.mode = sim::parse_rounding(v); });
+  parse("product", [&](const std::string& v) {
+    if (v != "exact") c.mix.model.product = sim::parse_format(v);
+  });
+  for (const auto& i : c.indicators) try {
+      (void)find_indicator(i);
+    } catch (const std::exception& e) {
+      fail("indicators", e.what());
+    }
   for (const auto& b : c.baselines)
     if (b != "random" && b != "smallest" && b != "oracle") fail("baselines", "unknown baseline '" + b + "' (random, smallest, oracle)");
   if (c.networks.empty()) fail("networks", "no network");
   if (c.taus.empty()) fail("taus", "no tolerance");
+  if (c.indicators.empty()) fail("indicators", "no indicator");
+  // every format the sweep uses needs a cost
+  for (const auto& f : {c.mix.low, c.mix.high, sim::formats::binary32})
+    if (!(c.mix.cost_of(f) > 0)) fail("term_cost", "no positive cost for " + sim::to_string(f));
   return c;
 }
 
@@ -207,6 +296,28 @@ std::string csv_line(const row& x) {
 constexpr const char* kHeader =
     "network,strategy,indicator,tau,accuracy,fraction,weighted_cost,mean_relative_error,fraction_l1,fraction_l2,fraction_l3\n";
 
+// What a shard's rows depend on: the configuration without where files go.
+// FNV-1a 64 of its JSON, in hex.
+std::string config_hash(const sweep_config& c) {
+  auto j = nlohmann::json::parse(to_json(c));
+  j.erase("out");
+  j.erase("data_dir");
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char ch : j.dump()) {
+    h ^= ch;
+    h *= 1099511628211ULL;
+  }
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// The first line of a shard file: which shard of how many, of which configuration.
+std::string shard_line(const sweep_config& c, std::size_t shard, std::size_t shards) {
+  return "# mpacc sweep shard " + std::to_string(shard) + " of " + std::to_string(shards) + ", configuration " +
+         config_hash(c) + "\n";
+}
+
 }  // namespace
 
 void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
@@ -215,7 +326,7 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
   const fs::path data_dir = c.data_dir.empty() ? nn::default_data_dir() : c.data_dir;
   const auto all = jobs_of(c);
   const bool tty = isatty(fileno(stderr));
-  std::string out = kHeader;
+  std::string out = shard_line(c, shard, shards) + kHeader;
   std::map<std::size_t, std::unique_ptr<mixed_runner>> runners;
   std::map<std::size_t, nn::mlp> nets;
   std::map<std::size_t, nn::dataset> tests;
@@ -275,20 +386,60 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
 }
 
 std::string merge_sweep(const sweep_config& c, double wall_seconds) {
-  // collect the rows of every shard file, keyed by their job order
-  std::vector<std::string> shards;
-  for (const auto& e : fs::directory_iterator(c.out))
-    if (e.path().filename().string().rfind("shard-", 0) == 0 && e.path().extension() == ".csv") shards.push_back(e.path());
-  if (shards.empty()) throw std::runtime_error(c.out.string() + ": no shard-*.csv to merge (run the sweep first)");
+  // collect the rows of every shard file; each must be a shard of this
+  // configuration, of one shard count, present exactly once, whole and parsable
+  std::map<std::size_t, fs::path> found;  // shard index -> file
+  std::size_t count = 0;
   std::vector<std::string> lines;
-  for (const auto& f : shards) {
-    std::ifstream in(f);
-    std::string line;
-    std::getline(in, line);
-    if (line + "\n" != kHeader) throw std::runtime_error(f + ": not a sweep shard (bad header)");
-    while (std::getline(in, line))
-      if (!line.empty()) lines.push_back(line);
+  const std::string hash = config_hash(c);
+  if (!fs::is_directory(c.out)) throw std::runtime_error(c.out.string() + ": no such folder (run the sweep first)");
+  for (const auto& e : fs::directory_iterator(c.out)) {
+    const auto name = e.path().filename().string();
+    if (name.rfind("shard-", 0) != 0 || e.path().extension() != ".csv") continue;
+    const std::string f = e.path().string();
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.empty() || text.back() != '\n') throw std::runtime_error(f + ": truncated (no final newline)");
+    std::stringstream ss(text);
+    std::string first, header;
+    std::getline(ss, first);
+    unsigned long long i = 0, n = 0;
+    char h[17] = {};
+    if (std::sscanf(first.c_str(), "# mpacc sweep shard %llu of %llu, configuration %16[0-9a-f]", &i, &n, h) != 3 ||
+        n == 0 || i >= n)
+      throw std::runtime_error(f + ": not a sweep shard (bad first line)");
+    if (h != hash)
+      throw std::runtime_error(f + ": a shard of another configuration (" + std::string(h) + ", this one is " + hash +
+                               "): remove it or merge with its own configuration");
+    if (count && n != count)
+      throw std::runtime_error(f + ": a shard of " + std::to_string(n) + " beside shards of " + std::to_string(count));
+    count = n;
+    if (!found.emplace(i, e.path()).second) throw std::runtime_error(f + ": shard " + std::to_string(i) + " appears twice");
+    std::getline(ss, header);
+    if (header + "\n" != kHeader) throw std::runtime_error(f + ": not a sweep shard (bad header)");
+    std::size_t line_no = 2;
+    for (std::string line; std::getline(ss, line);) {
+      ++line_no;
+      // 11 fields; fields 4..11 numbers
+      std::vector<std::string> cells;
+      std::stringstream ls(line);
+      for (std::string cell; std::getline(ls, cell, ',');) cells.push_back(cell);
+      if (!line.empty() && line.back() == ',') cells.emplace_back();
+      bool ok = cells.size() == 11;
+      for (std::size_t k = 3; ok && k < cells.size(); ++k) {
+        const char* b = cells[k].c_str();
+        char* endp = nullptr;
+        (void)std::strtod(b, &endp);
+        ok = !cells[k].empty() && endp == b + cells[k].size();
+      }
+      if (!ok) throw std::runtime_error(f + ":" + std::to_string(line_no) + ": not a result row");
+      lines.push_back(line);
+    }
   }
+  if (found.empty()) throw std::runtime_error(c.out.string() + ": no shard-*.csv to merge (run the sweep first)");
+  for (std::size_t i = 0; i < count; ++i)
+    if (!found.count(i)) throw std::runtime_error(c.out.string() + ": shard " + std::to_string(i) + " of " +
+                                                  std::to_string(count) + " is missing");
   // canonical order: network, then strategy rows as the job list produces them
   const auto all = jobs_of(c);
   std::map<std::string, std::size_t> order;
@@ -314,9 +465,14 @@ std::string merge_sweep(const sweep_config& c, double wall_seconds) {
     return it == order.end() ? SIZE_MAX : it->second;
   };
   std::sort(lines.begin(), lines.end(), [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
+  for (std::size_t k = 0; k < lines.size(); ++k)
+    if (rank(lines[k]) != k)
+      throw std::runtime_error(c.out.string() + ": the shards' rows do not match the sweep (" +
+                               (rank(lines[k]) == SIZE_MAX ? "unexpected" : "duplicate or missing") + " row '" +
+                               lines[k].substr(0, 60) + "')");
   if (lines.size() != order.size())
     throw std::runtime_error(c.out.string() + ": the shards hold " + std::to_string(lines.size()) + " rows, the sweep has " +
-                             std::to_string(order.size()) + " (a shard is missing or was run with another config)");
+                             std::to_string(order.size()));
   std::string csv = kHeader;
   for (const auto& l : lines) csv += l + "\n";
   write_atomic(c.out / "results.csv", csv);
@@ -329,7 +485,8 @@ std::string merge_sweep(const sweep_config& c, double wall_seconds) {
   m["seed"] = c.seed;
   m["config"] = nlohmann::json::parse(to_json(c));
   m["wall_seconds"] = wall_seconds;
-  m["shards"] = shards.size();
+  m["shards"] = count;
+  m["configuration_hash"] = hash;
   write_atomic(c.out / "manifest.json", m.dump(2) + "\n");
 
   // figures per network: one data block per series (gnuplot 'index'), rows in tau order
