@@ -127,6 +127,38 @@ printf '{"low": "fp7"}' > "$cfgdir/fmt.json"
 expect_error "sweep: bad format" "key 'low'" "" sweep --config "$cfgdir/fmt.json"
 printf '{not json' > "$cfgdir/bad.json"
 expect_error "sweep: not JSON" "not valid JSON" "" sweep --config "$cfgdir/bad.json"
+printf 'null' > "$cfgdir/null.json"
+expect_error "sweep: null config" "must be a JSON object" "" sweep --config "$cfgdir/null.json"
+printf '{"samples": -5}' > "$cfgdir/neg.json"
+expect_error "sweep: negative samples" "key 'samples': must be a non-negative integer" "" sweep --config "$cfgdir/neg.json"
+printf '{"samples": 2.7}' > "$cfgdir/frac.json"
+expect_error "sweep: fractional samples" "key 'samples'" "" sweep --config "$cfgdir/frac.json"
+printf '{"taus": [0.5, -1]}' > "$cfgdir/tau.json"
+expect_error "sweep: negative tau" "key 'taus': tolerance -1" "" sweep --config "$cfgdir/tau.json"
+printf '{"taus": [0.5, 0.5]}' > "$cfgdir/tau2.json"
+expect_error "sweep: duplicate tau" "listed twice" "" sweep --config "$cfgdir/tau2.json"
+printf '{"indicators": []}' > "$cfgdir/noind.json"
+expect_error "sweep: no indicator" "key 'indicators': no indicator" "" sweep --config "$cfgdir/noind.json"
+printf '{"term_cost": {"binary16": 0}}' > "$cfgdir/cost.json"
+expect_error "sweep: zero cost" "key 'term_cost.binary16'" "" sweep --config "$cfgdir/cost.json"
+printf '{"term_cost": {"fp7": 3}}' > "$cfgdir/cost2.json"
+expect_error "sweep: cost of an unknown format" "key 'term_cost.fp7'" "" sweep --config "$cfgdir/cost2.json"
+printf '{"networks": [{"dataset": "mnist`reboot`", "act": "relu"}]}' > "$cfgdir/ds.json"
+expect_error "sweep: unknown data set" "key 'networks[0].dataset': unknown data set" "" sweep --config "$cfgdir/ds.json"
+printf '{"networks": [{"dataset": "mnist", "colour": 1}]}' > "$cfgdir/nested.json"
+expect_error "sweep: nested unknown key" "key 'networks[0].colour': unknown key" "" sweep --config "$cfgdir/nested.json"
+printf '{"networks": [{"dataset": "mnist"}, {"dataset": "mnist"}]}' > "$cfgdir/dup.json"
+expect_error "sweep: duplicate network" "listed twice" "" sweep --config "$cfgdir/dup.json"
+printf '{"seed": "x"}' > "$cfgdir/type.json"
+expect_error "sweep: type error names the key" "key 'seed'" "" sweep --config "$cfgdir/type.json"
+expect_error "sweep: config is a directory" "is a directory" "" sweep --config "$cfgdir"
+expect_error "sweep: bad shard" "--shard: '1/-2' is not of the form i/n" "" sweep --config "$(dirname "$0")/../apps/configs/spec8-quick.json" --shard 1/-2
+expect_error "sweep: three-part shard" "is not of the form i/n" "" sweep --config "$(dirname "$0")/../apps/configs/spec8-quick.json" --shard 0/2/3
+expect_error "sweep: threads capped" "--threads" "" sweep --config "$(dirname "$0")/../apps/configs/spec8-quick.json" --threads 1000000
+expect_error "validate: threads capped" "--threads" "" validate --model x --threads 1000000
+expect_error "validate: negative samples" "--samples" "" validate --model x --samples -1
+expect_error "train: negative lr" "--lr: must be a positive number" "" train --lr -1 --out "$cfgdir/m.mpnn"
+expect_error "train: unwritable output" "cannot create the folder" "" train --out /proc/no/such/m.mpnn
 expect_error "reproduce: both modes" "exclude each other" "" reproduce --quick --full
 expect_error "reproduce: bad shard" "--shard" "" reproduce --shard 3/2
 rm -rf "$cfgdir"

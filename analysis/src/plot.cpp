@@ -34,6 +34,19 @@ void put_number(std::string& s, double v) {
   s.append(buf, p);
 }
 
+void ensure_writable_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw std::runtime_error(dir.string() + ": cannot create the folder (" + ec.message() + ")");
+  if (!fs::is_directory(dir, ec)) throw std::runtime_error(dir.string() + ": not a folder");
+  const fs::path probe = dir / (".mpacc-write-test." + std::to_string(::getpid()));
+  {
+    std::ofstream out(probe, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(dir.string() + ": cannot write in this folder");
+  }
+  fs::remove(probe, ec);
+}
+
 // writes `text` to `file` through a temporary file renamed into place
 void write_atomic(const fs::path& file, const std::string& text) {
   const fs::path tmp = file.string() + ".tmp." + std::to_string(::getpid());

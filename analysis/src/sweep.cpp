@@ -338,6 +338,9 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
     if (!runners.count(jb.network)) {
       nets[jb.network] = obtain_network(c, ns, data_dir);
       tests[jb.network] = nn::load_dataset(data_dir, ns.dataset, false, c.samples);
+      if (c.samples > tests[jb.network].rows)
+        throw std::runtime_error("samples: " + std::to_string(c.samples) + " exceeds the " +
+                                 std::to_string(tests[jb.network].rows) + " test images of " + ns.dataset);
       runners[jb.network] = std::make_unique<mixed_runner>(nets[jb.network], tests[jb.network], c.samples, c.mix, c.threads);
     }
     const auto& R = *runners[jb.network];

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "mpacc/analysis/plot.hpp"
 #include "mpacc/analysis/sweep.hpp"
 
 namespace mpacc::app {
@@ -23,14 +24,16 @@ void parse_shard(const std::string& s, std::size_t& i, std::size_t& n) {
   i = 0;
   n = 1;
   if (s.empty()) return;
+  // exactly two unsigned decimal numbers: "1/-2" or "0/2/3" are errors, not 1/2^64-2 or 0/2
   const auto slash = s.find('/');
-  try {
-    if (slash == std::string::npos) throw std::invalid_argument("");
-    i = std::stoul(s.substr(0, slash));
-    n = std::stoul(s.substr(slash + 1));
-  } catch (const std::exception&) {
-    throw usage_error("--shard: '" + s + "' is not of the form i/n");
-  }
+  auto number = [&](std::string_view t, std::size_t& v) {
+    if (t.empty() || t.size() > 6 || t.find_first_not_of("0123456789") != std::string_view::npos) return false;
+    v = std::stoul(std::string(t));
+    return true;
+  };
+  if (slash == std::string::npos || !number(std::string_view(s).substr(0, slash), i) ||
+      !number(std::string_view(s).substr(slash + 1), n))
+    throw usage_error("--shard: '" + s + "' is not of the form i/n (two numbers)");
   if (n == 0 || i >= n) throw usage_error("--shard: '" + s + "': i must be in [0, n)");
 }
 
@@ -63,6 +66,7 @@ int run(analysis::sweep_config cfg, const sweep_cli& o) {
   cfg.threads = o.threads;
   std::size_t i = 0, n = 1;
   parse_shard(o.shard, i, n);
+  analysis::ensure_writable_dir(cfg.out);
   const auto t0 = std::chrono::steady_clock::now();
   analysis::run_sweep(cfg, i, n);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -84,10 +88,10 @@ command add_sweep_command(CLI::App& app) {
   auto* sub = app.add_subcommand("sweep", "Run Algorithm 1 and its baselines over a configuration (JSON, see apps/configs/)");
   sub->add_option("--config", o->config, "sweep configuration file")->required();
   sub->add_option("--shard", o->shard, "run only shard i of n (i/n); merge the shards with mpacc merge");
-  sub->add_option("--samples", o->samples, "override the number of test images");
+  sub->add_option("--samples", o->samples, "override the number of test images (0: all)")->check(CLI::Range(std::size_t{0}, std::size_t{100000000}));
   sub->add_option("--out", o->out, "override the output folder");
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
-  sub->add_option("--threads", o->threads, "threads (0: all)");
+  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256));
   return [o] { return run(analysis::load_sweep_config(o->config), *o); };
 }
 
@@ -118,7 +122,7 @@ command add_reproduce_command(CLI::App& app) {
   sub->add_option("--shard", o->shard, "run only shard i of n (i/n); merge with: mpacc merge --config quick|full");
   sub->add_option("--out", o->out, "override the output folder");
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
-  sub->add_option("--threads", o->threads, "threads (0: all)");
+  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256));
   return [o] {
     if (o->quick && o->full) throw usage_error("--quick and --full exclude each other");
     return run(analysis::reproduce_config(o->full), *o);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "mpacc/analysis/plot.hpp"
 #include "mpacc/nn/data.hpp"
 #include "mpacc/nn/model_io.hpp"
 #include "mpacc/nn/simulate.hpp"
@@ -52,6 +53,8 @@ int run_train(const train_cli& o) {
   opt.batch = o.batch;
   // SPEC §8's lr 0.05 reaches 85.8% on Fashion-MNIST with e4m3-ieee weights; 0.01
   // reaches 88.7% (docs/networks.md), so that is the Fashion-MNIST default
+  if (!std::isfinite(o.lr) || o.lr < 0) throw usage_error("--lr: must be a positive number (or 0 for the default)");
+  if (!std::isfinite(o.momentum) || o.momentum < 0 || o.momentum >= 1) throw usage_error("--momentum: must be in [0, 1)");
   opt.lr = o.lr > 0 ? o.lr : (o.dataset == "fashion-mnist" ? 0.01 : 0.05);
   opt.momentum = o.momentum;
   opt.seed = o.seed;
@@ -62,6 +65,10 @@ int run_train(const train_cli& o) {
     opt.storage = option_value("--storage", [&] { return sim::parse_format(o.storage); });
   }
   if (o.out.empty()) throw usage_error("--out: a model file name is required");
+  {  // fail now, not after the training, if the model cannot be written there
+    const auto parent = std::filesystem::path(o.out).parent_path();
+    analysis::ensure_writable_dir(parent.empty() ? std::filesystem::path(".") : parent);
+  }
   const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
   const auto train_set = nn::load_dataset(dir, o.dataset, true, o.limit);
   const auto test_set = nn::load_dataset(dir, o.dataset, false);
@@ -157,7 +164,7 @@ command add_train_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--limit", o->limit, "use only the first N training images (0: all)")->capture_default_str();
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
-  sub->add_option("--threads", o->threads, "threads (0: all)")->capture_default_str();
+  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256))->capture_default_str();
   sub->add_option("--out", o->out, "model file to write")->required();
   return [o] { return run_train(*o); };
 }
@@ -178,7 +185,7 @@ command add_eval_command(CLI::App& app) {
   sub->add_option("--input-format", o->input_format, "format the input pixels are stored in")->capture_default_str();
   sub->add_option("--limit", o->limit, "first N test images (0: all)")->capture_default_str();
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
-  sub->add_option("--threads", o->threads, "threads (0: all)")->capture_default_str();
+  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256))->capture_default_str();
   return [o] { return run_eval(*o); };
 }
 

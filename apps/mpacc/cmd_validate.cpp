@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "mpacc/analysis/plot.hpp"
 #include "mpacc/analysis/validate.hpp"
 #include "mpacc/nn/model_io.hpp"
 
@@ -28,7 +29,7 @@ struct validate_cli {
   double lambda = 5;
   std::string lambdas = "1,2,3,4,5", ref_inputs = "stored";
   long precision = 200;
-  bool no_plots = false;
+  bool no_plots = false, samples_given = false;
   int threads = 0;
 };
 
@@ -135,8 +136,13 @@ int run_validate(const validate_cli& o) {
       configs.push_back(c);
       names.push_back(safe(acc) + "_" + safe(ord));
     }
+  if (configs.empty()) throw usage_error("--acc, --order: no configuration to validate");
+  analysis::ensure_writable_dir(o.out);
   const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
   const auto test_set = nn::load_dataset(dir, o.dataset, false, o.samples);
+  if (o.samples_given && o.samples > test_set.rows)
+    throw usage_error("--samples: " + std::to_string(o.samples) + " exceeds the " + std::to_string(test_set.rows) +
+                      " test images of " + o.dataset);
   if (opt.ref_inputs == analysis::reference_inputs::stored)  // fail before the long pass
     option_value("--input-format",
                  [&] { return analysis::stored_reference_inputs(test_set, test_set.rows, configs[0].input_format); });
@@ -203,7 +209,7 @@ command add_validate_command(CLI::App& app) {
   sub->add_option("--model", o->model, "model file (.mpnn or .npz)")->required();
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
-  sub->add_option("--samples", o->samples, "first N test images (0: all 10,000)")->capture_default_str();
+  auto* samples = sub->add_option("--samples", o->samples, "first N test images (0: all 10,000)")->check(CLI::Range(std::size_t{0}, std::size_t{100000000}))->capture_default_str();
   sub->add_option("--acc", o->acc, "accumulator format(s), comma-separated")->capture_default_str();
   sub->add_option("--order", o->order, "order(s), comma-separated: recursive, pairwise, blocked:B")->capture_default_str();
   sub->add_option("--product", o->product, "exact or a product format")->capture_default_str();
@@ -222,8 +228,11 @@ command add_validate_command(CLI::App& app) {
   sub->add_option("--out", o->out, "output folder")->capture_default_str();
   sub->add_flag("--no-plots", o->no_plots, "skip the gnuplot figures");
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
-  sub->add_option("--threads", o->threads, "threads (0: all)")->capture_default_str();
-  return [o] { return run_validate(*o); };
+  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256))->capture_default_str();
+  return [o, samples] {
+    o->samples_given = samples->count() > 0;
+    return run_validate(*o);
+  };
 }
 
 }  // namespace mpacc::app

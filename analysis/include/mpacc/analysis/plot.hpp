@@ -11,6 +11,10 @@ namespace mpacc::analysis {
 // Writes `text` to `file` through a temporary file renamed into place.
 void write_atomic(const std::filesystem::path& file, const std::string& text);
 
+// Creates `dir` if needed and checks that a file can be written in it, so that
+// a long run does not fail at its end; throws std::runtime_error naming it.
+void ensure_writable_dir(const std::filesystem::path& dir);
+
 // Appends v in shortest round-trip form (std::to_chars); "inf", "-inf", "nan".
 void put_number(std::string& s, double v);
 

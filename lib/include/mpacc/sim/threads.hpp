@@ -7,10 +7,16 @@
 
 namespace mpacc::sim {
 
-// `requested` threads, or all available when requested <= 0 (1 without OpenMP).
+// The most threads any region starts: more would only exhaust memory (each
+// OpenMP thread has its own stack) without making anything faster.
+inline constexpr int max_threads = 256;
+
+// `requested` threads, or all available when requested <= 0 (1 without
+// OpenMP), at most max_threads.
 inline int thread_count(int requested) noexcept {
 #ifdef _OPENMP
-  return requested > 0 ? requested : omp_get_max_threads();
+  const int n = requested > 0 ? requested : omp_get_max_threads();
+  return n < max_threads ? n : max_threads;
 #else
   (void)requested;
   return 1;
