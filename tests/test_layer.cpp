@@ -161,3 +161,30 @@ TEST_CASE("dense layer rejects mismatched shapes", "[sim][layer]") {
   CHECK_THROWS_WITH(sim::dense({X.data(), 2, 3}, {W.data(), 2, 3}, std::vector<double>(3), spec, Y),
                     Catch::Contains("bias"));
 }
+
+TEST_CASE("every kernel path is exercised and asserted: automatic choice and forced scalar", "[sim][layer]") {
+  using K = sim::order::kind;
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  if (!avx512) WARN("this processor has no AVX-512: only the scalar path runs here");
+  const auto L = make_layer(6, 41, 19, 7, 1.0);
+  REQUIRE(sim::dense_kernel_choice() == "auto");
+  for (rounding mode : sim::all_roundings)
+    for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}})
+      for (const auto& f : {sim::formats::e4m3_ieee, sim::formats::binary16, sim::formats::bfloat16}) {
+        sim::layer_spec spec;
+        spec.base.mode = mode;
+        spec.base.ord = ord;
+        spec.acc = sim::precision_map::uniform(f);
+        const bool vectorizable = mode == rounding::nearest_even || mode == rounding::toward_zero ||
+                                  mode == rounding::upward || mode == rounding::downward;
+        INFO(sim::to_string(mode) << " " << sim::to_string(ord) << " " << sim::to_string(f));
+        CHECK(sim::dense_kernel_for(spec) == (vectorizable && avx512 ? sim::dense_kernel::avx512 : sim::dense_kernel::scalar));
+        std::string first;
+        CHECK(compare_with_dot(L, spec, 2, first) == 0);
+        sim::set_dense_kernel_choice("scalar");
+        CHECK(sim::dense_kernel_for(spec) == sim::dense_kernel::scalar);
+        CHECK(compare_with_dot(L, spec, 2, first) == 0);
+        sim::set_dense_kernel_choice("auto");
+      }
+  CHECK_THROWS_WITH(sim::set_dense_kernel_choice("avx9000"), Catch::Contains("unknown kernel choice"));
+}

@@ -1,4 +1,8 @@
 #include "mpacc/sim/layer.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include "mpacc/sim/threads.hpp"
 
 #include <immintrin.h>
@@ -421,7 +425,38 @@ int grid_lsb(const format& f) noexcept { return f.subnormals ? f.emin - f.p + 1 
 
 }  // namespace
 
+namespace {
+
+// false: "scalar" was chosen
+std::atomic<bool> vector_kernels_allowed = [] {
+  const char* env = std::getenv("MPACC_KERNEL");
+  if (!env || !*env || std::string_view(env) == "auto") return true;
+  if (std::string_view(env) == "scalar") return false;
+  std::fprintf(stderr, "mpacc: MPACC_KERNEL='%s' is not auto or scalar; using auto\n", env);
+  return true;
+}();
+
+}  // namespace
+
+std::string_view to_string(dense_kernel k) noexcept { return k == dense_kernel::avx512 ? "avx512" : "scalar"; }
+
+void set_dense_kernel_choice(std::string_view choice) {
+  if (choice == "auto")
+    vector_kernels_allowed = true;
+  else if (choice == "scalar")
+    vector_kernels_allowed = false;
+  else
+    throw std::invalid_argument("unknown kernel choice '" + std::string(choice) + "' (auto, scalar)");
+}
+
+std::string dense_kernel_choice() { return vector_kernels_allowed ? "auto" : "scalar"; }
+
+dense_kernel dense_kernel_for(const layer_spec& spec) noexcept {
+  return dense_vector_kernel_applies(spec) ? dense_kernel::avx512 : dense_kernel::scalar;
+}
+
 bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
+  if (!vector_kernels_allowed) return false;
   const rounding m = spec.base.mode;
   if (m != rounding::nearest_even && m != rounding::toward_zero && m != rounding::upward &&
       m != rounding::downward)

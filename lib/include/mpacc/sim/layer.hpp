@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "mpacc/sim/accumulate.hpp"
@@ -81,7 +83,22 @@ class prepared_dense {
 layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const layer_spec& spec,
                   std::vector<double>& Y, int threads = 0);
 
-// Whether dense() would use the vector kernel for this spec on this processor.
+// The kernels of dense layers. Both give the same bits.
+enum class dense_kernel : std::uint8_t { scalar, avx512 };
+std::string_view to_string(dense_kernel k) noexcept;
+
+// Which kernels dense layers may use: "auto" (the fastest that applies, the
+// default) or "scalar" (always sim::dot per component), e.g. to compare or
+// test the paths on one machine. Read once from the environment variable
+// MPACC_KERNEL when set; throws std::invalid_argument for another value. The
+// choice applies to layers prepared after the call.
+void set_dense_kernel_choice(std::string_view choice);
+[[nodiscard]] std::string dense_kernel_choice();
+
+// The kernel dense() would use for this spec on this processor under the
+// current choice.
+dense_kernel dense_kernel_for(const layer_spec& spec) noexcept;
+// Whether that is the vector kernel.
 bool dense_vector_kernel_applies(const layer_spec& spec) noexcept;
 
 }  // namespace mpacc::sim
