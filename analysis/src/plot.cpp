@@ -52,7 +52,7 @@ void write_atomic(const fs::path& file, const std::string& text) {
   const fs::path tmp = file.string() + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp.string() + ": cannot create");
+    if (!out) throw std::runtime_error(file.string() + ": cannot create (" + std::strerror(errno) + ")");
     out << text;
     out.flush();
     if (!out) {
@@ -60,7 +60,13 @@ void write_atomic(const fs::path& file, const std::string& text) {
       throw std::runtime_error(tmp.string() + ": write failed");
     }
   }
-  fs::rename(tmp, file);
+  std::error_code ec;
+  fs::rename(tmp, file, ec);
+  if (ec) {
+    const std::string why = ec.message();
+    fs::remove(tmp, ec);
+    throw std::runtime_error(file.string() + ": cannot write (" + why + ")");
+  }
 }
 
 std::string gnuplot_quote(std::string_view text) {
