@@ -68,6 +68,8 @@ expect "dot bias last" $'simulated 0x1.8p+0\nexact 0x1.8p+0\nerror_abs 0' d "1 1
 expect_error "dot malformed pair" "line 2: expected a pair" $'1 1\n1\n' dot --acc binary16
 expect_error "dot bad number" "line 1, value 2: 'x'" $'1 x\n' dot --acc binary16
 expect_error "dot inexact decimal" "not a number exactly representable" $'0.1 1\n' dot --acc binary16
+nul_in() { printf '1\0x 2\n' | "$MPACC" round --format binary16 2>&1; }
+got=$(nul_in); [[ "$got" == *"'1\\x00x' is not a number"* ]] || { echo "FAIL: NUL in a token: $got"; fails=$((fails + 1)); }
 expect_error "dot bad order" "unknown order 'zigzag'" $'1 1\n' dot --acc binary16 --order zigzag
 expect_error "dot bad block" "block size" $'1 1\n' dot --acc binary16 --order blocked:0
 expect_error "dot bad product" "unknown format 'fp9'" $'1 1\n' dot --acc binary16 --product fp9

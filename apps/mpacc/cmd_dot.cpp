@@ -73,10 +73,10 @@ int run_dot(const dot_options& o) {
     for (int k = 0; k < 2; ++k) {
       double& v = k == 0 ? wv : xv;
       if (!parse_value(tokens[k], v))
-        throw usage_error("dot: " + where + ", value " + std::to_string(k + 1) + ": '" + tokens[k] +
+        throw usage_error("dot: " + where + ", value " + std::to_string(k + 1) + ": '" + printable(tokens[k]) +
                           "' is not a number exactly representable in binary64");
       if (!std::isfinite(v))
-        throw usage_error("dot: " + where + ", value " + std::to_string(k + 1) + ": '" + tokens[k] +
+        throw usage_error("dot: " + where + ", value " + std::to_string(k + 1) + ": '" + printable(tokens[k]) +
                           "' is not finite");
     }
     w.push_back(wv);

@@ -67,7 +67,7 @@ int run_round(const round_options& o) {
       if (!ok)
         throw usage_error("round: input value " + std::to_string(index + 1) + " (line " +
                           std::to_string(line_no) + ", column " + std::to_string(pos + 1) +
-                          "): '" + token + "' is not a number");
+                          "): '" + printable(token) + "' is not a number");
       out += hex(r);
       out += '\n';
       ++index;

@@ -42,6 +42,10 @@ auto option_value(std::string_view option, Parse&& parse) -> decltype(parse()) {
 // "on"/"off" (also true/false, 1/0); throws usage_error naming the option.
 bool parse_switch(std::string_view option, std::string_view value);
 
+// `token` for a message: control characters and NUL bytes as \xNN, so that a
+// message is one whole line whatever the input held.
+std::string printable(std::string_view token);
+
 // C99 hex float of a double as SPEC §10 prints it: "0x1.8p+3", "nan", "inf", "-inf".
 std::string hex(double v);
 

@@ -13,6 +13,21 @@ bool parse_switch(std::string_view option, std::string_view value) {
   throw usage_error(std::string(option) + ": '" + std::string(value) + "' must be on or off");
 }
 
+std::string printable(std::string_view token) {
+  std::string r;
+  for (char c : token) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\x%02x", u);
+      r += b;
+    } else {
+      r += c;
+    }
+  }
+  return r;
+}
+
 std::string hex(double v) {
   if (v != v) return "nan";
   if (v == __builtin_inf()) return "inf";
