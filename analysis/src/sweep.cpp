@@ -19,6 +19,7 @@
 #include "mpacc/nn/model_io.hpp"
 #include "mpacc/nn/train.hpp"
 #include "mpacc/sim/rounding.hpp"
+#include "mpacc/version.hpp"
 
 #ifndef MPACC_GIT_HASH
 #define MPACC_GIT_HASH "unknown"
@@ -481,7 +482,7 @@ std::string merge_sweep(const sweep_config& c, double wall_seconds) {
   write_atomic(c.out / "results.csv", csv);
 
   nlohmann::json m;
-  m["mpacc_version"] = "0.1.0";
+  m["mpacc_version"] = MPACC_VERSION;
   m["git_hash"] = MPACC_GIT_HASH;
   m["compiler"] = __VERSION__;
   m["mpfr_version"] = mpfr_get_version();

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "commands.hpp"
+#include "mpacc/version.hpp"
 
 namespace mpacc::app {
 
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
   using namespace mpacc::app;
   CLI::App app{"mpacc: floating-point error analysis of neural-network inference"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "mpacc 0.1.0");
+  app.set_version_flag("--version", "mpacc " MPACC_VERSION);
   std::map<CLI::App*, command> commands;
   auto add = [&](command (*registrar)(CLI::App&)) {
     const std::size_t before = app.get_subcommands({}).size();
