@@ -39,16 +39,17 @@ T act_apply(const sim::activation_fn& f, T v) {
     default: return static_cast<T>(sim::apply(f, static_cast<double>(v)));
   }
 }
+// phi'(z) from the pre-activation z. tanh (like every smooth activation) goes to
+// sim::derivative: recomputing t = tanh(z) here and forming 1 - t^2 would cancel
+// (0 past |z| = 19 in double, 9 in float). The backward pass does not call this
+// for tanh: it uses 1 - A^2 of the stored activation A, the derivative of the
+// forward value that was actually computed and used.
 template <class T>
 T act_derivative(const sim::activation_fn& f, T z) {
   switch (f.kind) {
     case sim::activation::identity: return 1;
     case sim::activation::relu: return z > 0 ? T(1) : T(0);
     case sim::activation::leaky_relu: return z > 0 ? T(1) : static_cast<T>(f.slope);
-    case sim::activation::tanh: {
-      const T t = std::tanh(z);
-      return 1 - t * t;
-    }
     default: return static_cast<T>(sim::derivative(f, static_cast<double>(z)));
   }
 }
