@@ -118,6 +118,9 @@ struct member {
   bool deflate = false;
   std::optional<std::uint32_t> crc = {}, usize = {}, local_offset = {};  // override the fields
   std::optional<std::size_t> flip = {};                                   // corrupt this byte of the stored data
+  // as numpy.savez writes to a stream (zipfile with force_zip64): local header with
+  // CRC 0, sizes 0xffffffff and a ZIP64 extra field, then a data descriptor
+  bool streamed = false;
 };
 
 // A zip archive of the members (local headers, central directory, end record).
@@ -131,22 +134,36 @@ std::string zip(const std::vector<member>& ms) {
     const auto usize = m.usize.value_or(static_cast<std::uint32_t>(m.data.size()));
     const auto offset = static_cast<std::uint32_t>(out.size());
     const std::uint16_t method = m.deflate ? 8 : 0;
+    const std::uint16_t flags = m.streamed ? 8 : 0;
     put<std::uint32_t>(out, 0x04034b50);
-    put<std::uint16_t>(out, 20);
-    put<std::uint16_t>(out, 0);
+    put<std::uint16_t>(out, 45);
+    put<std::uint16_t>(out, flags);
     put<std::uint16_t>(out, method);
     put<std::uint16_t>(out, 0);
     put<std::uint16_t>(out, 0x21);
-    put<std::uint32_t>(out, crc);
-    put<std::uint32_t>(out, static_cast<std::uint32_t>(stored.size()));
-    put<std::uint32_t>(out, usize);
+    put<std::uint32_t>(out, m.streamed ? 0 : crc);
+    put<std::uint32_t>(out, m.streamed ? 0xffffffffu : static_cast<std::uint32_t>(stored.size()));
+    put<std::uint32_t>(out, m.streamed ? 0xffffffffu : usize);
     put<std::uint16_t>(out, static_cast<std::uint16_t>(m.name.size()));
-    put<std::uint16_t>(out, 0);
-    out += m.name + stored;
+    put<std::uint16_t>(out, m.streamed ? 20 : 0);
+    out += m.name;
+    if (m.streamed) {
+      put<std::uint16_t>(out, 1);  // ZIP64 extra: sizes 0 until the descriptor
+      put<std::uint16_t>(out, 16);
+      put<std::uint64_t>(out, 0);
+      put<std::uint64_t>(out, 0);
+    }
+    out += stored;
+    if (m.streamed) {
+      put<std::uint32_t>(out, 0x08074b50);
+      put<std::uint32_t>(out, crc);
+      put<std::uint64_t>(out, stored.size());
+      put<std::uint64_t>(out, usize);
+    }
     put<std::uint32_t>(cd, 0x02014b50);
-    put<std::uint16_t>(cd, 20);
-    put<std::uint16_t>(cd, 20);
-    put<std::uint16_t>(cd, 0);
+    put<std::uint16_t>(cd, 45);
+    put<std::uint16_t>(cd, 45);
+    put<std::uint16_t>(cd, flags);
     put<std::uint16_t>(cd, method);
     put<std::uint16_t>(cd, 0);
     put<std::uint16_t>(cd, 0x21);
@@ -203,6 +220,22 @@ TEST_CASE("npz: the test archive builder makes a valid network", "[nn][io]") {
     CHECK(net.arch() == "3-2-1");
     CHECK(net.layers[0].W == std::vector<double>{1, 2, 3, 4, 5, 6});
     CHECK(net.layers[1].b == std::vector<double>{-1});
+  }
+  fs::remove_all(d);
+}
+
+TEST_CASE("npz: archives as numpy writes them to a stream (ZIP64 local headers and data descriptors) are read", "[nn][io]") {
+  const auto d = temp_dir();
+  for (bool deflate : {false, true}) {
+    auto ms = net_members(deflate);
+    for (auto& m : ms) m.streamed = true;
+    write_file(d / "stream.npz", zip(ms));
+    INFO(deflate);
+    CHECK(nn::import_npz(d / "stream.npz", {sim::activation::relu}).layers[0].W == std::vector<double>{1, 2, 3, 4, 5, 6});
+    // the CRC is the central directory's: a corrupted byte is still caught
+    ms[0].flip = ms[0].data.size() - 1;
+    if (deflate) ms[0].flip = 3;
+    CHECK_THAT(npz_error(d / "stream.npz", ms), Catch::Contains("W1.npy"));
   }
   fs::remove_all(d);
 }

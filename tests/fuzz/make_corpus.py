@@ -71,6 +71,31 @@ def npz(members, method):
     return buf.getvalue()
 
 
+class _Unseekable(io.RawIOBase):
+    def __init__(self):
+        self.buf = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self.buf += b
+        return len(b)
+
+
+def npz_numpy_style(members, stream):
+    """As numpy.savez writes: zipfile.open(..., force_zip64=True), i.e. ZIP64 local
+    headers; to a stream also data descriptors (CRC 0 in the local header)."""
+    buf = _Unseekable() if stream else io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with z.open(info, "w", force_zip64=True) as f:
+                f.write(data)
+    return bytes(buf.buf) if stream else buf.getvalue()
+
+
 def packed(members, deflate=False):
     """The target's member-list mode: [u8 name length][name][u16 data length][data]..."""
     b = bytes([3 if deflate else 1])
@@ -84,6 +109,8 @@ def packed(members, deflate=False):
 write("npz", "stored", b"\0" + npz(net, zipfile.ZIP_STORED))
 write("npz", "deflated", b"\0" + npz(net, zipfile.ZIP_DEFLATED))
 write("npz", "one_layer", b"\0" + npz({"W1": net["W2.npy"], "b1": net["b2.npy"]}, zipfile.ZIP_STORED))
+write("npz", "numpy_zip64", b"\0" + npz_numpy_style(net, stream=False))
+write("npz", "numpy_stream", b"\0" + npz_numpy_style(net, stream=True))
 write("npz", "not_zip", b"\0PK\5\6 not really")
 # odd first byte: members packed by the target with correct CRCs
 write("npz", "packed", packed(net))
