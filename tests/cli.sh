@@ -58,7 +58,7 @@ expect_error "unknown option" "--colour" "1" round --format binary16 --colour re
 expect_error "trailing garbage" "'1.5x' is not a number" "1.5x" round --format binary16
 expect_error "half a hex float" "'0x' is not a number" "0x" round --format binary16
 
-# mpacc dot (SPEC §10)
+# mpacc dot
 d() { local input=$1; shift; printf '%b' "$input" | "$MPACC" dot "$@" | grep -E "^(simulated|exact|error_abs) "; }
 expect "dot recursive binary16" $'simulated 0x1.ep+3\nexact 0x1.ep+3\nerror_abs 0' d "3 5\n" --acc binary16
 # 1 + 2^-11 + 2^-11 in binary16: recursive rounds 1 + 2^-11 to 1 (tie to even) twice; pairwise keeps 2^-10

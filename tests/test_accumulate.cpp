@@ -1,6 +1,6 @@
 // sim::dot against the MPFR implementation of the same model (ref::dot_mpfr),
 // bit for bit with flags, on random and adversarial inner products, for every
-// order, both product models, every accumulator format of SPEC §2 on the fast
+// order, both product models, every named accumulator format (docs/formats.md) on the fast
 // path and every mode; and the deterministic bound on every case.
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 // Properties that need no oracle: binary32 equals the float cast, binary64 is
 // the identity, rounding is idempotent, monotone and sign-symmetric; the
-// named-format semantics SPEC §3 spells out; stochastic rounding statistics.
+// named-format semantics docs/semantics.md §2 spells out; stochastic rounding statistics.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -71,7 +71,7 @@ TEST_CASE("idempotent, monotone and sign-symmetric", "[sim][round]") {
   }
 }
 
-TEST_CASE("named formats have the exact parameters of SPEC §2", "[sim][format]") {
+TEST_CASE("named formats have the exact parameters of docs/formats.md", "[sim][format]") {
   using namespace sim::formats;
   CHECK(e4m3.max_finite == 448);
   CHECK(e4m3_ieee.max_finite == 240);
@@ -126,7 +126,7 @@ TEST_CASE("custom formats parse and invalid ones name the field", "[sim][format]
   CHECK_THAT(message("p=3,emin=-2,emax=4,subnormals=maybe"), Catch::Contains("on or off"));
 }
 
-TEST_CASE("SPEC §3 worked cases", "[sim][round]") {
+TEST_CASE("worked cases of docs/semantics.md §2", "[sim][round]") {
   using namespace sim::formats;
   unsigned fl = 0;
   // e4m3: 464 is a tie between 448 and the NaN code's 480: goes to 448

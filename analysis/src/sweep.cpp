@@ -37,7 +37,7 @@ sweep_config reproduce_config(bool full) {
   c.samples = full ? 0 : 1000;
   c.epochs = full ? 10 : 2;
   c.train_limit = full ? 0 : 20000;
-  // SPEC §8's {1, 0.5, 0.3, 0.1} within a logarithmic sweep (decades, 0.001 .. 10)
+  // The paper's {1, 0.5, 0.3, 0.1} within a logarithmic sweep (decades, 0.001 .. 10)
   c.taus = full ? std::vector<double>{0.001, 0.01, 0.1, 0.3, 0.5, 1, 10}
                 : std::vector<double>{0.01, 0.03, 0.1, 0.3, 0.5, 1, 3};
   c.mix.model.ord = {sim::order::kind::blocked, 8};

@@ -473,7 +473,11 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
             // error (0 for identity/ReLU), the rounding to the activation format
             const double phi = sim::apply(l.act, c.v_sim);
             const bool exact_act = l.act.kind == sim::activation::identity || l.act.kind == sim::activation::relu;
-            const double libm = exact_act ? 0.0 : (l.act.kind == sim::activation::leaky_relu ? kU64 : 8 * kU64) * std::fabs(phi);
+            // libm's error: relative (4 ulps, tested against MPFR) plus two subnormal quanta
+            // for results below 2^-1022
+            const double libm =
+                exact_act ? 0.0
+                          : (l.act.kind == sim::activation::leaky_relu ? kU64 : 8 * kU64) * std::fabs(phi) + 0x1p-1073;
             const double round_act = u_act / (1 - u_act) * std::fabs(c.y_sim) + eta_act;
             double pre = 0;
             auto out_bound = [&](double bv) {

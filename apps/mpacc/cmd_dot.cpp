@@ -1,5 +1,5 @@
 // mpacc dot: one simulated inner product, its exact value, kappa_dot and the
-// deterministic bound (SPEC §10).
+// deterministic bound (README, Usage).
 #include <cmath>
 #include <cstdio>
 #include <iostream>

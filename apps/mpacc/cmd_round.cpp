@@ -1,5 +1,5 @@
 // mpacc round: reads numbers from standard input and writes each correctly
-// rounded value as a C99 hex float (SPEC §10).
+// rounded value as a C99 hex float (README, Usage).
 #include <cmath>
 #include <cstdio>
 #include <iostream>

@@ -1,5 +1,5 @@
 // mpacc sweep / mpacc merge / mpacc reproduce: Algorithm 1 and its baselines
-// over networks, indicators and tolerances (SPEC §7-8).
+// over networks, indicators and tolerances (docs/semantics.md §7-8).
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -38,7 +38,7 @@ void parse_shard(const std::string& s, std::size_t& i, std::size_t& n) {
 }
 
 void print_summary(const std::string& csv) {
-  // the accuracy/cost table of Algorithm 1 at the SPEC's tolerances and the uniform baselines
+  // the accuracy/cost table of Algorithm 1 at the paper's tolerances and the uniform baselines
   std::printf("%-22s %-18s %-11s %7s %9s %9s %8s\n", "network", "strategy", "indicator", "tau", "accuracy",
               "recomp.", "cost");
   std::size_t pos = csv.find('\n') + 1;
@@ -114,7 +114,7 @@ command add_reproduce_command(CLI::App& app) {
   auto o = std::make_shared<sweep_cli>();
   auto* sub = app.add_subcommand(
       "reproduce",
-      "The paper's experiment (SPEC §8): MNIST and Fashion-MNIST, ReLU and tanh MLPs (trained if absent, then cached),\n"
+      "The paper's experiment (docs/semantics.md §8): MNIST and Fashion-MNIST, ReLU and tanh MLPs (trained if absent, then cached),\n"
       "Algorithm 1 with every indicator against its baselines. --quick (default): 2 epochs on 20,000 images, 1,000\n"
       "test images; --full: 10 epochs, all images.");
   sub->add_flag("--quick", o->quick, "the quick experiment (default)");

@@ -1,4 +1,4 @@
-// mpacc train / mpacc eval: networks on real data (SPEC §8).
+// mpacc train / mpacc eval: networks on real data (docs/semantics.md §8).
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -23,7 +23,7 @@ struct train_cli {
   std::string arch = "784-784-128-10";
   std::string act = "relu";
   std::size_t epochs = 10, batch = 64, limit = 0;
-  double lr = 0, momentum = 0.9;  // lr 0: 0.05 for mnist (SPEC §8), 0.01 for fashion-mnist
+  double lr = 0, momentum = 0.9;  // lr 0: 0.05 for mnist (the paper's), 0.01 for fashion-mnist
   std::uint64_t seed = 1234;
   std::string storage = "e4m3-ieee";
   std::string out;
@@ -51,7 +51,7 @@ int run_train(const train_cli& o) {
   nn::train_options opt;
   opt.epochs = o.epochs;
   opt.batch = o.batch;
-  // SPEC §8's lr 0.05 reaches 85.8% on Fashion-MNIST with e4m3-ieee weights; 0.01
+  // The paper's lr 0.05 reaches 85.8% on Fashion-MNIST with e4m3-ieee weights; 0.01
   // reaches 88.7% (docs/networks.md), so that is the Fashion-MNIST default
   if (!std::isfinite(o.lr) || o.lr < 0) throw usage_error("--lr: must be a positive number (or 0 for the default)");
   if (!std::isfinite(o.momentum) || o.momentum < 0 || o.momentum >= 1) throw usage_error("--momentum: must be in [0, 1)");
@@ -149,14 +149,14 @@ int run_eval(const eval_cli& o) {
 
 command add_train_command(CLI::App& app) {
   auto o = std::make_shared<train_cli>();
-  auto* sub = app.add_subcommand("train", "Train an MLP on MNIST or Fashion-MNIST (SPEC §8 defaults) and save it");
+  auto* sub = app.add_subcommand("train", "Train an MLP on MNIST or Fashion-MNIST (the paper's defaults) and save it");
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--arch", o->arch, "layer sizes")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation: relu | tanh | sigmoid | gelu | silu | leaky-relu | identity")
       ->capture_default_str();
   sub->add_option("--epochs", o->epochs, "epochs")->capture_default_str();
   sub->add_option("--batch", o->batch, "minibatch size")->capture_default_str();
-  sub->add_option("--lr", o->lr, "SGD learning rate (default 0.05 for mnist as SPEC §8, 0.01 for fashion-mnist)");
+  sub->add_option("--lr", o->lr, "SGD learning rate (default 0.05 for mnist as in the paper, 0.01 for fashion-mnist)");
   sub->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
   sub->add_option("--seed", o->seed, "seed (initialization and shuffling)")->capture_default_str();
   sub->add_option("--storage", o->storage,

@@ -1,5 +1,5 @@
 // mpacc validate: the componentwise error analysis checked on a network and
-// data set (SPEC §6), for one or several accumulator configurations.
+// data set (docs/semantics.md §6), for one or several accumulator configurations.
 #include <chrono>
 #include <cstdio>
 #include <memory>

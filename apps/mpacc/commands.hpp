@@ -46,7 +46,7 @@ bool parse_switch(std::string_view option, std::string_view value);
 // message is one whole line whatever the input held.
 std::string printable(std::string_view token);
 
-// C99 hex float of a double as SPEC §10 prints it: "0x1.8p+3", "nan", "inf", "-inf".
+// C99 hex float of a double as the README's interface prints it: "0x1.8p+3", "nan", "inf", "-inf".
 std::string hex(double v);
 
 }  // namespace mpacc::app

@@ -139,7 +139,7 @@ inline __m512d mul_odd(__m512d a, __m512d b) {
                 _mm512_mul_round_pd(a, b, kRU));
 }
 
-// The rare lanes: overflow (|r0| > max) or an infinite input. SPEC §3's rules.
+// The rare lanes: overflow (|r0| > max) or an infinite input. the rules of docs/semantics.md §2.
 template <rounding Mode>
 __attribute__((noinline)) __m512d replace_lanes(__m512d y, __m512d r0, __mmask8 big, const vformat& F,
                                                 bool saturate, vflags& fl) {

@@ -1,5 +1,5 @@
 // Algorithm 1 (mixed-precision accumulation guided by condition numbers,
-// SPEC §7), its indicators and its baselines, and the cost model.
+// docs/semantics.md §7), its indicators and its baselines, and the cost model.
 //
 // Layer by layer: compute every component with the low accumulator,
 // estimate each component's indicator from that output, recompute the

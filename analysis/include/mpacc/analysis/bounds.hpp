@@ -1,5 +1,5 @@
 // Componentwise condition numbers and error bounds of a simulated MLP
-// (SPEC §6): kappa_dot, kappa_act, the deterministic bound of each
+// (docs/semantics.md §6, docs/error-bounds.md): kappa_dot, kappa_act, the deterministic bound of each
 // accumulation model with stored-input errors, the probabilistic bound of
 // Higham & Mary (2019), first-order and rigorous (mean-value) output bounds,
 // propagated through all layers. Derivations: docs/error-bounds.md.
@@ -22,7 +22,7 @@ namespace mpacc::analysis {
 // How a network is simulated: every layer with the same accumulation model
 // (the precision map may differ per component), inputs stored in
 // `input_format`, each activation evaluated in binary64 and rounded to
-// `act_format` (SPEC §4). Hidden values keep their act_format precision.
+// `act_format` (docs/semantics.md §3-4). Hidden values keep their act_format precision.
 struct simulation_config {
   sim::layer_spec layer;                          // accumulator map, mode, product, order, saturation
   sim::format input_format = sim::formats::binary32;

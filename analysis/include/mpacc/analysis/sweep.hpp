@@ -1,5 +1,5 @@
 // Sweeps of Algorithm 1 and its baselines over networks, indicators and
-// tolerances (SPEC §8): `mpacc sweep --config FILE`, `mpacc reproduce`,
+// tolerances (docs/semantics.md §8): `mpacc sweep --config FILE`, `mpacc reproduce`,
 // sharding and merging.
 #pragma once
 
@@ -32,7 +32,7 @@ struct sweep_config {
   int threads = 0;
 };
 
-// The SPEC §8 experiment: 4 networks (MNIST and Fashion-MNIST, ReLU and tanh),
+// The paper's experiment (docs/semantics.md §8): 4 networks (MNIST and Fashion-MNIST, ReLU and tanh),
 // e4m3-ieee low / binary16 high accumulators, blocked:8, exact products,
 // tau in {1, 0.5, 0.3, 0.1} plus a logarithmic sweep. quick: 2 epochs on
 // 20,000 training images and 1,000 test images; full: 10 epochs, all images.

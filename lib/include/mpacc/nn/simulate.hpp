@@ -1,4 +1,4 @@
-// The simulated forward pass of an MLP (SPEC §4): inputs rounded to their
+// The simulated forward pass of an MLP (docs/semantics.md §3-4): inputs rounded to their
 // storage format, every layer accumulated as a sim::layer_spec says, each
 // activation evaluated in binary64 and rounded to the activation format.
 // Every rounding's flags are kept, so an analysis can tell where an overflow,

@@ -11,7 +11,7 @@
 namespace mpacc::ref {
 
 // Rounds the exact value of x (any precision) to f in `mode`, with the
-// semantics of SPEC §3, using MPFR's own directed and nearest roundings in the
+// semantics of docs/semantics.md §2, using MPFR's own directed and nearest roundings in the
 // format's exponent range (mpfr_check_range + mpfr_subnormalize). Nearest-away,
 // odd, stochastic, overflow and saturation are built on top. Stochastic: the
 // magnitude rounds up iff random_word * 2^-64 < (|x| - |RZ(x)|) / (RU(x) - RD(x)),

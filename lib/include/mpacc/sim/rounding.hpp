@@ -23,7 +23,7 @@ enum class rounding : std::uint8_t {
   odd,           // toward zero, then, if inexact, the neighbour with an odd last bit
   stochastic,    // away from zero with probability (|x| - |RZ(x)|) / (RU(x) - RD(x)):
                  // the magnitude rounds up iff (random word) * 2^-64 < that fraction, so
-                 // RU(x) has probability (x - RD(x)) / (RU(x) - RD(x)) as SPEC §3 states
+                 // RU(x) has probability (x - RD(x)) / (RU(x) - RD(x)) as docs/semantics.md §2 states
 };
 
 inline constexpr rounding all_roundings[] = {
