@@ -251,7 +251,7 @@ nn::mlp obtain_network(const sweep_config& c, const network_spec& n, const fs::p
   opt.threads = c.threads;
   std::fprintf(stderr, "training %s (%zu epochs on %zu images)...\n", net_name(n).c_str(), c.epochs, train_set.rows);
   auto net = nn::train({784, 784, 128, 10}, act, train_set, opt);
-  nn::save_model(net, file, "{\"dataset\":\"" + n.dataset + "\",\"act\":\"" + n.act + "\"}");
+  nn::save_model(net, file, nlohmann::json{{"dataset", n.dataset}, {"act", n.act}}.dump());
   return net;
 }
 

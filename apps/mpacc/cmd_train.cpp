@@ -2,8 +2,9 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
-#include <sstream>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "mpacc/analysis/plot.hpp"
@@ -33,15 +34,6 @@ struct train_cli {
 
 sim::activation_fn parse_act(const std::string& s) {
   return {option_value("--act", [&] { return sim::parse_activation(s); }), 0.01};
-}
-
-std::string json_escape(const std::string& s) {
-  std::string r;
-  for (char c : s) {
-    if (c == '"' || c == '\\') r += '\\';
-    r += c;
-  }
-  return r;
 }
 
 int run_train(const train_cli& o) {
@@ -85,13 +77,12 @@ int run_train(const train_cli& o) {
   const double acc64 = nn::evaluate_native(net, test_set, false, o.threads);
   double total = 0;
   for (const auto& r : log) total += r.seconds;
-  std::ostringstream meta;
-  meta << "{\"dataset\":\"" << json_escape(o.dataset) << "\",\"arch\":\"" << o.arch << "\",\"act\":\"" << o.act
-       << "\",\"epochs\":" << o.epochs << ",\"batch\":" << o.batch << ",\"lr\":" << opt.lr << ",\"momentum\":" << o.momentum
-       << ",\"seed\":" << o.seed << ",\"storage\":\"" << json_escape(o.storage) << "\",\"train_images\":" << train_set.rows
-       << ",\"test_accuracy_binary32\":" << acc32 << ",\"test_accuracy_binary64\":" << acc64
-       << ",\"train_seconds\":" << total << "}";
-  nn::save_model(net, o.out, meta.str());
+  const nlohmann::json meta = {{"dataset", o.dataset}, {"arch", o.arch}, {"act", o.act},
+                               {"epochs", o.epochs}, {"batch", o.batch}, {"lr", opt.lr},
+                               {"momentum", o.momentum}, {"seed", o.seed}, {"storage", o.storage},
+                               {"train_images", train_set.rows}, {"test_accuracy_binary32", acc32},
+                               {"test_accuracy_binary64", acc64}, {"train_seconds", total}};
+  nn::save_model(net, o.out, meta.dump());
   std::printf("test accuracy (binary32): %.2f%%\n", 100 * acc32);
   std::printf("test accuracy (binary64): %.2f%%\n", 100 * acc64);
   std::printf("training time: %.1f s (%.1f s per epoch)\n", total, total / static_cast<double>(o.epochs));
