@@ -90,6 +90,8 @@ expect_error "eval: missing data" "not found" "" eval --model "$fixture" --datas
 printf '\x00\x00\x08\x01\x00\x00\x00\x05\x00\x01' > "$evaldir/mnist/t10k-labels-idx1-ubyte"
 expect_error "eval: size mismatch" "size does not match its header" "" eval --model "$fixture" --data "$evaldir"
 expect_error "train: bad arch" "--arch" "" train --arch 784-x-10 --out "$evaldir/m.mpnn" --data "$evaldir"
+expect_error "train: huge architecture" "is wider than the limit" "" train --arch 99999999999-10 --out "$evaldir/m.mpnn" --data "$evaldir"
+expect_error "train: too many weights" "weights are more than the limit" "" train --arch 784-9999999-10 --out "$evaldir/m.mpnn" --data "$evaldir"
 expect_error "train: bad activation" "unknown activation 'relu6'" "" train --act relu6 --out "$evaldir/m.mpnn" --data "$evaldir"
 # mpacc validate on the same data: exit status 0 (all bounded), 4 (uncovered: an
 # activation or an input overflows its format), 2 (usage, unstorable reference inputs)

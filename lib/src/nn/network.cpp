@@ -16,12 +16,26 @@ std::string mlp::arch() const {
   return s;
 }
 
+namespace {
+
+void check_layer_size(const std::string& name, std::size_t n_in, std::size_t n_out) {
+  if (n_in > max_layer_width || n_out > max_layer_width)
+    throw std::invalid_argument(name + ": " + std::to_string(n_out) + " x " + std::to_string(n_in) +
+                                " is wider than the limit of " + std::to_string(max_layer_width));
+  if (n_in * n_out > max_layer_weights)  // both <= 2^24: the product does not overflow
+    throw std::invalid_argument(name + ": " + std::to_string(n_out) + " x " + std::to_string(n_in) +
+                                " weights are more than the limit of " + std::to_string(max_layer_weights));
+}
+
+}  // namespace
+
 void mlp::validate() const {
   if (layers.empty()) throw std::invalid_argument("network has no layers");
   for (std::size_t k = 0; k < layers.size(); ++k) {
     const auto& l = layers[k];
     const std::string name = "layer " + std::to_string(k + 1);
     if (l.n_in == 0 || l.n_out == 0) throw std::invalid_argument(name + " has a zero dimension");
+    check_layer_size(name, l.n_in, l.n_out);
     if (l.W.size() != l.n_in * l.n_out)
       throw std::invalid_argument(name + ": W has " + std::to_string(l.W.size()) + " values, expected " +
                                   std::to_string(l.n_out) + "x" + std::to_string(l.n_in));
@@ -46,6 +60,7 @@ mlp make_mlp(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, s
     dense_layer l;
     l.n_in = sizes[k];
     l.n_out = sizes[k + 1];
+    check_layer_size("layer " + std::to_string(k + 1), l.n_in, l.n_out);
     l.W.assign(l.n_in * l.n_out, 0.0);
     l.b.assign(l.n_out, 0.0);
     l.act = k + 2 == sizes.size() ? output : hidden;
@@ -57,6 +72,7 @@ mlp make_mlp(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, s
 std::vector<std::size_t> parse_arch(const std::string& text) {
   std::vector<std::size_t> sizes;
   std::size_t pos = 0;
+  // every width checked against the limits before anything is allocated
   while (pos <= text.size()) {
     const std::size_t dash = std::min(text.find('-', pos), text.size());
     const std::string tok = text.substr(pos, dash - pos);
@@ -70,6 +86,8 @@ std::vector<std::size_t> parse_arch(const std::string& text) {
   }
   if (sizes.size() < 2)
     throw std::invalid_argument("architecture '" + text + "' needs at least an input and an output size");
+  for (std::size_t k = 0; k + 1 < sizes.size(); ++k)
+    check_layer_size("architecture '" + text + "', layer " + std::to_string(k + 1), sizes[k], sizes[k + 1]);
   return sizes;
 }
 

@@ -35,7 +35,7 @@ idx_array read_idx(const std::filesystem::path& file);
 // The same on bytes in memory (raw or gzip); `name` stands for the file in messages.
 idx_array parse_idx(std::span<const std::uint8_t> bytes, const std::string& name);
 
-// A labelled image data set with inputs normalized as SPEC §8:
+// A labelled image data set with inputs normalized as in the paper (docs/semantics.md §8):
 // x = (pixel/255 - mean) / std, stored as binary64 values.
 struct dataset {
   std::string name;
@@ -46,7 +46,7 @@ struct dataset {
 };
 
 struct normalization {
-  double mean = 0.1307, std = 0.3081;  // SPEC §8 (MNIST's); used for Fashion-MNIST too
+  double mean = 0.1307, std = 0.3081;  // the paper's (MNIST's); used for Fashion-MNIST too
 };
 
 // Loads "mnist" or "fashion-mnist" from <data_dir>/<name>/ (train or t10k

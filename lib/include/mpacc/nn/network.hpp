@@ -11,6 +11,11 @@
 
 namespace mpacc::nn {
 
+// Limits on a layer, checked by mlp::validate, make_mlp and parse_arch (and the
+// model readers): a width of at most 2^24, and at most 2^31 weights (16 GiB).
+inline constexpr std::size_t max_layer_width = std::size_t{1} << 24;
+inline constexpr std::size_t max_layer_weights = std::size_t{1} << 31;
+
 // y = phi(W x + b), W row-major n_out x n_in (W[i * n_in + j] = w_ij).
 struct dense_layer {
   std::size_t n_in = 0, n_out = 0;

@@ -43,7 +43,7 @@ struct activation_fn {
 double apply(const activation_fn& f, double v) noexcept;
 // phi'(v) (the right derivative at the kinks of ReLU and leaky ReLU).
 double derivative(const activation_fn& f, double v) noexcept;
-// kappa_act(v) = |v phi'(v) / phi(v)| (SPEC §6): ReLU 1 for v > 0 and 0 for v < 0;
+// kappa_act(v) = |v phi'(v) / phi(v)| (docs/semantics.md §6): ReLU 1 for v > 0 and 0 for v < 0;
 // leaky ReLU and identity 1; tanh 2v/sinh(2v); sigmoid |v| (1 - sigma(v)) = |v| sigma(-v);
 // GELU |1 + v varphi(v)/Phi(v)|; SiLU |1 + v sigma(-v)|.
 // Both are evaluated without cancellation, overflow or premature underflow in the
