@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A simulated 784x784 dense layer on a batch of 64 (exact products, blocked:8
 // and recursive, e4m3-ieee and binary16 accumulators) against the same layer
 // in native binary32 (OpenBLAS sgemm and a plain loop) and a straightforward

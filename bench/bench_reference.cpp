@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The reference forward pass of a 784-784-128-10 MLP per sample, at P = 113
 // and P = 256, against a naive per-operation MPFR pass at the same P; the
 // binary64 (Dot2) tier's throughput.

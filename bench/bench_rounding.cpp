@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Rounding throughput (values per second): sim::round_array against an MPFR
 // rounding of the same values and against a plain copy and a double->float->
 // double loop over the same array. Run: bench_rounding --benchmark_min_time=1

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Markdown tables of `mpacc validate` results (the summary.json of each
 configuration folder), as docs/analysis.md shows them.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The main job, for now (until the reproduction of the paper's experiment lands):
 # build mpacc, show the formats and correctly rounded values, fetch MNIST, train
 # a small quantization-aware MLP (quick: 2 epochs on 20,000 images) and evaluate it

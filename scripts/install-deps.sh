@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs every build, test and run dependency of mpacc from Debian 12 packages.
 # Run as root (or through sudo). Safe to re-run: apt-get skips what is present.
 set -euo pipefail

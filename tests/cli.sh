@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # End-to-end checks of the mpacc program: round, dot, formats, eval, validate, train and sweep errors.
 set -u
 MPACC=${1:?usage: cli.sh path/to/mpacc}

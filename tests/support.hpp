@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test helpers: value generators for a format and bit-exact comparison.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // sim::dot against the MPFR implementation of the same model (ref::dot_mpfr),
 // bit for bit with flags, on random and adversarial inner products, for every
 // order, both product models, every named accumulator format (docs/formats.md) on the fast

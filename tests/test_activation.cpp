@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Activation values, derivatives, condition numbers and derivative bounds against
 // MPFR at 256 bits: apply() within 4 ulps (the libm term of validate's bound
 // assumes it), relative accuracy of derivative() and kappa_act() over [-40, 40]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Algorithm 1: tau = +inf is uniform low and forcing every component is
 // uniform high, bit for bit; matched baselines recompute exactly as many
 // components per layer and sample; sweeps are deterministic and independent

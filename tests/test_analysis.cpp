@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The componentwise analysis: zero deterministic violations through whole
 // networks for every order, product model and accumulator; a constructed
 // worst case reaches the bound within a small factor; probabilistic

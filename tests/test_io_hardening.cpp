@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Hostile inputs for the file parsers (issue 16): IDX files (raw and gzip),
 // mpacc model files and .npz archives built byte by byte here. Each case is a
 // defect that was found by hand or by fuzzing; every one must give one line

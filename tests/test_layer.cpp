@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Dense layers: every output equals the scalar inner product sim::dot (itself
 // checked against MPFR) bit for bit with its flags, with a per-component
 // precision map, for the AVX-512 kernel and the scalar path; any thread count

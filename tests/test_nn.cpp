@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Networks, data and training: the IDX reader on tiny files (malformed ones
 // included), model save/load round trip and corruption, .npz import from the
 // checked-in fixture, gradients against finite differences, convergence on a

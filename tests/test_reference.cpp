@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The reference engine: exact inner products (against GMP rationals), P and
 // 2P passes agreeing within their stated bounds, MPFR activations against 4P,
 // exact zeros, cancellation, saturation, and the binary64 tier within its

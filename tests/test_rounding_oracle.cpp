@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // sim::round and sim::round_array against the MPFR oracle, bit for bit,
 // flags included: exhaustive over every value, midpoint and neighbour for
 // small formats; boundary and fixed-seed random inputs for wide ones.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Properties that need no oracle: binary32 equals the float cast, binary64 is
 // the identity, rounding is idempotent, monotone and sign-symmetric; the
 // named-format semantics docs/semantics.md §2 spells out; stochastic rounding statistics.

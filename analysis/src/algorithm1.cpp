@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/analysis/algorithm1.hpp"
 
 #include <algorithm>

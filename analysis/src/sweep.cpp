@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/analysis/sweep.hpp"
 
 #include <unistd.h>

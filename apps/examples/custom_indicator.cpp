@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Adding a new indicator to Algorithm 1 in a few lines, and running it through
 // the same sweep as the built-in ones.
 //

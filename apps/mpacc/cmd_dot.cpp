@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mpacc dot: one simulated inner product, its exact value, kappa_dot and the
 // deterministic bound (README, Usage).
 #include <cmath>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mpacc round: reads numbers from standard input and writes each correctly
 // rounded value as a C99 hex float (README, Usage).
 #include <cmath>

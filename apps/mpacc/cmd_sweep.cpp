@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mpacc sweep / mpacc merge / mpacc reproduce: Algorithm 1 and its baselines
 // over networks, indicators and tolerances (docs/semantics.md §7-8).
 #include <chrono>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mpacc train / mpacc eval: networks on real data (docs/semantics.md §8).
 #include <cmath>
 #include <cstdio>

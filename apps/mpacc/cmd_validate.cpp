@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mpacc validate: the componentwise error analysis checked on a network and
 // data set (docs/semantics.md §6), for one or several accumulator configurations.
 #include <chrono>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The subcommands of the mpacc program. Each registers its options on the
 // CLI11 app and returns the function to run after parsing.
 #pragma once

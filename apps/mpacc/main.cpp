@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // mpacc: command-line front end. Thin: parses arguments and calls the library.
 #include <cstdio>
 #include <exception>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Uses each installed mpacc library once: a rounding (sim), a simulated inner
 // product and its exact value (sim, ref), a reference pass (nn) and the
 // condition number (analysis). Exit status 0 when every result is as expected.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # ctest driver of the consumer test: install the build tree into a fresh
 # prefix, configure and build tests/consumer against it, run the program.
 # -DBUILD_DIR=<mpacc build> -DSOURCE_DIR=<tests/consumer> -DWORK_DIR=<scratch>

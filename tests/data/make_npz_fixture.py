@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes tests/data/tiny.npz and tests/data/tiny_deflated.npz: the arrays a
 3-4-2 MLP saved with numpy.savez / numpy.savez_compressed would hold, made with
 the standard library only (zipfile + the .npy format) so that no NumPy is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shared by the libFuzzer targets: what counts as a finding besides a crash.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target: IDX files, raw or gzip (nn::parse_idx, the body of nn::read_idx).
 #include <cstdint>
 #include <cstdlib>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target: mpacc model files (nn::parse_model, the body of nn::load_model).
 #include <cstdint>
 #include <string>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target: .npz archives (nn::parse_npz, the body of nn::import_npz).
 //
 // The first input byte chooses the mode. Even: the rest is the archive itself

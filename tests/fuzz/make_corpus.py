@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/<target>/,
 small valid and invalid inputs made with the Python standard library only.
 Run from the repository root: python3 tests/fuzz/make_corpus.py

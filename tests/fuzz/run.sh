@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs one libFuzzer target for a bounded time, one job, from the committed seeds.
 # Usage: run.sh FUZZER SECONDS SEED_DIR WORK_DIR [DICT]
 # New inputs go to WORK_DIR/corpus (the seeds are only read), a crash to

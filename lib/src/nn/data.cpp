@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/nn/data.hpp"
 
 #include <zlib.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/nn/model_io.hpp"
 
 #include "mpacc/nn/data.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/nn/reference.hpp"
 #include "mpacc/sim/threads.hpp"
 

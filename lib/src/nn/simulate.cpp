@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/nn/simulate.hpp"
 
 #include <cmath>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/nn/train.hpp"
 
 #include <cblas.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/ref/activation.hpp"
 
 #include <algorithm>

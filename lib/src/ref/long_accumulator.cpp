@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/ref/long_accumulator.hpp"
 
 #include <bit>

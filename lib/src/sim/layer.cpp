@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/sim/layer.hpp"
 
 #include <atomic>

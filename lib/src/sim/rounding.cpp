@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "mpacc/sim/rounding.hpp"
 #include "mpacc/sim/threads.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Algorithm 1 (mixed-precision accumulation guided by condition numbers,
 // docs/semantics.md §7), its indicators and its baselines, and the cost model.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Componentwise condition numbers and error bounds of a simulated MLP
 // (docs/semantics.md §6, docs/error-bounds.md): kappa_dot, kappa_act, the deterministic bound of each
 // accumulation model with stored-input errors, the probabilistic bound of

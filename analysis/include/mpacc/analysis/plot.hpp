@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Output helpers shared by the reports: atomic file writes, full-precision
 // numbers, and gnuplot figures drawn through gnuplot-iostream.
 #pragma once

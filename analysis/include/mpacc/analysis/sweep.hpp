@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Sweeps of Algorithm 1 and its baselines over networks, indicators and
 // tolerances (docs/semantics.md §8): `mpacc sweep --config FILE`, `mpacc reproduce`,
 // sharding and merging.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Numerical validation of the componentwise analysis on a network and data
 // set (`mpacc validate`): simulated and reference passes, per-component
 // errors and bounds (propagated through the network, and per inner product on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // IDX files (raw or gzip) and the MNIST-style data sets built from them.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Model files: mpacc's own binary format (bit-exact round trip) and import of
 // NumPy .npz archives (e.g. a PyTorch model saved with numpy.savez).
 // The formats are documented in docs/model-format.md.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Multilayer perceptrons: the network description shared by the reference
 // engine, the simulation, training and the analyses.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Reference forward passes of an MLP on its stored weights and inputs:
 // the MPFR tier (P bits, default 200, or exact for piecewise-linear networks)
 // and a fast binary64 tier with compensated inner products. Both state a

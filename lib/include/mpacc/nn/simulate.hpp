@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The simulated forward pass of an MLP (docs/semantics.md §3-4): inputs rounded to their
 // storage format, every layer accumulated as a sim::layer_spec says, each
 // activation evaluated in binary64 and rounded to the activation format.

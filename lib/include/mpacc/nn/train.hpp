@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Training (minibatch SGD with momentum, cross-entropy, quantization-aware
 // forward pass with straight-through gradients) and native evaluation.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The accumulation models of docs/semantics.md §3 computed with MPFR: every partial sum and
 // product formed exactly, then rounded once with ref::round_mpfr. The oracle
 // of sim::dot, and the path for formats outside sim's fast exact path.

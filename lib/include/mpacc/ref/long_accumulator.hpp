@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // An exact accumulator for sums of binary64 values and of exact products of
 // two binary64 values (Kulisch-style long accumulator with deferred carries).
 #pragma once

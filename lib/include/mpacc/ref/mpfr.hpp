@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A thin RAII layer over MPFR: every value carries its own explicit precision;
 // there is no hidden default precision anywhere in mpacc.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The MPFR rounding to any format: the tests' oracle, and the path for inputs
 // that are not binary64 values (decimal strings, wide intermediate results).
 #pragma once

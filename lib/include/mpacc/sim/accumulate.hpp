@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Simulated inner products v = sum_j w_j x_j + b (docs/semantics.md §3-4): product model,
 // accumulator format and mode, order, bias last. Every step is one correct
 // rounding of the exact value.

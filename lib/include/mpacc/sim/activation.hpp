@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Activation functions in binary64: values, derivatives, condition numbers and
 // the constants the error bounds need. The MPFR versions are in ref/activation.hpp.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Number formats: a runtime description of a binary floating-point format.
 #pragma once
 

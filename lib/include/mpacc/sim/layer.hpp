@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Simulated dense layers: Y = X W^T + b over a batch, each output component
 // with its own accumulator format (a precision map), every inner product
 // computed exactly as sim::dot computes it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Counter-based random bits for stochastic rounding.
 #pragma once
 

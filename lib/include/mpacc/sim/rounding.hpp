@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Correct rounding of binary64 values to any format, in seven modes.
 #pragma once
 

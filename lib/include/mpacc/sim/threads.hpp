@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The number of OpenMP threads a parallel region should use.
 #pragma once
 
