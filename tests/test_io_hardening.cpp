@@ -61,10 +61,11 @@ std::string idx(const std::vector<std::uint32_t>& dims, std::size_t payload) {
   return b;
 }
 
-// gzip (RFC 1952) of b, compressed in one go.
-std::string gzip(const std::string& b) {
+// b compressed in one go: window_bits 15 + 16 gives gzip (RFC 1952), -15 a
+// raw deflate stream (zip method 8).
+std::string compress(const std::string& b, int window_bits) {
   z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) == Z_OK);
   std::string out(deflateBound(&zs, b.size()), '\0');
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data()));
   zs.avail_in = static_cast<uInt>(b.size());
@@ -75,21 +76,8 @@ std::string gzip(const std::string& b) {
   deflateEnd(&zs);
   return out;
 }
-
-// Raw deflate (zip method 8) of b.
-std::string deflate_raw(const std::string& b) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&zs, b.size()), '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data()));
-  zs.avail_in = static_cast<uInt>(b.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
+std::string gzip(const std::string& b) { return compress(b, 15 + 16); }
+std::string deflate_raw(const std::string& b) { return compress(b, -15); }
 
 // A .npy array with the given header dictionary text and body.
 std::string npy(const std::string& dict, const std::string& body) {

@@ -26,21 +26,27 @@ def npy(descr, shape, values, fortran=False):
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + body
 
 
-W1 = [[(i + 1) * 0.25 - j * 0.5 for j in range(3)] for i in range(4)]
-b1 = [-0.125 * i for i in range(4)]
-W2 = [[0.5 ** (i + j) for j in range(4)] for i in range(2)]
-b2 = [1.0, -2.0]
 
-members = {
-    "W1.npy": npy("<f4", (4, 3), [v for row in W1 for v in row]),
-    "b1.npy": npy("<f4", (4,), b1),
-    # Fortran order: column-major values
-    "W2.npy": npy("<f8", (2, 4), [W2[i][j] for j in range(4) for i in range(2)], fortran=True),
-    "b2.npy": npy("<f8", (2,), b2),
-}
-for name, method in (("tests/data/tiny.npz", zipfile.ZIP_STORED), ("tests/data/tiny_deflated.npz", zipfile.ZIP_DEFLATED)):
-    with zipfile.ZipFile(name, "w", compression=method) as z:
-        for member, data in members.items():
-            info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = method
-            z.writestr(info, data)
+def main():
+    W1 = [[(i + 1) * 0.25 - j * 0.5 for j in range(3)] for i in range(4)]
+    b1 = [-0.125 * i for i in range(4)]
+    W2 = [[0.5 ** (i + j) for j in range(4)] for i in range(2)]
+    b2 = [1.0, -2.0]
+
+    members = {
+        "W1.npy": npy("<f4", (4, 3), [v for row in W1 for v in row]),
+        "b1.npy": npy("<f4", (4,), b1),
+        # Fortran order: column-major values
+        "W2.npy": npy("<f8", (2, 4), [W2[i][j] for j in range(4) for i in range(2)], fortran=True),
+        "b2.npy": npy("<f8", (2,), b2),
+    }
+    for name, method in (("tests/data/tiny.npz", zipfile.ZIP_STORED), ("tests/data/tiny_deflated.npz", zipfile.ZIP_DEFLATED)):
+        with zipfile.ZipFile(name, "w", compression=method) as z:
+            for member, data in members.items():
+                info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = method
+                z.writestr(info, data)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ import gzip
 import os
 import shutil
 import struct
+import sys
 import zipfile
 import io
 import zlib
@@ -43,15 +44,9 @@ write("model", "version2", model([(1, 1, 0, 0.0)], version=2))
 
 
 # --- .npy / .npz
-def npy(descr, shape, values, fortran=False):
-    header = "{'descr': '%s', 'fortran_order': %s, 'shape': (%s), }" % (
-        descr, "True" if fortran else "False",
-        ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else ""))
-    total = 10 + len(header) + 1
-    header += " " * ((64 - total % 64) % 64) + "\n"
-    fmt = {"<f4": "<f", "<f8": "<d"}[descr]
-    body = b"".join(struct.pack(fmt, v) for v in values)
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + body
+# the .npy writer of the committed test fixture (tests/data/make_npz_fixture.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))
+from make_npz_fixture import npy  # noqa: E402
 
 
 net = {
