@@ -112,6 +112,11 @@ grep -q "^0,1,0,.*,none,inexact" "$evaldir/v/e4m3-ieee_blocked_8/components.csv"
 expect_status "validate: activation overflow (tanh > 0.75)" 4 "9 of 12: 4 inherited, 5 activation" v --act-format p=2,emin=-2,emax=-1
 expect_status "validate: input overflow, exact reference inputs" 4 "12 of 12: 8 input, 4 inherited" \
   v --input-format p=2,emin=-1,emax=0 --reference-inputs exact
+cp "$fixture" "$evaldir/we\"ird.npz"
+expect_status "validate: a model path with a quote" 0 "deterministic violations: 0" \
+  "$MPACC" validate --model "$evaldir/we\"ird.npz" --act tanh --data "$evaldir" --out "$evaldir/q" --no-plots
+grep -qF '"model": "'"$evaldir"'/we\"ird.npz"' "$evaldir/q/e4m3-ieee_blocked_8/summary.json" ||
+  { echo "FAIL: validate manifest lacks the escaped model path"; fails=$((fails + 1)); }
 expect_status "validate: binary64 accumulator (MPFR path)" 0 "uncovered (no bound: overflow, saturation, NaN): 0 of 12" v --acc binary64
 expect_error "validate: stored inputs overflow" "is not finite once stored in p=2,emin=-1,emax=0" "" \
   validate --model "$fixture" --act tanh --data "$evaldir" --out "$evaldir/v" --no-plots --input-format p=2,emin=-1,emax=0
