@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The main job, for now (until the reproduction of the paper's experiment lands):
+# A short tour of the individual commands (the main job is scripts/reproduce.sh):
 # build mpacc, show the formats and correctly rounded values, fetch MNIST, train
 # a small quantization-aware MLP (quick: 2 epochs on 20,000 images) and evaluate it
 # in binary32/binary64 and with simulated e4m3-ieee and binary16 accumulation.
