@@ -106,6 +106,8 @@ expect_status() {  # expect_status "description" status "substring of stdout+std
     echo "FAIL: $what (rc=$rc, want $want; output: $got)"; fails=$((fails + 1))
   fi
 }
+expect_status "exit status 5: a missing model" 5 "cannot open" "$MPACC" eval --model "$evaldir/none.mpnn" --data "$evaldir"
+expect_status "exit status 2: a bad option value" 2 "--acc" "$MPACC" eval --model "$fixture" --act tanh --data "$evaldir" --acc fp7
 expect_status "validate: clean run" 0 "deterministic violations: 0 propagated (v 0, y 0), 0 per inner product (of 12 checked)" v
 grep -q "^0,1,0,.*,none,inexact" "$evaldir/v/e4m3-ieee_blocked_8/components.csv" ||
   { echo "FAIL: validate CSV lacks the cause and flags columns"; fails=$((fails + 1)); }

@@ -184,12 +184,12 @@ int run_validate(const validate_cli& o) {
   std::printf("\nreports in %s\n", o.out.c_str());
   if (violations) {
     std::fprintf(stderr, "mpacc: the deterministic bound was violated %zu times: this is a bug\n", violations);
-    return 3;
+    return exit_violation;
   }
   if (uncovered) {
     std::fprintf(stderr, "mpacc: %zu components are not covered by the analysis (overflow, saturation or NaN; see the summary)\n",
                  uncovered);
-    return 4;
+    return exit_uncovered;
   }
   return 0;
 }
@@ -206,7 +206,7 @@ command add_validate_command(CLI::App& app) {
       "(--reference-inputs exact: the exact data, the storage error then enters the bounds).\n"
       "Exit status: 0 every component bounded and no violation; 3 a deterministic bound was violated\n"
       "(a bug); 4 some components are not covered (overflow, saturation, inf or NaN: see the summary);\n"
-      "2 bad usage or input.");
+      "2 bad usage, 5 bad input data.");
   sub->add_option("--model", o->model, "model file (.mpnn or .npz)")->required();
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();

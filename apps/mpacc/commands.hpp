@@ -24,6 +24,9 @@ command add_sweep_command(CLI::App& app);
 command add_merge_command(CLI::App& app);
 command add_reproduce_command(CLI::App& app);
 
+// Exit statuses, documented in `mpacc --help` and the README.
+inline constexpr int exit_usage = 2, exit_violation = 3, exit_uncovered = 4, exit_bad_input = 5, exit_internal = 70;
+
 // A user error: main prints "mpacc <what>" on one line and exits 2.
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <exception>
 #include <map>
+#include <new>
+#include <stdexcept>
 
 #include "commands.hpp"
 #include "mpacc/version.hpp"
@@ -43,7 +45,11 @@ std::string hex(double v) {
 
 int main(int argc, char** argv) {
   using namespace mpacc::app;
-  CLI::App app{"mpacc: floating-point error analysis of neural-network inference"};
+  CLI::App app{"mpacc: floating-point error analysis of neural-network inference\n"
+               "Exit status: 0 success; 2 bad usage (an option or a value on the command line); 3 a\n"
+               "deterministic bound was violated (validate: a bug); 4 components not covered by the analysis\n"
+               "(validate: overflow, saturation, NaN); 5 bad input data (a file, data set, model,\n"
+               "configuration or shard that cannot be used); 70 internal error."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "mpacc " MPACC_VERSION);
   std::map<CLI::App*, command> commands;
@@ -71,14 +77,28 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "mpacc: %s (see mpacc --help)\n", e.what());
-    return 2;
+    return exit_usage;
   }
+  // exit statuses (mpacc --help): 2 usage, 3 and 4 validate's findings, 5 bad
+  // input data, 70 an internal error (a bug: please report it)
   try {
     for (auto& [sub, run] : commands)
       if (sub->parsed()) return run();
-  } catch (const std::exception& e) {
+  } catch (const usage_error& e) {
     std::fprintf(stderr, "mpacc: %s\n", e.what());
-    return 2;
+    return exit_usage;
+  } catch (const std::runtime_error& e) {  // files, data sets, models, configurations, shards, I/O
+    std::fprintf(stderr, "mpacc: %s\n", e.what());
+    return exit_bad_input;
+  } catch (const std::invalid_argument& e) {  // a model or data value the library refuses
+    std::fprintf(stderr, "mpacc: %s\n", e.what());
+    return exit_bad_input;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "mpacc: out of memory\n");
+    return exit_bad_input;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mpacc: internal error: %s (please report it)\n", e.what());
+    return exit_internal;
   }
-  return 2;
+  return exit_usage;
 }
