@@ -158,6 +158,14 @@ TEST_CASE("kappa, derivative bounds and reports", "[analysis]") {
 
 namespace {
 
+// Validation options of the small tests: `csv` samples kept, a 128-bit reference.
+analysis::validate_options options(std::size_t csv) {
+  analysis::validate_options opt;
+  opt.csv_samples = csv;
+  opt.precision = 128;
+  return opt;
+}
+
 analysis::simulation_config config_of(const char* acc, sim::order ord = {sim::order::kind::blocked, 8}) {
   analysis::simulation_config cfg;
   cfg.layer.acc = sim::precision_map::uniform(sim::parse_format(acc));
@@ -172,9 +180,7 @@ TEST_CASE("non-finite values are uncovered with their cause, never silently boun
   // outputs overflow to inf, and every later component depends on them
   const auto net = random_net({40, 32, 24, 10}, sim::activation::relu, 21);
   const auto data = synthetic_data(16, 40, 4);
-  analysis::validate_options opt;
-  opt.csv_samples = 16;
-  opt.precision = 128;
+  const auto opt = options(16);
   const auto ref = analysis::compute_reference(net, data, opt);
   auto cfg = config_of("binary16");
   cfg.act_format = sim::parse_format("p=2,emin=-2,emax=-1");
@@ -220,9 +226,7 @@ TEST_CASE("non-finite values are uncovered with their cause, never silently boun
 TEST_CASE("validate detects a wrong reference: violations and non-finite reference values", "[analysis]") {
   const auto net = random_net({40, 32, 10}, sim::activation::tanh, 22);
   const auto data = synthetic_data(8, 40, 5);
-  analysis::validate_options opt;
-  opt.csv_samples = 0;
-  opt.precision = 128;
+  const auto opt = options(0);
   const auto good = analysis::compute_reference(net, data, opt);
   const auto cfg = config_of("bfloat16");
   REQUIRE(analysis::validate(net, good, cfg, opt).violations() == 0);
@@ -240,9 +244,7 @@ TEST_CASE("validate detects a wrong reference: violations and non-finite referen
 TEST_CASE("per-inner-product checks: deterministic bound exact, probabilistic frequencies, vacuous bounds", "[analysis]") {
   const auto net = random_net({200, 64, 10}, sim::activation::relu, 23);
   const auto data = synthetic_data(60, 200, 6);
-  analysis::validate_options opt;
-  opt.csv_samples = 0;
-  opt.precision = 128;
+  const auto opt = options(0);
   const auto ref = analysis::compute_reference(net, data, opt);
   using K = sim::order::kind;
   for (const char* acc : {"binary16", "bfloat16", "e4m3-ieee"})
