@@ -32,6 +32,14 @@ struct mpfr_stepper {
     }
     return round_mpfr(X.get(), f, a.mode, a.saturate, flags, w);
   }
+  // one accumulator rounding of the exact value X: through `via` first when set
+  double round_acc(const mpfr_float& X) {
+    if (!a.via) return round_exact(X, a.acc);
+    const std::uint64_t w = word();
+    const double y = round_mpfr(X.get(), *a.via, sim::rounding::nearest_even, false, flags, 0);
+    mpfr_float Y(53, y);
+    return round_mpfr(Y.get(), a.acc, a.mode, a.saturate, flags, w);
+  }
   // the term as it enters the sum: exact product, or rounded to the product format
   mpfr_float term(double w, double x) {
     mpfr_float p(exact_prec);
@@ -40,17 +48,17 @@ struct mpfr_stepper {
     if (a.product) mpfr_set_d(p.get(), round_exact(p, *a.product), MPFR_RNDN);
     return p;
   }
-  double first(double w, double x) { return round_exact(term(w, x), a.acc); }
+  double first(double w, double x) { return round_acc(term(w, x)); }
   double add_term(double s, double w, double x) {
     mpfr_float p = term(w, x);
     mpfr_float sum(exact_prec);
     mpfr_add_d(sum.get(), p.get(), s, MPFR_RNDN);  // exact
-    return round_exact(sum, a.acc);
+    return round_acc(sum);
   }
   double add(double s, double t) {
     mpfr_float sum(exact_prec, s);
     mpfr_add_d(sum.get(), sum.get(), t, MPFR_RNDN);  // exact
-    return round_exact(sum, a.acc);
+    return round_acc(sum);
   }
   double recursive(const double* w, const double* x, std::size_t n) {
     double s = first(w[0], x[0]);
@@ -93,7 +101,7 @@ sim::dot_result dot_mpfr(std::span<const double> w, std::span<const double> x, d
     v = st.add(s, bias);
   } else {
     mpfr_float b(53, bias);
-    v = st.round_exact(b, a.acc);
+    v = st.round_acc(b);
   }
   return {v, st.flags, true};
 }

@@ -102,7 +102,14 @@ struct stepper {
   std::uint64_t word() noexcept {
     return a.mode == rounding::stochastic ? random_bits(a.seed, counter++) : 0;
   }
-  double round_acc(double ro) noexcept { return round(ro, a.acc, a.mode, a.saturate, flags, word()); }
+  double round_acc(double ro) noexcept {
+    const std::uint64_t w = word();
+    // ro is the exact value rounded to odd at 53 bits: rounding it to `via`
+    // (p <= 51) is the correct rounding of the exact value, and the result is
+    // exact in binary64
+    if (a.via) ro = round(ro, *a.via, rounding::nearest_even, false, flags, 0);
+    return round(ro, a.acc, a.mode, a.saturate, flags, w);
+  }
 
   // The term p_j as it enters the sum: either the exact product (hi, lo) or
   // the product rounded to the product format (lo = 0).
@@ -153,7 +160,7 @@ struct stepper {
 }  // namespace
 
 bool fast_path_applies(const accumulation& a) noexcept {
-  return format_ok(a.acc) && (!a.product || format_ok(*a.product));
+  return format_ok(a.acc) && (!a.product || format_ok(*a.product)) && (!a.via || format_ok(*a.via));
 }
 
 dot_result dot(std::span<const double> w, std::span<const double> x, double bias,
@@ -258,7 +265,11 @@ double gamma_probabilistic(int k, double u, double lambda) noexcept {
 bound_model make_bound_model(std::size_t n, const accumulation& a, gamma_fn gamma, double param) {
   bound_model m;
   const auto k = rounding_counts(n, a.ord);
-  const double u = unit_roundoff(a.acc, a.mode);
+  const double u_acc = unit_roundoff(a.acc, a.mode);
+  // through `via`: |round_acc(round_via(X)) - X| <= (u_via + u_acc + u_via u_acc)|X|
+  // (+ the subnormal-range terms below)
+  const double u_via = a.via ? unit_roundoff(*a.via, rounding::nearest_even) : 0.0;
+  const double u = a.via ? (u_acc + u_via + u_acc * u_via) * (1 + 0x1p-50) : u_acc;
   const double up = a.product ? unit_roundoff(*a.product, a.mode) : 0.0;
   m.theta.resize(n);
   int kmax = 1;
@@ -273,6 +284,7 @@ bound_model make_bound_model(std::size_t n, const accumulation& a, gamma_fn gamm
   // each amplified by at most (1 + gamma_kmax)
   const double steps = 2.0 * static_cast<double>(n) + 1;
   double eta = steps * eta_of(a.acc, a.mode);
+  if (a.via) eta += steps * eta_of(*a.via, rounding::nearest_even) * (1 + u_acc);
   if (a.product) eta += static_cast<double>(n) * eta_of(*a.product, a.mode) * (1 + up);
   m.eta = eta * (1 + gamma_deterministic(kmax, u, 0));
   // margin for evaluating the bound itself in binary64 (n + 8 roundings)

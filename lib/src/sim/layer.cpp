@@ -458,6 +458,7 @@ dense_kernel dense_kernel_for(const layer_spec& spec) noexcept {
 
 bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
   if (!vector_kernels_allowed) return false;
+  if (spec.base.via) return false;  // double rounding through `via`: sim::dot per component
   const rounding m = spec.base.mode;
   if (m != rounding::nearest_even && m != rounding::toward_zero && m != rounding::upward &&
       m != rounding::downward)

@@ -33,10 +33,17 @@ struct accumulation {
   struct order ord{};
   bool saturate = false;
   std::uint64_t seed = 0;                    // stochastic: step k of the dot uses random_bits(seed, k)
+  // Double rounding through a wider format, as hardware that accumulates in
+  // binary32 and converts each partial sum does: when set, every accumulator
+  // rounding (each step, block merge and the bias step) first rounds the exact
+  // value to `via` (nearest-even, no saturation), then that to `acc` in `mode`.
+  // Product roundings are not affected. None: one correct rounding per step.
+  std::optional<format> via;
 };
 
 // Whether the fast exact path covers this model (else the MPFR path is used):
-// every format involved has p <= 51 and emin - p + 1 >= -1072.
+// every format involved (accumulator, product, via) has p <= 51 and
+// emin - p + 1 >= -1072.
 bool fast_path_applies(const accumulation& a) noexcept;
 
 // The result of one inner product and the flags its roundings raised.
@@ -64,7 +71,8 @@ std::vector<int> rounding_counts(std::size_t n, const order& o);
 
 // The deterministic bound of docs/error-bounds.md on |v_hat - v|:
 //   sum_j |w_j x_j| ((1+u_p)(1+u)^k_j - 1) + |b| u + (number of roundings) * eta
-// with u the accumulator's unit roundoff (2^-p for nearest, 2^(1-p) otherwise),
+// with u the accumulator's unit roundoff (2^-p for nearest, 2^(1-p) otherwise;
+// with `via`, u + u_via + u u_via, the error of the two roundings together),
 // u_p the product format's (0 for exact products) and eta the largest
 // absolute error of a rounding in the subnormal range (half or one subnormal
 // quantum of each format). Evaluated in binary64 with upward-rounded margins.
