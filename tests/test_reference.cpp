@@ -1,36 +1,75 @@
 // SPDX-License-Identifier: MIT
-// The reference engine: exact inner products (against GMP rationals), P and
+// The reference engine: exact inner products (against Boost's cpp_rational,
+// software rationals independent of the GMP and MPFR the engine uses), P and
 // 2P passes agreeing within their stated bounds, MPFR activations against 4P,
-// exact zeros, cancellation, saturation, and the binary64 tier within its
-// bound of the MPFR tier.
+// exact zeros, cancellation, saturation, the binary64 tier within its bound of
+// the MPFR tier, and the Boost.Multiprecision entry points (ref/multiprecision.hpp).
 #include <catch2/catch.hpp>
 #include <gmp.h>
 
+#include <boost/multiprecision/cpp_int.hpp>
 #include <cmath>
 
 #include "mpacc/nn/reference.hpp"
 #include "mpacc/ref/activation.hpp"
 #include "mpacc/ref/long_accumulator.hpp"
+#include "mpacc/ref/multiprecision.hpp"
 #include "support.hpp"
 
 using namespace mpacc;
+using boost::multiprecision::cpp_int;
+using boost::multiprecision::cpp_rational;
 
 namespace {
 
-// exact sum_j w_j x_j + b as a rational
-void exact_q(mpq_t q, const std::vector<double>& w, const std::vector<double>& x, double b) {
-  mpq_t t, u;
-  mpq_init(t);
-  mpq_init(u);
-  mpq_set_d(q, b);
-  for (std::size_t j = 0; j < w.size(); ++j) {
-    mpq_set_d(t, w[j]);
-    mpq_set_d(u, x[j]);
-    mpq_mul(t, t, u);
-    mpq_add(q, q, t);
-  }
-  mpq_clear(t);
-  mpq_clear(u);
+// The exact value of a finite MPFR number as a cpp_rational: its integer
+// significand (mpfr_get_z_2exp, exact) moved into a cpp_int byte by byte, times 2^e.
+cpp_rational to_rational(mpfr_srcptr v) {
+  REQUIRE(mpfr_number_p(v));
+  if (mpfr_zero_p(v)) return 0;
+  const auto widest = ref::exponent_range_guard::widest();
+  mpz_t z;
+  mpz_init(z);
+  const mpfr_exp_t e = mpfr_get_z_2exp(z, v);
+  std::vector<unsigned char> bytes((mpz_sizeinbase(z, 2) + 7) / 8);
+  std::size_t count = 0;
+  mpz_export(bytes.data(), &count, 1, 1, 1, 0, z);  // |z|, most significant byte first
+  cpp_int m;
+  import_bits(m, bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(count), 8);
+  if (mpz_sgn(z) < 0) m = -m;
+  mpz_clear(z);
+  cpp_rational r(m);
+  if (e >= 0)
+    r *= cpp_rational(cpp_int(1) << static_cast<unsigned>(e));
+  else
+    r /= cpp_rational(cpp_int(1) << static_cast<unsigned>(-e));
+  return r;
+}
+cpp_rational to_rational(const ref::mpfr_float& v) { return to_rational(v.get()); }
+
+// exact sum_j w_j x_j + b (cpp_rational's conversion from a double is exact)
+cpp_rational exact_q(const std::vector<double>& w, const std::vector<double>& x, double b) {
+  cpp_rational q(b);
+  for (std::size_t j = 0; j < w.size(); ++j) q += cpp_rational(w[j]) * cpp_rational(x[j]);
+  return q;
+}
+
+// r (precision P, finite) is the rounding of q to nearest-even at P bits:
+// no P-bit neighbour of r is nearer to q, and on a tie r's last bit is 0
+// (mpfr_min_prec(r) < P). Decided in exact rationals.
+bool is_nearest_even(mpfr_srcptr r, const cpp_rational& q) {
+  const auto widest = ref::exponent_range_guard::widest();
+  const mpfr_prec_t P = mpfr_get_prec(r);
+  ref::mpfr_float below(P), above(P);
+  mpfr_set(below.get(), r, MPFR_RNDN);
+  mpfr_set(above.get(), r, MPFR_RNDN);
+  mpfr_nextbelow(below.get());
+  mpfr_nextabove(above.get());
+  const cpp_rational d = abs(q - to_rational(r));
+  const cpp_rational db = abs(q - to_rational(below)), da = abs(q - to_rational(above));
+  if (d > db || d > da) return false;
+  const bool tie = d == db || d == da;
+  return !tie || mpfr_zero_p(r) || mpfr_min_prec(r) < P;
 }
 
 double wide_random(sim::random_stream& rng, int lo, int hi) {
@@ -60,7 +99,7 @@ double diff_up(const ref::mpfr_float& a, const ref::mpfr_float& b) {
 
 }  // namespace
 
-TEST_CASE("long accumulator sums exactly (GMP rationals)", "[ref][reference]") {
+TEST_CASE("long accumulator sums exactly (cpp_rational)", "[ref][reference]") {
   sim::random_stream rng(11);
   for (int c = 0; c < 300; ++c) {
     const std::size_t n = 1 + rng() % 60;
@@ -82,19 +121,12 @@ TEST_CASE("long accumulator sums exactly (GMP rationals)", "[ref][reference]") {
     REQUIRE(ok);
     ref::mpfr_float got(2);
     acc.exact_to(got);
-    mpq_t q, g;
-    mpq_init(q);
-    mpq_init(g);
-    exact_q(q, w, x, b);
-    mpfr_get_q(g, got.get());
-    CHECK(mpq_equal(q, g) != 0);
-    // and the P-bit rounding is MPFR's rounding of the exact value
-    ref::mpfr_float r(113), e(113);
+    const cpp_rational q = exact_q(w, x, b);
+    CHECK(to_rational(got) == q);
+    // and the P-bit rounding is the nearest-even rounding of the exact value
+    ref::mpfr_float r(113);
     acc.round_to(r);
-    mpfr_set_q(e.get(), q, MPFR_RNDN);
-    CHECK(mpfr_equal_p(r.get(), e.get()));
-    mpq_clear(q);
-    mpq_clear(g);
+    CHECK(is_nearest_even(r.get(), q));
   }
 }
 
@@ -107,46 +139,24 @@ TEST_CASE("exact pass of a ReLU network equals rational arithmetic", "[ref][refe
   for (auto& v : x) v = wide_random(rng, -10, 2);
   const auto r = nn::reference_forward_sample(net, x, {.exact = true});
   // rational forward pass
-  std::vector<mpq_t> in(12);
-  for (std::size_t j = 0; j < 12; ++j) {
-    mpq_init(in[j]);
-    mpq_set_d(in[j], x[j]);
-  }
+  std::vector<cpp_rational> in(x.begin(), x.end());
   for (std::size_t k = 0; k < net.layers.size(); ++k) {
     const auto& L = net.layers[k];
-    std::vector<mpq_t> out(L.n_out);
+    std::vector<cpp_rational> out(L.n_out);
     for (std::size_t i = 0; i < L.n_out; ++i) {
-      mpq_init(out[i]);
-      mpq_set_d(out[i], L.b[i]);
-      mpq_t t;
-      mpq_init(t);
-      for (std::size_t j = 0; j < L.n_in; ++j) {
-        mpq_set_d(t, L.row(i)[j]);
-        mpq_mul(t, t, in[j]);
-        mpq_add(out[i], out[i], t);
+      out[i] = cpp_rational(L.b[i]);
+      for (std::size_t j = 0; j < L.n_in; ++j) out[i] += cpp_rational(L.row(i)[j]) * in[j];
+      CHECK(to_rational(r.v[k][i]) == out[i]);
+      if (out[i] <= 0) {
+        if (L.act.kind == sim::activation::relu) out[i] = 0;
+        if (L.act.kind == sim::activation::leaky_relu) out[i] *= cpp_rational(L.act.slope);
       }
-      mpq_t got;
-      mpq_init(got);
-      mpfr_get_q(got, r.v[k][i].get());
-      CHECK(mpq_equal(got, out[i]) != 0);
-      if (mpq_sgn(out[i]) <= 0) {
-        if (L.act.kind == sim::activation::relu) mpq_set_ui(out[i], 0, 1);
-        if (L.act.kind == sim::activation::leaky_relu) {
-          mpq_set_d(t, L.act.slope);
-          mpq_mul(out[i], out[i], t);
-        }
-      }
-      mpfr_get_q(got, r.y[k][i].get());
-      CHECK(mpq_equal(got, out[i]) != 0);
+      CHECK(to_rational(r.y[k][i]) == out[i]);
       CHECK(r.v_bound[k][i] == 0);
       CHECK(r.y_bound[k][i] == 0);
-      mpq_clear(got);
-      mpq_clear(t);
     }
-    for (auto& q : in) mpq_clear(q);
     in.swap(out);
   }
-  for (auto& q : in) mpq_clear(q);
   CHECK_THROWS_WITH(nn::reference_forward_sample(random_net({3, 2}, {sim::activation::tanh}, 1),
                                                  std::vector<double>{1, 2, 3}, {.exact = true}),
                     Catch::Contains("not piecewise linear"));
@@ -276,4 +286,145 @@ TEST_CASE("bad input to the reference engine", "[ref][reference]") {
                     Catch::Contains("non-finite"));
   net.layers[0].b.pop_back();
   CHECK_THROWS_WITH(nn::reference_forward_sample(net, std::vector<double>{1, 2, 3}), Catch::Contains("layer 1"));
+}
+
+// --- Boost.Multiprecision entry points (ref/multiprecision.hpp) ---------------
+
+TEST_CASE("Boost numbers: exact conversions, precision in bits, never Boost's default", "[ref][boost]") {
+  // a hostile default: 5 decimal digits. Nothing returned may take it.
+  const unsigned old_default = ref::boost_float::default_precision();
+  ref::boost_float::default_precision(5);
+  const auto widest = ref::exponent_range_guard::widest();
+  ref::mpfr_float v(200);
+  mpfr_const_pi(v.get(), MPFR_RNDN);
+  mpfr_mul_2si(v.get(), v.get(), -700, MPFR_RNDN);  // far below binary64's normal range
+  const ref::boost_float b = ref::to_boost(v);
+  CHECK(ref::precision_bits(b) == 200);
+  CHECK(mpfr_equal_p(b.backend().data(), v.get()));
+  const ref::mpfr_float back = ref::from_boost(b);
+  CHECK(back.precision() == 200);
+  CHECK(mpfr_equal_p(back.get(), v.get()));
+  const auto bx = ref::make_boost_float(113, 0.1);
+  CHECK(ref::precision_bits(bx) == 113);
+  CHECK(bx == 0.1);  // exact: 0.1 is a double
+  const auto layer = ref::to_boost(std::vector<ref::mpfr_float>{ref::mpfr_float(77, 1.5), v});
+  REQUIRE(layer.size() == 2);
+  CHECK(ref::precision_bits(layer[0]) == 77);
+  CHECK(ref::precision_bits(layer[1]) == 200);
+  // fixed precision: Boost counts decimal digits; boost_fixed_bits says the bits
+  const auto f = ref::to_boost_fixed<40>(v);
+  CHECK(ref::precision_bits(f) == ref::boost_fixed_bits<40>);
+  CHECK(ref::precision_bits(ref::boost_fixed<50>()) == ref::boost_fixed_bits<50>);
+  ref::mpfr_float want(ref::boost_fixed_bits<40>);
+  mpfr_set(want.get(), v.get(), MPFR_RNDN);
+  CHECK(mpfr_equal_p(f.backend().data(), want.get()));
+  // pinning a Boost expression's result to P bits
+  ref::boost_float c = b * 3;
+  ref::set_precision_bits(c, 150);
+  CHECK(ref::precision_bits(c) == 150);
+  ref::boost_float::default_precision(old_default);
+}
+
+TEST_CASE("dot_rounded: one nearest-even rounding of the exact sum, at exactly P bits", "[ref][boost]") {
+  sim::random_stream rng(41);
+  const unsigned old_default = ref::boost_float::default_precision();
+  ref::boost_float::default_precision(5);
+  for (int c = 0; c < 200; ++c) {
+    const std::size_t n = 1 + rng() % 40;
+    std::vector<double> w(n), x(n);
+    for (std::size_t j = 0; j < n; ++j) {
+      w[j] = wide_random(rng, c % 3 == 0 ? -300 : -20, c % 3 == 0 ? 300 : 20);
+      x[j] = wide_random(rng, -20, 20);
+    }
+    if (c % 4 == 1)  // cancellation to a tiny remainder
+      for (std::size_t j = 0; j + 1 < n; j += 2) {
+        w[j + 1] = -w[j];
+        x[j + 1] = x[j];
+      }
+    if (c % 7 == 3) w[0] = 0x1p-1000, x[0] = 0x1p-60;  // a product below binary64: the MPFR path
+    const double b = c % 5 == 0 ? 0.0 : wide_random(rng, -20, 5);
+    const cpp_rational q = exact_q(w, x, b);
+    for (mpfr_prec_t P : {11, 24, 53, 113, 200}) {
+      const ref::boost_float r = ref::dot_rounded(w, x, b, P);
+      INFO("case " << c << " P=" << P);
+      CHECK(ref::precision_bits(r) == P);
+      CHECK(is_nearest_even(r.backend().data(), q));
+    }
+    const auto rf = ref::dot_rounded_fixed<30>(w, x, b);
+    CHECK(ref::precision_bits(rf) == ref::boost_fixed_bits<30>);
+    CHECK(is_nearest_even(rf.backend().data(), q));
+    // exact value and absolute sum
+    const auto e = ref::dot_exact_boost(w, x, b);
+    CHECK(to_rational(e.value.backend().data()) == q);
+    cpp_rational abs_sum = abs(cpp_rational(b));
+    for (std::size_t j = 0; j < n; ++j) abs_sum += abs(cpp_rational(w[j]) * cpp_rational(x[j]));
+    CHECK(to_rational(e.abs_sum.backend().data()) == abs_sum);
+    // Boost inputs of their own precisions: x_j / 3 at 150 bits, a 90-bit bias
+    std::vector<ref::boost_float> xb;
+    cpp_rational qb = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      ref::boost_float t = ref::make_boost_float(150, x[j]);
+      t /= 3;  // Boost arithmetic at t's precision (rounded)
+      xb.push_back(t);
+      qb += cpp_rational(w[j]) * to_rational(xb.back().backend().data());
+    }
+    const ref::boost_float bias = ref::make_boost_float(90, b);
+    qb += to_rational(bias.backend().data());
+    const ref::boost_float rb = ref::dot_rounded(w, xb, bias, 120);
+    CHECK(ref::precision_bits(rb) == 120);
+    CHECK(is_nearest_even(rb.backend().data(), qb));
+  }
+  // non-finite inputs follow MPFR's sum; mismatched lengths are refused
+  const std::vector<double> w2 = {1, HUGE_VAL}, x2 = {2, 1};
+  CHECK(mpfr_inf_p(ref::dot_rounded(w2, x2, 0, 53).backend().data()));
+  const std::vector<double> w3 = {0, HUGE_VAL};
+  CHECK(mpfr_nan_p(ref::dot_rounded(w3, std::vector<double>{HUGE_VAL, 0}, 0, 53).backend().data()));
+  CHECK_THROWS_WITH(ref::dot_rounded(w2, std::vector<double>{1}, 0, 53), Catch::Contains("2 weights but 1"));
+  ref::boost_float::default_precision(old_default);
+}
+
+TEST_CASE("continuing the reference pass with Boost numbers gives the engine's own values", "[ref][boost]") {
+  auto net = random_net({10, 8, 5}, {sim::activation::tanh}, 17);
+  sim::random_stream rng(18);
+  std::vector<double> x(10);
+  for (auto& v : x) v = (rng.uniform() * 2 - 1) * 2;
+  const mpfr_prec_t P = 160;
+  const auto r = nn::reference_forward_sample(net, x, {.precision = P});
+  // layer 2 from layer 1's outputs, with the Boost entry points
+  const std::vector<ref::boost_float> y1 = ref::to_boost(r.y[0]);
+  const auto& L = net.layers[1];
+  for (std::size_t i = 0; i < L.n_out; ++i) {
+    const ref::boost_float bias = ref::make_boost_float(53, L.b[i]);
+    const ref::boost_float v = ref::dot_rounded({L.row(i), L.n_in}, y1, bias, P);
+    INFO("component " << i);
+    CHECK(mpfr_equal_p(v.backend().data(), r.v[1][i].get()));
+    const ref::boost_float y = ref::activate(v, L.act, P);
+    CHECK(ref::precision_bits(y) == P);
+    CHECK(mpfr_equal_p(y.backend().data(), r.y[1][i].get()));
+    // and the ordinary operators keep going: tanh(v) - y is within the stated bound
+    const ref::boost_float err = abs(tanh(v) - y);
+    CHECK(err.convert_to<double>() <= r.y_bound[1][i]);
+  }
+}
+
+TEST_CASE("round_mpfr takes Boost numbers, variable and fixed precision", "[ref][boost]") {
+  sim::random_stream rng(23);
+  for (int c = 0; c < 2000; ++c) {
+    ref::boost_float b = ref::make_boost_float(120, wide_random(rng, -20, 10));
+    b /= 7;  // a value that is not a double
+    const ref::boost_fixed<25> fx(b);
+    for (const auto& f : {sim::formats::binary16, sim::formats::e4m3, sim::formats::bfloat16}) {
+      for (auto mode : {sim::rounding::nearest_even, sim::rounding::odd, sim::rounding::upward}) {
+        unsigned f1 = 0, f2 = 0, f3 = 0, f4 = 0;
+        const double got = ref::round_mpfr(b, f, mode, false, f1);
+        const double want = ref::round_mpfr(b.backend().data(), f, mode, false, f2);
+        CHECK(test::same(got, want));
+        CHECK(f1 == f2);
+        const double gotf = ref::round_mpfr(fx, f, mode, false, f3);
+        const double wantf = ref::round_mpfr(fx.backend().data(), f, mode, false, f4);
+        CHECK(test::same(gotf, wantf));
+        CHECK(f3 == f4);
+      }
+    }
+  }
 }
