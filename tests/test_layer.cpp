@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
 // Dense layers: every output equals the scalar inner product sim::dot (itself
 // checked against MPFR) bit for bit with its flags, with a per-component
-// precision map, for the AVX-512 kernel and the scalar path; any thread count
-// gives the same bits; stochastic layers are reproducible per seed.
+// precision map, on every kernel this processor has (scalar, portable, AVX2,
+// AVX-512: each forced in turn, and which one ran asserted), in every rounding
+// mode; any thread count gives the same bits; stochastic layers are
+// reproducible per seed.
 #include <catch2/catch.hpp>
+
+#include <limits>
 
 #include "mpacc/sim/layer.hpp"
 #include "support.hpp"
@@ -56,6 +60,47 @@ layer_data make_wide_layer(std::size_t batch, std::size_t n_in, std::size_t n_ou
   return L;
 }
 
+// Values at the edges of the formats: binary16/e4m3 subnormals and below,
+// exact ties of the accumulators, sums that overflow e4m3 (and binary16 with
+// `huge`), infinities and a NaN when `specials`.
+layer_data make_corner_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed,
+                             bool huge, bool specials) {
+  sim::random_stream rng(seed);
+  layer_data L{batch, n_in, n_out, {}, {}, {}};
+  auto pick = [&](std::initializer_list<double> v) { return *(v.begin() + static_cast<long>(rng() % v.size())); };
+  for (std::size_t i = 0; i < batch * n_in; ++i) {
+    double x = pick({0x1p-24, -0x1p-24, 0x1.8p-20, 0x1p-14, 0x1.ffcp-15, 0.5, -0.75, 1.0 + 0x1p-10, 0x1.002p+0,
+                     3.0, -0x1p-9, 0x1.4p-7, 0.0, -0.0, 240.0, -448.0});
+    if (huge && rng() % 4 == 0) x = pick({60000.0, -65504.0, 0x1p+20});
+    L.X.push_back(x);
+  }
+  for (std::size_t i = 0; i < n_out * n_in; ++i)
+    L.W.push_back(pick({1.0, -1.0, 0.5, 0x1p-9, -0x1p-8, 0x1.2p+0, 15.0, -0.875, 0.0, 0x1p-3}));
+  for (std::size_t i = 0; i < n_out; ++i) L.b.push_back(pick({0.0, -0.0, 0x1p-10, -1.5, 100.0}));
+  if (specials && batch > 1 && n_in > 2) {
+    L.X[1] = std::numeric_limits<double>::infinity();
+    L.X[n_in + 2] = -std::numeric_limits<double>::infinity();
+    L.X[(batch - 1) * n_in] = std::numeric_limits<double>::quiet_NaN();
+  }
+  return L;
+}
+
+// The kernels this processor can run (the scalar path first).
+std::vector<sim::dense_kernel> available_kernels() {
+  std::vector<sim::dense_kernel> k = {sim::dense_kernel::scalar, sim::dense_kernel::portable};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k.push_back(sim::dense_kernel::avx2);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) k.push_back(sim::dense_kernel::avx512);
+  return k;
+}
+
+// Forces a kernel for a scope; back to "auto" at the end.
+struct forced_kernel {
+  explicit forced_kernel(sim::dense_kernel k) { sim::set_dense_kernel_choice(sim::to_string(k)); }
+  ~forced_kernel() { sim::set_dense_kernel_choice("auto"); }
+  forced_kernel(const forced_kernel&) = delete;
+  forced_kernel& operator=(const forced_kernel&) = delete;
+};
+
 std::size_t compare_with_dot(const layer_data& L, const sim::layer_spec& spec, int threads,
                              std::string& first) {
   std::vector<double> Y;
@@ -91,42 +136,88 @@ std::size_t compare_with_dot(const layer_data& L, const sim::layer_spec& spec, i
 
 }  // namespace
 
-TEST_CASE("dense layer equals sim::dot per component, every mode, order, product model",
+TEST_CASE("dense layer equals sim::dot per component on every kernel, mode, order, product model",
           "[sim][layer]") {
   using K = sim::order::kind;
   std::vector<layer_data> layers = {make_layer(7, 37, 21, 1, 1.0), make_layer(5, 16, 8, 2, 300.0),
                                     make_layer(4, 9, 13, 3, 0.001), make_layer(3, 0, 5, 4, 1.0),
                                     make_wide_layer(6, 29, 19, 6)};
-  for (const auto& L : layers)
-    for (rounding mode : sim::all_roundings)
-      for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}, sim::order{K::blocked, 5},
-                              sim::order{K::pairwise, 8}})
-        for (int prod = 0; prod < 2; ++prod)
-          for (bool sat : {false, true}) {
-            sim::layer_spec spec;
-            spec.base.mode = mode;
-            spec.base.ord = ord;
-            spec.base.saturate = sat;
-            spec.base.seed = 9;
-            if (prod) spec.base.product = sim::formats::binary16;
-            // three accumulators, assigned by component
-            // four accumulators, assigned by component; the last has its largest
-            // finite value in a lower binade than 2^emax
-            spec.acc.formats = {sim::formats::e4m3_ieee, sim::formats::binary16, sim::formats::e4m3,
-                                sim::parse_format("p=4,emin=-6,emax=8,max=20")};
-            for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>(i % 4));
-            std::string first;
-            const std::size_t bad = compare_with_dot(L, spec, 2, first);
-            INFO("n_in=" << L.n_in << " " << sim::to_string(mode) << " " << sim::to_string(ord)
-                         << " product=" << prod << " saturate=" << sat << " vector kernel="
-                         << sim::dense_vector_kernel_applies(spec) << " first: " << first);
-            CHECK(bad == 0);
-          }
+  for (const sim::dense_kernel kernel : available_kernels()) {
+    const forced_kernel force(kernel);
+    for (const auto& L : layers)
+      for (rounding mode : sim::all_roundings)
+        for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}, sim::order{K::blocked, 5},
+                                sim::order{K::pairwise, 8}})
+          for (int prod = 0; prod < 2; ++prod)
+            for (bool sat : {false, true}) {
+              sim::layer_spec spec;
+              spec.base.mode = mode;
+              spec.base.ord = ord;
+              spec.base.saturate = sat;
+              spec.base.seed = 9;
+              if (prod) spec.base.product = sim::formats::binary16;
+              // four accumulators, assigned by component; the last has its largest
+              // finite value in a lower binade than 2^emax
+              spec.acc.formats = {sim::formats::e4m3_ieee, sim::formats::binary16, sim::formats::e4m3,
+                                  sim::parse_format("p=4,emin=-6,emax=8,max=20")};
+              for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>(i % 4));
+              std::string first;
+              const std::size_t bad = compare_with_dot(L, spec, 2, first);
+              INFO("kernel=" << sim::to_string(kernel) << " n_in=" << L.n_in << " " << sim::to_string(mode) << " "
+                             << sim::to_string(ord) << " product=" << prod << " saturate=" << sat
+                             << " first: " << first);
+              CHECK(sim::dense_kernel_for(spec) == kernel);
+              CHECK(bad == 0);
+            }
+  }
+}
+
+TEST_CASE("every kernel equals sim::dot on corner cases: subnormals, ties, overflow, infinities, NaN, "
+          "formats without subnormals", "[sim][layer]") {
+  using K = sim::order::kind;
+  const std::vector<layer_data> layers = {make_corner_layer(6, 23, 17, 11, false, false),
+                                          make_corner_layer(5, 31, 9, 12, true, false),
+                                          make_corner_layer(4, 12, 10, 13, true, true)};
+  const std::vector<sim::format> accs = {sim::formats::e4m3_ieee, sim::formats::e5m2, sim::formats::bfloat16,
+                                         sim::formats::binary16, sim::formats::binary32, sim::formats::e4m3,
+                                         sim::parse_format("p=5,emin=-6,emax=7,subnormals=off"),
+                                         sim::parse_format("p=11,emin=-14,emax=15,subnormals=off,inf=off")};
+  for (const sim::dense_kernel kernel : available_kernels()) {
+    const forced_kernel force(kernel);
+    for (std::size_t li = 0; li < layers.size(); ++li)
+      for (rounding mode : sim::all_roundings)
+        for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 4}, sim::order{K::pairwise, 8}})
+          for (int prod = 0; prod < 3; ++prod)
+            for (bool sat : {false, true})
+              for (std::size_t fi = 0; fi < accs.size(); ++fi) {
+                const auto& L = layers[li];
+                sim::layer_spec spec;
+                spec.base.mode = mode;
+                spec.base.ord = ord;
+                spec.base.saturate = sat;
+                spec.base.seed = 77 + fi;
+                if (prod == 1) spec.base.product = sim::formats::bfloat16;
+                if (prod == 2) spec.base.product = sim::formats::e5m2;
+                // each component alternates between this format and the next one
+                spec.acc.formats = {accs[fi], accs[(fi + 1) % accs.size()]};
+                for (std::size_t i = 0; i < L.n_out; ++i)
+                  spec.acc.index.push_back(static_cast<std::uint8_t>((i / 3) % 2));
+                std::string first;
+                const std::size_t bad = compare_with_dot(L, spec, 1, first);
+                INFO("kernel=" << sim::to_string(kernel) << " layer " << li << " " << sim::to_string(mode) << " "
+                               << sim::to_string(ord) << " product=" << prod << " saturate=" << sat << " acc "
+                               << sim::to_string(accs[fi]) << " first: " << first);
+                CHECK(sim::dense_kernel_for(spec) == kernel);
+                CHECK(bad == 0);
+              }
+  }
 }
 
 TEST_CASE("dense layer: same bits for any thread count; stochastic reproducible", "[sim][layer]") {
   const auto L = make_layer(13, 100, 70, 5, 1.0);
-  for (rounding mode : {rounding::nearest_even, rounding::stochastic, rounding::odd}) {
+  for (const sim::dense_kernel kernel : available_kernels())
+  for (rounding mode : sim::all_roundings) {
+    const forced_kernel force(kernel);
     sim::layer_spec spec;
     spec.base.mode = mode;
     spec.base.ord = {sim::order::kind::blocked, 8};
@@ -141,7 +232,7 @@ TEST_CASE("dense layer: same bits for any thread count; stochastic reproducible"
     std::size_t diff = 0;
     for (std::size_t k = 0; k < y1.size(); ++k)
       diff += !test::same(y1[k], y2[k]) + !test::same(y1[k], y3[k]) + !test::same(y2[k], y4[k]);
-    INFO(sim::to_string(mode));
+    INFO(sim::to_string(kernel) << " " << sim::to_string(mode));
     CHECK(diff == 0);
     if (mode == rounding::stochastic) {
       spec.base.seed = 43;
@@ -163,10 +254,11 @@ TEST_CASE("dense layer rejects mismatched shapes", "[sim][layer]") {
                     Catch::Contains("bias"));
 }
 
-TEST_CASE("every kernel path is exercised and asserted: automatic choice and forced scalar", "[sim][layer]") {
+TEST_CASE("every kernel path is exercised and asserted: automatic choice and each forced kernel", "[sim][layer]") {
   using K = sim::order::kind;
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-  if (!avx512) WARN("this processor has no AVX-512: only the scalar path runs here");
+  const auto kernels = available_kernels();
+  const sim::dense_kernel best = kernels.back();
+  if (best != sim::dense_kernel::avx512) WARN("this processor has no AVX-512: that kernel is not tested here");
   const auto L = make_layer(6, 41, 19, 7, 1.0);
   REQUIRE(sim::dense_kernel_choice() == "auto");
   for (rounding mode : sim::all_roundings)
@@ -176,16 +268,28 @@ TEST_CASE("every kernel path is exercised and asserted: automatic choice and for
         spec.base.mode = mode;
         spec.base.ord = ord;
         spec.acc = sim::precision_map::uniform(f);
-        const bool vectorizable = mode == rounding::nearest_even || mode == rounding::toward_zero ||
-                                  mode == rounding::upward || mode == rounding::downward;
         INFO(sim::to_string(mode) << " " << sim::to_string(ord) << " " << sim::to_string(f));
-        CHECK(sim::dense_kernel_for(spec) == (vectorizable && avx512 ? sim::dense_kernel::avx512 : sim::dense_kernel::scalar));
+        CHECK(sim::dense_kernel_for(spec) == best);
         std::string first;
         CHECK(compare_with_dot(L, spec, 2, first) == 0);
-        sim::set_dense_kernel_choice("scalar");
-        CHECK(sim::dense_kernel_for(spec) == sim::dense_kernel::scalar);
-        CHECK(compare_with_dot(L, spec, 2, first) == 0);
+        for (const sim::dense_kernel k : kernels) {
+          sim::set_dense_kernel_choice(sim::to_string(k));
+          CHECK(sim::dense_kernel_choice() == sim::to_string(k));
+          CHECK(sim::dense_kernel_for(spec) == k);
+          CHECK(sim::dense_vector_kernel_applies(spec) == (k != sim::dense_kernel::scalar));
+          CHECK(compare_with_dot(L, spec, 2, first) == 0);
+        }
         sim::set_dense_kernel_choice("auto");
       }
+  // a spec no vector kernel covers takes the scalar path whatever is forced
+  sim::layer_spec wide;
+  wide.acc = sim::precision_map::uniform(sim::parse_format("p=52,emin=-1000,emax=900"));
+  for (const sim::dense_kernel k : kernels) {
+    const forced_kernel force(k);
+    CHECK(sim::dense_kernel_for(wide) == sim::dense_kernel::scalar);
+  }
   CHECK_THROWS_WITH(sim::set_dense_kernel_choice("avx9000"), Catch::Contains("unknown kernel choice"));
+  if (kernels.size() < 4)
+    CHECK_THROWS_WITH(sim::set_dense_kernel_choice("avx512"), Catch::Contains("not available on this processor"));
+  CHECK(sim::dense_kernel_choice() == "auto");
 }

@@ -6,7 +6,10 @@
 #include <cstdlib>
 #include "mpacc/sim/threads.hpp"
 
+#if defined(__x86_64__) || defined(__i386__)
+#define MPACC_X86 1
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <bit>
@@ -19,6 +22,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+// The kernels pass 64-byte vectors between internal functions only.
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace mpacc::sim {
 
@@ -50,18 +56,15 @@ std::uint64_t words_per_dot(std::size_t n, const accumulation& a) noexcept {
 namespace {
 
 // ---------------------------------------------------------------------------
-// The AVX-512 kernel. Eight output components per vector (one lane each, each
-// with its own accumulator format), NS samples interleaved to hide latency.
-// Every step is exact: s + w x (or a + b) is rounded by the FMA (or addition)
-// both downward and upward with embedded rounding; equal results mean exact,
-// otherwise the value toward zero with its last bit set is the 53-bit
-// round-to-odd value, which rounds to the lane's format (p <= 51) correctly.
-// That rounding is fl(y + c) - c with c = +-2^(q+52) and the addition in the
-// lane's mode (embedded rounding again), as in sim::round_array.
+// The vector kernels. Each runs one task: 8 output components (one lane each,
+// each lane with its own accumulator format) for up to 4 samples, and leaves
+// the 8 x 4 results and flags in the task. Three implementations give the bits
+// of sim::dot: AVX-512 (below), AVX2+FMA and portable (layer_vector.inc).
 
 struct alignas(64) lane_formats {
   double scale[8], top[8], cmin[8], thr_nosub[8], c_nosub[8], min_normal[8], max[8], screen[8];
   std::uint8_t has_inf = 0;  // lane bit set: the format has infinities
+  format fmt[8];             // for the lanes rounded by the scalar code
 };
 
 void fill_lane(lane_formats& L, int lane, const format& f) {
@@ -74,12 +77,96 @@ void fill_lane(lane_formats& L, int lane, const format& f) {
   L.max[lane] = f.max_finite;
   L.screen[lane] = std::ldexp(1.0, std::ilogb(f.max_finite));  // below it nothing overflows
   if (f.has_inf) L.has_inf = static_cast<std::uint8_t>(L.has_inf | (1u << lane));
+  L.fmt[lane] = f;
 }
 
 bool vector_format_ok(const format& f) noexcept {
   return f.p <= 51 && (f.subnormals ? f.emin - f.p + 1 : f.emin) >= -1072 &&
          f.emax + 54 - f.p <= 1023;
 }
+
+// One task of a vector kernel.
+struct block_task {
+  const double* Wt = nullptr;  // n x ldw: column i of W^T holds component i
+  std::size_t ldw = 0, n = 0, i0 = 0;
+  const double* rows[4] = {};  // the ns input rows
+  int ns = 0;
+  const double* bias = nullptr;  // padded to ldw
+  const lane_formats* acc = nullptr;
+  const lane_formats* prod = nullptr;  // null: exact products
+  order ord{};
+  rounding mode = rounding::nearest_even;
+  bool saturate = false, exact = false, all_sub = true;
+  // stochastic: lane l of sample k uses the words from first_word[k] + l * words on
+  std::uint64_t seed = 0, words = 0, first_word[4] = {};
+  double out[4][8] = {};
+  unsigned flags[4][8] = {};
+};
+
+// The scalar rounding (detail::round_core) for the rare lanes.
+[[gnu::noinline]] double scalar_round(rounding mode, double y, const format& f, bool saturate, unsigned& flags,
+                                      std::uint64_t word) noexcept {
+  return round(y, f, mode, saturate, flags, word);
+}
+
+// The portable kernel: baseline instructions (SSE2 on x86-64, NEON on AArch64).
+// No contraction of a * b + c into an FMA: every operation must be the one
+// sim::dot performs.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+namespace portable {
+[[gnu::always_inline]] inline
+__attribute__((vector_size(64))) double vec_fma(__attribute__((vector_size(64))) double a,
+                                                __attribute__((vector_size(64))) double b,
+                                                __attribute__((vector_size(64))) double c) {
+  decltype(a) r;
+  for (int l = 0; l < 8; ++l) r[l] = __builtin_fma(a[l], b[l], c[l]);
+  return r;
+}
+#define MPACC_VEC_FMA(a, b, c) vec_fma(a, b, c)
+#include "layer_vector.inc"
+#undef MPACC_VEC_FMA
+}  // namespace portable
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+
+#ifdef MPACC_X86
+
+// The same source compiled for AVX2 and FMA (the lane loop of vec_fma becomes
+// two vfmadd instructions); only called after cpu_has_avx2() said yes.
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#pragma GCC optimize("fp-contract=off")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+namespace avx2 {
+[[gnu::always_inline]] inline
+__attribute__((vector_size(64))) double vec_fma(__attribute__((vector_size(64))) double a,
+                                                __attribute__((vector_size(64))) double b,
+                                                __attribute__((vector_size(64))) double c) {
+  decltype(a) r;
+  for (int l = 0; l < 8; ++l) r[l] = __builtin_fma(a[l], b[l], c[l]);
+  return r;
+}
+#define MPACC_VEC_FMA(a, b, c) vec_fma(a, b, c)
+#include "layer_vector.inc"
+#undef MPACC_VEC_FMA
+}  // namespace avx2
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------------------
+// The AVX-512 kernel. Eight output components per vector, NS samples
+// interleaved to hide latency. Every step is exact: s + w x (or a + b) is
+// rounded by the FMA (or addition) both downward and upward with embedded
+// rounding; equal results mean exact, otherwise the value toward zero with its
+// last bit set is the 53-bit round-to-odd value, which rounds to the lane's
+// format (p <= 51) correctly. That rounding is fl(y + c) - c with c =
+// +-2^(q+52) and the addition in the lane's mode (embedded rounding again), as
+// in sim::round_array; odd, nearest-away and stochastic adjust it by one
+// quantum (see round_vec).
 
 // Everything from here to the matching pop_options is compiled for AVX-512
 // and only called after cpu_has_avx512() said yes.
@@ -90,10 +177,13 @@ bool vector_format_ok(const format& f) noexcept {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+namespace avx512 {
+
 struct vformat {
   __m512d max, neg_max;
   __m512i top_bits, shift_bits, cmin_bits, thr_nosub_bits, c_nosub_bits, min_normal_bits, emax_bits;
   __mmask8 has_inf;
+  const lane_formats* lanes;
   explicit vformat(const lane_formats& L)
       : max(_mm512_load_pd(L.max)),
         neg_max(_mm512_sub_pd(_mm512_setzero_pd(), max)),
@@ -106,16 +196,56 @@ struct vformat {
         c_nosub_bits(_mm512_castpd_si512(_mm512_load_pd(L.c_nosub))),
         min_normal_bits(_mm512_castpd_si512(_mm512_load_pd(L.min_normal))),
         emax_bits(_mm512_castpd_si512(_mm512_load_pd(L.screen))),
-        has_inf(L.has_inf) {}
+        has_inf(L.has_inf),
+        lanes(&L) {}
 };
 
 struct vflags {
   __mmask8 inexact = 0, underflow = 0, overflow = 0, invalid = 0, saturated = 0;
 };
 
+constexpr int kRN = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 constexpr int kRD = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
 constexpr int kRU = _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC;
 constexpr int kRZ = _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC;
+
+// The embedded rounding of the format step: the mode itself for the four IEEE
+// modes, toward zero for odd and stochastic (then adjusted), nearest-even for
+// nearest-away (then its ties adjusted).
+template <rounding Mode>
+constexpr int embedded_rounding() {
+  switch (Mode) {
+    case rounding::toward_zero:
+    case rounding::odd:
+    case rounding::stochastic: return kRZ;
+    case rounding::upward: return kRU;
+    case rounding::downward: return kRD;
+    default: return kRN;
+  }
+}
+
+// SplitMix64 (sim::random_bits) from its pre-state z = seed + (i + 1) * golden.
+inline __m512i mix(__m512i z) {
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                         _mm512_set1_epi64(static_cast<long long>(0xbf58476d1ce4e5b9ULL)));
+  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                         _mm512_set1_epi64(static_cast<long long>(0x94d049bb133111ebULL)));
+  return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+constexpr long long kGolden = static_cast<long long>(0x9e3779b97f4a7c15ULL);
+
+// The next random word of one sample (stochastic only; zero otherwise).
+template <rounding Mode>
+inline __m512i next_word(__m512i& z) {
+  if constexpr (Mode == rounding::stochastic) {
+    const __m512i w = mix(z);
+    z = _mm512_add_epi64(z, _mm512_set1_epi64(kGolden));
+    return w;
+  } else {
+    (void)z;
+    return _mm512_setzero_si512();
+  }
+}
 
 // RO53 from the roundings toward zero and downward/upward of the same exact
 // value: inexact iff RD != RU; then the toward-zero value with its last bit set.
@@ -154,7 +284,7 @@ __attribute__((noinline)) __m512d replace_lanes(__m512d y, __m512d r0, __mmask8 
   fl.inexact |= finite_big;
   __mmask8 to_max = 0;
   const __mmask8 negative = _mm512_test_epi64_mask(sign, sign);
-  if constexpr (Mode == rounding::toward_zero) to_max = finite_big;
+  if constexpr (Mode == rounding::toward_zero || Mode == rounding::odd) to_max = finite_big;
   if constexpr (Mode == rounding::upward) to_max = finite_big & negative;
   if constexpr (Mode == rounding::downward) to_max = finite_big & static_cast<__mmask8>(~negative);
   __m512d mag = _mm512_castsi512_pd(_mm512_andnot_si512(sign_mask, _mm512_castpd_si512(r0)));
@@ -173,14 +303,43 @@ __attribute__((noinline)) __m512d replace_lanes(__m512d y, __m512d r0, __mmask8 
   return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(mag), sign));
 }
 
-// Rounds y lane by lane to the lane's format in mode R (embedded rounding
-// constant): r0 = fl_R(y + c) - c with c = +-2^(q+52) carrying y's sign, q from
-// y's exponent field 2^e (clamped to 2^(emax+1)) as in sim::round_array.
-// Accumulates the flags. NaN lanes stay NaN and raise nothing.
-template <int R, rounding Mode, bool Subnormals, bool Unclamped = false>
-inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl) {
+// Every lane by the scalar code (stochastic values below the smallest quantum).
+template <rounding Mode>
+__attribute__((noinline)) __m512d scalar_lanes(__m512d y, const vformat& F, bool saturate, vflags& fl,
+                                               __m512i word) {
+  alignas(64) double v[8];
+  alignas(64) std::uint64_t w[8];
+  _mm512_store_pd(v, y);
+  _mm512_store_si512(w, word);
+  for (int l = 0; l < 8; ++l) {
+    unsigned f = 0;
+    v[l] = scalar_round(Mode, v[l], F.lanes->fmt[l], saturate, f, w[l]);
+    const auto bit = static_cast<__mmask8>(1u << l);
+    if (f & flag::inexact) fl.inexact |= bit;
+    if (f & flag::underflow) fl.underflow |= bit;
+    if (f & flag::overflow) fl.overflow |= bit;
+    if (f & flag::invalid) fl.invalid |= bit;
+    if (f & flag::saturated) fl.saturated |= bit;
+  }
+  return _mm512_load_pd(v);
+}
+
+// Rounds y lane by lane to the lane's format in mode Mode: r0 = fl_R(y + c) - c
+// with c = +-2^(q+52) carrying y's sign, q from y's exponent field 2^e (clamped
+// to 2^(emax+1)) as in sim::round_array, and R the embedded rounding of the mode.
+// Odd sets the last bit of fl_RZ(y + c) when inexact (its last bit is the
+// parity of the truncation); nearest-away moves a tie that went toward zero
+// one quantum away; stochastic adds one quantum to the truncation when the top
+// d bits of the word are below the d dropped bits of y (d = q - quantum of y),
+// as detail::round_core does. Accumulates the flags. NaN lanes stay NaN and
+// raise nothing.
+template <rounding Mode, bool Subnormals, bool Unclamped = false>
+inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl,
+                         __m512i word = _mm512_setzero_si512()) {
+  constexpr int R = embedded_rounding<Mode>();
   const __m512i exp_mask = _mm512_set1_epi64(0x7ff0000000000000LL);
   const __m512i sign_mask = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ULL));
+  const __m512i one = _mm512_set1_epi64(1);
   // 2^e as its encoding (the exponent field of y); integer min/add/max on
   // encodings of positive powers of two are exact and have 1-cycle latency:
   // c = max(min(2^e, 2^(emax+1)) * 2^(53-p), 2^(emin-p+53))
@@ -190,9 +349,40 @@ inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl)
       _mm512_add_epi64(Unclamped ? e2 : _mm512_min_epi64(e2, F.top_bits), F.shift_bits), F.cmin_bits);
   if constexpr (!Subnormals)
     c = _mm512_mask_blend_epi64(_mm512_cmp_epi64_mask(e2, F.thr_nosub_bits, _MM_CMPINT_LT), c, F.c_nosub_bits);
+  if constexpr (Mode == rounding::stochastic) {
+    // d = q - quantum of y = c's biased exponent - max(y's, 1) (>= 2 since p <= 51);
+    // the scalar code decides when d > 52 (y below the quantum 2^q) and when y
+    // may overflow or is not finite (y >= 2^floor(log2 max))
+    const __m512i ea = _mm512_max_epi64(_mm512_srli_epi64(e2, 52), one);
+    const __m512i d = _mm512_sub_epi64(_mm512_srli_epi64(c, 52), ea);
+    if (_mm512_cmp_epi64_mask(d, _mm512_set1_epi64(52), _MM_CMPINT_GT) |
+        _mm512_cmp_epi64_mask(e2, F.emax_bits, _MM_CMPINT_NLT)) [[unlikely]]
+      return scalar_lanes<Mode>(y, F, saturate, fl, word);
+  }
   // cs = c with y's sign: bit select (sign_mask ? y : c)
   const __m512d cs = _mm512_castsi512_pd(_mm512_ternarylogic_epi64(sign_mask, _mm512_castpd_si512(y), c, 0xCA));
-  const __m512d r0 = _mm512_sub_pd(_mm512_add_round_pd(y, cs, R), cs);  // the subtraction is exact
+  const __m512d t = _mm512_add_round_pd(y, cs, R);
+  __m512d r0 = _mm512_sub_pd(t, cs);  // the subtraction is exact
+  if constexpr (Mode == rounding::odd) {
+    const __mmask8 inexact = _mm512_cmp_pd_mask(r0, y, _CMP_NEQ_OQ);
+    const __m512i tb = _mm512_castpd_si512(t);
+    r0 = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_mask_or_epi64(tb, inexact, tb, one)), cs);
+  } else if constexpr (Mode == rounding::nearest_away) {
+    // a tie rounded toward zero: y - r0 = +-2^(q-1) with y's sign
+    const __m512d diff = _mm512_sub_pd(y, r0);  // exact
+    const __m512d half = _mm512_mul_pd(cs, _mm512_set1_pd(0x1p-53));  // exact
+    const __mmask8 tie = _mm512_cmp_pd_mask(diff, half, _CMP_EQ_OQ);
+    r0 = _mm512_mask_add_pd(r0, tie, r0, _mm512_add_pd(diff, diff));
+  } else if constexpr (Mode == rounding::stochastic) {
+    const __m512i ab = _mm512_andnot_si512(sign_mask, _mm512_castpd_si512(y));
+    const __m512i ea = _mm512_max_epi64(_mm512_srli_epi64(e2, 52), one);
+    const __m512i d = _mm512_sub_epi64(_mm512_srli_epi64(c, 52), ea);
+    const __m512i rem = _mm512_and_si512(ab, _mm512_sub_epi64(_mm512_sllv_epi64(one, d), one));
+    const __m512i u = _mm512_srlv_epi64(word, _mm512_sub_epi64(_mm512_set1_epi64(64), d));
+    const __mmask8 up = _mm512_cmp_epi64_mask(u, rem, _MM_CMPINT_LT);
+    const __m512i tb = _mm512_castpd_si512(t);
+    r0 = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_mask_add_epi64(tb, up, tb, one)), cs);
+  }
   const __mmask8 changed = _mm512_cmp_pd_mask(r0, y, _CMP_NEQ_OQ);
   fl.inexact |= changed;
   // tiny before rounding: |y| < 2^emin, i.e. 2^e < 2^emin
@@ -211,9 +401,8 @@ inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl)
 // Exact: every sum and product of this task is known to be exact in binary64
 // (bit-span check in dense()), so one round-to-nearest operation gives the
 // exact value and the round-to-odd step is skipped.
-template <int R, rounding Mode, bool Sub, bool Exact, int NS>
+template <rounding Mode, bool Sub, bool Exact, int NS>
 struct vkernel {
-  static constexpr int kRN = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   static __m512d fma_x(__m512d w, __m512d x, __m512d s) {
     if constexpr (Exact) return _mm512_fmadd_round_pd(w, x, s, kRN);
     return fma_odd(w, x, s);
@@ -234,54 +423,68 @@ struct vkernel {
   const vformat* prod;  // null: exact products
   bool saturate;
   vflags* fl;  // NS
+  __m512i* z;  // NS: stochastic pre-states
 
   // the term w_j x_j as it enters the sum, for sample k (product model)
-  __m512d product(__m512d w, double xv, int k) const {
+  __m512d product(__m512d w, double xv, vflags& f, __m512i& zk) const {
     const __m512d p = mul_x(w, _mm512_set1_pd(xv));
-    return round_vec<R, Mode, Sub, Exact>(p, *prod, saturate, fl[k]);
+    return round_vec<Mode, Sub, Exact>(p, *prod, saturate, f, next_word<Mode>(zk));
   }
 
   // recursive sum of terms [lo, hi) into s[k]. The hot loop works on local
-  // copies (sums, flags, format constants, row pointers) so that they live in
-  // registers rather than behind pointers the compiler must assume aliased.
+  // copies (sums, flags, format constants, row pointers, random pre-states) so
+  // that they live in registers rather than behind pointers the compiler must
+  // assume aliased.
   void recursive(std::size_t lo, std::size_t hi, std::size_t i0, __m512d* s) const {
     const __m512d neg_zero = _mm512_set1_pd(-0.0);
     const vformat F = acc;
     const double* xr[NS];
     vflags lf[NS];
     __m512d sl[NS];
-    for (int k = 0; k < NS; ++k) xr[k] = x[k];
+    __m512i zl[NS];
+    for (int k = 0; k < NS; ++k) {
+      xr[k] = x[k];
+      zl[k] = z[k];
+    }
     const double* wp = Wt + lo * ldw + i0;
     {
       const __m512d w = _mm512_loadu_pd(wp);
       for (int k = 0; k < NS; ++k) {
-        const __m512d t = prod ? product(w, xr[k][lo], k) : fma_x(w, _mm512_set1_pd(xr[k][lo]), neg_zero);
-        sl[k] = round_vec<R, Mode, Sub, Exact>(prod ? add_x(t, neg_zero) : t, F, saturate, lf[k]);
+        const __m512d t = prod ? product(w, xr[k][lo], lf[k], zl[k]) : fma_x(w, _mm512_set1_pd(xr[k][lo]), neg_zero);
+        sl[k] = round_vec<Mode, Sub, Exact>(prod ? add_x(t, neg_zero) : t, F, saturate, lf[k], next_word<Mode>(zl[k]));
       }
     }
     if (prod) {
       for (std::size_t j = lo + 1; j < hi; ++j) {
         wp += ldw;
         const __m512d w = _mm512_loadu_pd(wp);
-        for (int k = 0; k < NS; ++k)
-          sl[k] = round_vec<R, Mode, Sub, Exact>(add_x(sl[k], product(w, xr[k][j], k)), F, saturate, lf[k]);
+        for (int k = 0; k < NS; ++k) {
+          const __m512d p = product(w, xr[k][j], lf[k], zl[k]);
+          sl[k] = round_vec<Mode, Sub, Exact>(add_x(sl[k], p), F, saturate, lf[k], next_word<Mode>(zl[k]));
+        }
       }
     } else {
       for (std::size_t j = lo + 1; j < hi; ++j) {
         wp += ldw;
         const __m512d w = _mm512_loadu_pd(wp);
         for (int k = 0; k < NS; ++k)
-          sl[k] = round_vec<R, Mode, Sub, Exact>(fma_x(w, _mm512_set1_pd(xr[k][j]), sl[k]), F, saturate, lf[k]);
+          sl[k] = round_vec<Mode, Sub, Exact>(fma_x(w, _mm512_set1_pd(xr[k][j]), sl[k]), F, saturate, lf[k],
+                                              next_word<Mode>(zl[k]));
       }
     }
     for (int k = 0; k < NS; ++k) {
       s[k] = sl[k];
+      z[k] = zl[k];
       fl[k].inexact |= lf[k].inexact;
       fl[k].underflow |= lf[k].underflow;
       fl[k].overflow |= lf[k].overflow;
       fl[k].invalid |= lf[k].invalid;
       fl[k].saturated |= lf[k].saturated;
     }
+  }
+
+  __m512d round_acc(__m512d y, int k) const {
+    return round_vec<Mode, Sub, Exact>(y, acc, saturate, fl[k], next_word<Mode>(z[k]));
   }
 
   void pairwise(std::size_t lo, std::size_t n, std::size_t i0, __m512d* s) const {
@@ -293,7 +496,7 @@ struct vkernel {
     __m512d right[NS];
     pairwise(lo, m, i0, s);
     pairwise(lo + m, n - m, i0, right);
-    for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode, Sub, Exact>(add_x(s[k], right[k]), acc, saturate, fl[k]);
+    for (int k = 0; k < NS; ++k) s[k] = round_acc(add_x(s[k], right[k]), k);
   }
 
   void run(std::size_t n, const order& ord, std::size_t i0, const double* bias, __m512d* out) const {
@@ -308,7 +511,7 @@ struct vkernel {
           for (std::size_t start = B; start < n; start += B) {
             __m512d t[NS];
             recursive(start, std::min(start + B, n), i0, t);
-            for (int k = 0; k < NS; ++k) s[k] = round_vec<R, Mode, Sub, Exact>(add_x(s[k], t[k]), acc, saturate, fl[k]);
+            for (int k = 0; k < NS; ++k) s[k] = round_acc(add_x(s[k], t[k]), k);
           }
           break;
         }
@@ -317,7 +520,7 @@ struct vkernel {
     const __m512d b = _mm512_loadu_pd(bias + i0);
     for (int k = 0; k < NS; ++k) {
       const __m512d y = n > 0 ? add_x(s[k], b) : add_x(b, _mm512_set1_pd(-0.0));
-      out[k] = round_vec<R, Mode, Sub, Exact>(y, acc, saturate, fl[k]);
+      out[k] = round_acc(y, k);
     }
   }
 };
@@ -329,68 +532,86 @@ unsigned to_flags(const vflags& f, int lane) {
          (bit(f.saturated) ? flag::saturated : 0u);
 }
 
-// One block of 8 components for NS samples starting at sample s0.
-template <int R, rounding Mode, bool Sub, bool Exact, int NS>
-void run_block(const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
-                            std::size_t i0, const double* bias, const lane_formats& accL,
-                            const lane_formats* prodL, const layer_spec& spec, std::size_t n_out,
-                            double* Y, unsigned* flags_out) {
-  const vformat acc(accL);
+// NS samples of the task from sample k0 on.
+template <rounding Mode, bool Sub, bool Exact, int NS>
+void run_samples(block_task& T, int k0) {
+  const vformat acc(*T.acc);
   const vformat* prod = nullptr;
   alignas(64) unsigned char prod_storage[sizeof(vformat)];
-  if (prodL) prod = new (prod_storage) vformat(*prodL);
+  if (T.prod) prod = new (prod_storage) vformat(*T.prod);
   const double* rows[NS];
-  for (int k = 0; k < NS; ++k) rows[k] = X.row(s0 + k);
   vflags fl[NS];
-  const vkernel<R, Mode, Sub, Exact, NS> kern{Wt, ldw, rows, acc, prod, spec.base.saturate, fl};
-  __m512d out[NS];
-  kern.run(X.cols, spec.base.ord, i0, bias, out);
+  __m512i z[NS];
   for (int k = 0; k < NS; ++k) {
-    alignas(64) double buf[8];
-    _mm512_store_pd(buf, out[k]);
-    for (int lane = 0; lane < 8 && i0 + lane < n_out; ++lane) {
-      Y[(s0 + k) * n_out + i0 + lane] = buf[lane];
-      flags_out[(s0 + k) * n_out + i0 + lane] = to_flags(fl[k], lane);
-    }
+    rows[k] = T.rows[k0 + k];
+    alignas(64) std::uint64_t zs[8];
+    for (int l = 0; l < 8; ++l)
+      zs[l] = T.seed + (T.first_word[k0 + k] + static_cast<std::uint64_t>(l) * T.words + 1) * 0x9e3779b97f4a7c15ULL;
+    z[k] = _mm512_load_si512(zs);
+  }
+  const vkernel<Mode, Sub, Exact, NS> kern{T.Wt, T.ldw, rows, acc, prod, T.saturate, fl, z};
+  __m512d out[NS];
+  kern.run(T.n, T.ord, T.i0, T.bias, out);
+  for (int k = 0; k < NS; ++k) {
+    _mm512_storeu_pd(T.out[k0 + k], out[k]);
+    for (int lane = 0; lane < 8; ++lane) T.flags[k0 + k][lane] = to_flags(fl[k], lane);
   }
 }
 
-template <int R, rounding Mode, bool Sub>
-void run_block_sub(int ns, bool exact, const double* Wt, std::size_t ldw, matrix_view X, std::size_t s0,
-                   std::size_t i0, const double* bias, const lane_formats& accL, const lane_formats* prodL,
-                   const layer_spec& spec, std::size_t n_out, double* Y, unsigned* flags_out) {
-  if (exact) {
-    if (ns == 4)
-      run_block<R, Mode, Sub, true, 4>(Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
-    else
-      for (int k = 0; k < ns; ++k)
-        run_block<R, Mode, Sub, true, 1>(Wt, ldw, X, s0 + k, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
-  } else {
-    if (ns == 4)
-      run_block<R, Mode, Sub, false, 4>(Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
-    else
-      for (int k = 0; k < ns; ++k)
-        run_block<R, Mode, Sub, false, 1>(Wt, ldw, X, s0 + k, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
-  }
-}
-
-template <int R, rounding Mode>
-void run_block_any(int ns, bool all_subnormals, bool exact, const double* Wt, std::size_t ldw,
-                   matrix_view X, std::size_t s0, std::size_t i0, const double* bias,
-                   const lane_formats& accL, const lane_formats* prodL, const layer_spec& spec,
-                   std::size_t n_out, double* Y, unsigned* flags_out) {
-  if (all_subnormals)
-    run_block_sub<R, Mode, true>(ns, exact, Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+template <rounding Mode, bool Sub, bool Exact>
+void run_mode3(block_task& T) {
+  if (T.ns == 4)
+    run_samples<Mode, Sub, Exact, 4>(T, 0);
   else
-    run_block_sub<R, Mode, false>(ns, exact, Wt, ldw, X, s0, i0, bias, accL, prodL, spec, n_out, Y, flags_out);
+    for (int k = 0; k < T.ns; ++k) run_samples<Mode, Sub, Exact, 1>(T, k);
 }
+
+template <rounding Mode>
+void run_mode(block_task& T) {
+  if (T.all_sub) {
+    if (T.exact) run_mode3<Mode, true, true>(T);
+    else run_mode3<Mode, true, false>(T);
+  } else {
+    if (T.exact) run_mode3<Mode, false, true>(T);
+    else run_mode3<Mode, false, false>(T);
+  }
+}
+
+void run_block(block_task& T) {
+  switch (T.mode) {
+    case rounding::nearest_even: run_mode<rounding::nearest_even>(T); break;
+    case rounding::nearest_away: run_mode<rounding::nearest_away>(T); break;
+    case rounding::toward_zero: run_mode<rounding::toward_zero>(T); break;
+    case rounding::upward: run_mode<rounding::upward>(T); break;
+    case rounding::downward: run_mode<rounding::downward>(T); break;
+    case rounding::odd: run_mode<rounding::odd>(T); break;
+    case rounding::stochastic: run_mode<rounding::stochastic>(T); break;
+  }
+}
+
+}  // namespace avx512
 
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
 
+#endif  // MPACC_X86
+
 bool cpu_has_avx512() noexcept {
+#ifdef MPACC_X86
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
   return has;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx2() noexcept {
+#ifdef MPACC_X86
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
+#endif
 }
 
 // Exponent of the lowest set bit of v (v finite, non-zero), and of the
@@ -428,46 +649,110 @@ int grid_lsb(const format& f) noexcept { return f.subnormals ? f.emin - f.p + 1 
 
 namespace {
 
-// false: "scalar" was chosen
-std::atomic<bool> vector_kernels_allowed = [] {
+bool kernel_available(dense_kernel k) noexcept {
+  switch (k) {
+    case dense_kernel::scalar:
+    case dense_kernel::portable: return true;
+    case dense_kernel::avx2: return cpu_has_avx2();
+    case dense_kernel::avx512: return cpu_has_avx512();
+  }
+  return false;
+}
+
+std::string available_kernels() {
+  std::string s = "scalar, portable";
+  if (cpu_has_avx2()) s += ", avx2";
+  if (cpu_has_avx512()) s += ", avx512";
+  return s;
+}
+
+constexpr dense_kernel all_kernels[] = {dense_kernel::scalar, dense_kernel::portable, dense_kernel::avx2,
+                                        dense_kernel::avx512};
+
+// The forced kernel, or -1 for "auto"; and why MPACC_KERNEL could not be honoured.
+std::atomic<int> forced_kernel{-1};
+std::string env_error;  // set once at start-up, cleared by set_dense_kernel_choice
+
+// Empty when `choice` can be used on this processor, else the reason.
+std::string check_choice(std::string_view choice, int& forced) {
+  if (choice.empty() || choice == "auto") {
+    forced = -1;
+    return {};
+  }
+  for (dense_kernel k : all_kernels)
+    if (choice == to_string(k)) {
+      if (!kernel_available(k))
+        return "kernel '" + std::string(choice) + "' is not available on this processor (it lacks " +
+               (k == dense_kernel::avx512 ? "AVX-512F/DQ" : "AVX2 or FMA") + "; available: auto, " +
+               available_kernels() + ")";
+      forced = static_cast<int>(k);
+      return {};
+    }
+  return "unknown kernel choice '" + std::string(choice) + "' (auto, scalar, portable, avx2, avx512)";
+}
+
+const bool env_read = [] {
   const char* env = std::getenv("MPACC_KERNEL");
-  if (!env || !*env || std::string_view(env) == "auto") return true;
-  if (std::string_view(env) == "scalar") return false;
-  std::fprintf(stderr, "mpacc: MPACC_KERNEL='%s' is not auto or scalar; using auto\n", env);
+  int forced = -1;
+  if (env) {
+    const std::string err = check_choice(env, forced);
+    if (!err.empty()) env_error = "MPACC_KERNEL: " + err;
+  }
+  forced_kernel = forced;
   return true;
 }();
 
-}  // namespace
-
-std::string_view to_string(dense_kernel k) noexcept { return k == dense_kernel::avx512 ? "avx512" : "scalar"; }
-
-void set_dense_kernel_choice(std::string_view choice) {
-  if (choice == "auto")
-    vector_kernels_allowed = true;
-  else if (choice == "scalar")
-    vector_kernels_allowed = false;
-  else
-    throw std::invalid_argument("unknown kernel choice '" + std::string(choice) + "' (auto, scalar)");
+void throw_if_env_error() {
+  if (!env_error.empty()) throw std::invalid_argument(env_error);
 }
 
-std::string dense_kernel_choice() { return vector_kernels_allowed ? "auto" : "scalar"; }
-
-dense_kernel dense_kernel_for(const layer_spec& spec) noexcept {
-  return dense_vector_kernel_applies(spec) ? dense_kernel::avx512 : dense_kernel::scalar;
-}
-
-bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
-  if (!vector_kernels_allowed) return false;
+// Whether the vector kernels can compute this spec (any of them).
+bool vectorizable(const layer_spec& spec) noexcept {
   if (spec.base.via) return false;  // double rounding through `via`: sim::dot per component
-  const rounding m = spec.base.mode;
-  if (m != rounding::nearest_even && m != rounding::toward_zero && m != rounding::upward &&
-      m != rounding::downward)
-    return false;
   if (spec.acc.formats.empty()) return false;
   for (const auto& f : spec.acc.formats)
     if (!vector_format_ok(f)) return false;
   if (spec.base.product && !vector_format_ok(*spec.base.product)) return false;
-  return cpu_has_avx512();
+  return true;
+}
+
+}  // namespace
+
+std::string_view to_string(dense_kernel k) noexcept {
+  switch (k) {
+    case dense_kernel::scalar: return "scalar";
+    case dense_kernel::portable: return "portable";
+    case dense_kernel::avx2: return "avx2";
+    case dense_kernel::avx512: return "avx512";
+  }
+  return "?";
+}
+
+void set_dense_kernel_choice(std::string_view choice) {
+  int forced = -1;
+  const std::string err = check_choice(choice, forced);
+  if (!err.empty()) throw std::invalid_argument(err);
+  forced_kernel = forced;
+  env_error.clear();
+}
+
+std::string dense_kernel_choice() {
+  throw_if_env_error();
+  const int f = forced_kernel;
+  return f < 0 ? "auto" : std::string(to_string(static_cast<dense_kernel>(f)));
+}
+
+dense_kernel dense_kernel_for(const layer_spec& spec) noexcept {
+  if (!vectorizable(spec)) return dense_kernel::scalar;
+  const int f = forced_kernel;
+  if (f >= 0) return static_cast<dense_kernel>(f);
+  if (cpu_has_avx512()) return dense_kernel::avx512;
+  if (cpu_has_avx2()) return dense_kernel::avx2;
+  return dense_kernel::portable;
+}
+
+bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
+  return dense_kernel_for(spec) != dense_kernel::scalar;
 }
 
 struct prepared_dense::impl {
@@ -475,6 +760,7 @@ struct prepared_dense::impl {
   std::size_t n_in = 0, n_out = 0;
   std::vector<double> W, b;  // row-major copy (scalar path only)
   bool vector = false;
+  dense_kernel kernel = dense_kernel::scalar;
   // vector kernel data
   std::size_t blocks = 0, ldw = 0;
   std::vector<double> Wt, bias;
@@ -505,11 +791,13 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
       throw std::invalid_argument("dense: accumulator " + to_string(f) +
                                   " is outside the exact fast path (p <= 51)");
   }
+  throw_if_env_error();
   impl& P = *p_;
   P.spec = spec;
   P.n_in = n_in;
   P.n_out = n_out;
-  P.vector = dense_vector_kernel_applies(spec) && n_out > 0;
+  P.kernel = n_out > 0 ? dense_kernel_for(spec) : dense_kernel::scalar;
+  P.vector = P.kernel != dense_kernel::scalar;
   if (!P.vector) {  // the scalar path reads W and b as given; the vector kernel its own layout
     P.W.assign(W.data, W.data + n_in * n_out);
     P.b.assign(b.begin(), b.end());
@@ -599,6 +887,12 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
     const double* bias = P.bias.data();
     const std::size_t ldw = P.ldw;
     const bool all_sub = P.all_sub;
+    const std::uint64_t words = words_per_dot(n_in, spec.base);
+    void (*kernel_fn)(block_task&) = portable::run_block;
+#ifdef MPACC_X86
+    if (P.kernel == dense_kernel::avx2) kernel_fn = avx2::run_block;
+    if (P.kernel == dense_kernel::avx512) kernel_fn = avx512::run_block;
+#endif
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       // block-major: consecutive tasks of a thread reuse the same strip of W^T
@@ -607,25 +901,33 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       const std::size_t s0 = g * 4;
       const int ns = static_cast<int>(std::min<std::size_t>(4, batch - s0));
       const bool exact = task_exact(blk, s0, ns);
-      const std::size_t i0 = blk * 8;
-      switch (spec.base.mode) {
-        case rounding::toward_zero:
-          run_block_any<_MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC, rounding::toward_zero>(
-              ns, all_sub, exact, Wt, ldw, X, s0, i0, bias, P.accL[blk], prodP, spec, n_out, Y.data(), flags.data());
-          break;
-        case rounding::upward:
-          run_block_any<_MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC, rounding::upward>(
-              ns, all_sub, exact, Wt, ldw, X, s0, i0, bias, P.accL[blk], prodP, spec, n_out, Y.data(), flags.data());
-          break;
-        case rounding::downward:
-          run_block_any<_MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC, rounding::downward>(
-              ns, all_sub, exact, Wt, ldw, X, s0, i0, bias, P.accL[blk], prodP, spec, n_out, Y.data(), flags.data());
-          break;
-        default:
-          run_block_any<_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC, rounding::nearest_even>(
-              ns, all_sub, exact, Wt, ldw, X, s0, i0, bias, P.accL[blk], prodP, spec, n_out, Y.data(), flags.data());
-          break;
+      block_task T;
+      T.Wt = Wt;
+      T.ldw = ldw;
+      T.n = n_in;
+      T.i0 = blk * 8;
+      T.ns = ns;
+      for (int k = 0; k < ns; ++k) {
+        T.rows[k] = X.row(s0 + static_cast<std::size_t>(k));
+        T.first_word[k] = ((s0 + static_cast<std::size_t>(k)) * n_out + T.i0) * words;
       }
+      T.bias = bias;
+      T.acc = &P.accL[blk];
+      T.prod = prodP;
+      T.ord = spec.base.ord;
+      T.mode = spec.base.mode;
+      T.saturate = spec.base.saturate;
+      T.exact = exact;
+      T.all_sub = all_sub;
+      T.seed = spec.base.seed;
+      T.words = words;
+      kernel_fn(T);
+      for (int k = 0; k < ns; ++k)
+        for (std::size_t lane = 0; lane < 8 && T.i0 + lane < n_out; ++lane) {
+          const std::size_t o = (s0 + static_cast<std::size_t>(k)) * n_out + T.i0 + lane;
+          Y[o] = T.out[k][lane];
+          flags[o] = T.flags[k][lane];
+        }
     }
   } else {
     const std::uint64_t words = words_per_dot(n_in, spec.base);

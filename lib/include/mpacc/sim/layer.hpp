@@ -55,7 +55,7 @@ struct layer_spec {
 std::uint64_t words_per_dot(std::size_t n, const accumulation& a) noexcept;
 
 // A dense layer prepared once (weights copied, transposed into the vector
-// kernel's layout, bit spans measured) and run on any number of batches.
+// kernels' layout, bit spans measured) and run on any number of batches.
 // Copies share the prepared data; run() is const and thread-safe.
 class prepared_dense {
  public:
@@ -77,29 +77,39 @@ class prepared_dense {
 
 // Y (batch x n_out, row-major, resized) = X (batch x n_in) W^T (W: n_out x n_in) + b.
 // Multi-threaded over outputs (threads: 0 = all); identical results for any
-// thread count. Uses an AVX-512 kernel (8 components per vector, 4 samples
-// interleaved) for nearest-even, toward-zero, upward and downward when the
-// processor has it and the formats allow (docs/design.md); otherwise sim::dot
-// per component. Both give the same bits. Returns the flag counts.
+// thread count. Uses a vector kernel (8 components per vector, 4 samples
+// interleaved) for every rounding mode when the formats allow (docs/design.md):
+// AVX-512, else AVX2+FMA, else the portable one, chosen at run time;
+// otherwise sim::dot per component. All give the same bits. Returns the flag counts.
 layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const layer_spec& spec,
                   std::vector<double>& Y, int threads = 0);
 
-// The kernels of dense layers. Both give the same bits.
-enum class dense_kernel : std::uint8_t { scalar, avx512 };
+// The kernels of dense layers; all give the bits of sim::dot.
+//   scalar:   sim::dot per component (any spec, any processor)
+//   portable: GCC vector extensions, baseline instructions (SSE2, NEON)
+//   avx2:     the same source compiled for AVX2 + FMA
+//   avx512:   AVX-512F/DQ with embedded rounding
+// The vector kernels cover every rounding mode and the formats with p <= 51,
+// emin - p + 1 >= -1072 and emax + 54 - p <= 1023 (not `via`).
+enum class dense_kernel : std::uint8_t { scalar, portable, avx2, avx512 };
 std::string_view to_string(dense_kernel k) noexcept;
 
-// Which kernels dense layers may use: "auto" (the fastest that applies, the
-// default) or "scalar" (always sim::dot per component), e.g. to compare or
-// test the paths on one machine. Read once from the environment variable
-// MPACC_KERNEL when set; throws std::invalid_argument for another value. The
-// choice applies to layers prepared after the call.
+// Which kernel dense layers use: "auto" (the fastest this processor has, the
+// default) or one of "scalar", "portable", "avx2", "avx512" to force it (e.g.
+// to compare or test the paths on one machine; a spec no vector kernel covers
+// still takes the scalar path). Throws std::invalid_argument for an unknown
+// name or a kernel this processor cannot run. Read once from the environment
+// variable MPACC_KERNEL when set; an unusable value there makes
+// dense_kernel_choice() and the construction of layers throw the same error
+// (until set_dense_kernel_choice is called). The choice applies to layers
+// prepared after the call.
 void set_dense_kernel_choice(std::string_view choice);
 [[nodiscard]] std::string dense_kernel_choice();
 
 // The kernel dense() would use for this spec on this processor under the
 // current choice.
 dense_kernel dense_kernel_for(const layer_spec& spec) noexcept;
-// Whether that is the vector kernel.
+// Whether that is a vector kernel.
 bool dense_vector_kernel_applies(const layer_spec& spec) noexcept;
 
 }  // namespace mpacc::sim
