@@ -117,42 +117,26 @@ struct block_task {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 namespace portable {
-[[gnu::always_inline]] inline
-__attribute__((vector_size(64))) double vec_fma(__attribute__((vector_size(64))) double a,
-                                                __attribute__((vector_size(64))) double b,
-                                                __attribute__((vector_size(64))) double c) {
-  decltype(a) r;
-  for (int l = 0; l < 8; ++l) r[l] = __builtin_fma(a[l], b[l], c[l]);
-  return r;
-}
-#define MPACC_VEC_FMA(a, b, c) vec_fma(a, b, c)
+#define MPACC_VEC_BYTES 16
 #include "layer_vector.inc"
-#undef MPACC_VEC_FMA
+#undef MPACC_VEC_BYTES
 }  // namespace portable
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 #ifdef MPACC_X86
 
-// The same source compiled for AVX2 and FMA (the lane loop of vec_fma becomes
-// two vfmadd instructions); only called after cpu_has_avx2() said yes.
+// The same source compiled for AVX2 and FMA (4 lanes per vector; the lane loop
+// of vec_fma becomes one vfmadd); only called after cpu_has_avx2() said yes.
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #pragma GCC optimize("fp-contract=off")
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 namespace avx2 {
-[[gnu::always_inline]] inline
-__attribute__((vector_size(64))) double vec_fma(__attribute__((vector_size(64))) double a,
-                                                __attribute__((vector_size(64))) double b,
-                                                __attribute__((vector_size(64))) double c) {
-  decltype(a) r;
-  for (int l = 0; l < 8; ++l) r[l] = __builtin_fma(a[l], b[l], c[l]);
-  return r;
-}
-#define MPACC_VEC_FMA(a, b, c) vec_fma(a, b, c)
+#define MPACC_VEC_BYTES 32
 #include "layer_vector.inc"
-#undef MPACC_VEC_FMA
+#undef MPACC_VEC_BYTES
 }  // namespace avx2
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
@@ -225,7 +209,7 @@ constexpr int embedded_rounding() {
 }
 
 // SplitMix64 (sim::random_bits) from its pre-state z = seed + (i + 1) * golden.
-inline __m512i mix(__m512i z) {
+[[gnu::always_inline]] inline __m512i mix(__m512i z) {
   z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
                          _mm512_set1_epi64(static_cast<long long>(0xbf58476d1ce4e5b9ULL)));
   z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
@@ -236,7 +220,7 @@ constexpr long long kGolden = static_cast<long long>(0x9e3779b97f4a7c15ULL);
 
 // The next random word of one sample (stochastic only; zero otherwise).
 template <rounding Mode>
-inline __m512i next_word(__m512i& z) {
+[[gnu::always_inline]] inline __m512i next_word(__m512i& z) {
   if constexpr (Mode == rounding::stochastic) {
     const __m512i w = mix(z);
     z = _mm512_add_epi64(z, _mm512_set1_epi64(kGolden));
@@ -334,7 +318,7 @@ __attribute__((noinline)) __m512d scalar_lanes(__m512d y, const vformat& F, bool
 // as detail::round_core does. Accumulates the flags. NaN lanes stay NaN and
 // raise nothing.
 template <rounding Mode, bool Subnormals, bool Unclamped = false>
-inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl,
+[[gnu::always_inline]] inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl,
                          __m512i word = _mm512_setzero_si512()) {
   constexpr int R = embedded_rounding<Mode>();
   const __m512i exp_mask = _mm512_set1_epi64(0x7ff0000000000000LL);
@@ -355,7 +339,10 @@ inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl,
     // may overflow or is not finite (y >= 2^floor(log2 max))
     const __m512i ea = _mm512_max_epi64(_mm512_srli_epi64(e2, 52), one);
     const __m512i d = _mm512_sub_epi64(_mm512_srli_epi64(c, 52), ea);
-    if (_mm512_cmp_epi64_mask(d, _mm512_set1_epi64(52), _MM_CMPINT_GT) |
+    // (zeros have d > 52 too, but their rem is 0: the vector path keeps them)
+    const __m512i ab0 = _mm512_andnot_si512(sign_mask, _mm512_castpd_si512(y));
+    const __mmask8 nonzero = _mm512_test_epi64_mask(ab0, ab0);
+    if (_mm512_mask_cmp_epi64_mask(nonzero, d, _mm512_set1_epi64(52), _MM_CMPINT_GT) |
         _mm512_cmp_epi64_mask(e2, F.emax_bits, _MM_CMPINT_NLT)) [[unlikely]]
       return scalar_lanes<Mode>(y, F, saturate, fl, word);
   }
@@ -560,9 +547,14 @@ void run_samples(block_task& T, int k0) {
 
 template <rounding Mode, bool Sub, bool Exact>
 void run_mode3(block_task& T) {
-  if (T.ns == 4)
-    run_samples<Mode, Sub, Exact, 4>(T, 0);
-  else
+  if (T.ns == 4) {
+    if constexpr (Mode == rounding::stochastic) {  // two at a time: the words need registers too
+      run_samples<Mode, Sub, Exact, 2>(T, 0);
+      run_samples<Mode, Sub, Exact, 2>(T, 2);
+    } else {
+      run_samples<Mode, Sub, Exact, 4>(T, 0);
+    }
+  } else
     for (int k = 0; k < T.ns; ++k) run_samples<Mode, Sub, Exact, 1>(T, k);
 }
 

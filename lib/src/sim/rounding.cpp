@@ -165,87 +165,49 @@ bool ne_kernel_applies(const format& f) noexcept {
   return f.p <= 52 && f.emax + 54 - f.p <= 1023;
 }
 
-// Stochastic rounding on arrays, eight values at a time with GCC vector
-// extensions (compiled per ISA like the loop above): element i's word is
+// Stochastic rounding on arrays, a vector at a time with GCC vector extensions
+// (round_sr.inc, compiled for AVX-512, AVX2 and the baseline ISA and chosen at
+// run time): element i's word is
 // random_bits(seed, first + i), computed in the lanes (SplitMix64: shifts,
 // xors and two 64-bit multiplications). With a = |x|, c = 2^(q+52) as above
 // and r = fl(a + c) - c (nearest even), the truncation is RZ = r - 2^q when r >
 // a, else r; the d = q - quantum(a) dropped bits are a's encoding modulo 2^d,
 // and the magnitude rounds up iff the top d bits of the word are below them,
-// exactly detail::round_core's rule. Lanes that may overflow or are not
-// finite (a >= 2^floor(log2 max)) and values below the quantum 2^q (d > 52)
-// are rounded by round_core itself with the same word. Needs p <= 51 (so d >= 2),
+// exactly detail::round_core's rule; a result above max gives the overflow
+// value of the spec (as the nearest-even loop). Non-finite values, values from
+// 2^970 on and values below the quantum 2^q (d > 52) are rounded by
+// round_core itself with the same word. Needs p <= 51 (so d >= 2),
 // a quantum of at least 2^-1072 and emax + 54 - p <= 1023.
 struct sr_params {
-  double scale, cmin, c_nosub, min_normal, screen;
+  double scale, cmin, c_nosub, min_normal, screen, max;
   std::uint64_t seed, first;
 };
 
-typedef double sr_vd __attribute__((vector_size(64)));
-typedef std::int64_t sr_vi __attribute__((vector_size(64)));
-typedef std::uint64_t sr_vu __attribute__((vector_size(64)));
-
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
-template <bool Subnormals>
-MPACC_CLONES unsigned round_sr_kernel(const double* __restrict in, double* __restrict out, std::size_t n,
-                                      const sr_params& P, const format& f, bool saturate) noexcept {
-  constexpr std::int64_t kSign = static_cast<std::int64_t>(0x8000000000000000ULL);
-  constexpr std::int64_t kExp = 0x7ff0000000000000LL;
-  constexpr std::uint64_t golden = 0x9e3779b97f4a7c15ULL;
-  const std::int64_t shift = std::bit_cast<std::int64_t>(P.scale) - std::bit_cast<std::int64_t>(1.0);
-  const std::int64_t cmin = std::bit_cast<std::int64_t>(P.cmin), c_nosub = std::bit_cast<std::int64_t>(P.c_nosub),
-                     thr = std::bit_cast<std::int64_t>(P.min_normal), screen = std::bit_cast<std::int64_t>(P.screen);
-  sr_vi fl{};
-  unsigned rare_flags = 0;
-  sr_vu lane{};
-  for (int l = 0; l < 8; ++l) lane[l] = static_cast<std::uint64_t>(l);
-  // pre-state of the SplitMix64 word of element i: seed + (first + i + 1) * golden
-  sr_vu z = P.seed + (P.first + 1 + lane) * golden;
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8, z += 8 * golden) {
-    sr_vd x;
-    std::memcpy(&x, in + i, sizeof x);
-    sr_vu w = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    w = (w ^ (w >> 27)) * 0x94d049bb133111ebULL;
-    w = w ^ (w >> 31);
-    const sr_vi xb = reinterpret_cast<sr_vi>(x);
-    const sr_vi sign = xb & kSign;
-    const sr_vi ab = xb ^ sign;
-    const sr_vd a = reinterpret_cast<sr_vd>(ab);
-    const sr_vi e2 = ab & kExp;
-    sr_vi cb = e2 + shift;
-    cb = cb > cmin ? cb : sr_vi{} + cmin;
-    if constexpr (!Subnormals) cb = e2 < thr ? sr_vi{} + c_nosub : cb;
-    const sr_vd c = reinterpret_cast<sr_vd>(cb);
-    const sr_vd r0 = (a + c) - c;
-    const sr_vd ulp = c * 0x1p-52;
-    const sr_vd rz = r0 > a ? r0 - ulp : r0;
-    const sr_vi ea = ab >> 52;
-    const sr_vi d = (cb >> 52) - (ea > 1 ? ea : sr_vi{} + 1);
-    const sr_vi rare = (d > 52) | (e2 >= screen);
-    const sr_vi dc = d > 52 ? sr_vi{} + 52 : d;
-    const sr_vi rem = ab & (((sr_vi{} + 1) << dc) - 1);
-    const sr_vi u = reinterpret_cast<sr_vi>(w >> reinterpret_cast<sr_vu>(64 - dc));
-    const sr_vd r = u < rem ? rz + ulp : rz;
-    const sr_vi inexact = (r != a) & ~rare;
-    fl |= (inexact & static_cast<std::int64_t>(flag::inexact)) |
-          (inexact & (a < P.min_normal) & static_cast<std::int64_t>(flag::underflow));
-    const sr_vd res = reinterpret_cast<sr_vd>(reinterpret_cast<sr_vi>(r) | sign);
-    std::memcpy(out + i, &res, sizeof res);
-    std::int64_t any = 0;
-    for (int l = 0; l < 8; ++l) any |= rare[l];
-    if (any) [[unlikely]] {
-      for (int l = 0; l < 8; ++l)
-        if (rare[l]) out[i + l] = detail::round_core<rounding::stochastic>(x[l], f, saturate, rare_flags, w[l]);
-    }
-  }
-  for (; i < n; ++i)
-    out[i] = detail::round_core<rounding::stochastic>(in[i], f, saturate, rare_flags, random_bits(P.seed, P.first + i));
-  std::int64_t all = 0;
-  for (int l = 0; l < 8; ++l) all |= fl[l];
-  return static_cast<unsigned>(all) | rare_flags;
-}
+namespace sr_base {
+#define SR_BYTES 16
+#include "round_sr.inc"
+#undef SR_BYTES
+}  // namespace sr_base
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2")
+namespace sr_avx2 {
+#define SR_BYTES 32
+#include "round_sr.inc"
+#undef SR_BYTES
+}  // namespace sr_avx2
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq")
+namespace sr_avx512 {
+#define SR_BYTES 64
+#include "round_sr.inc"
+#undef SR_BYTES
+}  // namespace sr_avx512
+#pragma GCC pop_options
+#endif
 #pragma GCC diagnostic pop
 
 bool sr_kernel_applies(const format& f) noexcept {
@@ -255,9 +217,20 @@ bool sr_kernel_applies(const format& f) noexcept {
 unsigned round_sr_chunk(const double* in, double* out, std::size_t n, const format& f, bool saturate,
                         std::uint64_t seed, std::uint64_t first) noexcept {
   const sr_params P{std::ldexp(1.0, 53 - f.p), std::ldexp(1.0, f.emin - f.p + 53), std::ldexp(1.0, f.emin + 52),
-                    std::ldexp(1.0, f.emin),   std::ldexp(1.0, std::ilogb(f.max_finite)), seed, first};
-  return f.subnormals ? round_sr_kernel<true>(in, out, n, P, f, saturate)
-                      : round_sr_kernel<false>(in, out, n, P, f, saturate);
+                    std::ldexp(1.0, f.emin),   std::ldexp(1.0, std::ilogb(f.max_finite)), f.max_finite, seed, first};
+#if defined(__x86_64__)
+  static const int isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 2
+                         : __builtin_cpu_supports("avx2")                                        ? 1
+                                                                                                 : 0;
+  if (isa == 2)
+    return f.subnormals ? sr_avx512::round_sr_kernel<true>(in, out, n, P, f, saturate)
+                        : sr_avx512::round_sr_kernel<false>(in, out, n, P, f, saturate);
+  if (isa == 1)
+    return f.subnormals ? sr_avx2::round_sr_kernel<true>(in, out, n, P, f, saturate)
+                        : sr_avx2::round_sr_kernel<false>(in, out, n, P, f, saturate);
+#endif
+  return f.subnormals ? sr_base::round_sr_kernel<true>(in, out, n, P, f, saturate)
+                      : sr_base::round_sr_kernel<false>(in, out, n, P, f, saturate);
 }
 
 // One contiguous chunk.
