@@ -3,6 +3,8 @@
 // and recursive, e4m3-ieee and binary16 accumulators) against the same layer
 // in native binary32 (OpenBLAS sgemm and a plain loop) and a straightforward
 // MPFR emulation (one mpfr_fma per multiply-add in the format's exponent range).
+// The layer kernel is the automatic choice unless MPACC_KERNEL forces one
+// (scripts/bench.sh runs each); the label says which ran.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <mpfr.h>
@@ -55,8 +57,36 @@ void BM_sim_layer(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));
   state.SetLabel(sim::to_string(spec.acc.formats[0]) + " " + sim::to_string(spec.base.ord) +
-                 " threads=" + std::to_string(threads) +
-                 (sim::dense_vector_kernel_applies(spec) ? " avx512" : " scalar"));
+                 " threads=" + std::to_string(threads) + " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
+}
+
+// e4m3-ieee blocked:8 in each rounding mode (sim::all_roundings order), on
+// the same data (range 1 = 1: inputs with full 53-bit significands, where no
+// task is exact in binary64 and every step takes the round-to-odd path).
+void BM_sim_layer_mode(benchmark::State& state) {
+  const auto& d = data();
+  static const std::vector<double> wide = [] {
+    std::vector<double> v = data().X;
+    sim::random_stream rng(11);
+    for (auto& x : v) x = (rng.uniform() * 2 - 1) * 2.0;
+    return v;
+  }();
+  sim::layer_spec spec;
+  spec.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
+  spec.base.ord = {sim::order::kind::blocked, 8};
+  spec.base.mode = sim::all_roundings[state.range(0)];
+  spec.base.seed = 5;
+  const int threads = static_cast<int>(state.range(2));
+  const double* X = state.range(1) ? wide.data() : d.X.data();
+  std::vector<double> Y;
+  const sim::prepared_dense layer({d.W.data(), M, N}, d.b, spec);
+  for (auto _ : state) {
+    layer.run({X, B, N}, Y, threads);
+    benchmark::DoNotOptimize(Y.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));
+  state.SetLabel(std::string(sim::to_string(spec.base.mode)) + (state.range(1) ? " wide inputs" : "") +
+                 " threads=" + std::to_string(threads) + " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
 }
 
 void BM_sgemm(benchmark::State& state) {
@@ -131,6 +161,10 @@ void BM_mpfr_layer(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_sim_layer)->ArgsProduct({{0, 1}, {1, 0}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_sim_layer_mode)
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {0, 1}, {1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // The one-shot sim::dense(), preparation included (e4m3-ieee, blocked:8).
 void BM_sim_dense_oneshot(benchmark::State& state) {
   const auto& d = data();

@@ -50,18 +50,16 @@ const char* name_of(int i) {
 void BM_round_array(benchmark::State& state) {
   const auto& in = data();
   std::vector<double> out(N);
-  const sim::round_spec spec{fmt_of(static_cast<int>(state.range(0))),
-                             state.range(1) ? sim::rounding::stochastic : sim::rounding::nearest_even,
-                             false, 1};
+  const auto mode = sim::all_roundings[state.range(1)];
+  const sim::round_spec spec{fmt_of(static_cast<int>(state.range(0))), mode, false, 1};
   const int threads = static_cast<int>(state.range(2));
   for (auto _ : state) {
     benchmark::DoNotOptimize(sim::round_array(in, out, spec, 0, threads));
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * N));
-  state.SetLabel(std::string(name_of(static_cast<int>(state.range(0)))) +
-                 (state.range(1) ? " stochastic" : " nearest-even") + " threads=" +
-                 std::to_string(threads));
+  state.SetLabel(std::string(name_of(static_cast<int>(state.range(0)))) + " " + std::string(sim::to_string(mode)) +
+                 " threads=" + std::to_string(threads));
 }
 
 // MPFR rounding of the same values: mpfr_set_d in the format's exponent range,
@@ -116,8 +114,9 @@ void BM_double_float_double(benchmark::State& state) {
 
 }  // namespace
 
+// formats (binary16, bfloat16, e4m3, e5m2) x modes (sim::all_roundings order) x threads
 BENCHMARK(BM_round_array)
-    ->ArgsProduct({{0, 1, 2, 3}, {0, 1}, {1, 2}})
+    ->ArgsProduct({{0, 1, 2, 3}, {0, 1, 2, 3, 4, 5, 6}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_mpfr_round)->DenseRange(0, 3)->Unit(benchmark::kMillisecond);
