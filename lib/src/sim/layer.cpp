@@ -187,6 +187,13 @@ struct vformat {
 struct vflags {
   __mmask8 inexact = 0, underflow = 0, overflow = 0, invalid = 0, saturated = 0;
 };
+[[gnu::always_inline]] inline void or_flags(vflags& a, const vflags& b) {
+  a.inexact |= b.inexact;
+  a.underflow |= b.underflow;
+  a.overflow |= b.overflow;
+  a.invalid |= b.invalid;
+  a.saturated |= b.saturated;
+}
 
 constexpr int kRN = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 constexpr int kRD = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
@@ -334,17 +341,15 @@ template <rounding Mode, bool Subnormals, bool Unclamped = false>
   if constexpr (!Subnormals)
     c = _mm512_mask_blend_epi64(_mm512_cmp_epi64_mask(e2, F.thr_nosub_bits, _MM_CMPINT_LT), c, F.c_nosub_bits);
   if constexpr (Mode == rounding::stochastic) {
-    // d = q - quantum of y = c's biased exponent - max(y's, 1) (>= 2 since p <= 51);
-    // the scalar code decides when d > 52 (y below the quantum 2^q) and when y
-    // may overflow or is not finite (y >= 2^floor(log2 max))
-    const __m512i ea = _mm512_max_epi64(_mm512_srli_epi64(e2, 52), one);
-    const __m512i d = _mm512_sub_epi64(_mm512_srli_epi64(c, 52), ea);
-    // (zeros have d > 52 too, but their rem is 0: the vector path keeps them)
-    const __m512i ab0 = _mm512_andnot_si512(sign_mask, _mm512_castpd_si512(y));
-    const __mmask8 nonzero = _mm512_test_epi64_mask(ab0, ab0);
-    if (_mm512_mask_cmp_epi64_mask(nonzero, d, _mm512_set1_epi64(52), _MM_CMPINT_GT) |
-        _mm512_cmp_epi64_mask(e2, F.emax_bits, _MM_CMPINT_NLT)) [[unlikely]]
-      return scalar_lanes<Mode>(y, F, saturate, fl, word);
+    // the scalar code decides when y may overflow or is not finite (y >= 2^floor(log2 max)),
+    // and for quanta below 2^-959 (2^(64-q) would overflow)
+    if (_mm512_cmp_epi64_mask(e2, F.emax_bits, _MM_CMPINT_NLT) |
+        _mm512_cmp_epi64_mask(c, _mm512_set1_epi64((1075LL - 959) << 52), _MM_CMPINT_LT)) [[unlikely]] {
+      vflags nf;  // (fl itself must not escape: it lives in mask registers)
+      const __m512d r = scalar_lanes<Mode>(y, F, saturate, nf, word);
+      or_flags(fl, nf);
+      return r;
+    }
   }
   // cs = c with y's sign: bit select (sign_mask ? y : c)
   const __m512d cs = _mm512_castsi512_pd(_mm512_ternarylogic_epi64(sign_mask, _mm512_castpd_si512(y), c, 0xCA));
@@ -361,12 +366,18 @@ template <rounding Mode, bool Subnormals, bool Unclamped = false>
     const __mmask8 tie = _mm512_cmp_pd_mask(diff, half, _CMP_EQ_OQ);
     r0 = _mm512_mask_add_pd(r0, tie, r0, _mm512_add_pd(diff, diff));
   } else if constexpr (Mode == rounding::stochastic) {
-    const __m512i ab = _mm512_andnot_si512(sign_mask, _mm512_castpd_si512(y));
-    const __m512i ea = _mm512_max_epi64(_mm512_srli_epi64(e2, 52), one);
-    const __m512i d = _mm512_sub_epi64(_mm512_srli_epi64(c, 52), ea);
-    const __m512i rem = _mm512_and_si512(ab, _mm512_sub_epi64(_mm512_sllv_epi64(one, d), one));
-    const __m512i u = _mm512_srlv_epi64(word, _mm512_sub_epi64(_mm512_set1_epi64(64), d));
-    const __mmask8 up = _mm512_cmp_epi64_mask(u, rem, _MM_CMPINT_LT);
+    // round_core's rule: the magnitude rounds up iff the top d bits of the word
+    // (d = q - quantum of y) are below the d dropped bits, i.e. iff word <
+    // (|y| - |RZ(y)|) 2^(64-q); below the quantum 2^q (d > 52) iff word <
+    // ceil(|y| 2^(64-q)). Both are word < V, V = ceil(|y - RZ(y)| 2^(64-q)): the
+    // difference is exact, the scaling by a power of two too (rounded upward, so
+    // a product below 2^-1074 still gives 1), and V < 2^64 converts exactly.
+    const __m512d rz = _mm512_sub_pd(t, cs);
+    const __m512d diff = _mm512_castsi512_pd(_mm512_andnot_si512(sign_mask, _mm512_castpd_si512(_mm512_sub_pd(y, rz))));
+    // 2^(64-q) from c = 2^(q+52): biased exponent 1023 + 64 - q = 2162 - (q + 1075)
+    const __m512d scale = _mm512_castsi512_pd(_mm512_sub_epi64(_mm512_set1_epi64(2162LL << 52), c));
+    const __m512i v = _mm512_cvt_roundpd_epu64(_mm512_mul_round_pd(diff, scale, kRU), kRU);
+    const __mmask8 up = _mm512_cmp_epu64_mask(word, v, _MM_CMPINT_LT);
     const __m512i tb = _mm512_castpd_si512(t);
     r0 = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_mask_add_epi64(tb, up, tb, one)), cs);
   }
@@ -380,7 +391,12 @@ template <rounding Mode, bool Subnormals, bool Unclamped = false>
   if (high) [[unlikely]] {
     const __mmask8 big = _mm512_cmp_pd_mask(r0, F.max, _CMP_GT_OQ) |
                          _mm512_cmp_pd_mask(r0, F.neg_max, _CMP_LT_OQ);
-    if (big) return replace_lanes<Mode>(y, r0, big, F, saturate, fl);
+    if (big) {
+      vflags nf;
+      const __m512d r = replace_lanes<Mode>(y, r0, big, F, saturate, nf);
+      or_flags(fl, nf);
+      return r;
+    }
   }
   return r0;
 }
@@ -547,14 +563,9 @@ void run_samples(block_task& T, int k0) {
 
 template <rounding Mode, bool Sub, bool Exact>
 void run_mode3(block_task& T) {
-  if (T.ns == 4) {
-    if constexpr (Mode == rounding::stochastic) {  // two at a time: the words need registers too
-      run_samples<Mode, Sub, Exact, 2>(T, 0);
-      run_samples<Mode, Sub, Exact, 2>(T, 2);
-    } else {
-      run_samples<Mode, Sub, Exact, 4>(T, 0);
-    }
-  } else
+  if (T.ns == 4)
+    run_samples<Mode, Sub, Exact, 4>(T, 0);
+  else
     for (int k = 0; k < T.ns; ++k) run_samples<Mode, Sub, Exact, 1>(T, k);
 }
 
