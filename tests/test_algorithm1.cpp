@@ -89,20 +89,140 @@ TEST_CASE("matched baselines recompute exactly as many components per layer and 
     s.indicator = "kappa";
     s.tau = tau;
     const auto a = R.run(s);
-    for (auto kind : {analysis::selection::kind::random, analysis::selection::kind::smallest,
-                      analysis::selection::kind::oracle}) {
+    using K = analysis::selection::kind;
+    for (auto kind : {K::random, K::random_active, K::smallest, K::oracle_pre, K::oracle_local, K::oracle_gain}) {
       analysis::selection m;
       m.type = kind;
       m.counts = &a.counts;
+      m.keep_trace = true;
       const auto b = R.run(m);
+      INFO(analysis::to_string(kind) << " tau " << tau);
       CHECK(b.counts == a.counts);
       CHECK(b.fraction == a.fraction);
+      CHECK(analysis::parse_baseline(analysis::to_string(kind)) == kind);
+      // random-active never picks an inactive ReLU unit (v_low < 0)
+      if (kind == K::random_active)
+        for (const auto& tr : b.trace)
+          for (std::size_t t = 0; t < tr.recomputed.size(); ++t)
+            if (tr.recomputed[t] && &tr != &b.trace.back()) CHECK(tr.v_low[t] >= 0);
+      // the oracles by their definitions: every recomputed component's key is at
+      // least every kept component's, per layer and sample
+      if (kind == K::oracle_pre || kind == K::oracle_local || kind == K::oracle_gain)
+        for (std::size_t k = 0; k < b.trace.size(); ++k) {
+          const auto& tr = b.trace[k];
+          const auto& l = net.layers[k];
+          REQUIRE(tr.v_true.size() == tr.v_low.size());
+          for (std::size_t smp = 0; smp < data.rows; ++smp) {
+            double lo_picked = HUGE_VAL, hi_kept = -HUGE_VAL;
+            for (std::size_t i = 0; i < l.n_out; ++i) {
+              const std::size_t t = smp * l.n_out + i;
+              const double y = sim::apply(l.act, tr.v_true[t]);
+              const double key = kind == K::oracle_pre ? std::fabs(tr.v_low[t] - tr.v_true[t])
+                                 : kind == K::oracle_local
+                                     ? std::fabs(sim::apply(l.act, tr.v_low[t]) - y)
+                                     : std::fabs(sim::apply(l.act, tr.v_low[t]) - y) - std::fabs(sim::apply(l.act, tr.v_high[t]) - y);
+              (tr.recomputed[t] ? lo_picked : hi_kept) =
+                  tr.recomputed[t] ? std::min(lo_picked, key) : std::max(hi_kept, key);
+            }
+            CHECK(lo_picked >= hi_kept);
+          }
+        }
     }
   }
   analysis::selection bad;
   bad.type = analysis::selection::kind::random;
   CHECK_THROWS_WITH(R.run(bad), Catch::Contains("needs the recomputation counts"));
   CHECK_THROWS_WITH(analysis::find_indicator("magic"), Catch::Contains("unknown indicator 'magic'"));
+  CHECK_THROWS_WITH(analysis::parse_baseline("oracle"), Catch::Contains("unknown baseline 'oracle'"));
+}
+
+TEST_CASE("kprime recomputes ReLU units at v = 0; kprime-companion also keeps negative logits low",
+          "[analysis][algorithm1]") {
+  // a hand-made network whose low pass is exact (small dyadic values): hidden
+  // v = (0, -2, 1, 0.5) with ReLU, logits v = (1, -0.5, 0.5, 0)
+  auto net = nn::make_mlp({2, 4, 4}, {sim::activation::relu}, {sim::activation::identity});
+  net.layers[0].W = {1, -1, 0, -1, 1, -0.5, 0.25, 0};
+  net.layers[0].b = {0, 0, 0, 0};
+  net.layers[1].W = {0, 0, 1, 0, 0, 0, -0.5, 0, 0, 0, 0, 1, 0, 0, 1, -2};
+  net.layers[1].b = {0, 0, 0, 0};
+  nn::dataset d;
+  d.rows = 1;
+  d.cols = 2;
+  d.x = {2, 2};
+  d.y = {0};
+  const analysis::mixed_runner R(net, d, 0, analysis::mixed_config{}, 1);
+  auto mask = [&](const std::string& ind) {
+    analysis::selection s;
+    s.indicator = ind;
+    s.tau = 1.5;
+    s.keep_trace = true;
+    const auto r = R.run(s);
+    CHECK(r.trace[0].v_low == std::vector<double>{0, -2, 1, 0.5});
+    CHECK(r.trace[1].v_low == std::vector<double>{1, -0.5, 0.5, 0});
+    return std::make_pair(r.trace[0].recomputed, r.trace[1].recomputed);
+  };
+  using M = std::vector<std::uint8_t>;
+  // hidden: v = 0 scores +inf, v < 0 scores 0, 1/|v| = 1 <= 1.5 stays, 1/0.5 = 2 > 1.5 recomputes
+  CHECK(mask("kprime") == std::make_pair(M{1, 0, 0, 1}, M{0, 1, 1, 1}));
+  CHECK(mask("kprime-companion") == std::make_pair(M{1, 0, 0, 1}, M{0, 0, 1, 1}));
+  // the kappa indicators also recompute the ReLU unit at 0 and keep the negative one
+  CHECK(mask("kappa").first[0] == 1);
+  CHECK(mask("kappa").first[1] == 0);
+  CHECK(mask("kappa-norm").first[0] == 1);
+}
+
+TEST_CASE("metrics on hand-computed cases", "[analysis][algorithm1]") {
+  std::vector<double> v = {5, 1, 4, 2, 3, 6, 7, 8, 9, 10};
+  const auto q = analysis::quantiles_of(v);
+  CHECK(q.q50 == 5);  // nearest rank: ceil(0.5 * 10) = 5th smallest
+  CHECK(q.q90 == 9);
+  CHECK(q.q99 == 10);
+  CHECK(q.max == 10);
+  CHECK(q.n == 10);
+  std::vector<double> with_nan = {1, std::nan(""), 2};
+  CHECK(std::isinf(analysis::quantiles_of(with_nan).max));  // NaN counts as the worst
+  // Wilson 95 %: 0 of 10 -> [0, 0.2775], 5 of 10 -> [0.2366, 0.7634]
+  CHECK(analysis::wilson(0, 10).lo == 0);
+  CHECK(analysis::wilson(0, 10).hi == Approx(0.27753).epsilon(1e-4));
+  CHECK(analysis::wilson(5, 10).lo == Approx(0.23659).epsilon(1e-4));
+  CHECK(analysis::wilson(5, 10).hi == Approx(0.76341).epsilon(1e-4));
+  // McNemar exact: b = 0, c = 5: 2 * 2^-5; b = c: 1; b = 1, c = 9: 2 * (1 + 10) / 1024
+  CHECK(analysis::mcnemar_p(0, 5) == Approx(0.0625));
+  CHECK(analysis::mcnemar_p(3, 3) == 1);
+  CHECK(analysis::mcnemar_p(1, 9) == Approx(22.0 / 1024));
+  // KL(softmax(0, 0) || softmax(ln 3, 0)) = 0.5 ln(0.5 / 0.75) + 0.5 ln(0.5 / 0.25) = 0.5 ln(4/3)
+  const double p[] = {0, 0}, qq[] = {std::log(3.0), 0}, big[] = {1000, 0}, inf[] = {HUGE_VAL, 0};
+  CHECK(analysis::kl_softmax(p, qq, 2) == Approx(0.5 * std::log(4.0 / 3)));
+  CHECK(analysis::kl_softmax(p, p, 2) == 0);
+  CHECK(analysis::kl_softmax(big, big, 2) == 0);  // no overflow
+  CHECK(std::isinf(analysis::kl_softmax(p, inf, 2)));
+}
+
+TEST_CASE("the saturation switch changes a pass only where a value saturates", "[analysis][algorithm1]") {
+  auto net = small_net(sim::activation::relu, 21);
+  for (auto& w : net.layers[0].W) w *= 64;  // e4m3-ieee's largest finite is 240: some sums overflow
+  const auto data = small_data(40, 22);
+  analysis::mixed_config cfg;
+  analysis::selection low;
+  low.type = analysis::selection::kind::uniform_low;
+  low.keep_trace = true;
+  cfg.model.saturate = false;
+  const auto off = analysis::mixed_runner(net, data, 0, cfg, 1).run(low);
+  cfg.model.saturate = true;
+  const auto on = analysis::mixed_runner(net, data, 0, cfg, 1).run(low);
+  std::size_t saturated = 0;
+  const auto& a = off.trace[0].v_low;
+  const auto& b = on.trace[0].v_low;
+  for (std::size_t t = 0; t < a.size(); ++t) {
+    if (std::isfinite(a[t])) {
+      CHECK(test::same(a[t], b[t]));
+    } else {
+      ++saturated;
+      CHECK(std::fabs(b[t]) == sim::formats::e4m3_ieee.max_finite);
+      CHECK(std::signbit(b[t]) == std::signbit(a[t]));
+    }
+  }
+  CHECK(saturated > 0);
 }
 
 TEST_CASE("sweeps are deterministic and independent of the shard count", "[analysis][algorithm1]") {
@@ -123,7 +243,7 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
   }
   nn::save_model(small_net(sim::activation::relu, 11), dir / "net.mpnn");
   analysis::sweep_config c;
-  c.networks = {{"mnist", "relu", (dir / "net.mpnn").string()}};
+  c.networks = {{"mnist", "relu", (dir / "net.mpnn").string(), {784, 128}, {}}};
   c.samples = 0;
   c.taus = {0.05, 0.5};
   c.data_dir = dir / "data";
@@ -133,12 +253,22 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
     for (std::size_t i = 0; i < shards; ++i) analysis::run_sweep(c, i, shards);
     return analysis::merge_sweep(c, 0);
   };
-  const auto one = results("one", 1);
-  const auto again = results("again", 1);
-  const auto three = results("three", 3);
+  auto csv = [](const std::vector<analysis::result_row>& rows) {
+    std::string s;
+    for (const auto& r : rows) s += analysis::to_csv(r);
+    return s;
+  };
+  const auto one = csv(results("one", 1));
+  const auto again = csv(results("again", 1));
+  const auto three = csv(results("three", 3));
   CHECK(one == again);
   CHECK(one == three);
-  CHECK(std::count(one.begin(), one.end(), '\n') == 1 + 4 + 3 * 2 * 4);
+  // 4 uniform rows + 2 indicators x 2 tolerances x (Algorithm 1 + 5 random-active seeds + the local oracle)
+  CHECK(std::count(one.begin(), one.end(), '\n') == 4 + 2 * 2 * 7);
+  CHECK(fs::exists(dir / "one" / "manifest.json"));
+  CHECK(fs::exists(dir / "one" / "report.md"));
+  // rows survive the text form
+  for (const auto& r : results("one", 1)) CHECK(analysis::to_csv(analysis::parse_csv_row(analysis::to_csv(r).substr(0, analysis::to_csv(r).size() - 1))) == analysis::to_csv(r));
   CHECK(fs::exists(dir / "one" / "manifest.json"));
   // merge refuses what would mix runs: a missing, foreign, duplicate, truncated or unparsable shard
   c.out = dir / "three";
@@ -169,7 +299,7 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
   fs::copy_file(dir / "one" / "shard-0-of-1.csv", dir / "three" / "shard-0-of-1.csv");
   CHECK_THROWS_WITH(analysis::merge_sweep(c, 0), Catch::Contains("beside shards of"));
   fs::remove(dir / "three" / "shard-0-of-1.csv");
-  CHECK(analysis::merge_sweep(c, 0) == one);
+  CHECK(csv(analysis::merge_sweep(c, 0)) == one);
   fs::remove_all(dir);
 }
 

@@ -7,6 +7,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include <boost/math/distributions/binomial.hpp>
+
 #include "mpacc/nn/reference.hpp"
 #include "mpacc/nn/simulate.hpp"
 #include "mpacc/sim/random.hpp"
@@ -25,11 +27,25 @@ double mixed_config::cost_of(const sim::format& f) const {
 
 namespace {
 
+// The activation factor of the built-in indicators at v: kappa_act(v), except
+// where it is not defined (ReLU at v = 0), where it is 1 so that the component
+// scores +inf and is recomputed (as the companion code's factor 1{v >= 0} does).
+double act_factor(const layer_view& lv, double v) {
+  if (v == 0 && lv.weights->act.kind == sim::activation::relu) return 1;
+  return sim::kappa_act(lv.weights->act, v);
+}
+
 double kappa_score(const layer_view& lv, double numerator, double v) {
-  const double ka = sim::kappa_act(lv.weights->act, v);
+  const double ka = act_factor(lv, v);
   if (ka == 0) return 0;  // e.g. an inactive ReLU: the output is exactly 0 nearby
   if (v == 0) return std::numeric_limits<double>::infinity();
   return numerator / std::fabs(v) * ka * lv.config->low.unit_roundoff();
+}
+
+double kprime_score(const layer_view& lv, double v) {
+  const double ka = act_factor(lv, v);
+  if (ka == 0) return 0;
+  return v == 0 ? std::numeric_limits<double>::infinity() : ka / std::fabs(v);
 }
 
 std::map<std::string, indicator>& registry() {
@@ -56,13 +72,18 @@ std::map<std::string, indicator>& registry() {
                        [](const layer_view& lv) { return static_cast<double>(lv.n_in + lv.n_out); }};
     m["kprime"] = {"kprime",
                    [](const layer_view& lv, std::vector<double>& score) {
-                     for (std::size_t t = 0; t < lv.batch * lv.n_out; ++t) {
-                       const double v = lv.v_low[t];
-                       const double ka = sim::kappa_act(lv.weights->act, v);
-                       score[t] = ka == 0 ? 0.0 : (v == 0 ? std::numeric_limits<double>::infinity() : ka / std::fabs(v));
-                     }
+                     for (std::size_t t = 0; t < lv.batch * lv.n_out; ++t) score[t] = kprime_score(lv, lv.v_low[t]);
                    },
                    [](const layer_view& lv) { return static_cast<double>(lv.n_out); }};
+    m["kprime-companion"] = {"kprime-companion",
+                             [](const layer_view& lv, std::vector<double>& score) {
+                               for (std::size_t t = 0; t < lv.batch * lv.n_out; ++t) {
+                                 const double v = lv.v_low[t];
+                                 // the companion's factor 1{v >= 0} on the logits as well
+                                 score[t] = lv.last() && v < 0 ? 0.0 : kprime_score(lv, v);
+                               }
+                             },
+                             [](const layer_view& lv) { return static_cast<double>(lv.n_out); }};
     return m;
   }();
   return r;
@@ -94,11 +115,71 @@ std::vector<std::string> indicator_names() {
 }
 
 // ---------------------------------------------------------------------------
+// names, statistics
+
+std::string_view to_string(selection::kind k) noexcept {
+  switch (k) {
+    case selection::kind::uniform_low: return "uniform-low";
+    case selection::kind::uniform_high: return "uniform-high";
+    case selection::kind::threshold: return "algorithm1";
+    case selection::kind::random: return "random";
+    case selection::kind::random_active: return "random-active";
+    case selection::kind::smallest: return "smallest";
+    case selection::kind::oracle_pre: return "oracle-pre";
+    case selection::kind::oracle_local: return "oracle-local";
+    case selection::kind::oracle_gain: return "oracle-gain";
+  }
+  return "?";
+}
+
+selection::kind parse_baseline(std::string_view text) {
+  for (auto k : {selection::kind::random, selection::kind::random_active, selection::kind::smallest,
+                 selection::kind::oracle_pre, selection::kind::oracle_local, selection::kind::oracle_gain})
+    if (text == to_string(k)) return k;
+  throw std::invalid_argument("unknown baseline '" + std::string(text) +
+                              "' (baselines: random, random-active, smallest, oracle-pre, oracle-local, oracle-gain)");
+}
+
+quantiles quantiles_of(std::vector<double>& v) {
+  quantiles q;
+  q.n = v.size();
+  if (v.empty()) return q;
+  for (auto& x : v)
+    if (std::isnan(x)) x = std::numeric_limits<double>::infinity();
+  auto at = [&](double p) {
+    const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+    const std::size_t k = std::min(v.size() - 1, rank == 0 ? 0 : rank - 1);
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+  };
+  q.q50 = at(0.5);
+  q.q90 = at(0.9);
+  q.q99 = at(0.99);
+  q.max = *std::max_element(v.begin(), v.end());
+  return q;
+}
+
+interval wilson(std::size_t k, std::size_t n, double z) {
+  if (n == 0) return {0, 1};
+  const double N = static_cast<double>(n), p = static_cast<double>(k) / N, z2 = z * z;
+  const double centre = (p + z2 / (2 * N)) / (1 + z2 / N);
+  const double half = z / (1 + z2 / N) * std::sqrt(p * (1 - p) / N + z2 / (4 * N * N));
+  return {std::max(0.0, centre - half), std::min(1.0, centre + half)};
+}
+
+double mcnemar_p(std::size_t b, std::size_t c) {
+  const std::size_t n = b + c;
+  if (n == 0) return 1;
+  const boost::math::binomial_distribution<double> d(static_cast<double>(n), 0.5);
+  return std::min(1.0, 2 * boost::math::cdf(d, static_cast<double>(std::min(b, c))));
+}
+
+// ---------------------------------------------------------------------------
 // the runner
 
 namespace {
 
-// plain binary64 inner products (the oracle's notion of the true value: its
+// plain binary64 inner products (the oracles' notion of the true value: its
 // error is far below any low-precision accumulator's)
 void true_values(const nn::dense_layer& l, const std::vector<double>& x, std::size_t batch, std::vector<double>& v,
                  int threads) {
@@ -107,28 +188,70 @@ void true_values(const nn::dense_layer& l, const std::vector<double>& x, std::si
 #pragma omp parallel for num_threads(sim::thread_count(threads)) schedule(static)
   for (std::ptrdiff_t s = 0; s < B; ++s)
     for (std::size_t i = 0; i < l.n_out; ++i) {
-      double acc = l.b[i];
+      // four partial sums (binary64, error ~ n 2^-53 sum|w x|, far below any
+      // low-precision accumulator's)
+      double a0 = l.b[i], a1 = 0, a2 = 0, a3 = 0;
       const double* w = l.row(i);
       const double* xs = x.data() + static_cast<std::size_t>(s) * l.n_in;
-      for (std::size_t j = 0; j < l.n_in; ++j) acc = std::fma(w[j], xs[j], acc);
-      v[static_cast<std::size_t>(s) * l.n_out + i] = acc;
+      std::size_t j = 0;
+      for (; j + 4 <= l.n_in; j += 4) {
+        a0 += w[j] * xs[j];
+        a1 += w[j + 1] * xs[j + 1];
+        a2 += w[j + 2] * xs[j + 2];
+        a3 += w[j + 3] * xs[j + 3];
+      }
+      for (; j < l.n_in; ++j) a0 += w[j] * xs[j];
+      v[static_cast<std::size_t>(s) * l.n_out + i] = (a0 + a1) + (a2 + a3);
     }
 }
 
 sim::layer_spec spec_for(const mixed_config& cfg, const sim::format& f) {
   sim::layer_spec s;
   s.base = cfg.model;
+  s.base.acc = f;
   s.acc = sim::precision_map::uniform(f);
   return s;
 }
 
+// kappa_act(v) > 0 or v = 0 (random-active's candidates), without evaluating
+// tanh's kappa_act (positive up to |v| = 400, where it underflows)
+bool can_matter(const sim::activation_fn& f, double v) {
+  switch (f.kind) {
+    case sim::activation::relu: return v >= 0;
+    case sim::activation::identity:
+    case sim::activation::leaky_relu: return true;
+    case sim::activation::tanh: return !(std::fabs(v) > 400);
+    default: return v == 0 || sim::kappa_act(f, v) > 0;
+  }
+}
+
 }  // namespace
 
+double kl_softmax(const double* zp, const double* zq, std::size_t C) {
+  auto lse = [C](const double* z) {
+    double m = -std::numeric_limits<double>::infinity();
+    for (std::size_t c = 0; c < C; ++c) m = std::max(m, z[c]);
+    double s = 0;
+    for (std::size_t c = 0; c < C; ++c) s += std::exp(z[c] - m);
+    return m + std::log(s);
+  };
+  for (std::size_t c = 0; c < C; ++c)
+    if (!std::isfinite(zq[c])) return std::numeric_limits<double>::infinity();
+  const double lp = lse(zp), lq = lse(zq);
+  double kl = 0;
+  for (std::size_t c = 0; c < C; ++c) {
+    const double a = zp[c] - lp, b = zq[c] - lq;
+    kl += std::exp(a) * (a - b);
+  }
+  return std::max(0.0, kl);
+}
+
 mixed_runner::mixed_runner(const nn::mlp& net, const nn::dataset& data, std::size_t samples, const mixed_config& cfg,
-                           int threads)
+                           int threads, const std::vector<std::vector<double>>* reference)
     : net_(net), cfg_(cfg), rows_(samples > 0 ? std::min(samples, data.rows) : data.rows), threads_(threads) {
   net.validate();
   if (net.inputs() != data.cols) throw std::invalid_argument("the network does not match the data's features");
+  if (cfg.tile_rows == 0 || cfg.tile_samples == 0) throw std::invalid_argument("tile sizes must be >= 1");
   x0_.assign(data.x.begin(), data.x.begin() + static_cast<std::ptrdiff_t>(rows_ * data.cols));
   sim::round_array(x0_, x0_, {cfg.input_format, sim::rounding::nearest_even, false, 0});
   labels_.assign(data.y.begin(), data.y.begin() + static_cast<std::ptrdiff_t>(rows_));
@@ -151,166 +274,302 @@ mixed_runner::mixed_runner(const nn::mlp& net, const nn::dataset& data, std::siz
   const sim::matrix_view X{x0_.data(), rows_, data.cols};
   low_[0].run(X, v0_low_, threads);  // the layer-0 high and true values are computed on first use
   const sim::matrix_view exact{data.x.data(), rows_, data.cols};
-  const auto ref = nn::fast_forward(net, cfg.ref_inputs == reference_inputs::stored ? X : exact, threads);
-  ref_logits_ = ref.layers.back().y_hi;
+  if (reference) {
+    if (reference->size() != net.layers.size()) throw std::invalid_argument("reference outputs: one vector per layer");
+    for (std::size_t k = 0; k < net.layers.size(); ++k)
+      if ((*reference)[k].size() != rows_ * net.layers[k].n_out)
+        throw std::invalid_argument("reference outputs: layer " + std::to_string(k + 1) + " has the wrong size");
+    ref_y_ = *reference;
+    return;
+  }
+  auto ref = nn::fast_forward(net, cfg.ref_inputs == reference_inputs::stored ? X : exact, threads);
+  for (auto& lv : ref.layers) ref_y_.push_back(std::move(lv.y_hi));
 }
 
 double mixed_runner::reference_accuracy() const {
   const std::size_t C = net_.outputs();
   std::size_t correct = 0;
-  for (std::size_t s = 0; s < rows_; ++s) correct += nn::argmax({ref_logits_.data() + s * C, C}) == labels_[s];
+  for (std::size_t s = 0; s < rows_; ++s) correct += nn::argmax({ref_y_.back().data() + s * C, C}) == labels_[s];
   return static_cast<double>(correct) / static_cast<double>(rows_);
 }
 
-mixed_result mixed_runner::run(const selection& sel) const {
+// The shared layer-0 results, each computed once on first use (std::call_once:
+// concurrent runs wait for the one computing it), with the runner's threads.
+const std::vector<double>& mixed_runner::v0_high() const {
+  std::call_once(once_[0], [&] { high_[0].run({x0_.data(), rows_, net_.layers[0].n_in}, v0_high_, threads_); });
+  return v0_high_;
+}
+const std::vector<double>& mixed_runner::y0_low() const {
+  std::call_once(once_[1], [&] {
+    y0_low_ = v0_low_;
+    nn::apply_activation(net_.layers[0], cfg_.act_format, y0_low_, threads_);
+  });
+  return y0_low_;
+}
+const std::vector<double>& mixed_runner::y0_high() const {
+  std::call_once(once_[2], [&] {
+    y0_high_ = v0_high();
+    nn::apply_activation(net_.layers[0], cfg_.act_format, y0_high_, threads_);
+  });
+  return y0_high_;
+}
+const std::vector<double>& mixed_runner::v0_true() const {
+  std::call_once(once_[3], [&] { true_values(net_.layers[0], x0_, rows_, v0_true_, threads_); });
+  return v0_true_;
+}
+const std::vector<double>& mixed_runner::abs0() const {
+  std::call_once(once_[4], [&] {
+    std::vector<double> abs_in(x0_.size());
+    for (std::size_t t = 0; t < x0_.size(); ++t) abs_in[t] = std::fabs(x0_[t]);
+    abs_low_[0].run({abs_in.data(), rows_, net_.layers[0].n_in}, abs0_, threads_);
+  });
+  return abs0_;
+}
+
+void mixed_runner::precompute(bool abs_numerator) const {
+  (void)y0_low();
+  (void)y0_high();
+  (void)v0_true();
+  if (abs_numerator) (void)abs0();
+}
+
+mixed_result mixed_runner::run(const selection& sel, int threads) const {
+  const int thr = threads >= 0 ? threads : threads_;
+  using kind = selection::kind;
   const std::size_t L = net_.layers.size(), B = rows_;
   mixed_result res;
+  res.samples = B;
   res.counts.assign(L, std::vector<std::size_t>(B, 0));
   res.fraction_per_layer.assign(L, 0);
-  const indicator* ind = sel.type == selection::kind::threshold ? &find_indicator(sel.indicator) : nullptr;
-  if ((sel.type == selection::kind::random || sel.type == selection::kind::smallest ||
-       sel.type == selection::kind::oracle) &&
-      (!sel.counts || sel.counts->size() != L))
+  const indicator* ind = sel.type == kind::threshold ? &find_indicator(sel.indicator) : nullptr;
+  const bool matched = sel.type != kind::uniform_low && sel.type != kind::uniform_high && sel.type != kind::threshold;
+  if (matched && (!sel.counts || sel.counts->size() != L))
     throw std::invalid_argument("a matched baseline needs the recomputation counts of a threshold run");
+  if (matched)
+    for (std::size_t k = 0; k < L; ++k)
+      if ((*sel.counts)[k].size() != B)
+        throw std::invalid_argument("a matched baseline's counts must cover every sample of the runner");
+  const bool oracle = sel.type == kind::oracle_pre || sel.type == kind::oracle_local || sel.type == kind::oracle_gain;
   const double c_low = cfg_.cost_of(cfg_.low), c_high = cfg_.cost_of(cfg_.high);
-  double cost = 0, cost_high = 0, comps = 0, recomputed = 0;
-  std::vector<double> in = x0_, v_low, v_high, v_true, score, abs_in, abs_num;
+  double cost = 0, tile_cost = 0, cost_high = 0, comps = 0, recomputed = 0;
+  std::vector<double> in = x0_, v_low, v_high, v_true, score, abs_in, abs_num, rel_hidden;
   for (std::size_t k = 0; k < L; ++k) {
     const auto& l = net_.layers[k];
     const sim::matrix_view X{in.data(), B, l.n_in};
     const std::vector<double>* vl = &v0_low_;
-    const std::vector<double>* vh = &v0_high_;
-    if (k == 0 && sel.type != selection::kind::uniform_low && !v0_high_done_) {
-      high_[0].run(X, v0_high_, threads_);
-      v0_high_done_ = true;
-    }
+    const std::vector<double>* vh = k == 0 && sel.type != kind::uniform_low ? &v0_high() : &v0_high_;
     if (k > 0) {
-      if (sel.type != selection::kind::uniform_high) low_[k].run(X, v_low, threads_);
-      if (sel.type != selection::kind::uniform_low) high_[k].run(X, v_high, threads_);
+      if (sel.type != kind::uniform_high) low_[k].run(X, v_low, thr);
+      if (sel.type != kind::uniform_low) high_[k].run(X, v_high, thr);
       vl = &v_low;
       vh = &v_high;
     }
     std::vector<char> mask(B * l.n_out, 0);
     double overhead = 0;
-    switch (sel.type) {
-      case selection::kind::uniform_low: break;
-      case selection::kind::uniform_high: std::fill(mask.begin(), mask.end(), 1); break;
-      case selection::kind::threshold: {
-        layer_view lv;
-        lv.layer = k;
-        lv.batch = B;
-        lv.n_in = l.n_in;
-        lv.n_out = l.n_out;
-        lv.weights = &l;
-        lv.x = in.data();
-        lv.v_low = vl->data();
-        lv.config = &cfg_;
-        lv.row_norms = &row_norms_[k];
-        lv.abs_numerator = [&, k]() -> const std::vector<double>& {
-          if (k == 0 && abs0_done_) return abs0_;
-          abs_in.resize(in.size());
-          for (std::size_t t = 0; t < in.size(); ++t) abs_in[t] = std::fabs(in[t]);
-          abs_low_[k].run({abs_in.data(), B, l.n_in}, abs_num, threads_);
-          if (k == 0) {
-            abs0_ = abs_num;
-            abs0_done_ = true;
-          }
-          return abs_num;
-        };
-        score.assign(B * l.n_out, 0);
-        ind->compute(lv, score);
-        for (std::size_t t = 0; t < score.size(); ++t) mask[t] = !(score[t] <= sel.tau);  // NaN recomputes
-        overhead = ind->overhead(lv);
-        break;
+    if (sel.type == kind::uniform_high) std::fill(mask.begin(), mask.end(), 1);
+    if (sel.type == kind::threshold) {
+      layer_view lv;
+      lv.layer = k;
+      lv.layers = L;
+      lv.batch = B;
+      lv.n_in = l.n_in;
+      lv.n_out = l.n_out;
+      lv.weights = &l;
+      lv.x = in.data();
+      lv.v_low = vl->data();
+      lv.config = &cfg_;
+      lv.row_norms = &row_norms_[k];
+      lv.abs_numerator = [&, k]() -> const std::vector<double>& {
+        if (k == 0) return abs0();
+        abs_in.resize(in.size());
+        for (std::size_t t = 0; t < in.size(); ++t) abs_in[t] = std::fabs(in[t]);
+        abs_low_[k].run({abs_in.data(), B, l.n_in}, abs_num, thr);
+        return abs_num;
+      };
+      score.assign(B * l.n_out, 0);
+      ind->compute(lv, score);
+      for (std::size_t t = 0; t < score.size(); ++t) mask[t] = !(score[t] <= sel.tau);  // NaN recomputes
+      overhead = ind->overhead(lv);
+    }
+    if (matched) {
+      if (oracle) {
+        if (k == 0) {
+          v_true = v0_true();
+        } else {
+          true_values(l, in, B, v_true, thr);
+        }
       }
-      case selection::kind::random:
-      case selection::kind::smallest:
-      case selection::kind::oracle: {
-        if (sel.type == selection::kind::oracle) {
-          if (k == 0) {
-            if (!v0_true_done_) {
-              true_values(l, x0_, B, v0_true_, threads_);
-              v0_true_done_ = true;
-            }
-            v_true = v0_true_;
+      const auto S = static_cast<std::ptrdiff_t>(B);
+#pragma omp parallel for num_threads(sim::thread_count(thr)) schedule(static)
+      for (std::ptrdiff_t ss = 0; ss < S; ++ss) {
+        const auto s = static_cast<std::size_t>(ss);
+        const std::size_t want = std::min((*sel.counts)[k][s], l.n_out);
+        const double* v = vl->data() + s * l.n_out;
+        std::vector<std::size_t> idx;
+        idx.reserve(l.n_out);
+        for (std::size_t i = 0; i < l.n_out; ++i)
+          if (sel.type != kind::random_active || can_matter(l.act, v[i])) idx.push_back(i);
+        const std::size_t take = std::min(want, idx.size());
+        if (sel.type == kind::random || sel.type == kind::random_active) {
+          // the first `take` of a seeded Fisher-Yates shuffle, one stream per (layer, sample)
+          sim::random_stream rng(sel.seed ^ (0x9e3779b97f4a7c15ULL * (k + 1)) ^ (s * 0xbf58476d1ce4e5b9ULL));
+          for (std::size_t i = 0; i < take; ++i) {
+            __extension__ typedef unsigned __int128 u128;
+            const std::size_t j = i + static_cast<std::size_t>((static_cast<u128>(rng()) * (idx.size() - i)) >> 64);
+            std::swap(idx[i], idx[j]);
           }
-          else
-            true_values(l, in, B, v_true, threads_);
-        }
-        std::vector<std::size_t> idx(l.n_out);
-        for (std::size_t s = 0; s < B; ++s) {
-          const std::size_t want = std::min((*sel.counts)[k][s], l.n_out);
-          std::iota(idx.begin(), idx.end(), 0);
-          const double* v = vl->data() + s * l.n_out;
-          if (sel.type == selection::kind::random) {
-            // the first `want` of a seeded Fisher-Yates shuffle, one stream per (layer, sample)
-            sim::random_stream rng(sel.seed ^ (0x9e3779b97f4a7c15ULL * (k + 1)) ^ (s * 0xbf58476d1ce4e5b9ULL));
-            for (std::size_t i = 0; i < want; ++i) {
-              __extension__ typedef unsigned __int128 u128;
-              const std::size_t j = i + static_cast<std::size_t>((static_cast<u128>(rng()) * (l.n_out - i)) >> 64);
-              std::swap(idx[i], idx[j]);
+        } else {
+          // a key per component; the largest keys first, ties by index
+          std::vector<double> key(l.n_out);
+          const double* vt = oracle ? v_true.data() + s * l.n_out : nullptr;
+          const double* vhs = vh->data() + s * l.n_out;
+          for (std::size_t i = 0; i < l.n_out; ++i) {
+            switch (sel.type) {
+              case kind::smallest: key[i] = -std::fabs(v[i]); break;
+              case kind::oracle_pre: key[i] = std::fabs(v[i] - vt[i]); break;
+              case kind::oracle_local:
+                key[i] = std::fabs(sim::apply(l.act, v[i]) - sim::apply(l.act, vt[i]));
+                break;
+              default: {
+                const double y = sim::apply(l.act, vt[i]);
+                key[i] = std::fabs(sim::apply(l.act, v[i]) - y) - std::fabs(sim::apply(l.act, vhs[i]) - y);
+              }
             }
-          } else if (sel.type == selection::kind::smallest) {
-            std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(want), idx.end(),
-                              [&](std::size_t a, std::size_t b) { return std::fabs(v[a]) < std::fabs(v[b]) || (std::fabs(v[a]) == std::fabs(v[b]) && a < b); });
-          } else {
-            const double* vt = v_true.data() + s * l.n_out;
-            std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(want), idx.end(),
-                              [&](std::size_t a, std::size_t b) {
-                                const double ea = std::fabs(v[a] - vt[a]), eb = std::fabs(v[b] - vt[b]);
-                                return ea > eb || (ea == eb && a < b);
-                              });
+            if (std::isnan(key[i])) key[i] = std::numeric_limits<double>::infinity();
           }
-          for (std::size_t i = 0; i < want; ++i) mask[s * l.n_out + idx[i]] = 1;
+          std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(take), idx.end(),
+                            [&](std::size_t a, std::size_t b) { return key[a] > key[b] || (key[a] == key[b] && a < b); });
         }
-        break;
+        for (std::size_t i = 0; i < take; ++i) mask[s * l.n_out + idx[i]] = 1;
       }
     }
-    // the mixed output, its cost, the counts
+    // the mixed output, its costs, the counts; layer 0's activated low and
+    // high outputs are shared by all runs (phi is applied element by element)
     std::vector<double> out(B * l.n_out);
+    const std::vector<double>* yl = vl;
+    const std::vector<double>* yh = vh;
+    if (k == 0) {
+      yl = &y0_low();
+      yh = sel.type != kind::uniform_low ? &y0_high() : &y0_high_;
+    }
+    const double terms = static_cast<double>(l.n_in);
     for (std::size_t s = 0; s < B; ++s) {
       std::size_t count = 0;
       for (std::size_t i = 0; i < l.n_out; ++i) {
         const std::size_t t = s * l.n_out + i;
-        out[t] = mask[t] ? (*vh)[t] : (*vl)[t];
+        out[t] = mask[t] ? (*yh)[t] : (*yl)[t];
         count += mask[t] != 0;
       }
       res.counts[k][s] = count;
-      const double terms = static_cast<double>(l.n_in);
-      if (sel.type == selection::kind::uniform_high)
-        cost += static_cast<double>(l.n_out) * terms * c_high;
-      else
-        cost += static_cast<double>(l.n_out) * terms * c_low + static_cast<double>(count) * terms * c_high +
-                overhead * c_low;
-      cost_high += static_cast<double>(l.n_out) * terms * c_high;
       recomputed += static_cast<double>(count);
       res.fraction_per_layer[k] += static_cast<double>(count);
     }
+    const double all = static_cast<double>(B * l.n_out) * terms;
+    cost_high += all * c_high;
+    if (sel.type == kind::uniform_high) {
+      cost += all * c_high;
+      tile_cost += all * c_high;
+    } else {
+      const double base = all * c_low + overhead * c_low * static_cast<double>(B);
+      cost += base + static_cast<double>(std::accumulate(res.counts[k].begin(), res.counts[k].end(), std::size_t{0})) *
+                         terms * c_high;
+      // tiles of tile_rows components x tile_samples samples: any recomputed
+      // component pays for its whole tile
+      double tiles = 0;
+      const std::size_t R = cfg_.tile_rows, T = cfg_.tile_samples;
+      for (std::size_t s0 = 0; s0 < B; s0 += T)
+        for (std::size_t i0 = 0; i0 < l.n_out; i0 += R) {
+          const std::size_t s1 = std::min(B, s0 + T), i1 = std::min(l.n_out, i0 + R);
+          bool hit = false;
+          for (std::size_t s = s0; s < s1 && !hit; ++s)
+            for (std::size_t i = i0; i < i1 && !hit; ++i) hit = mask[s * l.n_out + i] != 0;
+          if (hit) tiles += static_cast<double>((s1 - s0) * (i1 - i0));
+        }
+      tile_cost += base + tiles * terms * c_high;
+    }
     res.fraction_per_layer[k] /= static_cast<double>(B * l.n_out);
     comps += static_cast<double>(B * l.n_out);
-    nn::apply_activation(l, cfg_.act_format, out, threads_);
+    if (sel.keep_trace) {
+      mixed_result::layer_trace tr;
+      tr.recomputed.assign(mask.begin(), mask.end());
+      if (sel.type != kind::uniform_high) tr.v_low = *vl;
+      if (sel.type != kind::uniform_low) tr.v_high = *vh;
+      if (oracle) tr.v_true = v_true;
+      res.trace.push_back(std::move(tr));
+    }
+    if (k > 0) nn::apply_activation(l, cfg_.act_format, out, thr);
+    // componentwise relative errors against the reference outputs
+    const auto& yr = ref_y_[k];
+    std::vector<double> rel_logits;
+    auto& rel = k + 1 < L ? rel_hidden : rel_logits;
+    for (std::size_t t = 0; t < out.size(); ++t)
+      if (yr[t] != 0) rel.push_back(std::fabs(out[t] - yr[t]) / std::fabs(yr[t]));
+    if (k + 1 == L) res.rel_logits = quantiles_of(rel_logits);
     in.swap(out);
   }
+  res.rel_hidden = quantiles_of(rel_hidden);
   res.fraction = recomputed / comps;
   res.weighted_cost = cost / cost_high;
+  res.tile_cost = tile_cost / cost_high;
   const std::size_t C = net_.outputs();
-  std::size_t correct = 0;
-  double err = 0;
+  const auto& zr_all = ref_y_.back();
+  double err = 0, kl_sum = 0;
+  std::vector<double> kl(B);
+  res.is_correct.assign(B, 0);
+  res.disagrees.assign(B, 0);
   for (std::size_t s = 0; s < B; ++s) {
     const double* z = in.data() + s * C;
-    const double* zr = ref_logits_.data() + s * C;
-    correct += nn::argmax({z, C}) == labels_[s];
+    const double* zr = zr_all.data() + s * C;
+    const std::size_t a = nn::argmax({z, C});
+    res.is_correct[s] = a == labels_[s];
+    res.disagrees[s] = a != nn::argmax({zr, C});
+    res.correct += res.is_correct[s];
+    res.disagreements += res.disagrees[s];
     double num = 0, den = 0;
     for (std::size_t c = 0; c < C; ++c) {
       num = std::max(num, std::fabs(z[c] - zr[c]));
       den = std::max(den, std::fabs(zr[c]));
     }
     err += den > 0 ? num / den : num;
+    kl[s] = kl_softmax(zr, z, C);
+    kl_sum += kl[s];
   }
-  res.accuracy = static_cast<double>(correct) / static_cast<double>(B);
+  res.accuracy = static_cast<double>(res.correct) / static_cast<double>(B);
   res.mean_relative_error = err / static_cast<double>(B);
+  res.kl_mean = kl_sum / static_cast<double>(B);
+  res.kl_q99 = quantiles_of(kl).q99;
   res.logits = std::move(in);
   return res;
+}
+
+std::vector<layer_diagnostics> mixed_runner::diagnostics(std::size_t max_points) const {
+  std::vector<layer_diagnostics> out;
+  std::vector<double> in = x0_, v_low, v_true;
+  const std::size_t B = rows_;
+  for (std::size_t k = 0; k < net_.layers.size(); ++k) {
+    const auto& l = net_.layers[k];
+    if (k == 0)
+      v_low = v0_low_;
+    else
+      low_[k].run({in.data(), B, l.n_in}, v_low, threads_);
+    true_values(l, in, B, v_true, threads_);
+    layer_diagnostics d;
+    const std::size_t n = B * l.n_out;
+    const std::size_t stride = max_points == 0 ? 1 : std::max<std::size_t>(1, (n + max_points - 1) / max_points);
+    for (std::size_t t = 0; t < n; t += stride) {
+      const std::size_t s = t / l.n_out, i = t % l.n_out;
+      double num = std::fabs(l.b[i]);
+      for (std::size_t j = 0; j < l.n_in; ++j) num += std::fabs(l.row(i)[j] * in[s * l.n_in + j]);
+      const double v = v_true[t];
+      d.kappa_dot.push_back(v != 0 ? num / std::fabs(v) : std::numeric_limits<double>::infinity());
+      d.kappa_act.push_back(sim::kappa_act(l.act, v));
+      d.rel_error.push_back(v != 0 ? std::fabs(v_low[t] - v) / std::fabs(v) : std::numeric_limits<double>::infinity());
+    }
+    out.push_back(std::move(d));
+    nn::apply_activation(l, cfg_.act_format, v_low, threads_);
+    in.swap(v_low);
+  }
+  return out;
 }
 
 }  // namespace mpacc::analysis

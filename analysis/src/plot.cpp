@@ -131,13 +131,18 @@ std::string first_line_of(const fs::path& file) {
 // argument list, working directory set by posix_spawn): no path or title can
 // reach a command line. The figure is written to <name>.png.tmp and renamed
 // into place only if gnuplot exited with status 0 and the image is not empty.
-void draw_plot(const fs::path& dir, const std::string& name, const std::string& script_body) {
+void draw_plot(const fs::path& dir, const std::string& name, const std::string& script_body, int width, int height) {
+  const std::string png_term = "set terminal pngcairo size " + std::to_string(width) + "," + std::to_string(height) +
+                               " noenhanced font 'sans,11'\n";
+  char pdf_size[64];
+  std::snprintf(pdf_size, sizeof pdf_size, "%.2fin,%.2fin", width / 100.0, height / 100.0);
+  const std::string pdf_term = std::string("set terminal pdfcairo size ") + pdf_size + " noenhanced font 'sans,9'\n";
   std::string comment = "# redraw with: cd " + dir.string() + " && gnuplot " + name + ".gp";
   for (char& c : comment)
     if (static_cast<unsigned char>(c) < 0x20) c = '?';  // a comment line must stay one line
-  const std::string script = comment + "\n" +
-                             "set terminal pngcairo size 1000,700 noenhanced\nset output " +
-                             gnuplot_quote(name + ".png") + "\n" + script_body;
+  const std::string script = comment + "\n" + png_term + "set output " + gnuplot_quote(name + ".png") + "\n" +
+                             script_body + "\nset output\nreset\n" + pdf_term + "set output " +
+                             gnuplot_quote(name + ".pdf") + "\n" + script_body + "\nset output\n";
   write_atomic(dir / (name + ".gp"), script);
   if (!gnuplot_available()) {
     static bool warned = false;
@@ -147,7 +152,8 @@ void draw_plot(const fs::path& dir, const std::string& name, const std::string& 
     return;
   }
   const fs::path png = dir / (name + ".png"), tmp = dir / (name + ".png.tmp");
-  remove_on_exit tmp_guard{tmp};
+  const fs::path pdf = dir / (name + ".pdf"), pdf_tmp = dir / (name + ".pdf.tmp");
+  remove_on_exit tmp_guard{tmp}, pdf_guard{pdf_tmp};
   char err_name[] = "/tmp/mpacc-gnuplot-XXXXXX";
   const int err_fd = ::mkstemp(err_name);
   if (err_fd < 0) throw std::runtime_error(std::string(err_name) + ": cannot create");
@@ -185,7 +191,9 @@ void draw_plot(const fs::path& dir, const std::string& name, const std::string& 
   }
   try {
     Gnuplot gp(pipe);  // closes the pipe when it goes out of scope
-    gp << "set terminal pngcairo size 1000,700 noenhanced\nset output " << gnuplot_quote(name + ".png.tmp") << "\n";
+    gp << png_term << "set output " << gnuplot_quote(name + ".png.tmp") << "\n";
+    gp << script_body << "\nset output\nreset\n";
+    gp << pdf_term << "set output " << gnuplot_quote(name + ".pdf.tmp") << "\n";
     gp << script_body << "\nset output\n";
   } catch (const std::exception&) {
     // gnuplot went away mid-script: its status and message say why
@@ -194,11 +202,16 @@ void draw_plot(const fs::path& dir, const std::string& name, const std::string& 
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   std::error_code ec;
-  const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::file_size(tmp, ec) > 0 && !ec;
+  std::error_code ec2;
+  const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::file_size(tmp, ec) > 0 && !ec &&
+                  fs::file_size(pdf_tmp, ec2) > 0 && !ec2;
   if (!ok) throw std::runtime_error(png.string() + ": gnuplot failed (" + first_line_of(err_name) + ")");
   fs::rename(tmp, png, ec);
   if (ec) throw std::runtime_error(png.string() + ": " + ec.message());
   tmp_guard.file.clear();
+  fs::rename(pdf_tmp, pdf, ec);
+  if (ec) throw std::runtime_error(pdf.string() + ": " + ec.message());
+  pdf_guard.file.clear();
 }
 
 }  // namespace mpacc::analysis

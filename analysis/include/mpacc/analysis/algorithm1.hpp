@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mpacc/analysis/bounds.hpp"
@@ -24,20 +26,25 @@ namespace mpacc::analysis {
 struct mixed_config {
   sim::format low = sim::formats::e4m3_ieee;
   sim::format high = sim::formats::binary16;
-  sim::accumulation model;  // mode, product model, order, saturation (acc ignored)
+  // mode, product model, order, saturation, seed and the optional double
+  // rounding `via` of both passes; model.acc is replaced by low or high
+  sim::accumulation model;
   sim::format input_format = sim::formats::binary32;
   sim::format act_format = sim::formats::binary32;
-  // the inputs of the reference pass the logits are compared with: the stored
+  // the inputs of the reference pass the outputs are compared with: the stored
   // inputs (default) or the exact data
   reference_inputs ref_inputs = reference_inputs::stored;
   // cost of one accumulated term per format; default: the format's bit width
   std::map<std::string, double> term_cost;
+  // the tile-granular cost: recomputing any component of a tile of
+  // tile_rows output components x tile_samples samples pays for the whole tile
+  std::size_t tile_rows = 16, tile_samples = 16;
   [[nodiscard]] double cost_of(const sim::format& f) const;
 };
 
 // What an indicator sees for one layer and one batch.
 struct layer_view {
-  std::size_t layer = 0;  // 0-based
+  std::size_t layer = 0, layers = 0;  // 0-based index, and the network's layer count
   std::size_t batch = 0, n_in = 0, n_out = 0;
   const nn::dense_layer* weights = nullptr;
   const double* x = nullptr;      // the layer's (mixed) input, batch x n_in
@@ -48,54 +55,147 @@ struct layer_view {
   std::function<const std::vector<double>&()> abs_numerator;
   // ||w_i||_2 per row (precomputed once per network)
   const std::vector<double>* row_norms = nullptr;
+  [[nodiscard]] bool last() const noexcept { return layer + 1 == layers; }
 };
 
 // An indicator: fills score (batch x n_out); components with score > tau are
-// recomputed. `overhead` returns the extra cost (in accumulated terms, per
-// sample and layer, at the low format's cost) of computing it.
+// recomputed (a NaN score too). `overhead` returns the extra cost (in
+// accumulated terms, per sample and layer, at the low format's cost) of
+// computing it.
 struct indicator {
   std::string name;
   std::function<void(const layer_view&, std::vector<double>& score)> compute;
   std::function<double(const layer_view&)> overhead;
 };
 
-// The registry: "kappa", "kappa-norm", "kprime" are built in; add your own
-// with register_indicator (see apps/examples/).
+// The registry (docs/semantics.md §7). Built in:
+//   kappa             kappa_dot(v_low) kappa_act(v_low) u_low, kappa_dot from the low
+//                     accumulation of |W||x| + |b|;
+//   kappa-norm        the same with ||w_i||_2 ||x||_2 + |b_i| as the numerator;
+//   kprime            kappa_act(v_low) / |v_low|;
+//   kprime-companion  kprime times 1{v_low >= 0} on the last layer too (negative
+//                     logits stay low), the rule of the paper's companion code.
+// In every built-in indicator a ReLU component with v_low = 0 (where kappa_act
+// is not defined) scores +inf and is recomputed; so does any v_low = 0 whose
+// kappa_act is not 0. Add your own with register_indicator (see apps/examples/).
+// The registry is a process-wide table: register before starting threads;
+// lookups may run concurrently.
 void register_indicator(const indicator& ind);
 const indicator& find_indicator(const std::string& name);
 std::vector<std::string> indicator_names();
 
 // How the components to recompute are chosen in one run.
 struct selection {
-  enum class kind { uniform_low, uniform_high, threshold, random, smallest, oracle } type = kind::threshold;
+  enum class kind {
+    uniform_low,
+    uniform_high,
+    threshold,      // Algorithm 1: recompute where indicator > tau
+    // matched baselines: as many components per (layer, sample) as a threshold run recomputed
+    random,         // uniformly among all components
+    random_active,  // uniformly among the components that can matter: kappa_act(v_low) > 0 or
+                    // v_low = 0 (for ReLU the active units); never an inactive one
+    smallest,       // smallest |v_low| first
+    oracle_pre,     // greedy per layer: largest pre-activation error |v_low - v| first
+    oracle_local,   // greedy per layer: largest output error |phi(v_low) - phi(v)| first
+    oracle_gain     // greedy per layer: largest gain |phi(v_low) - phi(v)| - |phi(v_high) - phi(v)| first
+  } type = kind::threshold;
   std::string indicator;  // threshold: which indicator
   double tau = 1;
   // matched baselines: the number of components to recompute per (layer, sample),
   // taken from a threshold run (layer-major: counts[layer][sample])
   const std::vector<std::vector<std::size_t>>* counts = nullptr;
-  std::uint64_t seed = 1234;  // random selection
+  std::uint64_t seed = 1234;  // random selections
+  bool keep_trace = false;    // fill mixed_result::trace (tests, analyses of single runs)
 };
+// "uniform-low", "uniform-high", "algorithm1", "random", "random-active",
+// "smallest", "oracle-pre", "oracle-local", "oracle-gain".
+std::string_view to_string(selection::kind k) noexcept;
+// Inverse for the baselines (random, random-active, smallest, oracle-*);
+// throws std::invalid_argument naming the token and the choices.
+selection::kind parse_baseline(std::string_view text);
 
+// Quantiles of a set of non-negative values (n = how many).
+struct quantiles {
+  double q50 = 0, q90 = 0, q99 = 0, max = 0;
+  std::size_t n = 0;
+};
+// Nearest-rank quantiles (q = the value of rank ceil(q n)); NaN sorts last
+// (as +inf). Reorders `values`.
+quantiles quantiles_of(std::vector<double>& values);
+
+// The metrics of one run against the reference pass (docs/experiments.md, "Metrics").
 struct mixed_result {
+  std::size_t samples = 0;
+  std::size_t correct = 0;        // argmax = label
+  std::size_t disagreements = 0;  // argmax != argmax of the reference pass
   double accuracy = 0;
+  double kl_mean = 0, kl_q99 = 0;  // KL(softmax(reference) || softmax(mixed)) per sample, in nats
+  // componentwise |y - y_ref| / |y_ref| over the components with y_ref != 0:
+  // all hidden layers' outputs together, and the logits
+  quantiles rel_hidden, rel_logits;
+  double mean_relative_error = 0;  // mean over samples of max|logit error| / max|reference logit|
   std::vector<double> fraction_per_layer;  // recomputed fraction
   double fraction = 0;                     // overall (weighted by components)
-  double weighted_cost = 0;                // relative to uniform high (estimation overhead included)
-  double mean_relative_error = 0;          // mean over samples of max|logit error| / max|reference logit|
+  double weighted_cost = 0;  // per term, relative to uniform high (estimation overhead included)
+  double tile_cost = 0;      // tile-granular, relative to uniform high (overhead included)
   std::vector<std::vector<std::size_t>> counts;  // recomputed per [layer][sample]
-  std::vector<double> logits;              // batch x outputs
+  std::vector<std::uint8_t> is_correct, disagrees;  // per sample
+  std::vector<double> logits;                        // batch x outputs
+  // with selection::keep_trace, per layer (batch x n_out): which components were
+  // recomputed, the low and high pre-activations of this run's inputs (empty
+  // when not computed) and the binary64 values the oracles rank by (oracles only)
+  struct layer_trace {
+    std::vector<std::uint8_t> recomputed;
+    std::vector<double> v_low, v_high, v_true;
+  };
+  std::vector<layer_trace> trace;
+};
+
+// KL(softmax(p) || softmax(q)) of two logit vectors of length n, in nats,
+// through log-softmax (no overflow for any finite logits); +inf when q holds
+// a non-finite value.
+double kl_softmax(const double* p, const double* q, std::size_t n);
+
+// Wilson score interval (95 %: z = 1.959964) for k successes in n trials.
+struct interval {
+  double lo = 0, hi = 0;
+};
+interval wilson(std::size_t k, std::size_t n, double z = 1.959963984540054);
+// McNemar's exact test on paired binary outcomes: b = pairs where only the
+// first is 1, c = only the second; two-sided p-value of the binomial(b + c, 1/2).
+double mcnemar_p(std::size_t b, std::size_t c);
+
+// Per layer, per component of a uniform-low pass: kappa_dot and kappa_act at
+// the true pre-activation of the same (low) inputs, and the relative local
+// error |v_low - v| / |v| of the inner product (the data of the error-vs-kappa
+// figures). At most `max_points` components per layer, evenly spaced.
+struct layer_diagnostics {
+  std::vector<double> kappa_dot, kappa_act, rel_error;
 };
 
 // Inputs shared by all runs on one network and data set: the first layer's
 // low and high outputs do not depend on the strategy and are computed once.
+// run() may be called from several threads at once (the shared layer-0
+// results are computed once, on first use, under std::call_once).
 class mixed_runner {
  public:
+  // `reference`: the reference outputs per layer (samples x n_out) when they
+  // are already known (e.g. from another runner on the same network, inputs
+  // and input format: reference_outputs()); computed here otherwise.
   mixed_runner(const nn::mlp& net, const nn::dataset& data, std::size_t samples, const mixed_config& cfg,
-               int threads = 0);
-  mixed_result run(const selection& sel) const;
+               int threads = 0, const std::vector<std::vector<double>>* reference = nullptr);
+  [[nodiscard]] const std::vector<std::vector<double>>& reference_outputs() const noexcept { return ref_y_; }
+  // threads: -1 = the runner's
+  mixed_result run(const selection& sel, int threads = -1) const;
+
   [[nodiscard]] std::size_t samples() const noexcept { return rows_; }
-  // test accuracy of the binary64 (Dot2) reference pass the runner compares logits with
+  // test accuracy of the binary64 (Dot2) reference pass the runner compares with
   [[nodiscard]] double reference_accuracy() const;
+  [[nodiscard]] std::vector<layer_diagnostics> diagnostics(std::size_t max_points = 20000) const;
+  // Computes the shared layer-0 results now, with the runner's threads (else
+  // the first run needing them does, e.g. inside a one-thread parallel job);
+  // |W||x| only when `abs_numerator` (indicators that read it, like kappa).
+  void precompute(bool abs_numerator) const;
 
  private:
   const nn::mlp& net_;
@@ -104,14 +204,18 @@ class mixed_runner {
   int threads_;
   std::vector<double> x0_;           // stored inputs
   std::vector<std::uint8_t> labels_;
-  std::vector<double> ref_logits_;   // binary64 (Dot2) reference logits
+  std::vector<std::vector<double>> ref_y_;  // binary64 (Dot2) reference outputs per layer
   std::vector<sim::prepared_dense> low_, high_, abs_low_;
   std::vector<std::vector<double>> row_norms_;
-  // layer 0 shared results (high, true and |W||x| computed on first use; run()
-  // is therefore not safe to call concurrently on one runner)
+  // layer 0 shared results: the low pass, and the rest computed once on first use
   std::vector<double> v0_low_;
-  mutable std::vector<double> v0_high_, v0_true_, abs0_;
-  mutable bool v0_high_done_ = false, v0_true_done_ = false, abs0_done_ = false;
+  mutable std::vector<double> v0_high_, v0_true_, abs0_, y0_low_, y0_high_;
+  mutable std::once_flag once_[5];
+  const std::vector<double>& v0_high() const;
+  const std::vector<double>& y0_low() const;
+  const std::vector<double>& y0_high() const;
+  const std::vector<double>& v0_true() const;
+  const std::vector<double>& abs0() const;
 };
 
 }  // namespace mpacc::analysis

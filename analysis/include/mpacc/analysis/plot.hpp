@@ -29,11 +29,13 @@ std::string gnuplot_quote(std::string_view text);
 // it, draw_plot writes the .gp script and warns once).
 bool gnuplot_available();
 
-// Writes <dir>/<name>.gp (a script that redraws <name>.png from the data files
-// beside it) and draws <dir>/<name>.png with gnuplot (pngcairo), through a
+// Writes <dir>/<name>.gp (a script that redraws <name>.png and <name>.pdf from
+// the data files beside it) and draws both with gnuplot (pngcairo at width x
+// height pixels, pdfcairo at width/100 x height/100 inches), each through a
 // temporary name renamed into place. Throws, naming the figure and gnuplot's
 // message, if gnuplot exits with an error or draws an empty image (the
-// temporary image is removed).
-void draw_plot(const std::filesystem::path& dir, const std::string& name, const std::string& script_body);
+// temporary images are removed).
+void draw_plot(const std::filesystem::path& dir, const std::string& name, const std::string& script_body,
+               int width = 1000, int height = 700);
 
 }  // namespace mpacc::analysis

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: MIT
-// Sweeps of Algorithm 1 and its baselines over networks, indicators and
-// tolerances (docs/semantics.md §8): `mpacc sweep --config FILE`, `mpacc reproduce`,
-// sharding and merging.
+// Sweeps of Algorithm 1 and its baselines over networks, summation orders,
+// indicators and tolerances (docs/semantics.md §7-8, docs/experiments.md):
+// `mpacc sweep --config FILE`, `mpacc reproduce`, sharding and merging.
+//
+// Results travel as typed rows (result_row) from the runs to the shard files
+// and back; the merge writes results.csv, manifest.json, report.md and the
+// figures from them.
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,33 +21,76 @@ struct network_spec {
   std::string dataset = "mnist";  // mnist | fashion-mnist
   std::string act = "relu";
   std::string model;  // a model file; empty: trained (and cached) from the training settings
+  // hidden layer widths of a network trained here (the model file's own shape otherwise)
+  std::vector<std::size_t> hidden = {784, 128};
+  // the indicators swept on this network when not all of the sweep's (a subset)
+  std::vector<std::string> indicators;
 };
+// "mnist-relu" for the default shape, "mnist-relu-h784x128x128" otherwise.
+std::string network_name(const network_spec& n);
 
 struct sweep_config {
   std::string name = "sweep";
   std::vector<network_spec> networks;
-  std::size_t samples = 1000;  // test images (0: all)
+  std::size_t samples = 0;  // test images (0: all)
   std::vector<double> taus;
-  std::vector<std::string> indicators = {"kappa", "kappa-norm", "kprime"};
-  std::vector<std::string> baselines = {"random", "smallest", "oracle"};
-  mixed_config mix;
+  std::vector<std::string> indicators = {"kprime-companion", "kappa-norm"};
+  // matched baselines (random, random-active, smallest, oracle-pre, oracle-local, oracle-gain)
+  std::vector<std::string> baselines = {"random-active", "oracle-local"};
+  std::size_t seeds = 5;  // seeds of each random baseline
+  std::vector<sim::order> orders = {{sim::order::kind::blocked, 8}};
+  // per order (by name, e.g. "recursive"), the indicators swept with it when
+  // not all of `indicators` (a subset of them; empty: the uniform strategies only)
+  std::map<std::string, std::vector<std::string>> order_indicators;
+  // the indicators of `indicators` that both the order's and the network's
+  // lists (where given) include, in the order of `indicators`
+  [[nodiscard]] std::vector<std::string> indicators_for(const network_spec& n, const sim::order& o) const;
+  mixed_config mix;  // mix.model.ord is replaced by each of `orders`
   // training of networks that have no model file
   std::size_t epochs = 10, train_limit = 0, batch = 64;
   std::uint64_t seed = 1234;
   std::filesystem::path data_dir, models_dir = "results/models", out = "results/sweep";
   int threads = 0;
+  bool diagnostics = true;  // the error-vs-kappa data and figures (one uniform-low pass per network)
 };
 
-// The paper's experiment (docs/semantics.md §8): 4 networks (MNIST and Fashion-MNIST, ReLU and tanh),
-// e4m3-ieee low / binary16 high accumulators, blocked:8, exact products,
-// tau in {1, 0.5, 0.3, 0.1} plus a logarithmic sweep. quick: 2 epochs on
-// 20,000 training images and 1,000 test images; full: 10 epochs, all images.
+// The experiment (docs/experiments.md). quick: MNIST ReLU and tanh trained 2
+// epochs on 20,000 images, all 10,000 test images, kprime-companion and
+// kappa-norm at tau in {1, 0.5, 0.3, 0.1, 0.01} with blocked:8, random-active
+// (3 seeds) and the local oracle; the recursive order's uniform strategies. full: the four networks (MNIST and
+// Fashion-MNIST, ReLU and tanh, 10 epochs) with kprime-companion, kappa-norm
+// and kappa, random-active (5 seeds), the oracles and smallest-|v|, both orders
+// (recursive: kprime-companion); and MNIST MLPs with 2, 3, 4 and 6 hidden
+// layers of 128 (kprime-companion).
 sweep_config reproduce_config(bool full);
 
 // Reads a JSON config (keys as in sweep_config; see apps/configs/). Throws
 // std::runtime_error naming the file and the key.
 sweep_config load_sweep_config(const std::filesystem::path& file);
+sweep_config parse_sweep_config(const std::string& json_text, const std::string& where);
 std::string to_json(const sweep_config& cfg);
+
+// One result: a network, an order, a strategy (uniform-low, uniform-high,
+// uniform-binary32, exact, algorithm1 or a baseline) at an (indicator, tau),
+// and its metrics (docs/experiments.md, "Metrics").
+struct result_row {
+  std::string network, order, strategy, indicator;
+  double tau = 0;
+  std::size_t seed = 0;  // random baselines: which seed (0 .. seeds-1)
+  std::size_t samples = 0, correct = 0, disagreements = 0;
+  double kl_mean = 0, kl_q99 = 0;
+  quantiles rel_hidden, rel_logits;
+  double mean_relative_error = 0, fraction = 0, weighted_cost = 0, tile_cost = 0;
+  std::vector<double> fraction_per_layer;
+  // the paired test of argmax disagreements with the reference against another strategy on the same images
+  std::string paired_with;
+  std::size_t mcnemar_b = 0, mcnemar_c = 0;  // only this row disagrees / only the other one
+  double mcnemar_p = 1;
+};
+std::string csv_header();
+std::string to_csv(const result_row& r);
+// Strict: every field present and well formed; throws std::runtime_error saying which.
+result_row parse_csv_row(const std::string& line);
 
 // Runs jobs shard_index, shard_index + shard_count, ... of the sweep and
 // writes <out>/shard-<i>-of-<n>.csv. Jobs are deterministic, so the merged
@@ -50,7 +98,11 @@ std::string to_json(const sweep_config& cfg);
 void run_sweep(const sweep_config& cfg, std::size_t shard_index = 0, std::size_t shard_count = 1);
 
 // Merges every shard CSV of <out> into <out>/results.csv (canonical order),
-// writes manifest.json and draws the figures. Returns the results table as text.
-std::string merge_sweep(const sweep_config& cfg, double wall_seconds);
+// writes manifest.json, report.md and the figures. Returns the rows.
+std::vector<result_row> merge_sweep(const sweep_config& cfg, double wall_seconds);
+
+// The printed findings: per network and order, Algorithm 1 against uniform low
+// and high and against random-active at the same rate, with intervals.
+std::string conclusions(const sweep_config& cfg, const std::vector<result_row>& rows);
 
 }  // namespace mpacc::analysis
