@@ -244,9 +244,10 @@ TEST_CASE("stochastic rounding: neighbours, frequencies, seeds, threads", "[sim]
   }
 }
 
-TEST_CASE("stochastic round_array (vector path) equals the scalar rounding element by element, flags included",
+TEST_CASE("round_array (vector paths) equals the scalar rounding element by element, flags included, every mode",
           "[sim][round][stochastic]") {
   using namespace sim::formats;
+  for (rounding mode : sim::all_roundings)
   for (sim::format f : {binary16, bfloat16, e4m3, e4m3_ieee, e5m2, e2m1, binary32, tf32,
                         sim::parse_format("p=5,emin=-6,emax=7,subnormals=off")})
     for (bool saturate : {false, true})
@@ -256,20 +257,21 @@ TEST_CASE("stochastic round_array (vector path) equals the scalar rounding eleme
         const auto more = test::random_inputs(f, 50003, 21);
         in.insert(in.end(), more.begin(), more.end());
         std::vector<double> out(in.size());
-        const unsigned flags = sim::round_array(in, out, {f, rounding::stochastic, saturate, 99}, first, 1);
-        sim::rounder r({f, rounding::stochastic, saturate, 99}, first);
+        const unsigned flags = sim::round_array(in, out, {f, mode, saturate, 99}, first, 1);
+        sim::rounder r({f, mode, saturate, 99}, first);
         std::size_t bad = 0;
         std::string where;
         for (std::size_t i = 0; i < in.size(); ++i) {
           const double v = r(in[i]);
           if (!test::same(v, out[i]) && !bad++) where = test::hexs(in[i]) + " -> " + test::hexs(out[i]) + ", scalar " + test::hexs(v);
         }
-        INFO(sim::to_string(f) << " saturate=" << saturate << " first=" << first << " " << where);
+        INFO(sim::to_string(mode) << " " << sim::to_string(f) << " saturate=" << saturate << " first=" << first << " "
+                                  << where);
         CHECK(bad == 0);
         CHECK(sim::flags_to_string(flags) == sim::flags_to_string(r.flags()));
         // a short array (the scalar tail only) and an unaligned start
         std::vector<double> part(in.begin() + 3, in.begin() + 3 + 21), out2(part.size());
-        (void)sim::round_array(part, out2, {f, rounding::stochastic, saturate, 99}, first + 3, 1);
+        (void)sim::round_array(part, out2, {f, mode, saturate, 99}, first + 3, 1);
         std::size_t bad2 = 0;
         for (std::size_t i = 0; i < part.size(); ++i) bad2 += !test::same(out2[i], out[i + 3]);
         CHECK(bad2 == 0);

@@ -165,19 +165,22 @@ bool ne_kernel_applies(const format& f) noexcept {
   return f.p <= 52 && f.emax + 54 - f.p <= 1023;
 }
 
-// Stochastic rounding on arrays, a vector at a time with GCC vector extensions
+// The other six modes on arrays, a vector at a time with GCC vector extensions
 // (round_sr.inc, compiled for AVX-512, AVX2 and the baseline ISA and chosen at
-// run time): element i's word is
-// random_bits(seed, first + i), computed in the lanes (SplitMix64: shifts,
-// xors and two 64-bit multiplications). With a = |x|, c = 2^(q+52) as above
-// and r = fl(a + c) - c (nearest even), the truncation is RZ = r - 2^q when r >
-// a, else r; the d = q - quantum(a) dropped bits are a's encoding modulo 2^d,
-// and the magnitude rounds up iff the top d bits of the word are below them,
-// exactly detail::round_core's rule; a result above max gives the overflow
-// value of the spec (as the nearest-even loop). Non-finite values, values from
-// 2^970 on and values below the quantum 2^q (d > 52) are rounded by
-// round_core itself with the same word. Needs p <= 51 (so d >= 2),
-// a quantum of at least 2^-1072 and emax + 54 - p <= 1023.
+// run time). With a = |x|, c = 2^(q+52) as above and r = fl(a + c) - c
+// (nearest even): toward zero is r - 2^q when r > a, else r; away is r + 2^q
+// when r < a (upward and downward pick by the sign); nearest-away moves a tie
+// that went down (a - r = 2^(q-1)) one quantum up; odd sets the last bit of
+// fl(a + c) minus one when r > a (c + RZ(a)) if inexact. Stochastic: element
+// i's word is random_bits(seed, first + i), computed in the lanes (SplitMix64:
+// shifts, xors and two 64-bit multiplications); the d = q - quantum(a) dropped
+// bits are a's encoding modulo 2^d, and the magnitude rounds up iff the top d
+// bits of the word are below them (below the quantum, d > 52: iff the word is
+// below ceil(m 2^(64-d)), m a's integer significand), exactly
+// detail::round_core's rules. A result above max gives the mode's overflow
+// value. Non-finite values and values from 2^970 on are rounded by round_core
+// itself (with the same word). Needs p <= 51 (so d >= 2), a quantum of at least
+// 2^-1072 and emax + 54 - p <= 1023.
 struct sr_params {
   double scale, cmin, c_nosub, min_normal, screen, max;
   std::uint64_t seed, first;
@@ -214,8 +217,9 @@ bool sr_kernel_applies(const format& f) noexcept {
   return f.p <= 51 && (f.subnormals ? f.emin - f.p + 1 : f.emin) >= -1072 && f.emax + 54 - f.p <= 1023;
 }
 
-unsigned round_sr_chunk(const double* in, double* out, std::size_t n, const format& f, bool saturate,
-                        std::uint64_t seed, std::uint64_t first) noexcept {
+template <rounding Mode>
+unsigned round_vec_chunk(const double* in, double* out, std::size_t n, const format& f, bool saturate,
+                         std::uint64_t seed, std::uint64_t first) noexcept {
   const sr_params P{std::ldexp(1.0, 53 - f.p), std::ldexp(1.0, f.emin - f.p + 53), std::ldexp(1.0, f.emin + 52),
                     std::ldexp(1.0, f.emin),   std::ldexp(1.0, std::ilogb(f.max_finite)), f.max_finite, seed, first};
 #if defined(__x86_64__)
@@ -223,14 +227,14 @@ unsigned round_sr_chunk(const double* in, double* out, std::size_t n, const form
                          : __builtin_cpu_supports("avx2")                                        ? 1
                                                                                                  : 0;
   if (isa == 2)
-    return f.subnormals ? sr_avx512::round_sr_kernel<true>(in, out, n, P, f, saturate)
-                        : sr_avx512::round_sr_kernel<false>(in, out, n, P, f, saturate);
+    return f.subnormals ? sr_avx512::round_vec_kernel<Mode, true>(in, out, n, P, f, saturate)
+                        : sr_avx512::round_vec_kernel<Mode, false>(in, out, n, P, f, saturate);
   if (isa == 1)
-    return f.subnormals ? sr_avx2::round_sr_kernel<true>(in, out, n, P, f, saturate)
-                        : sr_avx2::round_sr_kernel<false>(in, out, n, P, f, saturate);
+    return f.subnormals ? sr_avx2::round_vec_kernel<Mode, true>(in, out, n, P, f, saturate)
+                        : sr_avx2::round_vec_kernel<Mode, false>(in, out, n, P, f, saturate);
 #endif
-  return f.subnormals ? sr_base::round_sr_kernel<true>(in, out, n, P, f, saturate)
-                      : sr_base::round_sr_kernel<false>(in, out, n, P, f, saturate);
+  return f.subnormals ? sr_base::round_vec_kernel<Mode, true>(in, out, n, P, f, saturate)
+                      : sr_base::round_vec_kernel<Mode, false>(in, out, n, P, f, saturate);
 }
 
 // One contiguous chunk.
@@ -240,8 +244,8 @@ unsigned round_chunk(const double* in, double* out, std::size_t n, const format&
   if constexpr (Mode == rounding::nearest_even) {
     if (ne_kernel_applies(f)) return round_ne_chunk(in, out, n, f, saturate);
   }
-  if constexpr (Mode == rounding::stochastic) {
-    if (sr_kernel_applies(f)) return round_sr_chunk(in, out, n, f, saturate, seed, first);
+  if constexpr (Mode != rounding::nearest_even) {
+    if (sr_kernel_applies(f)) return round_vec_chunk<Mode>(in, out, n, f, saturate, seed, first);
   }
   unsigned flags = 0;
   for (std::size_t i = 0; i < n; ++i) {
