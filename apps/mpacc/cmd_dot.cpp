@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "mpacc/ref/accumulate.hpp"
+#include "mpacc/ref/parse.hpp"
 #include "mpacc/sim/accumulate.hpp"
 
 namespace mpacc::app {
@@ -27,15 +28,6 @@ struct dot_options {
   std::uint64_t seed = 0;
 };
 
-// A stored value: decimal or hex float that must be exactly a binary64 value.
-bool parse_value(const std::string& token, double& out) {
-  ref::mpfr_float v(128);
-  if (!ref::parse_to_odd(token, v)) return false;
-  out = mpfr_get_d(v.get(), MPFR_RNDN);
-  if (mpfr_nan_p(v.get())) return true;
-  return mpfr_inf_p(v.get()) || (std::isfinite(out) && mpfr_cmp_d(v.get(), out) == 0);
-}
-
 int run_dot(const dot_options& o) {
   sim::accumulation a;
   a.acc = option_value("--acc", [&] { return sim::parse_format(o.acc); });
@@ -52,7 +44,7 @@ int run_dot(const dot_options& o) {
   if (auto msg = sim::validate(a.acc); !msg.empty()) throw usage_error("--acc: " + msg);
   a.seed = o.seed;
   double bias = 0;
-  if (!parse_value(o.bias, bias) || !std::isfinite(bias))
+  if (!ref::parse_binary64(o.bias, bias) || !std::isfinite(bias))
     throw usage_error("--bias: '" + o.bias + "' is not a finite binary64 value");
 
   std::vector<double> w, x;
@@ -73,7 +65,7 @@ int run_dot(const dot_options& o) {
     double wv = 0, xv = 0;
     for (int k = 0; k < 2; ++k) {
       double& v = k == 0 ? wv : xv;
-      if (!parse_value(tokens[k], v))
+      if (!ref::parse_binary64(tokens[k], v))
         throw usage_error("dot: " + where + ", value " + std::to_string(k + 1) + ": '" + printable(tokens[k]) +
                           "' is not a number exactly representable in binary64");
       if (!std::isfinite(v))

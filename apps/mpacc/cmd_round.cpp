@@ -8,7 +8,7 @@
 #include <string>
 
 #include "commands.hpp"
-#include "mpacc/ref/round.hpp"
+#include "mpacc/ref/parse.hpp"
 #include "mpacc/sim/rounding.hpp"
 
 namespace mpacc::app {
@@ -22,21 +22,6 @@ struct round_options {
   std::string saturate = "off";
   std::uint64_t seed = 0;
 };
-
-// Rounds a token: binary64 values take the fast path, anything else (0.1,
-// 1e-400, 40-digit decimals) the MPFR path on its 128-bit round-to-odd value,
-// so decimals are never rounded twice.
-double round_token(const std::string& token, const sim::round_spec& spec, unsigned& flags,
-                   std::uint64_t random_word, bool& ok) {
-  ref::mpfr_float v(128);
-  ok = ref::parse_to_odd(token, v);
-  if (!ok) return 0;
-  const double d = mpfr_get_d(v.get(), MPFR_RNDN);
-  if (std::isnan(d) || (mpfr_number_p(v.get()) && std::isfinite(d) && mpfr_cmp_d(v.get(), d) == 0) ||
-      mpfr_inf_p(v.get()))
-    return sim::round(d, spec.fmt, spec.mode, spec.saturate, flags, random_word);
-  return ref::round_mpfr(v.get(), spec.fmt, spec.mode, spec.saturate, flags, random_word);
-}
 
 int run_round(const round_options& o) {
   sim::round_spec spec;
@@ -61,11 +46,12 @@ int run_round(const round_options& o) {
       if (pos == std::string::npos) break;
       const std::size_t end = std::min(line.find_first_of(" \t\r\f\v", pos), line.size());
       const std::string token = line.substr(pos, end - pos);
-      bool ok = false;
       const std::uint64_t word =
           spec.mode == sim::rounding::stochastic ? sim::random_bits(spec.seed, index) : 0;
-      const double r = round_token(token, spec, flags, word, ok);
-      if (!ok)
+      // binary64 values by sim::round, anything else (0.1, 1e-400) by MPFR from
+      // its round-to-odd value: decimals are never rounded twice
+      double r = 0;
+      if (!ref::round_token(token, spec.fmt, spec.mode, spec.saturate, flags, word, r))
         throw usage_error("round: input value " + std::to_string(index + 1) + " (line " +
                           std::to_string(line_no) + ", column " + std::to_string(pos + 1) +
                           "): '" + printable(token) + "' is not a number");
