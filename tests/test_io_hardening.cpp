@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Hostile inputs for the file parsers (issue 16): IDX files (raw and gzip),
-// mpacc model files and .npz archives built byte by byte here. Each case is a
+// Hostile inputs for the parsers (issue 16): IDX files (raw and gzip),
+// mpacc model files and .npz archives built byte by byte here; sweep
+// configurations and the number tokens of `mpacc round` and `mpacc dot`. Each case is a
 // defect that was found by hand or by fuzzing; every one must give one line
 // naming the file and the problem, never a crash, a wrapped size, a huge
 // allocation or a silent acceptance.
@@ -15,8 +16,10 @@
 #include <optional>
 #include <unistd.h>
 
+#include "mpacc/analysis/sweep.hpp"
 #include "mpacc/nn/data.hpp"
 #include "mpacc/nn/model_io.hpp"
+#include "mpacc/ref/parse.hpp"
 
 using namespace mpacc;
 namespace fs = std::filesystem;
@@ -394,4 +397,43 @@ TEST_CASE("npz row 15: extra or gapped or duplicate members are refused naming t
   ms.pop_back();
   CHECK_THAT(npz_error(d / "half.npz", ms), Catch::Contains("b2"));
   fs::remove_all(d);
+}
+
+TEST_CASE("config: keys and values with control characters give one-line messages (fuzz_config)", "[analysis][io]") {
+  // a JSON key "\rder_indicators" was quoted raw: a message over two lines
+  const auto m = error_of([] { (void)analysis::parse_sweep_config(R"({"\rder_indicators": 1})", "c.json"); });
+  CHECK(m == "c.json: key '\\x0dder_indicators': unknown key");
+  CHECK(m.find('\r') == std::string::npos);
+  const auto n = error_of(
+      [] { (void)analysis::parse_sweep_config(R"({"networks": [{"dataset": "mn\nist"}]})", "c.json"); });
+  CHECK_THAT(n, Catch::StartsWith("c.json: key 'networks[0].dataset': unknown data set 'mn\\x0aist'"));
+}
+
+TEST_CASE("round and dot tokens: only C numbers, and values below MPFR's range stay nonzero (fuzz_token)", "[ref][io]") {
+  const auto b64 = sim::formats::binary64;
+  auto round = [&](const char* token, sim::rounding mode, double& out) {
+    unsigned flags = 0;
+    return ref::round_token(token, b64, mode, false, flags, 0, out);
+  };
+  double v = 0;
+  // MPFR's base 0 read these as 5 and 1000
+  for (const char* t : {"0b101", "0B1", "-0b1.1", "1@3", "0x1@2", "1.5@-1"}) {
+    INFO(t);
+    CHECK_FALSE(round(t, sim::rounding::nearest_even, v));
+    CHECK_FALSE(ref::parse_binary64(t, v));
+  }
+  // still numbers: hex digits b and e, exponents
+  CHECK((round("0xb", sim::rounding::nearest_even, v) && v == 11));
+  CHECK((round("0x1e1", sim::rounding::nearest_even, v) && v == 481));
+  CHECK((round("0b", sim::rounding::nearest_even, v) == false));
+  // a value below MPFR's exponent range rounded to +-0 in every mode (upward should give 2^-1074)
+  CHECK((round("1e-99999999999999999999", sim::rounding::upward, v) && v == 0x1p-1074));
+  CHECK((round("1e-99999999999999999999", sim::rounding::downward, v) && v == 0 && !std::signbit(v)));
+  CHECK((round("-1e-99999999999999999999", sim::rounding::downward, v) && v == -0x1p-1074));
+  CHECK((round("-1e-99999999999999999999", sim::rounding::nearest_even, v) && v == 0 && std::signbit(v)));
+  CHECK((round("0e-99999999999999999999", sim::rounding::upward, v) && v == 0));
+  unsigned flags = 0;
+  CHECK((ref::round_token("1e-99999999999999999999", b64, sim::rounding::nearest_even, false, flags, 0, v) && v == 0));
+  CHECK(flags == (sim::flag::inexact | sim::flag::underflow));
+  CHECK_FALSE(ref::parse_binary64("1e-99999999999999999999", v));
 }

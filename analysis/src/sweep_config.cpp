@@ -103,6 +103,29 @@ std::string to_json(const sweep_config& c) {
   return j.dump(2);
 }
 
+namespace {
+
+// JSON strings hold any character: what a message quotes from the configuration
+// (keys, names, values) has its control characters escaped, so that the message
+// stays one line (found by tests/fuzz/fuzz_config: a key "\r...").
+std::string printable(const std::string& s) {
+  std::string r;
+  for (const char ch : s) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u < 0x20 || u == 0x7f) {
+      constexpr char digits[] = "0123456789abcdef";
+      r += "\\x";
+      r += digits[u >> 4];
+      r += digits[u & 15];
+    } else {
+      r += ch;
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
 sweep_config parse_sweep_config(const std::string& text, const std::string& file) {
   nlohmann::json j;
   try {
@@ -111,7 +134,7 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
     throw std::runtime_error(file + ": not valid JSON (" + e.what() + ")");
   }
   auto fail = [&](const std::string& key, const std::string& why) {
-    throw std::runtime_error(file + ": key '" + key + "': " + why);
+    throw std::runtime_error(file + ": key '" + printable(key) + "': " + printable(why));
   };
   if (!j.is_object()) throw std::runtime_error(file + ": the configuration must be a JSON object");
   sweep_config c = reproduce_config(false);

@@ -56,11 +56,25 @@ bool parse_to_odd(std::string_view token, mpfr_float& out) {
   }
   if (body.empty() || !(std::isdigit(static_cast<unsigned char>(body[0])) || body[0] == '.'))
     return false;
+  // base 0 of mpfr_strtofr also reads '@' exponents ("1@3" = 1000) and binary
+  // numbers ("0b101"): neither is a C number (found by tests/fuzz/fuzz_token)
+  if (body.find('@') != std::string::npos || body.rfind("0b", 0) == 0) return false;
   const auto widest = exponent_range_guard::widest();
   char* end = nullptr;
   const int ternary = mpfr_strtofr(out.get(), s.c_str(), &end, 0, MPFR_RNDZ);
   if (end != s.c_str() + s.size()) return false;
   if (!mpfr_number_p(out.get())) return false;  // e.g. exponent beyond MPFR's own range
+  if (mpfr_zero_p(out.get()) && ternary != 0) {
+    // a nonzero value below MPFR's own range ("1e-99999999999999999999") came
+    // out as 0: its round-to-odd value is the smallest magnitude of that range
+    // (below every format, so every mode still rounds it correctly; found by
+    // tests/fuzz/fuzz_token: upward rounding gave 0)
+    if (mpfr_signbit(out.get()))
+      mpfr_nextbelow(out.get());
+    else
+      mpfr_nextabove(out.get());
+    return true;
+  }
   make_odd(out, ternary);
   return true;
 }
