@@ -416,8 +416,13 @@ namespace {
 // One layer of the binary64 tier for one sample, 8 output components at a
 // time (Wt: n_in x ldw, column i = row i of W) so the Dot2 recurrences of the
 // 8 components run side by side in SIMD lanes. Compiled for x86-64-v4, v3 and
-// the baseline (hardware FMA in the first two).
-[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void fast_layer(
+// the baseline (hardware FMA in the first two) on x86-64; for the baseline elsewhere.
+#if defined(__x86_64__)
+#define MPACC_FAST_LAYER_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
+#else
+#define MPACC_FAST_LAYER_CLONES
+#endif
+MPACC_FAST_LAYER_CLONES void fast_layer(
     const double* Wt, std::size_t ldw, const double* bias, std::size_t n_in, std::size_t n_out,
     const double* in, const double* in_bound, double* v, double* vb) {
   const double n1 = static_cast<double>(n_in + 1);
