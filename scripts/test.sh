@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs the dependencies, builds mpacc and runs the default test tier, then
-# builds the libFuzzer targets of the file parsers (clang, the fuzz preset:
-# three parser sources and three targets) and runs each for a few seconds.
+# builds the libFuzzer targets of the file and text parsers (clang, the fuzz
+# preset: the parser sources and six targets) and runs each for a few seconds.
 # Usage: bash scripts/test.sh            (the slow tier: ctest --preset ci -L exhaustive;
 #                                         the long fuzz tier: ctest --preset fuzz -L fuzz)
 set -euo pipefail

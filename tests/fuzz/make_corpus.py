@@ -139,3 +139,65 @@ write("idx", "zero_images", idx((0, 28, 28), 0))
 write("idx", "truncated", idx((3, 2, 2), 7))
 write("idx", "wrapping_dims", idx((8, 2 ** 31, 2 ** 30), 0))
 write("idx", "bad_type", bytes([0, 0, 0x0d, 1, 0, 0, 0, 1]) + b"\0\0\0\0")
+
+
+# --- sweep configurations (JSON text): the shipped ones and variants
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "apps", "configs")
+for name in sorted(os.listdir(CONFIGS)):
+    if name.endswith(".json"):
+        with open(os.path.join(CONFIGS, name), "rb") as f:
+            write("config", name[:-5], f.read())
+write("config", "empty_object", b"{}")
+write("config", "full", b"""{
+  "name": "full", "networks": [
+    {"dataset": "fashion-mnist", "act": "tanh", "hidden": [128, 64], "indicators": ["kappa"]},
+    {"dataset": "mnist", "act": "gelu", "model": "m.mpnn"}],
+  "samples": 0, "taus": [0, 0.5, 1e-3], "indicators": ["kappa", "kdot-abs"],
+  "baselines": ["oracle-pre", "random"], "seeds": 2,
+  "orders": ["recursive", "pairwise", "blocked:16"], "order_indicators": {"pairwise": ["kappa"], "recursive": []},
+  "low": "p=5,emin=-6,emax=7", "high": "bfloat16", "product": "binary16", "rounding": "stochastic",
+  "saturate": false, "via": "binary32", "input_format": "binary16", "act_format": "e5m2",
+  "reference_inputs": "exact", "tile_rows": 16, "tile_samples": 4, "epochs": 1, "train_limit": 100,
+  "seed": 18446744073709551615, "diagnostics": false, "models_dir": "m", "out": "o", "data_dir": "d",
+  "term_cost": {"p=5,emin=-6,emax=7": 5.5, "bfloat16": 16}
+}""")
+write("config", "bad_unknown_nested", b'{"networks": [{"dataset": "mnist", "colour": 1}]}')
+write("config", "bad_duplicate_tau", b'{"taus": [0.1, 0.1]}')
+write("config", "bad_samples", b'{"samples": -5}')
+write("config", "bad_null", b"null")
+write("config", "bad_cost", b'{"term_cost": {"binary16": 0}}')
+write("config", "bad_order_indicators", b'{"orders": ["blocked:8"], "order_indicators": {"recursive": ["kappa"]}}')
+write("config", "bad_syntax", b'{"taus": [0.1,')
+
+
+# --- result rows of sweep shards (one line; the columns of csv_header())
+ROWS = [
+    b"mnist-relu,blocked:8,algorithm1,kprime-companion,0.1,0,1000,978,0.978,0.96660466,0.98567193,12,0.012,"
+    b"0.0068741,0.020823,0.0012,0.021,1.5e-05,0.00031,0.0021,2e-05,0.00042,0.0031,0.00011,0.25,10.5,11,"
+    b"0.3;0.1,uniform-low,3,1,0.625",
+    b"fashion-mnist-tanh-h128x128,recursive,uniform-low,,0,0,10000,8512,0.8512,0.84414,0.85798,0,0,0,0.00038,"
+    b"0,0,0,0,0,0,0,0,0,0,8,8,0;0,,0,0,1",
+    b"mnist-gelu,pairwise,random-active,kappa-norm,inf,4,0,0,nan,0,1,0,nan,0,1,nan,nan,nan,nan,nan,inf,-inf,"
+    b"nan,nan,1,16,16,1,algorithm1,18446744073709551615,0,5e-324",
+]
+for k, row in enumerate(ROWS):
+    write("row", "row%d" % k, row)
+write("row", "empty_layers", ROWS[0].replace(b"0.3;0.1", b""))
+write("row", "bad_fields", ROWS[0].rsplit(b",", 1)[0])
+write("row", "bad_counts", ROWS[0].replace(b",978,", b",1978,"))
+write("row", "bad_name", ROWS[0].replace(b"mnist-relu", b"mnist relu"))
+
+
+# --- number tokens: [format << 4 | saturate << 3 | mode][token] (fuzz_token.cpp)
+TOKENS = [
+    (0x00, b"1.5"), (0x00, b"0.1"), (0x20, b"65520"), (0x20, b"65519.99999999999999999999999"),
+    (0x21, b"1.0001"), (0x25, b"1.0001"), (0x26, b"1.0001"), (0x2B, b"1e6"), (0x00, b"-1e-400"),
+    (0x03, b"1e-400"), (0x00, b"0x1.8p3"), (0x10, b"0x1.000001p0"), (0x00, b"-0x.8P-1"), (0x00, b"nan"),
+    (0x60, b"-inf"), (0x68, b"Infinity"), (0x00, b"4.9406564584124654e-324"),
+    (0x00, b"2.2250738585072011e-308"), (0x00, b"1.7976931348623158e308"), (0x00, b"1e309"),
+    (0x00, b"0.1000000000000000055511151231257827021181583404541015625"), (0x50, b"-0"),
+    (0xB4, b"3.25"), (0xF0, b"12345678901234567890123456789012345678901234567890"), (0x00, b"abc"),
+    (0x00, b"1.5x"), (0x00, b"0x"), (0x00, b"."), (0x00, b"+.5e+2"), (0xC3, b"1e-320"),
+]
+for k, (sel, tok) in enumerate(TOKENS):
+    write("token", "token%02d" % k, bytes([sel]) + tok)
