@@ -436,4 +436,12 @@ TEST_CASE("round and dot tokens: only C numbers, and values below MPFR's range s
   CHECK((ref::round_token("1e-99999999999999999999", b64, sim::rounding::nearest_even, false, flags, 0, v) && v == 0));
   CHECK(flags == (sim::flag::inexact | sim::flag::underflow));
   CHECK_FALSE(ref::parse_binary64("1e-99999999999999999999", v));
+  // exponents beyond a long, shifted by the significand's digits: MPFR read this one as its largest number
+  CHECK((round(".0001e-999999999999999999991", sim::rounding::nearest_even, v) && v == 0));
+  CHECK((round(".0001e-999999999999999999991", sim::rounding::upward, v) && v == 0x1p-1074));
+  CHECK((round("-0x.0001p-99999999999999999999", sim::rounding::downward, v) && v == -0x1p-1074));
+  CHECK((round("1000e+000099999999999999999999", sim::rounding::nearest_even, v) && v == HUGE_VAL));
+  CHECK((round("1000e+000099999999999999999999", sim::rounding::toward_zero, v) && v == 0x1.fffffffffffffp+1023));
+  CHECK((round("0.0e99999999999999999999", sim::rounding::upward, v) && v == 0));
+  CHECK((round("1e-00000000000000000000000001", sim::rounding::nearest_even, v) && v == 0.1));
 }

@@ -59,6 +59,23 @@ bool parse_to_odd(std::string_view token, mpfr_float& out) {
   // base 0 of mpfr_strtofr also reads '@' exponents ("1@3" = 1000) and binary
   // numbers ("0b101"): neither is a C number (found by tests/fuzz/fuzz_token)
   if (body.find('@') != std::string::npos || body.rfind("0b", 0) == 0) return false;
+  // MPFR misreads exponents beyond a long once the significand's digits shift
+  // them (".0001e-99999999999999999999" gave its largest number; found by
+  // tests/fuzz/fuzz_token): an exponent of more than 15 digits is read as
+  // +-10^15, which keeps the value nonzero and beyond every format, inside
+  // MPFR's range, so every format and mode rounds it as the exact value.
+  {
+    const bool hex = body.size() >= 2 && body[0] == '0' && (body[1] == 'x');
+    const auto mark = lower.find(hex ? 'p' : 'e');
+    if (mark != std::string::npos) {
+      std::size_t k = mark + 1;
+      if (k < s.size() && (s[k] == '+' || s[k] == '-')) ++k;
+      while (k < s.size() && s[k] == '0') ++k;
+      const std::string_view digits = std::string_view(s).substr(k);
+      if (digits.size() > 15 && digits.find_first_not_of("0123456789") == std::string_view::npos)
+        s = s.substr(0, k) + "1000000000000000";
+    }
+  }
   const auto widest = exponent_range_guard::widest();
   char* end = nullptr;
   const int ternary = mpfr_strtofr(out.get(), s.c_str(), &end, 0, MPFR_RNDZ);
