@@ -56,8 +56,7 @@ bool lower_is(std::string_view s, std::string_view word) {
 
 // The documented token grammar, written independently of the parser.
 // zero: the value is zero (every digit of the significand is 0); finite: not nan
-// or inf; huge_exponent: the exponent has 17 or more significant digits (beyond
-// MPFR's exponent range: such a token may be refused).
+// or inf; huge_exponent: the exponent has 17 or more significant digits.
 bool grammar(std::string_view t, bool& zero, bool& finite, bool& huge_exponent) {
   zero = true;
   finite = true;

@@ -152,7 +152,7 @@ write("config", "full", b"""{
   "name": "full", "networks": [
     {"dataset": "fashion-mnist", "act": "tanh", "hidden": [128, 64], "indicators": ["kappa"]},
     {"dataset": "mnist", "act": "gelu", "model": "m.mpnn"}],
-  "samples": 0, "taus": [0, 0.5, 1e-3], "indicators": ["kappa", "kdot-abs"],
+  "samples": 0, "taus": [0, 0.5, 1e-3], "indicators": ["kappa", "kprime"],
   "baselines": ["oracle-pre", "random"], "seeds": 2,
   "orders": ["recursive", "pairwise", "blocked:16"], "order_indicators": {"pairwise": ["kappa"], "recursive": []},
   "low": "p=5,emin=-6,emax=7", "high": "bfloat16", "product": "binary16", "rounding": "stochastic",
