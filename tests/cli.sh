@@ -58,6 +58,12 @@ expect_error "missing format" "format" "1" round
 expect_error "unknown option" "--colour" "1" round --format binary16 --colour red
 expect_error "trailing garbage" "'1.5x' is not a number" "1.5x" round --format binary16
 expect_error "half a hex float" "'0x' is not a number" "0x" round --format binary16
+# found by tests/fuzz/fuzz_token (issue 16): MPFR's own syntax is not a number here, and
+# exponents beyond a long keep a tiny value tiny
+expect_error "binary prefix" "'0b101' is not a number" "0b101" round --format binary16
+expect_error "@ exponent" "'1@3' is not a number" "1@3" round --format binary16
+expect "exponent beyond a long" $'0x0.0000000000001p-1022\n-0x0p+0\ninf' \
+  r ".0001e-999999999999999999991 -1e-99999999999999999999 1e99999999999999999999" --format binary64 --rounding upward
 
 # mpacc dot
 d() { local input=$1; shift; printf '%b' "$input" | "$MPACC" dot "$@" | grep -E "^(simulated|exact|error_abs) "; }
