@@ -201,3 +201,20 @@ TOKENS = [
 ]
 for k, (sel, tok) in enumerate(TOKENS):
     write("token", "token%02d" % k, bytes([sel]) + tok)
+
+
+# long decimals next to binary64 midpoints: the exact decimal of a midpoint, a hair
+# above and below it (strtod and the MPFR path must agree on every digit)
+def exact_decimal(num, den_pow2):
+    """num / 2**den_pow2 written out exactly (it terminates)."""
+    from decimal import Decimal, getcontext
+    getcontext().prec = 2000
+    return format(Decimal(num) / (Decimal(2) ** den_pow2), "f")
+
+
+for k, (num, p2) in enumerate([(2 ** 53 + 1, 53), (1, 1075), (3, 1075), (2 ** 54 - 1, 1075 + 53 - 1023 - 54)]):
+    mid = exact_decimal(num, p2).encode()
+    write("token", "midpoint%d" % k, b"\x00" + mid)
+    write("token", "midpoint%d_above" % k, b"\x00" + mid + b"000000000000000000001")
+    below = exact_decimal(num, p2)
+    write("token", "midpoint%d_below" % k, b"\x00" + (below[:-1] + str(int(below[-1]) - 1)).encode() + b"999999999")
