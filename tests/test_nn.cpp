@@ -362,3 +362,14 @@ TEST_CASE("simulate with a precision_config equals the pass it describes", "[nn]
   CHECK(saturated > 0);
   CHECK(on[0].y == off[0].y);
 }
+
+TEST_CASE("precision_config messages stay on one line", "[nn][precision]") {
+  try {
+    (void)nn::parse_precision_json("{\"co\\nlour\": 1}");
+    FAIL("no error");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find('\n') == std::string::npos);
+    CHECK_THAT(e.what(), Catch::Contains("co\\x0alour"));
+  }
+  CHECK_THROWS_WITH(nn::parse_precision(std::string("acc=\x01")), Catch::Contains("\\x01"));
+}

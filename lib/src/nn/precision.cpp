@@ -12,8 +12,25 @@ namespace mpacc::nn {
 
 namespace {
 
+// what a message quotes from the input, with control characters escaped (one line)
+std::string printable(const std::string& s) {
+  std::string r;
+  for (const char ch : s.substr(0, 200)) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u < 0x20 || u == 0x7f) {
+      constexpr char digits[] = "0123456789abcdef";
+      r += "\\x";
+      r += digits[u >> 4];
+      r += digits[u & 15];
+    } else {
+      r += ch;
+    }
+  }
+  return r;
+}
+
 [[noreturn]] void fail(const std::string& key, const std::string& why) {
-  throw std::invalid_argument("precision: key '" + key + "': " + why);
+  throw std::invalid_argument("precision: key '" + printable(key) + "': " + printable(why));
 }
 
 std::string opt_name(const std::optional<sim::format>& f, const char* none) {
@@ -171,7 +188,7 @@ precision_config parse_precision(std::string_view compact) {
     const std::string item = text.substr(a, semi - a);
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw std::invalid_argument("precision: '" + item.substr(0, 60) + "' is not key=value");
+      throw std::invalid_argument("precision: '" + printable(item.substr(0, 60)) + "' is not key=value");
     const std::string key = item.substr(0, eq);
     if (std::find(seen.begin(), seen.end(), key) != seen.end()) fail(key, "given twice");
     seen.push_back(key);
