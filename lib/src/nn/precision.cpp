@@ -6,28 +6,15 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "mpacc/nn/data.hpp"
 #include "mpacc/sim/rounding.hpp"
 
 namespace mpacc::nn {
 
 namespace {
 
-// what a message quotes from the input, with control characters escaped (one line)
-std::string printable(const std::string& s) {
-  std::string r;
-  for (const char ch : s.substr(0, 200)) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (u < 0x20 || u == 0x7f) {
-      constexpr char digits[] = "0123456789abcdef";
-      r += "\\x";
-      r += digits[u >> 4];
-      r += digits[u & 15];
-    } else {
-      r += ch;
-    }
-  }
-  return r;
-}
+// what a message quotes from the input, one line whatever it holds
+std::string printable(const std::string& s) { return detail::printable(s, 200); }
 
 [[noreturn]] void fail(const std::string& key, const std::string& why) {
   throw std::invalid_argument("precision: key '" + printable(key) + "': " + printable(why));
