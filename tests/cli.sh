@@ -88,8 +88,17 @@ printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00\x03\x00\x80
 printf '\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01' > "$evaldir/mnist/t10k-labels-idx1-ubyte"
 fixture=$(dirname "$0")/data/tiny.npz
 out=$("$MPACC" eval --model "$fixture" --act tanh --data "$evaldir" --acc e4m3-ieee 2>&1)
-grep -q "accuracy binary32: " <<<"$out" && grep -q "accuracy simulated (acc e4m3-ieee" <<<"$out" && grep -q "3-4-2" <<<"$out" ||
+grep -q "accuracy binary32: " <<<"$out" && grep -q "precision: weights=none;biases=none;inputs=binary32;product=exact;acc=e4m3-ieee;" <<<"$out" &&
+  grep -q "accuracy simulated: " <<<"$out" && grep -q "3-4-2" <<<"$out" ||
   { echo "FAIL: eval output: $out"; fails=$((fails + 1)); }
+# the one-line precision gives the same pass as the single options
+out2=$("$MPACC" eval --model "$fixture" --act tanh --data "$evaldir" --precision "weights=none;biases=none;acc=e4m3-ieee;order=blocked:8" 2>&1)
+[[ "$out" == "$out2" ]] || { echo "FAIL: eval --precision differs: $out2"; fails=$((fails + 1)); }
+expect_error "eval: --precision with --acc" "give one or the other" "" eval --model "$fixture" --act tanh --data "$evaldir" --precision "acc=binary16" --acc e4m3-ieee
+expect_error "eval: bad precision key" "--precision: precision: key 'acc'" "" eval --model "$fixture" --act tanh --data "$evaldir" --precision "acc=fp7"
+expect_error "eval: precision for another depth" "3 accumulator formats for a network of 2 layers" "" eval --model "$fixture" --act tanh --data "$evaldir" --precision "acc=binary16,binary16,binary16"
+printf '{"acc": ["binary16"], "colour": 1}' > "$evaldir/p.json"
+expect_error "eval: precision file with an unknown key" "p.json: precision: key 'colour': unknown key" "" eval --model "$fixture" --act tanh --data "$evaldir" --precision-file "$evaldir/p.json"
 expect_error "eval: missing model" "cannot open" "" eval --model "$evaldir/none.mpnn" --data "$evaldir"
 printf 'garbage-garbage-garbage' > "$evaldir/bad.mpnn"
 expect_error "eval: garbage model" "bad magic" "" eval --model "$evaldir/bad.mpnn" --data "$evaldir"

@@ -320,3 +320,36 @@ TEST_CASE("the reference logits take the stored inputs, or the exact data on req
   CHECK(stored.mean_relative_error < 1e-5);
   CHECK(exact.mean_relative_error > 1e-3);
 }
+
+TEST_CASE("the per-term and tile costs on hand-counted cases", "[analysis][algorithm1]") {
+  const auto net = small_net(sim::activation::relu, 31);  // 16 -> 24 -> 12 -> 10
+  const auto data = small_data(40, 32);
+  analysis::mixed_config cfg;  // e4m3-ieee 8, binary16 16 per term
+  cfg.tile_rows = 24;          // a tile: every component of layer 1 for 16 samples
+  cfg.tile_samples = 16;
+  const analysis::mixed_runner R(net, data, 0, cfg, 1);
+  const double high = 16.0 * 40 * (24 * 16 + 12 * 24 + 10 * 12);  // uniform high, in bit-terms
+  analysis::selection s;
+  s.type = analysis::selection::kind::uniform_low;
+  CHECK(R.run(s).weighted_cost == Approx(0.5));
+  CHECK(R.run(s).tile_cost == Approx(0.5));
+  s.type = analysis::selection::kind::uniform_high;
+  CHECK(R.run(s).weighted_cost == Approx(1));
+  CHECK(R.run(s).tile_cost == Approx(1));
+  // one recomputed component (layer 1, sample 0): 16 terms at 16 per term; its
+  // tile holds 24 components x 16 samples of 16 terms each
+  std::vector<std::vector<std::size_t>> counts = {std::vector<std::size_t>(40, 0), std::vector<std::size_t>(40, 0),
+                                                  std::vector<std::size_t>(40, 0)};
+  counts[0][0] = 1;
+  analysis::selection m;
+  m.type = analysis::selection::kind::random;
+  m.counts = &counts;
+  const auto r = R.run(m);
+  CHECK(r.weighted_cost == Approx(0.5 + 16.0 * 16 / high));
+  CHECK(r.tile_cost == Approx(0.5 + 24.0 * 16 * 16 * 16 / high));
+  CHECK(r.fraction == Approx(1.0 / (40 * (24 + 12 + 10))));
+  // samples 32..39 form the last, shorter tile
+  counts[0][0] = 0;
+  counts[0][39] = 1;
+  CHECK(R.run(m).tile_cost == Approx(0.5 + 24.0 * 8 * 16 * 16 / high));
+}

@@ -15,6 +15,8 @@
 
 #include "mpacc/nn/data.hpp"
 #include "mpacc/nn/model_io.hpp"
+#include "mpacc/nn/precision.hpp"
+#include "mpacc/nn/simulate.hpp"
 #include "mpacc/nn/train.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
@@ -250,4 +252,124 @@ TEST_CASE("training converges on a synthetic problem, reproducibly", "[nn][train
   for (double w : net.layers[0].W) CHECK(sim::round(w, sim::formats::e4m3_ieee, sim::rounding::nearest_even, true, fl) == w);
   const auto again = nn::train({8, 32, 10}, {sim::activation::relu}, d, opt);
   CHECK(again.layers[0].W == net.layers[0].W);
+}
+
+TEST_CASE("precision_config: JSON and compact forms round-trip, strictly", "[nn][precision]") {
+  nn::precision_config d;
+  CHECK(nn::parse_precision_json(d.to_json()) == d);
+  CHECK(nn::parse_precision(d.to_string()) == d);
+  CHECK(nn::parse_precision("") == d);
+  nn::precision_config p;
+  p.weights = sim::formats::e5m2;
+  p.biases.reset();
+  p.inputs = sim::formats::binary16;
+  p.product = sim::formats::bfloat16;
+  p.acc = {sim::formats::e4m3_ieee, sim::formats::binary16, sim::formats::binary32};
+  p.rounding = sim::rounding::stochastic;
+  p.order = {sim::order::kind::blocked, 4};
+  p.saturate = true;
+  p.via = sim::formats::binary32;
+  p.seed = 77;
+  p.act = sim::formats::bfloat16;
+  p.act_rounding = sim::rounding::toward_zero;
+  p.act_saturate = true;
+  CHECK_FALSE(p == d);
+  CHECK(nn::parse_precision(p.to_string()) == p);
+  CHECK(nn::parse_precision_json(p.to_json()) == p);
+  p.maps = {sim::precision_map::uniform(sim::formats::e4m3_ieee),
+            {{sim::formats::e4m3_ieee, sim::formats::binary16}, {0, 1, 1, 0}},
+            {}};
+  CHECK(nn::parse_precision_json(p.to_json()) == p);
+  CHECK(nn::parse_precision("acc=e4m3-ieee;order=blocked:8;saturate=on").saturate);
+  CHECK(nn::parse_precision("acc=e4m3-ieee,binary16").acc.size() == 2);
+  // every malformed input names its key
+  CHECK_THROWS_WITH(nn::parse_precision("colour=red"), Catch::Contains("key 'colour': unknown key"));
+  CHECK_THROWS_WITH(nn::parse_precision("acc=fp7"), Catch::Contains("key 'acc'"));
+  CHECK_THROWS_WITH(nn::parse_precision("acc=binary16;acc=binary32"), Catch::Contains("given twice"));
+  CHECK_THROWS_WITH(nn::parse_precision("saturate=maybe"), Catch::Contains("key 'saturate'"));
+  CHECK_THROWS_WITH(nn::parse_precision("seed=-1"), Catch::Contains("key 'seed'"));
+  CHECK_THROWS_WITH(nn::parse_precision("order"), Catch::Contains("not key=value"));
+  CHECK_THROWS_WITH(nn::parse_precision("order=zigzag"), Catch::Contains("key 'order'"));
+  CHECK_THROWS_WITH(nn::parse_precision("maps=x"), Catch::Contains("JSON form only"));
+  CHECK_THROWS_WITH(nn::parse_precision_json("[1]"), Catch::Contains("JSON object"));
+  CHECK_THROWS_WITH(nn::parse_precision_json("{\"saturate\": \"on\"}"), Catch::Contains("key 'saturate'"));
+  CHECK_THROWS_WITH(nn::parse_precision_json("{\"acc\": []}"), Catch::Contains("key 'acc'"));
+  CHECK_THROWS_WITH(nn::parse_precision_json("{\"maps\": [{\"formats\": [\"binary16\"], \"index\": [1]}]}"),
+                    Catch::Contains("below the number of formats"));
+  CHECK_THROWS_WITH(nn::parse_precision_json("{\"inputs\": 3}"), Catch::Contains("key 'inputs': must be a string"));
+  // per-layer lists must fit the network
+  nn::precision_config two;
+  two.acc = {sim::formats::binary16, sim::formats::binary32};
+  CHECK_NOTHROW(two.check(2));
+  CHECK_THROWS_WITH(two.check(3), Catch::Contains("2 accumulator formats for a network of 3 layers"));
+}
+
+TEST_CASE("simulate with a precision_config equals the pass it describes", "[nn][precision]") {
+  sim::random_stream rng(41);
+  auto net = nn::make_mlp({12, 9, 5}, {sim::activation::tanh}, {sim::activation::identity});
+  for (auto& l : net.layers) {
+    for (auto& w : l.W) w = (rng.uniform() * 2 - 1) * 1.5;
+    for (auto& b : l.b) b = (rng.uniform() * 2 - 1) * 0.3;
+  }
+  std::vector<double> x(20 * 12);
+  for (auto& v : x) v = (rng.uniform() * 2 - 1) * 3;
+  const sim::matrix_view X{x.data(), 20, 12};
+  nn::precision_config p;  // weights and biases stored in e4m3-ieee
+  p.acc = {sim::formats::e4m3_ieee, sim::formats::binary16};
+  p.order = {sim::order::kind::blocked, 8};
+  p.inputs = sim::formats::bfloat16;
+  p.act = sim::formats::binary16;
+  const auto pass = nn::simulate(net, X, p, 1);
+  // the same pass assembled by hand: stored weights, layer by layer
+  const auto stored = nn::stored_network(net, p);
+  for (const auto& l : stored.layers)
+    for (double w : l.W) CHECK(sim::round(w, sim::formats::e4m3_ieee) == w);
+  std::vector<double> in = nn::store_inputs(X, sim::formats::bfloat16);
+  std::size_t cols = 12;
+  for (std::size_t k = 0; k < 2; ++k) {
+    std::vector<double> v;
+    std::vector<unsigned> flags;
+    nn::simulate_layer(stored.layers[k], {in.data(), 20, cols}, p.layer_spec(k), v, flags, 1);
+    CHECK(v == pass[k].v);
+    std::vector<double> y = v;
+    nn::apply_activation(stored.layers[k], sim::formats::binary16, y, 1);
+    CHECK(y == pass[k].y);
+    in = y;
+    cols = stored.layers[k].n_out;
+  }
+  // layer 0 used e4m3-ieee, layer 1 binary16 (a single e4m3 accumulator differs)
+  nn::precision_config q = p;
+  q.acc = {sim::formats::e4m3_ieee};
+  CHECK(nn::simulate(net, X, q, 1)[1].v != pass[1].v);
+  // activation saturation changes only the values that overflow the activation format
+  nn::precision_config s = p;
+  s.act = sim::formats::e4m3_ieee;
+  s.act_rounding = sim::rounding::nearest_even;
+  auto big = net;
+  for (auto& b : big.layers[1].b) b = 300;  // logits near 300 > 240, e4m3-ieee's largest
+  const auto off = nn::simulate(big, X, s, 1);
+  s.act_saturate = true;
+  const auto on = nn::simulate(big, X, s, 1);
+  std::size_t saturated = 0;
+  for (std::size_t t = 0; t < off[1].y.size(); ++t) {
+    if (std::isinf(off[1].y[t])) {
+      ++saturated;
+      CHECK(on[1].y[t] == 240);
+    } else {
+      CHECK(on[1].y[t] == off[1].y[t]);
+    }
+  }
+  CHECK(saturated > 0);
+  CHECK(on[0].y == off[0].y);
+}
+
+TEST_CASE("precision_config messages stay on one line", "[nn][precision]") {
+  try {
+    (void)nn::parse_precision_json("{\"co\\nlour\": 1}");
+    FAIL("no error");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find('\n') == std::string::npos);
+    CHECK_THAT(e.what(), Catch::Contains("co\\x0alour"));
+  }
+  CHECK_THROWS_WITH(nn::parse_precision(std::string("acc=\x01")), Catch::Contains("\\x01"));
 }

@@ -459,6 +459,61 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
             "the uniform-low pass).*\n\n";
     }
   }
+  // depth: networks of one data set and activation whose hidden layers all have
+  // the same width, at the first order: uniform low / high and Algorithm 1
+  // (first indicator, tau = 0.1 or the closest) against the number of hidden layers
+  std::map<std::string, std::vector<const network_spec*>> families;
+  for (const auto& n : c.networks)
+    if (n.hidden.size() >= 1 && std::all_of(n.hidden.begin(), n.hidden.end(), [&](std::size_t w) { return w == n.hidden[0]; }))
+      families[n.dataset + "-" + n.act + "-w" + std::to_string(n.hidden[0])].push_back(&n);
+  const auto gs = groups_of(c, rows);
+  for (auto& [fam, nets] : families) {
+    if (nets.size() < 2) continue;
+    std::sort(nets.begin(), nets.end(), [](const auto* a, const auto* b) { return a->hidden.size() < b->hidden.size(); });
+    std::string d = "# hidden_layers kl_low kl_high kl_alg1 cost_alg1 fraction_alg1 tau indicator\n";
+    std::string table = "| hidden layers | KL uniform low | KL uniform high | KL Algorithm 1 | cost | recomputed % |\n|---|---|---|---|---|---|\n";
+    std::string ind_used;
+    double tau_used = 0;
+    for (const auto* n : nets) {
+      const group* g = nullptr;
+      for (const auto& x : gs)
+        if (x.network == network_name(*n) && x.order == sim::to_string(c.orders[0])) g = &x;
+      if (!g || g->indicators.empty()) continue;
+      const auto* lo = g->find("uniform-low");
+      const auto* hi = g->find("uniform-high");
+      const result_row* a = nullptr;
+      for (double tau : {0.1, 0.3, 0.01, 0.5, 1.0})
+        if ((a = g->find("algorithm1", g->indicators[0], tau))) {
+          tau_used = tau;
+          break;
+        }
+      if (!lo || !hi || !a) continue;
+      ind_used = g->indicators[0];
+      put_number(d, static_cast<double>(n->hidden.size()));
+      for (double v : {lo->kl_mean, hi->kl_mean, a->kl_mean, a->weighted_cost, a->fraction}) {
+        d += ' ';
+        put_number(d, v);
+      }
+      d += "\n";
+      table += "| " + std::to_string(n->hidden.size()) + " | " + sci(lo->kl_mean) + " | " + sci(hi->kl_mean) + " | " +
+               sci(a->kl_mean) + " | " + fmt("%.3f", a->weighted_cost) + " | " + pct(a->fraction) + " |\n";
+    }
+    if (ind_used.empty()) continue;
+    write_atomic(c.out / ("depth-" + fam + ".dat"), d);
+    const std::string f = gnuplot_quote("depth-" + fam + ".dat");
+    draw_plot(c.out, "depth-" + fam,
+              "set logscale y\nset format y '10^%L'\nset grid\nset xlabel 'hidden layers'\nset ylabel 'mean KL to the "
+              "reference'\nset xtics 1\nset key outside right\nset title " +
+                  gnuplot_quote(fam + " (" + sim::to_string(c.orders[0]) + "): error against depth") + "\nplot " + f +
+                  " using 1:2 with linespoints lw 2 pt 5 title 'uniform low', " + f +
+                  " using 1:4 with linespoints lw 2 pt 7 title " +
+                  gnuplot_quote("Algorithm 1, " + ind_used + ", tau = " + fmt("%g", tau_used)) + ", " + f +
+                  " using 1:3 with linespoints lw 2 pt 9 title 'uniform high'\n",
+              1000, 550);
+    md += "## Depth: " + fam + "\n\n" + table + "\n![](depth-" + fam + ".png)\n\n*Mean KL divergence to the reference "
+          "against the number of hidden layers (all of width " + fam.substr(fam.rfind("-w") + 2) +
+          "): uniform low, Algorithm 1 (" + ind_used + ", tau = " + fmt("%g", tau_used) + ") and uniform high.*\n\n";
+  }
   write_atomic(c.out / "report.md", md);
 }
 

@@ -103,8 +103,8 @@ command add_reproduce_command(CLI::App& app) {
       "figures. --quick (default, a few minutes): MNIST ReLU and tanh MLPs trained 2 epochs on 20,000 images,\n"
       "kprime-companion and kappa-norm at tau in {1, 0.5, 0.3, 0.1, 0.01}, random-active (3 seeds) and the local\n"
       "oracle, blocked:8 (and recursive for the uniform strategies). --full: MNIST and Fashion-MNIST (10 epochs),\n"
-      "kprime-companion, kappa-norm and kappa, random-active (5 seeds), the oracles and smallest-|v|, both orders;\n"
-      "and MNIST MLPs with 2, 3, 4 and 6 hidden layers. Networks are cached in results/models.");
+      "kprime-companion, kappa-norm (and kappa on MNIST), random-active (3 seeds), the oracles and smallest-|v|,\n"
+      "both orders; and MNIST MLPs with 2, 4 and 6 hidden layers of 128. Networks are cached in results/models.");
   sub->add_flag("--quick", o->quick, "the quick experiment (default)");
   sub->add_flag("--full", o->full, "the full experiment");
   sub->add_option("--shard", o->shard, "run only shard i of n (i/n); merge with: mpacc merge --config quick|full");

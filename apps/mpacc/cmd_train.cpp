@@ -2,12 +2,15 @@
 // mpacc train / mpacc eval: networks on real data (docs/semantics.md §8).
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <optional>
 #include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "mpacc/nn/precision.hpp"
 #include "mpacc/analysis/plot.hpp"
 #include "mpacc/nn/data.hpp"
 #include "mpacc/nn/model_io.hpp"
@@ -96,14 +99,59 @@ struct eval_cli {
   std::string acc, order = "blocked:8", product = "exact", rounding = "nearest-even", act_format = "binary32";
   std::string input_format = "binary32";
   std::string storage = "none";
+  std::string precision, precision_file;
   std::size_t limit = 0;
   int threads = 0;
+  std::vector<CLI::Option*> precision_options;  // the single-choice options --precision replaces
 };
+
+// The precision of the simulated pass: --precision (compact) or --precision-file
+// (JSON), or the single options.
+std::optional<nn::precision_config> eval_precision(const eval_cli& o) {
+  bool single = false;
+  for (const auto* opt : o.precision_options) single = single || opt->count() > 0;
+  if (!o.precision.empty() && !o.precision_file.empty())
+    throw usage_error("--precision and --precision-file exclude each other");
+  if (!o.precision.empty() || !o.precision_file.empty()) {
+    if (single) throw usage_error("--precision/--precision-file replace --storage, --acc, --order, --product, --rounding, "
+                                  "--act-format and --input-format: give one or the other");
+    if (!o.precision.empty())
+      return option_value("--precision", [&] { return nn::parse_precision(o.precision); });
+    std::ifstream in(o.precision_file, std::ios::binary);
+    if (!in) throw std::runtime_error(o.precision_file + ": cannot open");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.size() > (1u << 26)) throw std::runtime_error(o.precision_file + ": larger than 64 MiB, not a precision configuration");
+    try {
+      return nn::parse_precision_json(text);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(o.precision_file + ": " + e.what());
+    }
+  }
+  nn::precision_config p;
+  if (o.storage != "none") p.weights = p.biases = option_value("--storage", [&] { return sim::parse_format(o.storage); });
+  else p.weights = p.biases = std::nullopt;
+  if (o.acc.empty()) return std::nullopt;
+  p.acc = {option_value("--acc", [&] { return sim::parse_format(o.acc); })};
+  p.order = option_value("--order", [&] { return sim::parse_order(o.order); });
+  p.rounding = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
+  if (o.product != "exact") p.product = option_value("--product", [&] { return sim::parse_format(o.product); });
+  p.act = option_value("--act-format", [&] { return sim::parse_format(o.act_format); });
+  p.inputs = option_value("--input-format", [&] { return sim::parse_format(o.input_format); });
+  return p;
+}
 
 int run_eval(const eval_cli& o) {
   if (o.model.empty()) throw usage_error("--model: a model file is required");
   auto net = nn::load_any(o.model, parse_act(o.act));
-  if (o.storage != "none") {
+  const auto precision = eval_precision(o);
+  if (precision) {
+    try {
+      precision->check(net.layers.size());
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(e.what());
+    }
+    net = nn::stored_network(net, *precision);
+  } else if (o.storage != "none") {
     nn::round_weights(net, option_value("--storage", [&] { return sim::parse_format(o.storage); }));
   }
   const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
@@ -112,16 +160,8 @@ int run_eval(const eval_cli& o) {
               test_set.rows);
   std::printf("accuracy binary32: %.2f%%\n", 100 * nn::evaluate_native(net, test_set, true, o.threads));
   std::printf("accuracy binary64: %.2f%%\n", 100 * nn::evaluate_native(net, test_set, false, o.threads));
-  if (o.acc.empty()) return 0;
-  sim::layer_spec spec;
-  spec.acc = option_value("--acc", [&] { return sim::precision_map::uniform(sim::parse_format(o.acc)); });
-  spec.base.ord = option_value("--order", [&] { return sim::parse_order(o.order); });
-  spec.base.mode = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
-  if (o.product != "exact") spec.base.product = option_value("--product", [&] { return sim::parse_format(o.product); });
-  const sim::format act_fmt = option_value("--act-format", [&] { return sim::parse_format(o.act_format); });
-  const sim::format in_fmt = option_value("--input-format", [&] { return sim::parse_format(o.input_format); });
-  const auto pass = nn::simulate(net, {test_set.x.data(), test_set.rows, test_set.cols}, spec, in_fmt, act_fmt,
-                                 o.threads);
+  if (!precision) return 0;
+  const auto pass = nn::simulate(net, {test_set.x.data(), test_set.rows, test_set.cols}, *precision, o.threads);
   std::size_t correct = 0, overflowed = 0, outputs = 0;
   for (const auto& layer : pass)
     for (unsigned f : layer.flags) {
@@ -131,8 +171,8 @@ int run_eval(const eval_cli& o) {
   const std::size_t C = net.outputs();
   for (std::size_t s = 0; s < test_set.rows; ++s)
     correct += nn::argmax({pass.back().y.data() + s * C, C}) == test_set.y[s];
-  std::printf("accuracy simulated (acc %s, %s, product %s, %s, inputs %s, activations %s): %.2f%%  (%zu of %zu outputs overflowed)\n",
-              o.acc.c_str(), o.order.c_str(), o.product.c_str(), o.rounding.c_str(), o.input_format.c_str(), o.act_format.c_str(),
+  std::printf("precision: %s\n", precision->to_string().c_str());
+  std::printf("accuracy simulated: %.2f%%  (%zu of %zu outputs overflowed)\n",
               100.0 * static_cast<double>(correct) / static_cast<double>(test_set.rows), overflowed, outputs);
   return 0;
 }
@@ -168,13 +208,20 @@ command add_eval_command(CLI::App& app) {
   sub->add_option("--model", o->model, "model file (.mpnn from mpacc train, or .npz with W1,b1,...)")->required();
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
-  sub->add_option("--storage", o->storage, "round weights and biases to this format first, or none")->capture_default_str();
-  sub->add_option("--acc", o->acc, "simulated accumulator format (e.g. e4m3-ieee, binary16)");
-  sub->add_option("--order", o->order, "recursive | pairwise | blocked:B")->capture_default_str();
-  sub->add_option("--product", o->product, "exact or a product format")->capture_default_str();
-  sub->add_option("--rounding", o->rounding, "accumulator rounding mode")->capture_default_str();
-  sub->add_option("--act-format", o->act_format, "format activations are rounded to")->capture_default_str();
-  sub->add_option("--input-format", o->input_format, "format the input pixels are stored in")->capture_default_str();
+  o->precision_options = {
+      sub->add_option("--storage", o->storage, "round weights and biases to this format first, or none")->capture_default_str(),
+      sub->add_option("--acc", o->acc, "simulated accumulator format (e.g. e4m3-ieee, binary16)"),
+      sub->add_option("--order", o->order, "recursive | pairwise | blocked:B")->capture_default_str(),
+      sub->add_option("--product", o->product, "exact or a product format")->capture_default_str(),
+      sub->add_option("--rounding", o->rounding, "accumulator rounding mode")->capture_default_str(),
+      sub->add_option("--act-format", o->act_format, "format activations are rounded to")->capture_default_str(),
+      sub->add_option("--input-format", o->input_format, "format the input pixels are stored in")->capture_default_str()};
+  sub->add_option("--precision", o->precision,
+                  "every precision choice in one line, e.g. 'acc=e4m3-ieee;order=blocked:8;saturate=on' (keys: weights, "
+                  "biases, inputs, product, acc, rounding, order, saturate, via, seed, act, act_rounding, act_saturate; "
+                  "docs/semantics.md); replaces the single options");
+  sub->add_option("--precision-file", o->precision_file, "the same as a JSON file (with per-layer accumulators and "
+                  "per-component maps)");
   sub->add_option("--limit", o->limit, "first N test images (0: all)")->capture_default_str();
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
   sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256))->capture_default_str();

@@ -4,13 +4,14 @@
 #include <cmath>
 
 #include "mpacc/ref/accumulate.hpp"
+#include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "mpacc/sim/threads.hpp"
 
 namespace mpacc::nn {
 
 unsigned apply_activation(const dense_layer& l, const sim::format& act_format, std::vector<double>& v, int threads,
-                          std::vector<unsigned>* flags) {
+                          std::vector<unsigned>* flags, sim::rounding mode, bool saturate, std::uint64_t seed) {
   const auto n = static_cast<std::ptrdiff_t>(v.size());
   if (flags) flags->assign(v.size(), 0);
   unsigned all = 0;
@@ -20,7 +21,8 @@ unsigned apply_activation(const dense_layer& l, const sim::format& act_format, s
     unsigned fl = 0;
     const double phi = sim::apply(l.act, x);
     if (std::isfinite(x) && !std::isfinite(phi)) fl |= std::isnan(phi) ? sim::flag::invalid : sim::flag::overflow;
-    x = sim::round(phi, act_format, sim::rounding::nearest_even, false, fl);
+    const std::uint64_t word = mode == sim::rounding::stochastic ? sim::random_bits(seed, static_cast<std::uint64_t>(t)) : 0;
+    x = sim::round(phi, act_format, mode, saturate, fl, word);
     if (flags) (*flags)[static_cast<std::size_t>(t)] = fl;
     all |= fl;
   }
@@ -85,6 +87,26 @@ std::vector<simulated_layer> simulate(const mlp& net, sim::matrix_view X, const 
     simulate_layer(l, {in.data(), X.rows, cols}, spec, r.v, r.flags, threads);
     r.y = r.v;
     apply_activation(l, act_format, r.y, threads, &r.act_flags);
+    in = r.y;
+    cols = l.n_out;
+  }
+  return out;
+}
+
+std::vector<simulated_layer> simulate(const mlp& net_in, sim::matrix_view X, const precision_config& p, int threads) {
+  net_in.validate();
+  p.check(net_in.layers.size());
+  const mlp net = stored_network(net_in, p);
+  std::vector<simulated_layer> out(net.layers.size());
+  if (out.empty()) return out;
+  std::vector<double> in = store_inputs(X, p.inputs, &out[0].in_flags);
+  std::size_t cols = X.cols;
+  for (std::size_t k = 0; k < net.layers.size(); ++k) {
+    const auto& l = net.layers[k];
+    auto& r = out[k];
+    simulate_layer(l, {in.data(), X.rows, cols}, p.layer_spec(k), r.v, r.flags, threads);
+    r.y = r.v;
+    apply_activation(l, p.act, r.y, threads, &r.act_flags, p.act_rounding, p.act_saturate, p.seed + k + 1);
     in = r.y;
     cols = l.n_out;
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mpacc/nn/network.hpp"
+#include "mpacc/nn/precision.hpp"
 #include "mpacc/sim/layer.hpp"
 
 namespace mpacc::nn {
@@ -17,8 +18,13 @@ namespace mpacc::nn {
 // With `flags` (resized to v.size()), each element's flags: those of rounding
 // phi(v) to the activation format, plus overflow | invalid when phi(v) itself
 // is not finite although v is. Returns the OR of all flags.
+// `mode` and `saturate` set the rounding to the activation format (default
+// nearest-even without saturation); stochastic rounding of element t uses
+// random_bits(seed, t).
 unsigned apply_activation(const dense_layer& l, const sim::format& act_format, std::vector<double>& v,
-                          int threads = 0, std::vector<unsigned>* flags = nullptr);
+                          int threads = 0, std::vector<unsigned>* flags = nullptr,
+                          sim::rounding mode = sim::rounding::nearest_even, bool saturate = false,
+                          std::uint64_t seed = 0);
 
 // One layer of a simulated pass (batch x n_out, row-major).
 struct simulated_layer {
@@ -45,5 +51,11 @@ void simulate_layer(const dense_layer& l, sim::matrix_view X, const sim::layer_s
 std::vector<simulated_layer> simulate(const mlp& net, sim::matrix_view X, const sim::layer_spec& spec,
                                       const sim::format& input_format, const sim::format& act_format,
                                       int threads = 0);
+
+// The same pass with every precision choice from one precision_config: the
+// weights and biases rounded to their storage formats first, inputs stored in
+// p.inputs, layer k accumulated as p.layer_spec(k) says, activations rounded
+// to p.act with p.act_rounding and p.act_saturate (stochastic: seed p.seed + k + 1).
+std::vector<simulated_layer> simulate(const mlp& net, sim::matrix_view X, const precision_config& p, int threads = 0);
 
 }  // namespace mpacc::nn
