@@ -503,7 +503,7 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
     const std::string f = gnuplot_quote("depth-" + fam + ".dat");
     draw_plot(c.out, "depth-" + fam,
               "set logscale y\nset format y '10^%L'\nset grid\nset xlabel 'hidden layers'\nset ylabel 'mean KL to the "
-              "reference'\nset xtics 1\nset key outside right\nset title " +
+              "reference'\nset xtics 1\nset key below\nset title " +
                   gnuplot_quote(fam + " (" + sim::to_string(c.orders[0]) + "): error against depth") + "\nplot " + f +
                   " using 1:2 with linespoints lw 2 pt 5 title 'uniform low', " + f +
                   " using 1:4 with linespoints lw 2 pt 7 title " +
