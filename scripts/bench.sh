@@ -45,7 +45,9 @@ run() {  # run OUTFILE BINARY FILTER [env...]
   env "$@" "$BUILD_DIR/bench/$bin" "${common[@]}" --benchmark_filter="$filter" >"$OUT/$out.csv" 2>"$OUT/$out.log"
 }
 
-echo "bench.sh: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); kernels: $KERNELS" >&2
+machine="$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench.sh: $machine, load $load_before; kernels: $KERNELS" >&2
 echo "rounding ..." >&2
 run rounding bench_rounding 'BM_round_array|BM_double_float_double|BM_copy'
 echo "references (sgemm, MPFR emulation) ..." >&2
@@ -60,6 +62,7 @@ done
 medians() { cat "$@" | awk -F',' '/_median"/ { n=$1; gsub(/"/, "", n); sub(/\/real_time_median$/, "", n); sub(/_median$/, "", n);
                                  l=$8; gsub(/"/, "", l); print n "\t" $7 "\t" l }'; }
 
+echo "# scripts/bench.sh, $(date -u +%Y-%m-%d), $machine; load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg); medians of $REPS"
 medians "$OUT/rounding.csv" >"$OUT/rounding.tsv"
 medians "$OUT/reference.csv" >"$OUT/reference.tsv"
 for k in $KERNELS; do medians "$OUT/layer-$k.csv" | sed "s/^/$k\t/"; done >"$OUT/layer.tsv"
