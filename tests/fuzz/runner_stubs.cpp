@@ -5,7 +5,8 @@
 // reference forward pass; those sources (lib/src/sim/layer.cpp with its AVX-512
 // target regions, lib/src/nn/reference.cpp and simulate.cpp with MPFR and
 // OpenBLAS) are not built with clang here. No parser reaches them: each stand-in
-// stops the fuzzer if it is ever called.
+// stops the fuzzer if it is ever called. A changed signature shows up as an
+// undefined reference when the fuzz preset links: update the stand-in to match.
 #include <cstdio>
 #include <cstdlib>
 
@@ -31,7 +32,8 @@ layer_flags prepared_dense::run(matrix_view, std::vector<double>&, int, std::vec
 
 namespace mpacc::nn {
 forward_result fast_forward(const mlp&, sim::matrix_view, int) { not_in_the_fuzz_build("nn::fast_forward"); }
-unsigned apply_activation(const dense_layer&, const sim::format&, std::vector<double>&, int, std::vector<unsigned>*) {
+unsigned apply_activation(const dense_layer&, const sim::format&, std::vector<double>&, int, std::vector<unsigned>*,
+                          sim::rounding, bool, std::uint64_t) {
   not_in_the_fuzz_build("nn::apply_activation");
 }
 }  // namespace mpacc::nn
