@@ -385,7 +385,7 @@ double number(const std::string& cell, const char* column) {
   double v = 0;
   const auto [p, ec] = std::from_chars(cell.data(), cell.data() + cell.size(), v);
   if (cell.empty() || ec != std::errc() || p != cell.data() + cell.size())
-    throw std::runtime_error(std::string("column ") + column + ": '" + cell.substr(0, 40) + "' is not a number");
+    throw std::runtime_error(std::string("column ") + column + ": '" + printable(cell.substr(0, 40)) + "' is not a number");
   return v;
 }
 
@@ -393,7 +393,7 @@ std::size_t whole(const std::string& cell, const char* column) {
   std::size_t v = 0;
   const auto [p, ec] = std::from_chars(cell.data(), cell.data() + cell.size(), v);
   if (cell.empty() || ec != std::errc() || p != cell.data() + cell.size())
-    throw std::runtime_error(std::string("column ") + column + ": '" + cell.substr(0, 40) + "' is not a count");
+    throw std::runtime_error(std::string("column ") + column + ": '" + printable(cell.substr(0, 40)) + "' is not a count");
   return v;
 }
 
@@ -461,7 +461,7 @@ result_row parse_csv_row(const std::string& line) {
   auto text = [&](std::string& out, bool may_be_empty) {
     out = cells[k];
     if ((!may_be_empty && out.empty()) || !name_ok(out))
-      throw std::runtime_error(std::string("column ") + kColumns[k] + ": '" + out.substr(0, 40) + "' is not a name");
+      throw std::runtime_error(std::string("column ") + kColumns[k] + ": '" + printable(out.substr(0, 40)) + "' is not a name");
     ++k;
   };
   auto num = [&]() { const double v = number(cells[k], kColumns[k]); ++k; return v; };

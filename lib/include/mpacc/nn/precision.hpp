@@ -39,7 +39,7 @@ struct precision_config {
   sim::format inputs = sim::formats::binary32;
   std::optional<sim::format> product;  // none: exact products
   // one accumulator for every layer, or one per layer
-  std::vector<sim::format> acc = {sim::formats::binary32};
+  std::vector<sim::format> acc = std::vector<sim::format>(1, sim::formats::binary32);
   // optional per-layer per-component maps (Algorithm 1's output); an empty
   // vector, or an empty map for a layer, means acc for every component
   std::vector<sim::precision_map> maps;
