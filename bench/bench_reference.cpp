@@ -165,6 +165,16 @@ const dot_data& dot_inputs() {
   return d;
 }
 
+// the inputs at P bits as Boost numbers, divided by 3 (no longer binary64 values)
+std::vector<ref::boost_float> boost_inputs(const dot_data& d, mpfr_prec_t P) {
+  std::vector<ref::boost_float> x;
+  for (double v : d.x) {
+    x.push_back(ref::make_boost_float(P, v));
+    x.back() /= 3;
+  }
+  return x;
+}
+
 void dot_label(benchmark::State& state, const std::string& what) {
   state.SetItemsProcessed(state.iterations() * 784);
   state.SetLabel(what + " terms/s");
@@ -195,11 +205,7 @@ void BM_dot_ops_wrapper(benchmark::State& state) {
 void BM_dot_ops_boost(benchmark::State& state) {
   const auto& d = dot_inputs();
   const mpfr_prec_t P = state.range(0);
-  std::vector<ref::boost_float> x;
-  for (double v : d.x) {
-    x.push_back(ref::make_boost_float(P, v));
-    x.back() /= 3;
-  }
+  const std::vector<ref::boost_float> x = boost_inputs(d, P);
   ref::boost_float acc = ref::make_boost_float(P);
   for (auto _ : state) {
     acc = 0;
@@ -291,11 +297,7 @@ void BM_dot_exact_boost(benchmark::State& state) {
 void BM_dot_mixed_boost(benchmark::State& state) {
   const auto& d = dot_inputs();
   const mpfr_prec_t P = state.range(0);
-  std::vector<ref::boost_float> x;
-  for (double v : d.x) {
-    x.push_back(ref::make_boost_float(P, v));
-    x.back() /= 3;
-  }
+  const std::vector<ref::boost_float> x = boost_inputs(d, P);
   const ref::boost_float bias = ref::make_boost_float(53, 0.0);
   for (auto _ : state) {
     auto r = ref::dot_rounded(d.w, x, bias, P);
