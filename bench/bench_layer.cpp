@@ -46,7 +46,8 @@ void BM_sim_layer(benchmark::State& state) {
   const auto& d = data();
   sim::layer_spec spec;
   spec.acc = sim::precision_map::uniform(fmt(static_cast<int>(state.range(0))));
-  spec.base.ord = state.range(1) ? sim::order{sim::order::kind::blocked, 8} : sim::order{sim::order::kind::recursive, 8};
+  spec.base.ord =
+      state.range(1) ? sim::order{sim::order::kind::blocked, 8} : sim::order{sim::order::kind::recursive, 8};
   const int threads = static_cast<int>(state.range(2));
   std::vector<double> Y;
   // weights prepared once (as for a network layer run on many batches)
@@ -56,8 +57,8 @@ void BM_sim_layer(benchmark::State& state) {
     benchmark::DoNotOptimize(Y.data());
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));
-  state.SetLabel(sim::to_string(spec.acc.formats[0]) + " " + sim::to_string(spec.base.ord) +
-                 " threads=" + std::to_string(threads) + " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
+  state.SetLabel(sim::to_string(spec.acc.formats[0]) + " " + sim::to_string(spec.base.ord) + " threads=" +
+                 std::to_string(threads) + " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
 }
 
 // e4m3-ieee blocked:8 in each rounding mode (sim::all_roundings order), on
@@ -85,8 +86,8 @@ void BM_sim_layer_mode(benchmark::State& state) {
     benchmark::DoNotOptimize(Y.data());
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));
-  state.SetLabel(std::string(sim::to_string(spec.base.mode)) + (state.range(1) ? " wide inputs" : "") +
-                 " threads=" + std::to_string(threads) + " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
+  state.SetLabel(std::string(sim::to_string(spec.base.mode)) + (state.range(1) ? " wide inputs" : "") + " threads=" +
+                 std::to_string(threads) + " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
 }
 
 void BM_sgemm(benchmark::State& state) {
@@ -95,8 +96,8 @@ void BM_sgemm(benchmark::State& state) {
   openblas_set_num_threads(static_cast<int>(state.range(0)));
   for (auto _ : state) {
     for (std::size_t s = 0; s < B; ++s) std::copy(d.bf.begin(), d.bf.end(), Y.begin() + static_cast<long>(s * M));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, M, N, 1.0f, d.Xf.data(), N, d.Wf.data(), N, 1.0f,
-                Y.data(), M);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, M, N, 1.0f, d.Xf.data(), N, d.Wf.data(), N, 1.0f, Y.data(),
+                M);
     benchmark::DoNotOptimize(Y.data());
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));

@@ -32,12 +32,13 @@ const setup& data(int act) {
   if (!init[act]) {
     sim::random_stream rng(3);
     auto& d = s[act];
-    d.net = nn::make_mlp({784, 784, 128, 10},
-                         {act ? sim::activation::tanh : sim::activation::relu}, {sim::activation::identity});
+    d.net = nn::make_mlp({784, 784, 128, 10}, {act ? sim::activation::tanh : sim::activation::relu},
+                         {sim::activation::identity});
     for (auto& l : d.net.layers) {
       const double sc = 2 / std::sqrt(static_cast<double>(l.n_in));
       unsigned fl = 0;
-      for (auto& w : l.W) w = sim::round((rng.uniform() * 2 - 1) * sc, sim::formats::e4m3_ieee, sim::rounding::nearest_even, true, fl);
+      for (auto& w : l.W)
+        w = sim::round((rng.uniform() * 2 - 1) * sc, sim::formats::e4m3_ieee, sim::rounding::nearest_even, true, fl);
       for (auto& b : l.b) b = sim::round((rng.uniform() * 2 - 1) * 0.1, sim::formats::e4m3_ieee);
     }
     d.X.resize(64 * 784);
@@ -102,7 +103,10 @@ void BM_naive_mpfr_sample(benchmark::State& state) {
         }
         mpfr_init2(out[i], P);
         if (l.act.kind == sim::activation::relu) {
-          if (mpfr_sgn(acc) > 0) mpfr_set(out[i], acc, MPFR_RNDN); else mpfr_set_zero(out[i], 1);
+          if (mpfr_sgn(acc) > 0)
+            mpfr_set(out[i], acc, MPFR_RNDN);
+          else
+            mpfr_set_zero(out[i], 1);
         } else if (l.act.kind == sim::activation::tanh) {
           mpfr_tanh(out[i], acc, MPFR_RNDN);
         } else {
@@ -141,10 +145,9 @@ void BM_fast_tier(benchmark::State& state) {
     benchmark::DoNotOptimize(r.layers.back().y_hi.data());
   }
   state.SetItemsProcessed(state.iterations() * 64);
-  state.SetLabel(std::string(state.range(0) ? "tanh" : "relu") + " binary64 Dot2 tier, samples/s, threads=" +
-                 std::to_string(threads));
+  state.SetLabel(std::string(state.range(0) ? "tanh" : "relu") +
+                 " binary64 Dot2 tier, samples/s, threads=" + std::to_string(threads));
 }
-
 
 // --- one inner product, n = 784: thin MPFR wrapper against Boost.Multiprecision ---
 // w: e4m3 weights as doubles; x: the previous layer's outputs at P bits (the
@@ -263,7 +266,7 @@ void BM_dot_exact_wrapper(benchmark::State& state) {
     mpfr_set_zero(acc.get(), 1);
     for (std::size_t j = 0; j < 784; ++j) {
       mpfr_set_d(t.get(), d.w[j], MPFR_RNDN);
-      mpfr_mul_d(t.get(), t.get(), d.x[j], MPFR_RNDN);  // exact
+      mpfr_mul_d(t.get(), t.get(), d.x[j], MPFR_RNDN);     // exact
       mpfr_add(acc.get(), acc.get(), t.get(), MPFR_RNDN);  // exact
     }
     benchmark::DoNotOptimize(acc.get());

@@ -36,10 +36,14 @@ const std::vector<double>& data() {
 
 sim::format fmt_of(int i) {
   switch (i) {
-    case 0: return sim::formats::binary16;
-    case 1: return sim::formats::bfloat16;
-    case 2: return sim::formats::e4m3;
-    default: return sim::formats::e5m2;
+    case 0:
+      return sim::formats::binary16;
+    case 1:
+      return sim::formats::bfloat16;
+    case 2:
+      return sim::formats::e4m3;
+    default:
+      return sim::formats::e5m2;
   }
 }
 const char* name_of(int i) {

@@ -74,8 +74,8 @@ TEST_CASE("sim::dot equals the MPFR model bit for bit, and the bound holds", "[s
                                {sim::order::kind::blocked, 8},
                                {sim::order::kind::blocked, 3}};
   std::vector<case_t> cases;
-  for (const auto& store : {sim::formats::binary16, sim::formats::e4m3_ieee, sim::formats::bfloat16,
-                            sim::formats::binary64})
+  for (const auto& store :
+       {sim::formats::binary16, sim::formats::e4m3_ieee, sim::formats::bfloat16, sim::formats::binary64})
     for (double scale : {1.0, 100.0}) {
       auto c = make_cases(store, scale, 17 + static_cast<std::uint64_t>(scale));
       cases.insert(cases.end(), c.begin(), c.end());
@@ -107,8 +107,8 @@ TEST_CASE("sim::dot equals the MPFR model bit for bit, and the bound holds", "[s
 #pragma omp critical
                 if (first.empty())
                   first = "case " + std::to_string(i) + " sim=" + test::hexs(fast.value) + " [" +
-                          sim::flags_to_string(fast.flags) + "] mpfr=" + test::hexs(slow.value) +
-                          " [" + sim::flags_to_string(slow.flags) + "]";
+                          sim::flags_to_string(fast.flags) + "] mpfr=" + test::hexs(slow.value) + " [" +
+                          sim::flags_to_string(slow.flags) + "]";
               }
               if (!(fast.flags & sim::flag::overflow) && std::isfinite(fast.value)) {
                 const auto ex = ref::dot_exact(k.w, k.x, k.b);
@@ -120,9 +120,8 @@ TEST_CASE("sim::dot equals the MPFR model bit for bit, and the bound holds", "[s
               }
             }
             checked += cases.size();
-            INFO(nf.name << " " << sim::to_string(mode) << " " << sim::to_string(ord)
-                         << " product=" << (prod ? "binary16" : "exact") << " saturate=" << sat
-                         << " first mismatch: " << first);
+            INFO(nf.name << " " << sim::to_string(mode) << " " << sim::to_string(ord) << " product="
+                         << (prod ? "binary16" : "exact") << " saturate=" << sat << " first mismatch: " << first);
             CHECK(bad == 0);
             CHECK(violations == 0);
           }
@@ -144,14 +143,14 @@ TEST_CASE("rounding counts per order", "[sim][accumulate]") {
     const auto k = sim::rounding_counts(784, o);
     return *std::max_element(k.begin(), k.end());
   };
-  CHECK(kmax({K::recursive, 8}) == 785);      // n + 1
-  CHECK(kmax({K::blocked, 8}) == 106);        // B + ceil(n/B) = 8 + 98
-  CHECK(kmax({K::pairwise, 8}) == 12);        // ceil(log2 n) + 2
+  CHECK(kmax({K::recursive, 8}) == 785);  // n + 1
+  CHECK(kmax({K::blocked, 8}) == 106);    // B + ceil(n/B) = 8 + 98
+  CHECK(kmax({K::pairwise, 8}) == 12);    // ceil(log2 n) + 2
   sim::accumulation a;
   a.ord = {K::blocked, 8};
-  CHECK(sim::words_per_dot(784, a) == 882);   // n + (ceil(n/B) - 1) + 1
+  CHECK(sim::words_per_dot(784, a) == 882);  // n + (ceil(n/B) - 1) + 1
   a.ord = {K::recursive, 8};
-  CHECK(sim::words_per_dot(784, a) == 785);   // n + 1
+  CHECK(sim::words_per_dot(784, a) == 785);  // n + 1
   a.ord = {K::pairwise, 8};
   CHECK(sim::words_per_dot(784, a) == 1568);  // n + (n - 1) + 1
   CHECK(sim::parse_order("blocked:8") == sim::order{K::blocked, 8});
@@ -159,8 +158,7 @@ TEST_CASE("rounding counts per order", "[sim][accumulate]") {
   CHECK_THROWS_WITH(sim::parse_order("zigzag"), Catch::Contains("unknown order 'zigzag'"));
 }
 
-TEST_CASE("a double-rounding trap: products of binary64 values and far-apart partial sums",
-          "[sim][accumulate]") {
+TEST_CASE("a double-rounding trap: products of binary64 values and far-apart partial sums", "[sim][accumulate]") {
   // s + w x where w x needs 106 bits and s is far away: rounding w x to
   // binary64 first, or s + fl(w x), would round twice.
   sim::accumulation a;
@@ -174,8 +172,7 @@ TEST_CASE("a double-rounding trap: products of binary64 values and far-apart par
   CHECK(r.value == 1.0);  // below the midpoint 1 + 2^-11: rounds down
 }
 
-TEST_CASE("signed zeros follow IEEE 754's round-to-nearest rule for exact zero sums",
-          "[sim][accumulate]") {
+TEST_CASE("signed zeros follow IEEE 754's round-to-nearest rule for exact zero sums", "[sim][accumulate]") {
   for (rounding mode : sim::all_roundings) {
     for (const auto& ord : {sim::order{sim::order::kind::recursive, 8}, sim::order{sim::order::kind::pairwise, 8}}) {
       sim::accumulation a;

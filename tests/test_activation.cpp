@@ -117,7 +117,8 @@ exact exact_derivative(activation a, double x) {
       mpfr_mul(t.get(), t.get(), sig(neg(v)).get(), MPFR_RNDN);
       return signed_sum(s, t, x < 0 ? -1 : 1);
     }
-    default: break;
+    default:
+      break;
   }
   FAIL("not a smooth activation");
   return {};
@@ -146,7 +147,8 @@ exact exact_kappa(activation a, double x) {
     case activation::silu:  // |1 + v sigma(-v)|
       mpfr_mul(t.get(), av.get(), sig(neg(v)).get(), MPFR_RNDN);
       break;
-    default: FAIL("not a smooth activation");
+    default:
+      FAIL("not a smooth activation");
   }
   r = signed_sum(num(1), t, x < 0 ? -1 : 1);
   mpfr_abs(r.value.get(), r.value.get(), MPFR_RNDN);
@@ -170,16 +172,25 @@ mpfr_float exact_apply(const sim::activation_fn& f, double x) {
   const mpfr_float v = num(x);
   mpfr_float t(P);
   switch (f.kind) {
-    case activation::identity: return v;
-    case activation::relu: return num(x > 0 ? x : 0.0);
+    case activation::identity:
+      return v;
+    case activation::relu:
+      return num(x > 0 ? x : 0.0);
     case activation::leaky_relu:
       if (x > 0) return v;
       mpfr_mul_d(t.get(), v.get(), f.slope, MPFR_RNDN);
       return t;
-    case activation::tanh: mpfr_tanh(t.get(), v.get(), MPFR_RNDN); return t;
-    case activation::sigmoid: return sig(v);
-    case activation::gelu: mpfr_mul(t.get(), v.get(), Phi(v).get(), MPFR_RNDN); return t;
-    case activation::silu: mpfr_mul(t.get(), v.get(), sig(v).get(), MPFR_RNDN); return t;
+    case activation::tanh:
+      mpfr_tanh(t.get(), v.get(), MPFR_RNDN);
+      return t;
+    case activation::sigmoid:
+      return sig(v);
+    case activation::gelu:
+      mpfr_mul(t.get(), v.get(), Phi(v).get(), MPFR_RNDN);
+      return t;
+    case activation::silu:
+      mpfr_mul(t.get(), v.get(), sig(v).get(), MPFR_RNDN);
+      return t;
   }
   FAIL("unknown activation");
   return t;
@@ -208,9 +219,9 @@ std::vector<double> test_points() {
   for (int k = -640; k <= 640; ++k) p.push_back(k / 16.0);
   sim::random_stream rng(20240611);
   for (int k = 0; k < 1500; ++k) p.push_back((rng.uniform() * 2 - 1) * 40);
-  for (double x : {100.0, 354.0, 355.5, 356.0, 360.0, 372.6, 373.0, 374.0, 375.0, 376.0, 400.0, 700.0, 708.5, 710.0,
-                   745.0, 746.0, 748.0, 750.0, 751.5, 752.0, 800.0, 1500.0, 1e5, 1e300, DBL_MAX, 38.4, 38.6, 38.7,
-                   1e-3, 1e-8, 1e-20, 1e-300, 0x1p-1074}) {
+  for (double x : {100.0, 354.0, 355.5,   356.0, 360.0, 372.6, 373.0, 374.0, 375.0, 376.0,  400.0,
+                   700.0, 708.5, 710.0,   745.0, 746.0, 748.0, 750.0, 751.5, 752.0, 800.0,  1500.0,
+                   1e5,   1e300, DBL_MAX, 38.4,  38.6,  38.7,  1e-3,  1e-8,  1e-20, 1e-300, 0x1p-1074}) {
     p.push_back(x);
     p.push_back(-x);
   }
@@ -342,9 +353,19 @@ TEST_CASE("derivative and kappa_act: limits at +-inf and NaN", "[activation]") {
 TEST_CASE("max_derivative of tanh and sigmoid: an upper bound of sup |phi'| within 1e-12", "[activation]") {
   const auto widest = ref::exponent_range_guard::widest();
   // intervals containing 0, on either side, degenerate, and reaching to infinity
-  std::vector<std::pair<double, double>> intervals = {{-1, 2}, {-40, 40}, {0, 0}, {-0.0, 0}, {-HUGE_VAL, HUGE_VAL},
-                                                      {18, 19}, {-25, -18}, {40, 800}, {-800, -400}, {1, 2},
-                                                      {-HUGE_VAL, -30}, {376, HUGE_VAL}, {HUGE_VAL, HUGE_VAL}};
+  std::vector<std::pair<double, double>> intervals = {{-1, 2},
+                                                      {-40, 40},
+                                                      {0, 0},
+                                                      {-0.0, 0},
+                                                      {-HUGE_VAL, HUGE_VAL},
+                                                      {18, 19},
+                                                      {-25, -18},
+                                                      {40, 800},
+                                                      {-800, -400},
+                                                      {1, 2},
+                                                      {-HUGE_VAL, -30},
+                                                      {376, HUGE_VAL},
+                                                      {HUGE_VAL, HUGE_VAL}};
   for (double x : test_points()) {
     intervals.emplace_back(x, x);
     for (double width : {0.5, 3.0, 100.0}) intervals.emplace_back(x, x + width);
@@ -371,8 +392,8 @@ TEST_CASE("max_derivative of tanh and sigmoid: an upper bound of sup |phi'| with
         w.add(mpfr_get_d(excess.get(), MPFR_RNDA), closest);
       }
     }
-    INFO(sim::to_string(a) << ": " << below << " intervals below the sup, the first with closest point "
-                           << first_below << " (max_derivative " << test::hexs(analysis::max_derivative({a}, first_below, first_below))
+    INFO(sim::to_string(a) << ": " << below << " intervals below the sup, the first with closest point " << first_below
+                           << " (max_derivative " << test::hexs(analysis::max_derivative({a}, first_below, first_below))
                            << "); largest relative excess " << w.err << " at " << w.at);
     CHECK(below == 0);
     CHECK(w.err <= 1e-12);

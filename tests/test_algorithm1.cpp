@@ -117,10 +117,10 @@ TEST_CASE("matched baselines recompute exactly as many components per layer and 
             for (std::size_t i = 0; i < l.n_out; ++i) {
               const std::size_t t = smp * l.n_out + i;
               const double y = sim::apply(l.act, tr.v_true[t]);
-              const double key = kind == K::oracle_pre ? std::fabs(tr.v_low[t] - tr.v_true[t])
-                                 : kind == K::oracle_local
-                                     ? std::fabs(sim::apply(l.act, tr.v_low[t]) - y)
-                                     : std::fabs(sim::apply(l.act, tr.v_low[t]) - y) - std::fabs(sim::apply(l.act, tr.v_high[t]) - y);
+              const double key = kind == K::oracle_pre     ? std::fabs(tr.v_low[t] - tr.v_true[t])
+                                 : kind == K::oracle_local ? std::fabs(sim::apply(l.act, tr.v_low[t]) - y)
+                                                           : std::fabs(sim::apply(l.act, tr.v_low[t]) - y) -
+                                                                 std::fabs(sim::apply(l.act, tr.v_high[t]) - y);
               (tr.recomputed[t] ? lo_picked : hi_kept) =
                   tr.recomputed[t] ? std::min(lo_picked, key) : std::max(hi_kept, key);
             }
@@ -268,7 +268,9 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
   CHECK(fs::exists(dir / "one" / "manifest.json"));
   CHECK(fs::exists(dir / "one" / "report.md"));
   // rows survive the text form
-  for (const auto& r : results("one", 1)) CHECK(analysis::to_csv(analysis::parse_csv_row(analysis::to_csv(r).substr(0, analysis::to_csv(r).size() - 1))) == analysis::to_csv(r));
+  for (const auto& r : results("one", 1))
+    CHECK(analysis::to_csv(analysis::parse_csv_row(analysis::to_csv(r).substr(0, analysis::to_csv(r).size() - 1))) ==
+          analysis::to_csv(r));
   CHECK(fs::exists(dir / "one" / "manifest.json"));
   // merge refuses what would mix runs: a missing, foreign, duplicate, truncated or unparsable shard
   c.out = dir / "three";

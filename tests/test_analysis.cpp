@@ -117,7 +117,8 @@ TEST_CASE("probabilistic bound: violations on random data stay below the stated 
     }
     const double u = sim::unit_roundoff(f, a.mode);
     const double stated = 1 - analysis::probabilistic_confidence(n + 1, u, lambda);
-    INFO(sim::to_string(f) << " violations " << violations << " of " << trials << ", stated failure probability " << stated);
+    INFO(sim::to_string(f) << " violations " << violations << " of " << trials << ", stated failure probability "
+                           << stated);
     CHECK(static_cast<double>(violations) / static_cast<double>(trials) <= stated);
     // and the probabilistic bound is much tighter than the deterministic one
     std::vector<double> w(n, 0.5), x(n, 0.5);
@@ -241,7 +242,8 @@ TEST_CASE("validate detects a wrong reference: violations and non-finite referen
   CHECK(rn.layers[1].uncovered_by_cause[static_cast<std::size_t>(analysis::uncovered_cause::reference)] == 1);
 }
 
-TEST_CASE("per-inner-product checks: deterministic bound exact, probabilistic frequencies, vacuous bounds", "[analysis]") {
+TEST_CASE("per-inner-product checks: deterministic bound exact, probabilistic frequencies, vacuous bounds",
+          "[analysis]") {
   const auto net = random_net({200, 64, 10}, sim::activation::relu, 23);
   const auto data = synthetic_data(60, 200, 6);
   const auto opt = options(0);
@@ -319,7 +321,8 @@ TEST_CASE("reference inputs: stored by default, exact on request; binary64 accum
   CHECK(max_exact > 1e-5);
   CHECK(rs.layers[0].input_storage_term_max > 1e-5);
   // and the simulated binary64 pass equals the MPFR model component by component
-  const auto run = nn::simulate(net, {data.x.data(), data.rows, data.cols}, cfg.layer, cfg.input_format, cfg.act_format);
+  const auto run =
+      nn::simulate(net, {data.x.data(), data.rows, data.cols}, cfg.layer, cfg.input_format, cfg.act_format);
   std::vector<double> x0(data.x.begin(), data.x.begin() + 40);
   for (auto& x : x0) x = sim::round(x, sim::formats::binary16);
   sim::accumulation a = cfg.layer.base;
@@ -341,8 +344,8 @@ TEST_CASE("figures: quoted titles, gnuplot failures reported, nothing half-writt
   std::filesystem::create_directories(dir);
   const auto marker = dir / "injected";
   // a title that would run a command if it reached a shell or a double-quoted gnuplot string
-  analysis::draw_plot(dir, "ok", "set title " + analysis::gnuplot_quote("`touch " + marker.string() + "`") +
-                                     "\nplot sin(x)\n");
+  analysis::draw_plot(dir, "ok",
+                      "set title " + analysis::gnuplot_quote("`touch " + marker.string() + "`") + "\nplot sin(x)\n");
   CHECK(std::filesystem::file_size(dir / "ok.png") > 0);
   CHECK(std::filesystem::exists(dir / "ok.gp"));
   CHECK(!std::filesystem::exists(marker));

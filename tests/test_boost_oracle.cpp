@@ -84,8 +84,8 @@ double boost_round_ne(double x, const sim::format& f, bool saturate, unsigned& f
   if (a >= tiny) {
     r = bin_float<P>(ax).template convert_to<double>();  // nearest-even at P bits, no top
   } else if (f.subnormals) {
-    const wide sum = wide(ax) + wide(tiny);  // exact
-    const bin_float<P> rounded(sum);         // nearest-even on the grid of 2^emin's binade
+    const wide sum = wide(ax) + wide(tiny);                          // exact
+    const bin_float<P> rounded(sum);                                 // nearest-even on the grid of 2^emin's binade
     r = (wide(rounded) - wide(tiny)).template convert_to<double>();  // exact
   } else {
     const exact53 half(tiny / 2);
@@ -103,15 +103,24 @@ using oracle_fn = double (*)(double, const sim::format&, bool, unsigned&);
 
 oracle_fn oracle_for(int p) {
   switch (p) {
-    case 2: return boost_round_ne<2>;
-    case 3: return boost_round_ne<3>;
-    case 4: return boost_round_ne<4>;
-    case 5: return boost_round_ne<5>;
-    case 8: return boost_round_ne<8>;
-    case 11: return boost_round_ne<11>;
-    case 24: return boost_round_ne<24>;
-    case 53: return boost_round_ne<53>;
-    default: return nullptr;
+    case 2:
+      return boost_round_ne<2>;
+    case 3:
+      return boost_round_ne<3>;
+    case 4:
+      return boost_round_ne<4>;
+    case 5:
+      return boost_round_ne<5>;
+    case 8:
+      return boost_round_ne<8>;
+    case 11:
+      return boost_round_ne<11>;
+    case 24:
+      return boost_round_ne<24>;
+    case 53:
+      return boost_round_ne<53>;
+    default:
+      return nullptr;
   }
 }
 
@@ -176,7 +185,7 @@ TEST_CASE("cpp_bin_float oracle: the conversion it relies on rounds once", "[sim
   fl = 0;
   CHECK(boost_round_ne<11>(1 + 0x1p-11, sim::formats::binary16, false, fl) == 1.0);
   CHECK(boost_round_ne<11>(1 + 3 * 0x1p-11, sim::formats::binary16, false, fl) == 1 + 0x1p-9);
-  CHECK(boost_round_ne<11>(0x1p-25, sim::formats::binary16, false, fl) == 0.0);       // half the smallest subnormal
+  CHECK(boost_round_ne<11>(0x1p-25, sim::formats::binary16, false, fl) == 0.0);          // half the smallest subnormal
   CHECK(boost_round_ne<11>(3 * 0x1p-25, sim::formats::binary16, false, fl) == 0x1p-23);  // 1.5 of it
   CHECK(std::signbit(boost_round_ne<11>(-0x1p-26, sim::formats::binary16, false, fl)));
   // e4m3: 464 is the tie of 448 and 480 (NaN code): 448; 465 overflows to NaN

@@ -100,16 +100,16 @@ std::string f8(const std::vector<double>& v) {
 }
 
 std::string npy_f8(const std::string& shape, const std::vector<double>& v, bool fortran = false) {
-  return npy(std::string("{'descr': '<f8', 'fortran_order': ") + (fortran ? "True" : "False") + ", 'shape': " + shape +
-                 ", }",
-             f8(v));
+  return npy(
+      std::string("{'descr': '<f8', 'fortran_order': ") + (fortran ? "True" : "False") + ", 'shape': " + shape + ", }",
+      f8(v));
 }
 
 struct member {
   std::string name, data;
   bool deflate = false;
   std::optional<std::uint32_t> crc = {}, usize = {}, local_offset = {};  // override the fields
-  std::optional<std::size_t> flip = {};                                   // corrupt this byte of the stored data
+  std::optional<std::size_t> flip = {};                                  // corrupt this byte of the stored data
   // as numpy.savez writes to a stream (zipfile with force_zip64): local header with
   // CRC 0, sizes 0xffffffff and a ZIP64 extra field, then a data descriptor
   bool streamed = false;
@@ -121,8 +121,8 @@ std::string zip(const std::vector<member>& ms) {
   for (const auto& m : ms) {
     std::string stored = m.deflate ? deflate_raw(m.data) : m.data;
     if (m.flip) stored[*m.flip] = static_cast<char>(stored[*m.flip] ^ 0x10);
-    const auto crc = m.crc.value_or(
-        static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(m.data.data()), static_cast<uInt>(m.data.size()))));
+    const auto crc = m.crc.value_or(static_cast<std::uint32_t>(
+        crc32(0, reinterpret_cast<const Bytef*>(m.data.data()), static_cast<uInt>(m.data.size()))));
     const auto usize = m.usize.value_or(static_cast<std::uint32_t>(m.data.size()));
     const auto offset = static_cast<std::uint32_t>(out.size());
     const std::uint16_t method = m.deflate ? 8 : 0;
@@ -216,14 +216,16 @@ TEST_CASE("npz: the test archive builder makes a valid network", "[nn][io]") {
   fs::remove_all(d);
 }
 
-TEST_CASE("npz: archives as numpy writes them to a stream (ZIP64 local headers and data descriptors) are read", "[nn][io]") {
+TEST_CASE("npz: archives as numpy writes them to a stream (ZIP64 local headers and data descriptors) are read",
+          "[nn][io]") {
   const auto d = temp_dir();
   for (bool deflate : {false, true}) {
     auto ms = net_members(deflate);
     for (auto& m : ms) m.streamed = true;
     write_file(d / "stream.npz", zip(ms));
     INFO(deflate);
-    CHECK(nn::import_npz(d / "stream.npz", {sim::activation::relu}).layers[0].W == std::vector<double>{1, 2, 3, 4, 5, 6});
+    CHECK(nn::import_npz(d / "stream.npz", {sim::activation::relu}).layers[0].W ==
+          std::vector<double>{1, 2, 3, 4, 5, 6});
     // the CRC is the central directory's: a corrupted byte is still caught
     ms[0].flip = ms[0].data.size() - 1;
     if (deflate) ms[0].flip = 3;
@@ -237,8 +239,8 @@ TEST_CASE("npz row 1: a local-header offset near 2^32 does not wrap", "[nn][io]"
   auto ms = net_members();
   ms[1].local_offset = 0xfffffff0u;
   const auto m = npz_error(d / "off.npz", ms);
-  CHECK_THAT(m, Catch::Contains((d / "off.npz").string()) && Catch::Contains("b1.npy") &&
-                    Catch::Contains("local header"));
+  CHECK_THAT(m,
+             Catch::Contains((d / "off.npz").string()) && Catch::Contains("b1.npy") && Catch::Contains("local header"));
   fs::remove_all(d);
 }
 
@@ -249,7 +251,8 @@ TEST_CASE("npz row 2: an element count that overflows is refused in Fortran and 
     ms[0].data = npy_f8("(4294967296, 4294967296)", {}, fortran);
     const auto m = npz_error(d / "big.npz", ms);
     INFO(fortran);
-    CHECK_THAT(m, Catch::Contains((d / "big.npz").string()) && Catch::Contains("W1.npy") && Catch::Contains("too large"));
+    CHECK_THAT(m,
+               Catch::Contains((d / "big.npz").string()) && Catch::Contains("W1.npy") && Catch::Contains("too large"));
   }
   fs::remove_all(d);
 }
@@ -283,8 +286,8 @@ TEST_CASE("npz row 4: a deflated member claiming 4 GB is refused before allocati
   const auto t0 = std::chrono::steady_clock::now();
   const auto m = npz_error(d / "bomb.npz", ms);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  CHECK_THAT(m, Catch::Contains((d / "bomb.npz").string()) && Catch::Contains("W1.npy") &&
-                    Catch::Contains("4000000000"));
+  CHECK_THAT(m,
+             Catch::Contains((d / "bomb.npz").string()) && Catch::Contains("W1.npy") && Catch::Contains("4000000000"));
   CHECK(s < 1.0);
   // the declared size is a bound: a member inflating to more than it says is refused
   ms = net_members(true);
@@ -364,7 +367,8 @@ TEST_CASE("row 14: messages name the file and the problem", "[nn][io]") {
   CHECK(error_of([&] { (void)nn::read_idx(d / "adir"); }) == dir + ": is a directory");
   CHECK(error_of([&] { (void)nn::load_model(d / "adir"); }) == dir + ": is a directory");
   CHECK(error_of([&] { (void)nn::import_npz(d / "adir.npz", {}); }) == (d / "adir.npz").string() + ": is a directory");
-  CHECK_THAT(error_of([&] { (void)nn::load_model(d / "none"); }), Catch::Contains("none") && Catch::Contains("cannot open"));
+  CHECK_THAT(error_of([&] { (void)nn::load_model(d / "none"); }),
+             Catch::Contains("none") && Catch::Contains("cannot open"));
   // a shape number beyond 64 bits: not a bare "stoull"
   auto ms = net_members();
   ms[0].data = npy_f8("(99999999999999999999999, 3)", {});
@@ -382,7 +386,8 @@ TEST_CASE("npz row 15: extra or gapped or duplicate members are refused naming t
   const auto d = temp_dir();
   auto ms = net_members();
   ms.push_back({"optimizer.npy", npy_f8("(1,)", {0})});
-  CHECK_THAT(npz_error(d / "extra.npz", ms), Catch::Contains((d / "extra.npz").string()) && Catch::Contains("optimizer.npy"));
+  CHECK_THAT(npz_error(d / "extra.npz", ms),
+             Catch::Contains((d / "extra.npz").string()) && Catch::Contains("optimizer.npy"));
   ms = net_members();
   ms.push_back({"W4.npy", npy_f8("(1, 1)", {0})});
   ms.push_back({"b4.npy", npy_f8("(1,)", {0})});
@@ -404,12 +409,13 @@ TEST_CASE("config: keys and values with control characters give one-line message
   const auto m = error_of([] { (void)analysis::parse_sweep_config(R"({"\rder_indicators": 1})", "c.json"); });
   CHECK(m == "c.json: key '\\x0dder_indicators': unknown key");
   CHECK(m.find('\r') == std::string::npos);
-  const auto n = error_of(
-      [] { (void)analysis::parse_sweep_config(R"({"networks": [{"dataset": "mn\nist"}]})", "c.json"); });
+  const auto n =
+      error_of([] { (void)analysis::parse_sweep_config(R"({"networks": [{"dataset": "mn\nist"}]})", "c.json"); });
   CHECK_THAT(n, Catch::StartsWith("c.json: key 'networks[0].dataset': unknown data set 'mn\\x0aist'"));
 }
 
-TEST_CASE("round and dot tokens: only C numbers, and values below MPFR's range stay nonzero (fuzz_token)", "[ref][io]") {
+TEST_CASE("round and dot tokens: only C numbers, and values below MPFR's range stay nonzero (fuzz_token)",
+          "[ref][io]") {
   const auto b64 = sim::formats::binary64;
   auto round = [&](const char* token, sim::rounding mode, double& out) {
     unsigned flags = 0;

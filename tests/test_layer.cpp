@@ -22,8 +22,7 @@ struct layer_data {
   std::vector<double> X, W, b;
 };
 
-layer_data make_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed,
-                      double scale) {
+layer_data make_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed, double scale) {
   sim::random_stream rng(seed);
   layer_data L{batch, n_in, n_out, {}, {}, {}};
   auto val = [&](const sim::format& f, double mag) { return sim::round((rng.uniform() * 2 - 1) * mag, f); };
@@ -53,7 +52,8 @@ layer_data make_wide_layer(std::size_t batch, std::size_t n_in, std::size_t n_ou
   for (std::size_t i = 0; i < batch * n_in; ++i) L.X.push_back(val(-30, 3));
   for (std::size_t i = 0; i < n_out * n_in; ++i) {
     double w = val(-20, 2);
-    if (i % 3 == 0) w = std::ldexp(1.0 + std::ldexp(1.0, -(11 + static_cast<int>(rng() % 30))), static_cast<int>(rng() % 8) - 4);
+    if (i % 3 == 0)
+      w = std::ldexp(1.0 + std::ldexp(1.0, -(11 + static_cast<int>(rng() % 30))), static_cast<int>(rng() % 8) - 4);
     L.W.push_back(w);
   }
   for (std::size_t i = 0; i < n_out; ++i) L.b.push_back(val(-10, 0));
@@ -63,14 +63,14 @@ layer_data make_wide_layer(std::size_t batch, std::size_t n_in, std::size_t n_ou
 // Values at the edges of the formats: binary16/e4m3 subnormals and below,
 // exact ties of the accumulators, sums that overflow e4m3 (and binary16 with
 // `huge`), infinities and a NaN when `specials`.
-layer_data make_corner_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed,
-                             bool huge, bool specials) {
+layer_data make_corner_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed, bool huge,
+                             bool specials) {
   sim::random_stream rng(seed);
   layer_data L{batch, n_in, n_out, {}, {}, {}};
   auto pick = [&](std::initializer_list<double> v) { return *(v.begin() + static_cast<long>(rng() % v.size())); };
   for (std::size_t i = 0; i < batch * n_in; ++i) {
-    double x = pick({0x1p-24, -0x1p-24, 0x1.8p-20, 0x1p-14, 0x1.ffcp-15, 0.5, -0.75, 1.0 + 0x1p-10, 0x1.002p+0,
-                     3.0, -0x1p-9, 0x1.4p-7, 0.0, -0.0, 240.0, -448.0});
+    double x = pick({0x1p-24, -0x1p-24, 0x1.8p-20, 0x1p-14, 0x1.ffcp-15, 0.5, -0.75, 1.0 + 0x1p-10, 0x1.002p+0, 3.0,
+                     -0x1p-9, 0x1.4p-7, 0.0, -0.0, 240.0, -448.0});
     if (huge && rng() % 4 == 0) x = pick({60000.0, -65504.0, 0x1p+20});
     L.X.push_back(x);
   }
@@ -101,8 +101,7 @@ struct forced_kernel {
   forced_kernel& operator=(const forced_kernel&) = delete;
 };
 
-std::size_t compare_with_dot(const layer_data& L, const sim::layer_spec& spec, int threads,
-                             std::string& first) {
+std::size_t compare_with_dot(const layer_data& L, const sim::layer_spec& spec, int threads, std::string& first) {
   std::vector<double> Y;
   const auto lf = sim::dense({L.X.data(), L.batch, L.n_in}, {L.W.data(), L.n_out, L.n_in}, L.b, spec, Y, threads);
   std::size_t bad = 0;
@@ -112,12 +111,13 @@ std::size_t compare_with_dot(const layer_data& L, const sim::layer_spec& spec, i
     for (std::size_t i = 0; i < L.n_out; ++i) {
       sim::accumulation a = spec.base;
       a.acc = spec.acc.of(i);
-      const auto r = sim::dot({L.W.data() + i * L.n_in, L.n_in}, {L.X.data() + s * L.n_in, L.n_in},
-                              L.b[i], a, (s * L.n_out + i) * words);
+      const auto r = sim::dot({L.W.data() + i * L.n_in, L.n_in}, {L.X.data() + s * L.n_in, L.n_in}, L.b[i], a,
+                              (s * L.n_out + i) * words);
       expect.add(r.flags);
       if (!test::same(r.value, Y[s * L.n_out + i])) {
-        if (!bad) first = "s=" + std::to_string(s) + " i=" + std::to_string(i) + " layer=" +
-                          test::hexs(Y[s * L.n_out + i]) + " dot=" + test::hexs(r.value);
+        if (!bad)
+          first = "s=" + std::to_string(s) + " i=" + std::to_string(i) + " layer=" + test::hexs(Y[s * L.n_out + i]) +
+                  " dot=" + test::hexs(r.value);
         ++bad;
       }
     }
@@ -126,18 +126,17 @@ std::size_t compare_with_dot(const layer_data& L, const sim::layer_spec& spec, i
     ++bad;
     if (first.empty())
       first = "flag counts differ: inexact " + std::to_string(lf.inexact) + " vs " + std::to_string(expect.inexact) +
-              ", overflow " + std::to_string(lf.overflow) + " vs " + std::to_string(expect.overflow) +
-              ", underflow " + std::to_string(lf.underflow) + " vs " + std::to_string(expect.underflow) +
-              ", saturated " + std::to_string(lf.saturated) + " vs " + std::to_string(expect.saturated) +
-              ", invalid " + std::to_string(lf.invalid) + " vs " + std::to_string(expect.invalid);
+              ", overflow " + std::to_string(lf.overflow) + " vs " + std::to_string(expect.overflow) + ", underflow " +
+              std::to_string(lf.underflow) + " vs " + std::to_string(expect.underflow) + ", saturated " +
+              std::to_string(lf.saturated) + " vs " + std::to_string(expect.saturated) + ", invalid " +
+              std::to_string(lf.invalid) + " vs " + std::to_string(expect.invalid);
   }
   return bad;
 }
 
 }  // namespace
 
-TEST_CASE("dense layer equals sim::dot per component on every kernel, mode, order, product model",
-          "[sim][layer]") {
+TEST_CASE("dense layer equals sim::dot per component on every kernel, mode, order, product model", "[sim][layer]") {
   using K = sim::order::kind;
   std::vector<layer_data> layers = {make_layer(7, 37, 21, 1, 1.0), make_layer(5, 16, 8, 2, 300.0),
                                     make_layer(4, 9, 13, 3, 0.001), make_layer(3, 0, 5, 4, 1.0),
@@ -172,14 +171,20 @@ TEST_CASE("dense layer equals sim::dot per component on every kernel, mode, orde
   }
 }
 
-TEST_CASE("every kernel equals sim::dot on corner cases: subnormals, ties, overflow, infinities, NaN, "
-          "formats without subnormals", "[sim][layer]") {
+TEST_CASE(
+    "every kernel equals sim::dot on corner cases: subnormals, ties, overflow, infinities, NaN, "
+    "formats without subnormals",
+    "[sim][layer]") {
   using K = sim::order::kind;
   const std::vector<layer_data> layers = {make_corner_layer(6, 23, 17, 11, false, false),
                                           make_corner_layer(5, 31, 9, 12, true, false),
                                           make_corner_layer(4, 12, 10, 13, true, true)};
-  const std::vector<sim::format> accs = {sim::formats::e4m3_ieee, sim::formats::e5m2, sim::formats::bfloat16,
-                                         sim::formats::binary16, sim::formats::binary32, sim::formats::e4m3,
+  const std::vector<sim::format> accs = {sim::formats::e4m3_ieee,
+                                         sim::formats::e5m2,
+                                         sim::formats::bfloat16,
+                                         sim::formats::binary16,
+                                         sim::formats::binary32,
+                                         sim::formats::e4m3,
                                          sim::parse_format("p=5,emin=-6,emax=7,subnormals=off"),
                                          sim::parse_format("p=11,emin=-14,emax=15,subnormals=off,inf=off")};
   for (const sim::dense_kernel kernel : available_kernels()) {
@@ -216,33 +221,33 @@ TEST_CASE("every kernel equals sim::dot on corner cases: subnormals, ties, overf
 TEST_CASE("dense layer: same bits for any thread count; stochastic reproducible", "[sim][layer]") {
   const auto L = make_layer(13, 100, 70, 5, 1.0);
   for (const sim::dense_kernel kernel : available_kernels())
-  for (rounding mode : sim::all_roundings) {
-    const forced_kernel force(kernel);
-    sim::layer_spec spec;
-    spec.base.mode = mode;
-    spec.base.ord = {sim::order::kind::blocked, 8};
-    spec.base.seed = 42;
-    spec.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
-    std::vector<double> y1, y2, y3, y4;
-    const sim::matrix_view X{L.X.data(), L.batch, L.n_in}, W{L.W.data(), L.n_out, L.n_in};
-    sim::dense(X, W, L.b, spec, y1, 1);
-    sim::dense(X, W, L.b, spec, y2, 2);
-    sim::dense(X, W, L.b, spec, y3, 3);
-    sim::dense(X, W, L.b, spec, y4, 2);
-    std::size_t diff = 0;
-    for (std::size_t k = 0; k < y1.size(); ++k)
-      diff += !test::same(y1[k], y2[k]) + !test::same(y1[k], y3[k]) + !test::same(y2[k], y4[k]);
-    INFO(sim::to_string(kernel) << " " << sim::to_string(mode));
-    CHECK(diff == 0);
-    if (mode == rounding::stochastic) {
-      spec.base.seed = 43;
-      std::vector<double> y5;
-      sim::dense(X, W, L.b, spec, y5, 2);
-      std::size_t changed = 0;
-      for (std::size_t k = 0; k < y1.size(); ++k) changed += !test::same(y1[k], y5[k]);
-      CHECK(changed > 0);
+    for (rounding mode : sim::all_roundings) {
+      const forced_kernel force(kernel);
+      sim::layer_spec spec;
+      spec.base.mode = mode;
+      spec.base.ord = {sim::order::kind::blocked, 8};
+      spec.base.seed = 42;
+      spec.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
+      std::vector<double> y1, y2, y3, y4;
+      const sim::matrix_view X{L.X.data(), L.batch, L.n_in}, W{L.W.data(), L.n_out, L.n_in};
+      sim::dense(X, W, L.b, spec, y1, 1);
+      sim::dense(X, W, L.b, spec, y2, 2);
+      sim::dense(X, W, L.b, spec, y3, 3);
+      sim::dense(X, W, L.b, spec, y4, 2);
+      std::size_t diff = 0;
+      for (std::size_t k = 0; k < y1.size(); ++k)
+        diff += !test::same(y1[k], y2[k]) + !test::same(y1[k], y3[k]) + !test::same(y2[k], y4[k]);
+      INFO(sim::to_string(kernel) << " " << sim::to_string(mode));
+      CHECK(diff == 0);
+      if (mode == rounding::stochastic) {
+        spec.base.seed = 43;
+        std::vector<double> y5;
+        sim::dense(X, W, L.b, spec, y5, 2);
+        std::size_t changed = 0;
+        for (std::size_t k = 0; k < y1.size(); ++k) changed += !test::same(y1[k], y5[k]);
+        CHECK(changed > 0);
+      }
     }
-  }
 }
 
 TEST_CASE("dense layer rejects mismatched shapes", "[sim][layer]") {

@@ -33,7 +33,8 @@ fs::path temp_dir() {
 }
 
 void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& b) {
-  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  std::ofstream(p, std::ios::binary)
+      .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
 std::vector<std::uint8_t> idx_bytes(std::vector<std::uint32_t> dims, std::size_t payload, std::uint8_t type = 8) {
@@ -249,7 +250,8 @@ TEST_CASE("training converges on a synthetic problem, reproducibly", "[nn][train
   CHECK(nn::evaluate_native(net, d, true, 1) > 0.95);
   // stored weights are e4m3-ieee values
   unsigned fl = 0;
-  for (double w : net.layers[0].W) CHECK(sim::round(w, sim::formats::e4m3_ieee, sim::rounding::nearest_even, true, fl) == w);
+  for (double w : net.layers[0].W)
+    CHECK(sim::round(w, sim::formats::e4m3_ieee, sim::rounding::nearest_even, true, fl) == w);
   const auto again = nn::train({8, 32, 10}, {sim::activation::relu}, d, opt);
   CHECK(again.layers[0].W == net.layers[0].W);
 }

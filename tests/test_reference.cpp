@@ -282,8 +282,7 @@ TEST_CASE("binary64 tier within its bound of the MPFR tier", "[ref][reference]")
 TEST_CASE("bad input to the reference engine", "[ref][reference]") {
   auto net = random_net({3, 2}, {sim::activation::relu}, 1);
   CHECK_THROWS_WITH(nn::reference_forward_sample(net, std::vector<double>{1, 2}), Catch::Contains("takes 3"));
-  CHECK_THROWS_WITH(nn::reference_forward_sample(net, std::vector<double>{1, NAN, 2}),
-                    Catch::Contains("non-finite"));
+  CHECK_THROWS_WITH(nn::reference_forward_sample(net, std::vector<double>{1, NAN, 2}), Catch::Contains("non-finite"));
   net.layers[0].b.pop_back();
   CHECK_THROWS_WITH(nn::reference_forward_sample(net, std::vector<double>{1, 2, 3}), Catch::Contains("layer 1"));
 }

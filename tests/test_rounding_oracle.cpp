@@ -71,8 +71,8 @@ void check_all(const std::string& name, const sim::format& base, const std::vect
     for (rounding mode : modes) {
       for (bool saturate : {false, true}) {
         const report r = compare(in, f, mode, saturate);
-        INFO(name << " subnormals=" << subnormals << " mode=" << sim::to_string(mode)
-                  << " saturate=" << saturate << " checked=" << r.checked << " first: " << r.first);
+        INFO(name << " subnormals=" << subnormals << " mode=" << sim::to_string(mode) << " saturate=" << saturate
+                  << " checked=" << r.checked << " first: " << r.first);
         CHECK(r.mismatches == 0);
       }
     }
@@ -107,8 +107,7 @@ TEST_CASE("tf32 exhaustively (2^19 encodings), every mode", "[.][exhaustive][sim
 }
 
 TEST_CASE("binary32, tf32, bfloat16, binary64: boundaries and random inputs", "[sim][round][oracle]") {
-  for (const auto& f : {sim::formats::binary32, sim::formats::tf32, sim::formats::bfloat16,
-                        sim::formats::binary64}) {
+  for (const auto& f : {sim::formats::binary32, sim::formats::tf32, sim::formats::bfloat16, sim::formats::binary64}) {
     std::vector<double> in = test::random_inputs(f, 20000, 1234);
     // every power of two in range with its neighbours, and a value per binade at a tie
     for (int e = std::max(-1074, f.emin - f.p - 2); e <= std::min(1023, f.emax + 1); ++e) {
@@ -131,12 +130,14 @@ TEST_CASE("binary32, tf32, bfloat16, binary64: boundaries and random inputs", "[
   }
 }
 
-TEST_CASE("custom formats: p=1, p=2, p=53, subnormals off, custom max, odd ranges",
-          "[sim][round][oracle]") {
-  const char* specs[] = {"p=1,emin=-3,emax=3",          "p=2,emin=-2,emax=3,inf=off",
-                         "p=5,emin=-10,emax=5,max=48",  "p=3,emin=1,emax=6,subnormals=off",
+TEST_CASE("custom formats: p=1, p=2, p=53, subnormals off, custom max, odd ranges", "[sim][round][oracle]") {
+  const char* specs[] = {"p=1,emin=-3,emax=3",
+                         "p=2,emin=-2,emax=3,inf=off",
+                         "p=5,emin=-10,emax=5,max=48",
+                         "p=3,emin=1,emax=6,subnormals=off",
                          "p=12,emin=-20,emax=20,inf=off,max=786432",
-                         "p=53,emin=-1000,emax=1000",   "p=7,emin=-1016,emax=-1000",
+                         "p=53,emin=-1000,emax=1000",
+                         "p=7,emin=-1016,emax=-1000",
                          "p=4,emin=1000,emax=1023"};
   for (const char* s : specs) {
     const sim::format f = sim::parse_format(s);

@@ -191,8 +191,7 @@ TEST_CASE("stochastic rounding: neighbours, frequencies, seeds, threads", "[sim]
       double x, lo, hi, p;
     };
     std::vector<probe> probes;
-    for (int k = 1; k < 16; k += 2)
-      probes.push_back({1 + k * 0x1p-14, 1.0, 1 + 0x1p-10, k / 16.0});
+    for (int k = 1; k < 16; k += 2) probes.push_back({1 + k * 0x1p-14, 1.0, 1 + 0x1p-10, k / 16.0});
     probes.push_back({0x1.4p-24 * 1.0, 0x1p-24, 0x1p-23, 0.25});  // subnormal: 1.25 quanta
     probes.push_back({0x1p-26, 0, 0x1p-24, 0.25});                // below the smallest subnormal
     probes.push_back({-1 - 3 * 0x1p-14, -1 - 0x1p-10, -1.0, 3 / 16.0});
@@ -238,8 +237,7 @@ TEST_CASE("stochastic rounding: neighbours, frequencies, seeds, threads", "[sim]
     sim::round_array(in, two, {bfloat16, rounding::stochastic, false, 5}, 0, 2);
     sim::round_array(in, three, {bfloat16, rounding::stochastic, false, 5}, 0, 3);
     std::size_t diff = 0;
-    for (std::size_t i = 0; i < in.size(); ++i)
-      diff += !test::same(one[i], two[i]) + !test::same(one[i], three[i]);
+    for (std::size_t i = 0; i < in.size(); ++i) diff += !test::same(one[i], two[i]) + !test::same(one[i], three[i]);
     CHECK(diff == 0);
   }
 }
@@ -248,32 +246,33 @@ TEST_CASE("round_array (vector paths) equals the scalar rounding element by elem
           "[sim][round][stochastic]") {
   using namespace sim::formats;
   for (rounding mode : sim::all_roundings)
-  for (sim::format f : {binary16, bfloat16, e4m3, e4m3_ieee, e5m2, e2m1, binary32, tf32,
-                        sim::parse_format("p=5,emin=-6,emax=7,subnormals=off")})
-    for (bool saturate : {false, true})
-      for (std::uint64_t first : {std::uint64_t{0}, std::uint64_t{13}}) {
-        // every boundary of the small formats (binary32 has too many: random values only)
-        auto in = f.p <= 11 ? test::boundary_inputs(f) : std::vector<double>{};
-        const auto more = test::random_inputs(f, 50003, 21);
-        in.insert(in.end(), more.begin(), more.end());
-        std::vector<double> out(in.size());
-        const unsigned flags = sim::round_array(in, out, {f, mode, saturate, 99}, first, 1);
-        sim::rounder r({f, mode, saturate, 99}, first);
-        std::size_t bad = 0;
-        std::string where;
-        for (std::size_t i = 0; i < in.size(); ++i) {
-          const double v = r(in[i]);
-          if (!test::same(v, out[i]) && !bad++) where = test::hexs(in[i]) + " -> " + test::hexs(out[i]) + ", scalar " + test::hexs(v);
+    for (sim::format f : {binary16, bfloat16, e4m3, e4m3_ieee, e5m2, e2m1, binary32, tf32,
+                          sim::parse_format("p=5,emin=-6,emax=7,subnormals=off")})
+      for (bool saturate : {false, true})
+        for (std::uint64_t first : {std::uint64_t{0}, std::uint64_t{13}}) {
+          // every boundary of the small formats (binary32 has too many: random values only)
+          auto in = f.p <= 11 ? test::boundary_inputs(f) : std::vector<double>{};
+          const auto more = test::random_inputs(f, 50003, 21);
+          in.insert(in.end(), more.begin(), more.end());
+          std::vector<double> out(in.size());
+          const unsigned flags = sim::round_array(in, out, {f, mode, saturate, 99}, first, 1);
+          sim::rounder r({f, mode, saturate, 99}, first);
+          std::size_t bad = 0;
+          std::string where;
+          for (std::size_t i = 0; i < in.size(); ++i) {
+            const double v = r(in[i]);
+            if (!test::same(v, out[i]) && !bad++)
+              where = test::hexs(in[i]) + " -> " + test::hexs(out[i]) + ", scalar " + test::hexs(v);
+          }
+          INFO(sim::to_string(mode) << " " << sim::to_string(f) << " saturate=" << saturate << " first=" << first << " "
+                                    << where);
+          CHECK(bad == 0);
+          CHECK(sim::flags_to_string(flags) == sim::flags_to_string(r.flags()));
+          // a short array (the scalar tail only) and an unaligned start
+          std::vector<double> part(in.begin() + 3, in.begin() + 3 + 21), out2(part.size());
+          (void)sim::round_array(part, out2, {f, mode, saturate, 99}, first + 3, 1);
+          std::size_t bad2 = 0;
+          for (std::size_t i = 0; i < part.size(); ++i) bad2 += !test::same(out2[i], out[i + 3]);
+          CHECK(bad2 == 0);
         }
-        INFO(sim::to_string(mode) << " " << sim::to_string(f) << " saturate=" << saturate << " first=" << first << " "
-                                  << where);
-        CHECK(bad == 0);
-        CHECK(sim::flags_to_string(flags) == sim::flags_to_string(r.flags()));
-        // a short array (the scalar tail only) and an unaligned start
-        std::vector<double> part(in.begin() + 3, in.begin() + 3 + 21), out2(part.size());
-        (void)sim::round_array(part, out2, {f, mode, saturate, 99}, first + 3, 1);
-        std::size_t bad2 = 0;
-        for (std::size_t i = 0; i < part.size(); ++i) bad2 += !test::same(out2[i], out[i + 3]);
-        CHECK(bad2 == 0);
-      }
 }

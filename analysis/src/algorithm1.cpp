@@ -54,14 +54,16 @@ std::map<std::string, indicator>& registry() {
     m["kappa"] = {"kappa",
                   [](const layer_view& lv, std::vector<double>& score) {
                     const auto& num = lv.abs_numerator();  // |w_i|^T|x| + |b_i| accumulated in low precision
-                    for (std::size_t t = 0; t < lv.batch * lv.n_out; ++t) score[t] = kappa_score(lv, num[t], lv.v_low[t]);
+                    for (std::size_t t = 0; t < lv.batch * lv.n_out; ++t)
+                      score[t] = kappa_score(lv, num[t], lv.v_low[t]);
                   },
                   [](const layer_view& lv) { return static_cast<double>(lv.n_out * lv.n_in); }};
     m["kappa-norm"] = {"kappa-norm",
                        [](const layer_view& lv, std::vector<double>& score) {
                          for (std::size_t s = 0; s < lv.batch; ++s) {
                            double xn = 0;
-                           for (std::size_t j = 0; j < lv.n_in; ++j) xn += lv.x[s * lv.n_in + j] * lv.x[s * lv.n_in + j];
+                           for (std::size_t j = 0; j < lv.n_in; ++j)
+                             xn += lv.x[s * lv.n_in + j] * lv.x[s * lv.n_in + j];
                            xn = std::sqrt(xn);
                            for (std::size_t i = 0; i < lv.n_out; ++i) {
                              const double num = (*lv.row_norms)[i] * xn + std::fabs(lv.weights->b[i]);
@@ -119,15 +121,24 @@ std::vector<std::string> indicator_names() {
 
 std::string_view to_string(selection::kind k) noexcept {
   switch (k) {
-    case selection::kind::uniform_low: return "uniform-low";
-    case selection::kind::uniform_high: return "uniform-high";
-    case selection::kind::threshold: return "algorithm1";
-    case selection::kind::random: return "random";
-    case selection::kind::random_active: return "random-active";
-    case selection::kind::smallest: return "smallest";
-    case selection::kind::oracle_pre: return "oracle-pre";
-    case selection::kind::oracle_local: return "oracle-local";
-    case selection::kind::oracle_gain: return "oracle-gain";
+    case selection::kind::uniform_low:
+      return "uniform-low";
+    case selection::kind::uniform_high:
+      return "uniform-high";
+    case selection::kind::threshold:
+      return "algorithm1";
+    case selection::kind::random:
+      return "random";
+    case selection::kind::random_active:
+      return "random-active";
+    case selection::kind::smallest:
+      return "smallest";
+    case selection::kind::oracle_pre:
+      return "oracle-pre";
+    case selection::kind::oracle_local:
+      return "oracle-local";
+    case selection::kind::oracle_gain:
+      return "oracle-gain";
   }
   return "?";
 }
@@ -217,11 +228,15 @@ sim::layer_spec spec_for(const mixed_config& cfg, const sim::format& f) {
 // tanh's kappa_act (positive up to |v| = 400, where it underflows)
 bool can_matter(const sim::activation_fn& f, double v) {
   switch (f.kind) {
-    case sim::activation::relu: return v >= 0;
+    case sim::activation::relu:
+      return v >= 0;
     case sim::activation::identity:
-    case sim::activation::leaky_relu: return true;
-    case sim::activation::tanh: return !(std::fabs(v) > 400);
-    default: return v == 0 || sim::kappa_act(f, v) > 0;
+    case sim::activation::leaky_relu:
+      return true;
+    case sim::activation::tanh:
+      return !(std::fabs(v) > 400);
+    default:
+      return v == 0 || sim::kappa_act(f, v) > 0;
   }
 }
 
@@ -425,8 +440,12 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
           const double* vhs = vh->data() + s * l.n_out;
           for (std::size_t i = 0; i < l.n_out; ++i) {
             switch (sel.type) {
-              case kind::smallest: key[i] = -std::fabs(v[i]); break;
-              case kind::oracle_pre: key[i] = std::fabs(v[i] - vt[i]); break;
+              case kind::smallest:
+                key[i] = -std::fabs(v[i]);
+                break;
+              case kind::oracle_pre:
+                key[i] = std::fabs(v[i] - vt[i]);
+                break;
               case kind::oracle_local:
                 key[i] = std::fabs(sim::apply(l.act, v[i]) - sim::apply(l.act, vt[i]));
                 break;
@@ -437,8 +456,9 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
             }
             if (std::isnan(key[i])) key[i] = std::numeric_limits<double>::infinity();
           }
-          std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(take), idx.end(),
-                            [&](std::size_t a, std::size_t b) { return key[a] > key[b] || (key[a] == key[b] && a < b); });
+          std::partial_sort(
+              idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(take), idx.end(),
+              [&](std::size_t a, std::size_t b) { return key[a] > key[b] || (key[a] == key[b] && a < b); });
         }
         for (std::size_t i = 0; i < take; ++i) mask[s * l.n_out + idx[i]] = 1;
       }

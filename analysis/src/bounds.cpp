@@ -16,7 +16,6 @@ reference_inputs parse_reference_inputs(std::string_view text) {
   throw std::invalid_argument("unknown reference inputs '" + std::string(text) + "' (stored or exact)");
 }
 
-
 double kappa_dot(std::span<const double> w, std::span<const double> x, double b, double value) noexcept {
   double num = std::fabs(b);
   for (std::size_t j = 0; j < w.size(); ++j) num += std::fabs(w[j] * x[j]);
@@ -27,11 +26,13 @@ double kappa_dot(std::span<const double> w, std::span<const double> x, double b,
 double max_derivative(const sim::activation_fn& f, double lo, double hi) noexcept {
   using sim::activation;
   if (!(lo <= hi)) return std::numeric_limits<double>::infinity();  // NaN interval
-  const double closest = lo > 0 ? lo : (hi < 0 ? hi : 0.0);        // point nearest to 0
-  const double up = 1 + 0x1p-40;                                   // libm's error, rounded up
+  const double closest = lo > 0 ? lo : (hi < 0 ? hi : 0.0);         // point nearest to 0
+  const double up = 1 + 0x1p-40;                                    // libm's error, rounded up
   switch (f.kind) {
-    case activation::identity: return 1;
-    case activation::relu: return hi > 0 ? 1.0 : 0.0;
+    case activation::identity:
+      return 1;
+    case activation::relu:
+      return hi > 0 ? 1.0 : 0.0;
     case activation::leaky_relu: {
       const double s = std::fabs(f.slope);
       if (lo > 0) return 1;
@@ -54,7 +55,8 @@ double max_derivative(const sim::activation_fn& f, double lo, double hi) noexcep
       return std::min(0.25, h * up * h / ((1 + e) * (1 + e)) + 0x1p-1074);
     }
     case activation::gelu:
-    case activation::silu: return sim::lipschitz(f);
+    case activation::silu:
+      return sim::lipschitz(f);
   }
   return std::numeric_limits<double>::infinity();
 }

@@ -147,7 +147,9 @@ void draw_plot(const fs::path& dir, const std::string& name, const std::string& 
   if (!gnuplot_available()) {
     static bool warned = false;
     if (!warned)
-      std::fprintf(stderr, "mpacc: warning: gnuplot not found; figures are not drawn (their .gp scripts and data are written)\n");
+      std::fprintf(
+          stderr,
+          "mpacc: warning: gnuplot not found; figures are not drawn (their .gp scripts and data are written)\n");
     warned = true;
     return;
   }

@@ -143,9 +143,11 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
           put(t, c.err_y / std::fabs(c.y_ref));
           t += '\n';
         }
-        if (std::isfinite(c.kappa_dot) && c.kappa_dot > 0) ++khist[layer + 1][static_cast<int>(std::floor(4 * std::log10(c.kappa_dot)))].first;
+        if (std::isfinite(c.kappa_dot) && c.kappa_dot > 0)
+          ++khist[layer + 1][static_cast<int>(std::floor(4 * std::log10(c.kappa_dot)))].first;
         if (c.kappa_act > 0) ++khist[layer + 1][static_cast<int>(std::floor(4 * std::log10(c.kappa_act)))].second;
-        if (c.err_y > 0 && c.bound_y > 0) ++rhist[layer + 1][static_cast<int>(std::floor(4 * std::log10(c.err_y / c.bound_y)))];
+        if (c.err_y > 0 && c.bound_y > 0)
+          ++rhist[layer + 1][static_cast<int>(std::floor(4 * std::log10(c.err_y / c.bound_y)))];
       }
       if (++comp == r.layer_sizes[layer]) {
         comp = 0;
@@ -157,13 +159,16 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   static const char* const palette[] = {"#5e3c99", "#e66101", "#1b7837", "#b2182b", "#2166ac", "#878787"};
   auto colour = [](std::size_t layer) { return std::string(palette[(layer - 1) % 6]); };
   const std::string title = "set title " + gnuplot_quote(r.config) + " font ',9'\n";
-  std::string plot = "set logscale xy\nset format xy '1e%T'\nset xlabel 'kappa_dot * kappa_act'\n"
-                     "set ylabel 'relative error of the output'\nset key bottom right box opaque\nset grid\n"
-                     "set yrange [*:10]\n" + title + "plot ";
+  std::string plot =
+      "set logscale xy\nset format xy '1e%T'\nset xlabel 'kappa_dot * kappa_act'\n"
+      "set ylabel 'relative error of the output'\nset key bottom right box opaque\nset grid\n"
+      "set yrange [*:10]\n" +
+      title + "plot ";
   bool first = true;
   for (const auto& [layer, lines] : scatter) {
     plot += std::string(first ? "" : ", ") + "'err_vs_kappa.dat' index " + std::to_string(layer - 1) +
-            " using 1:2 with points pt 7 ps 0.3 lc rgb '" + colour(layer) + "' title 'layer " + std::to_string(layer) + "'";
+            " using 1:2 with points pt 7 ps 0.3 lc rgb '" + colour(layer) + "' title 'layer " + std::to_string(layer) +
+            "'";
     first = false;
   }
   if (!r.layer_u.empty()) {
@@ -184,8 +189,10 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   // condition numbers: counts on a log scale so the tails show; kappa_act = 0
   // (inactive ReLU units) has no logarithm and is left out
   std::string kh = "# layer log10_bin_left count_kappa_dot count_kappa_act\n";
-  std::string kplot = "set multiplot layout 1,2 title " + gnuplot_quote(r.config) + " font ',9'\nset logscale y\nset grid\n"
-                      "set key top right\nset yrange [0.8:*]\nset xlabel 'log10 kappa_dot'\nset ylabel 'components'\nplot ";
+  std::string kplot =
+      "set multiplot layout 1,2 title " + gnuplot_quote(r.config) +
+      " font ',9'\nset logscale y\nset grid\n"
+      "set key top right\nset yrange [0.8:*]\nset xlabel 'log10 kappa_dot'\nset ylabel 'components'\nplot ";
   std::string kplot2 = "set key top left\nset xlabel 'log10 kappa_act (components with kappa_act > 0)'\nplot ";
   for (std::size_t layer = 1; layer <= r.layer_sizes.size(); ++layer) {
     kh += "\n\n# layer " + std::to_string(layer) + "\n";
@@ -196,20 +203,24 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
     if (khist[layer].empty()) kh += "0 0 0\n";
     const std::string sep = layer > 1 ? ", " : "";
     // boxes one bin (0.25 decade) wide: a single populated bin (ReLU's kappa_act = 1) still shows
-    const std::string style = " with boxes fs transparent solid 0.25 lw 2 lc rgb '" + colour(layer) + "' title 'layer " +
-                              std::to_string(layer) + "'";
-    kplot += sep + "'kappa_hist.dat' index " + std::to_string(layer - 1) + " using ($2 > 0 ? $1 + 0.125 : NaN):2:(0.25)" + style;
-    kplot2 += sep + "'kappa_hist.dat' index " + std::to_string(layer - 1) + " using ($3 > 0 ? $1 + 0.125 : NaN):3:(0.25)" + style;
+    const std::string style = " with boxes fs transparent solid 0.25 lw 2 lc rgb '" + colour(layer) +
+                              "' title 'layer " + std::to_string(layer) + "'";
+    kplot += sep + "'kappa_hist.dat' index " + std::to_string(layer - 1) +
+             " using ($2 > 0 ? $1 + 0.125 : NaN):2:(0.25)" + style;
+    kplot2 += sep + "'kappa_hist.dat' index " + std::to_string(layer - 1) +
+              " using ($3 > 0 ? $1 + 0.125 : NaN):3:(0.25)" + style;
   }
   write_atomic(dir / "kappa_hist.dat", kh);
   draw(dir, "kappa_hist", kplot + "\n" + kplot2 + "\nunset multiplot\n");
 
   // error over bound, per layer; the bound is at 0 and must stay right of every count
   std::string rh = "# layer log10(error/bound)_bin_left count (outputs)";
-  std::string rplot = "set xlabel 'log10(error / deterministic bound), outputs'\nset ylabel 'components'\nset grid\n"
-                      "set logscale y\nset xrange [*:0.5]\nset key top left box opaque\n" + title +
-                      "set arrow from 0, graph 0 to 0, graph 1 nohead lw 2 lc rgb 'red'\n"
-                      "set label 'bound' at 0, graph 0.95 right offset -0.5, 0 tc rgb 'red'\nplot ";
+  std::string rplot =
+      "set xlabel 'log10(error / deterministic bound), outputs'\nset ylabel 'components'\nset grid\n"
+      "set logscale y\nset xrange [*:0.5]\nset key top left box opaque\n" +
+      title +
+      "set arrow from 0, graph 0 to 0, graph 1 nohead lw 2 lc rgb 'red'\n"
+      "set label 'bound' at 0, graph 0.95 right offset -0.5, 0 tc rgb 'red'\nplot ";
   for (std::size_t layer = 1; layer <= r.layer_sizes.size(); ++layer) {
     rh += "\n\n# layer " + std::to_string(layer) + "\n";
     for (const auto& [bin, count] : rhist[layer]) {

@@ -85,7 +85,8 @@ nn::mlp obtain_network(const sweep_config& c, const network_spec& n, const fs::p
   opt.seed = c.seed;
   opt.lr = n.dataset == "fashion-mnist" ? 0.01 : 0.05;  // docs/networks.md
   opt.threads = c.threads;
-  std::fprintf(stderr, "training %s (%zu epochs on %zu images)...\n", network_name(n).c_str(), c.epochs, train_set.rows);
+  std::fprintf(stderr, "training %s (%zu epochs on %zu images)...\n", network_name(n).c_str(), c.epochs,
+               train_set.rows);
   std::vector<std::size_t> shape = {train_set.cols};
   shape.insert(shape.end(), n.hidden.begin(), n.hidden.end());
   shape.push_back(10);
@@ -229,7 +230,8 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
       // uniform binary32: its own runner (binary32 everywhere)
       mixed_config b32 = mix;
       b32.low = sim::formats::binary32;
-      const mixed_runner r32(nets[head.network], tests[head.network], c.samples, b32, c.threads, &R.reference_outputs());
+      const mixed_runner r32(nets[head.network], tests[head.network], c.samples, b32, c.threads,
+                             &R.reference_outputs());
       s.type = selection::kind::uniform_low;
       const auto r = r32.run(s);
       auto brow = row_of(name, order, "uniform-binary32", "", 0, 0, r);
@@ -339,7 +341,8 @@ std::vector<result_row> merge_sweep(const sweep_config& c, double wall_seconds) 
     if (count && n != count)
       throw std::runtime_error(f + ": a shard of " + std::to_string(n) + " beside shards of " + std::to_string(count));
     count = n;
-    if (!found.emplace(i, e.path()).second) throw std::runtime_error(f + ": shard " + std::to_string(i) + " appears twice");
+    if (!found.emplace(i, e.path()).second)
+      throw std::runtime_error(f + ": shard " + std::to_string(i) + " appears twice");
     std::getline(ss, header);
     if (header + "\n" != csv_header()) throw std::runtime_error(f + ": not a sweep shard (bad header)");
     std::size_t line_no = 2;
@@ -376,7 +379,8 @@ std::vector<result_row> merge_sweep(const sweep_config& c, double wall_seconds) 
     const auto k = key_of(r.network, r.order, r.strategy, r.indicator, r.tau, r.seed);
     const auto it = pos.find(k);
     if (it == pos.end())
-      throw std::runtime_error(c.out.string() + ": the shards hold a row the sweep does not have ('" + k.substr(0, 80) + "')");
+      throw std::runtime_error(c.out.string() + ": the shards hold a row the sweep does not have ('" + k.substr(0, 80) +
+                               "')");
     ranked.emplace_back(it->second, std::move(r));
   }
   std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });

@@ -31,7 +31,8 @@ std::vector<std::string> sweep_config::indicators_for(const network_spec& n, con
   const auto it = order_indicators.find(sim::to_string(o));
   std::vector<std::string> v;
   for (const auto& i : indicators) {
-    if (it != order_indicators.end() && std::find(it->second.begin(), it->second.end(), i) == it->second.end()) continue;
+    if (it != order_indicators.end() && std::find(it->second.begin(), it->second.end(), i) == it->second.end())
+      continue;
     if (!n.indicators.empty() && std::find(n.indicators.begin(), n.indicators.end(), i) == n.indicators.end()) continue;
     v.push_back(i);
   }
@@ -41,12 +42,15 @@ std::vector<std::string> sweep_config::indicators_for(const network_spec& n, con
 sweep_config reproduce_config(bool full) {
   sweep_config c;
   c.name = full ? "reproduce-full" : "reproduce-quick";
-  const std::vector<const char*> datasets = full ? std::vector<const char*>{"mnist", "fashion-mnist"}
-                                                 : std::vector<const char*>{"mnist"};
+  const std::vector<const char*> datasets =
+      full ? std::vector<const char*>{"mnist", "fashion-mnist"} : std::vector<const char*>{"mnist"};
   for (const char* d : datasets)
     for (const char* a : {"relu", "tanh"})
       // kappa (a second low pass per layer: never cheaper than uniform high) on MNIST only
-      c.networks.push_back({d, a, "", {784, 128},
+      c.networks.push_back({d,
+                            a,
+                            "",
+                            {784, 128},
                             std::string(d) == "mnist" ? std::vector<std::string>{}
                                                       : std::vector<std::string>{"kprime-companion", "kappa-norm"}});
   if (full)
@@ -60,8 +64,9 @@ sweep_config reproduce_config(bool full) {
   c.taus = {1, 0.5, 0.3, 0.1, 0.01};
   c.indicators = full ? std::vector<std::string>{"kprime-companion", "kappa-norm", "kappa"}
                       : std::vector<std::string>{"kprime-companion", "kappa-norm"};
-  c.baselines = full ? std::vector<std::string>{"random-active", "oracle-local", "oracle-gain", "smallest", "oracle-pre"}
-                     : std::vector<std::string>{"random-active", "oracle-local"};
+  c.baselines = full
+                    ? std::vector<std::string>{"random-active", "oracle-local", "oracle-gain", "smallest", "oracle-pre"}
+                    : std::vector<std::string>{"random-active", "oracle-local"};
   c.seeds = 3;
   c.orders = {{sim::order::kind::blocked, 8}, {sim::order::kind::recursive, 8}};
   // the recursive order: its uniform strategies (quick), and kprime-companion (full)
@@ -75,8 +80,11 @@ std::string to_json(const sweep_config& c) {
   nlohmann::json j;
   j["name"] = c.name;
   for (const auto& n : c.networks)
-    j["networks"].push_back(
-        {{"dataset", n.dataset}, {"act", n.act}, {"model", n.model}, {"hidden", n.hidden}, {"indicators", n.indicators}});
+    j["networks"].push_back({{"dataset", n.dataset},
+                             {"act", n.act},
+                             {"model", n.model},
+                             {"hidden", n.hidden},
+                             {"indicators", n.indicators}});
   j["samples"] = c.samples;
   j["taus"] = c.taus;
   j["indicators"] = c.indicators;
@@ -145,11 +153,16 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
   c.name = fs::path(file).stem().string();
   c.orders = {{sim::order::kind::blocked, 8}};  // a configuration file names its orders, or gets this one
   c.order_indicators.clear();
-  static const std::vector<std::string> known = {
-      "name",        "networks",  "samples",          "taus",      "indicators",   "baselines", "seeds",
-      "orders",      "order_indicators", "low",       "high",             "product",   "rounding",     "saturate",  "via",
-      "input_format", "act_format", "reference_inputs", "tile_rows", "tile_samples", "epochs",    "train_limit",
-      "seed",        "diagnostics", "models_dir",     "out",       "term_cost",    "data_dir"};
+  static const std::vector<std::string> known = {"name",         "networks",     "samples",
+                                                 "taus",         "indicators",   "baselines",
+                                                 "seeds",        "orders",       "order_indicators",
+                                                 "low",          "high",         "product",
+                                                 "rounding",     "saturate",     "via",
+                                                 "input_format", "act_format",   "reference_inputs",
+                                                 "tile_rows",    "tile_samples", "epochs",
+                                                 "train_limit",  "seed",         "diagnostics",
+                                                 "models_dir",   "out",          "term_cost",
+                                                 "data_dir"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
       fail(it.key(), it.key() == "order" ? "unknown key (a list \"orders\" replaces it)" : "unknown key");
@@ -191,7 +204,8 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
   };
   if (j.contains("name")) c.name = str(j["name"], "name");
   if (j.contains("networks")) {
-    if (!j["networks"].is_array()) fail("networks", "must be a list of {\"dataset\", \"act\", \"model\", \"hidden\"} objects");
+    if (!j["networks"].is_array())
+      fail("networks", "must be a list of {\"dataset\", \"act\", \"model\", \"hidden\"} objects");
     c.networks.clear();
     for (std::size_t k = 0; k < j["networks"].size(); ++k) {
       const auto& n = j["networks"][k];
@@ -246,7 +260,8 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
       if (!t.is_number()) fail("taus", "must be a list of numbers");
       const double v = t.get<double>();
       if (!(v >= 0) || !std::isfinite(v)) fail("taus", "tolerance " + t.dump() + " must be a finite number >= 0");
-      if (std::find(c.taus.begin(), c.taus.end(), v) != c.taus.end()) fail("taus", "tolerance " + t.dump() + " is listed twice");
+      if (std::find(c.taus.begin(), c.taus.end(), v) != c.taus.end())
+        fail("taus", "tolerance " + t.dump() + " is listed twice");
       c.taus.push_back(v);
     }
   }
@@ -368,14 +383,38 @@ sweep_config load_sweep_config(const fs::path& file) {
 
 namespace {
 
-constexpr const char* kColumns[] = {
-    "network",         "order",           "strategy",        "indicator",       "tau",
-    "seed",            "samples",         "correct",         "accuracy",        "accuracy_lo",
-    "accuracy_hi",     "disagreements",   "disagreement",    "disagreement_lo", "disagreement_hi",
-    "kl_mean",         "kl_q99",          "rel_hidden_q50",  "rel_hidden_q90",  "rel_hidden_q99",
-    "rel_logits_q50",  "rel_logits_q90",  "rel_logits_q99",  "mean_relative_error", "fraction",
-    "weighted_cost",   "tile_cost",       "fraction_per_layer", "paired_with",   "mcnemar_b",
-    "mcnemar_c",       "mcnemar_p"};
+constexpr const char* kColumns[] = {"network",
+                                    "order",
+                                    "strategy",
+                                    "indicator",
+                                    "tau",
+                                    "seed",
+                                    "samples",
+                                    "correct",
+                                    "accuracy",
+                                    "accuracy_lo",
+                                    "accuracy_hi",
+                                    "disagreements",
+                                    "disagreement",
+                                    "disagreement_lo",
+                                    "disagreement_hi",
+                                    "kl_mean",
+                                    "kl_q99",
+                                    "rel_hidden_q50",
+                                    "rel_hidden_q90",
+                                    "rel_hidden_q99",
+                                    "rel_logits_q50",
+                                    "rel_logits_q90",
+                                    "rel_logits_q99",
+                                    "mean_relative_error",
+                                    "fraction",
+                                    "weighted_cost",
+                                    "tile_cost",
+                                    "fraction_per_layer",
+                                    "paired_with",
+                                    "mcnemar_b",
+                                    "mcnemar_c",
+                                    "mcnemar_p"};
 constexpr std::size_t kNumColumns = sizeof kColumns / sizeof kColumns[0];
 
 double number(const std::string& cell, const char* column) {
@@ -385,7 +424,8 @@ double number(const std::string& cell, const char* column) {
   double v = 0;
   const auto [p, ec] = std::from_chars(cell.data(), cell.data() + cell.size(), v);
   if (cell.empty() || ec != std::errc() || p != cell.data() + cell.size())
-    throw std::runtime_error(std::string("column ") + column + ": '" + printable(cell.substr(0, 40)) + "' is not a number");
+    throw std::runtime_error(std::string("column ") + column + ": '" + printable(cell.substr(0, 40)) +
+                             "' is not a number");
   return v;
 }
 
@@ -393,7 +433,8 @@ std::size_t whole(const std::string& cell, const char* column) {
   std::size_t v = 0;
   const auto [p, ec] = std::from_chars(cell.data(), cell.data() + cell.size(), v);
   if (cell.empty() || ec != std::errc() || p != cell.data() + cell.size())
-    throw std::runtime_error(std::string("column ") + column + ": '" + printable(cell.substr(0, 40)) + "' is not a count");
+    throw std::runtime_error(std::string("column ") + column + ": '" + printable(cell.substr(0, 40)) +
+                             "' is not a count");
   return v;
 }
 
@@ -461,11 +502,20 @@ result_row parse_csv_row(const std::string& line) {
   auto text = [&](std::string& out, bool may_be_empty) {
     out = cells[k];
     if ((!may_be_empty && out.empty()) || !name_ok(out))
-      throw std::runtime_error(std::string("column ") + kColumns[k] + ": '" + printable(out.substr(0, 40)) + "' is not a name");
+      throw std::runtime_error(std::string("column ") + kColumns[k] + ": '" + printable(out.substr(0, 40)) +
+                               "' is not a name");
     ++k;
   };
-  auto num = [&]() { const double v = number(cells[k], kColumns[k]); ++k; return v; };
-  auto cnt = [&]() { const auto v = whole(cells[k], kColumns[k]); ++k; return v; };
+  auto num = [&]() {
+    const double v = number(cells[k], kColumns[k]);
+    ++k;
+    return v;
+  };
+  auto cnt = [&]() {
+    const auto v = whole(cells[k], kColumns[k]);
+    ++k;
+    return v;
+  };
   text(r.network, false);
   text(r.order, false);
   text(r.strategy, false);

@@ -139,16 +139,17 @@ std::string conclusions(const sweep_config& c, const std::vector<result_row>& ro
       for (double tau : {0.1, 0.3, 0.01, 1.0, 0.5}) {
         const auto* a = g.find("algorithm1", ind, tau);
         if (!a) continue;
-        out += "  " + ind + " at tau = " + fmt("%g", tau) + " recomputes " + pct(a->fraction) + " % of the components (cost " +
-               fmt("%.3f", a->weighted_cost) + " per term, " + fmt("%.3f", a->tile_cost) + " per " +
-               std::to_string(c.mix.tile_rows) + "x" + std::to_string(c.mix.tile_samples) + " tile, uniform high = 1): KL " +
-               sci(a->kl_mean) + ", disagreement " + dis_text(*a) + " (against uniform low: McNemar p = " +
-               fmt("%.2g", a->mcnemar_p) + ")";
+        out += "  " + ind + " at tau = " + fmt("%g", tau) + " recomputes " + pct(a->fraction) +
+               " % of the components (cost " + fmt("%.3f", a->weighted_cost) + " per term, " +
+               fmt("%.3f", a->tile_cost) + " per " + std::to_string(c.mix.tile_rows) + "x" +
+               std::to_string(c.mix.tile_samples) + " tile, uniform high = 1): KL " + sci(a->kl_mean) +
+               ", disagreement " + dis_text(*a) + " (against uniform low: McNemar p = " + fmt("%.2g", a->mcnemar_p) +
+               ")";
         if (rnd) {
           const auto s = spread_of(g.all("random-active", ind, tau));
-          out += "; random-active at the same rate: KL " + sci(s.kl_mean) + " (" + sci(s.kl_min) + " to " + sci(s.kl_max) +
-                 " over " + std::to_string(s.n) + " seeds), disagreement " + pct(s.dis) + " % (largest McNemar p against Algorithm 1: " +
-                 fmt("%.2g", s.p_max) + ")";
+          out += "; random-active at the same rate: KL " + sci(s.kl_mean) + " (" + sci(s.kl_min) + " to " +
+                 sci(s.kl_max) + " over " + std::to_string(s.n) + " seeds), disagreement " + pct(s.dis) +
+                 " % (largest McNemar p against Algorithm 1: " + fmt("%.2g", s.p_max) + ")";
         }
         if (const auto* o = g.find("oracle-local", ind, tau)) out += "; greedy local oracle: KL " + sci(o->kl_mean);
         out += ".\n";
@@ -165,25 +166,33 @@ std::string conclusions(const sweep_config& c, const std::vector<result_row>& ro
           else
             dearer += (dearer.empty() ? "" : ", ") + fmt("%g", tau);
         }
-        out += "  " + ind + " against uniform " + sim::to_string(c.mix.high) + " (cost 1): cheaper at tau = " +
-               (cheaper.empty() ? "none" : cheaper) + " (KL as a multiple of uniform high's); at least as costly at tau = " +
-               (dearer.empty() ? "none" : dearer) + ".\n";
+        out +=
+            "  " + ind + " against uniform " + sim::to_string(c.mix.high) +
+            " (cost 1): cheaper at tau = " + (cheaper.empty() ? "none" : cheaper) +
+            " (KL as a multiple of uniform high's); at least as costly at tau = " + (dearer.empty() ? "none" : dearer) +
+            ".\n";
       }
       if (rnd)
         out += "  " + ind + " against random-active at the same rate (KL below / within / above the range of " +
-               std::to_string(c.seeds) + " seeds): better at tau = " + [&] {
+               std::to_string(c.seeds) + " seeds): better at tau = " +
+               [&] {
                  std::string s;
                  for (const auto& t : better) s += (s.empty() ? "" : ", ") + t;
                  return s.empty() ? std::string("none") : s;
-               }() + "; tie at tau = " + [&] {
+               }() +
+               "; tie at tau = " +
+               [&] {
                  std::string s;
                  for (const auto& t : tie) s += (s.empty() ? "" : ", ") + t;
                  return s.empty() ? std::string("none") : s;
-               }() + "; worse at tau = " + [&] {
+               }() +
+               "; worse at tau = " +
+               [&] {
                  std::string s;
                  for (const auto& t : worse) s += (s.empty() ? "" : ", ") + t;
                  return s.empty() ? std::string("none") : s;
-               }() + ".\n";
+               }() +
+               ".\n";
     }
   }
   return out;
@@ -195,7 +204,8 @@ namespace {
 
 // one data file per (network, order) for the figures; gnuplot blocks:
 //   0 .. I-1      per indicator, rows by tau (descending):
-//                 tau cost tile kl fraction_l1..L | ra_cost ra_tile ra_kl_mean ra_kl_min ra_kl_max | ol_cost ol_tile ol_kl
+//                 tau cost tile kl fraction_l1..L | ra_cost ra_tile ra_kl_mean ra_kl_min ra_kl_max | ol_cost ol_tile
+//                 ol_kl
 //   I             uniform points: cost tile kl name
 std::string figure_data(const sweep_config& c, const group& g, std::size_t layers) {
   std::string d = "# per indicator: tau cost tile kl fraction_l1..l" + std::to_string(layers) +
@@ -293,7 +303,8 @@ std::string pareto_script(const sweep_config& c, const group& g, const std::stri
       }
       sep = ", ";
       s += sep + f + " index " + std::to_string(k) + " using " + std::to_string(col) +
-           ":4 with linespoints lw 2 pt 7 lc rgb '" + colour + "' title " + gnuplot_quote("Algorithm 1, " + g.indicators[k]);
+           ":4 with linespoints lw 2 pt 7 lc rgb '" + colour + "' title " +
+           gnuplot_quote("Algorithm 1, " + g.indicators[k]);
     }
     if (orc)
       s += sep + f + " index 0 using " + std::to_string(ra + 5 + rcol) + ":" + std::to_string(ra + 7) +
@@ -338,34 +349,40 @@ std::string kappa_histogram(const fs::path& diag) {
 }  // namespace
 
 void write_report(const sweep_config& c, const std::vector<result_row>& rows, double wall_seconds) {
-  std::string md = "# " + c.name + "\n\nWritten by `mpacc` from `results.csv` (every number below is in it, at full "
+  std::string md = "# " + c.name +
+                   "\n\nWritten by `mpacc` from `results.csv` (every number below is in it, at full "
                    "precision); the configuration is in `manifest.json`.\n\n";
   md += "Low accumulator " + sim::to_string(c.mix.low) + ", high " + sim::to_string(c.mix.high) + ", products " +
         (c.mix.model.product ? sim::to_string(*c.mix.model.product) : std::string("exact")) + ", rounding " +
         std::string(sim::to_string(c.mix.model.mode)) + ", saturation " + (c.mix.model.saturate ? "on" : "off") +
         (c.mix.model.via ? ", each rounding through " + sim::to_string(*c.mix.model.via) : std::string()) +
-        ", orders " + [&] {
+        ", orders " +
+        [&] {
           std::string s;
           for (const auto& o : c.orders) s += (s.empty() ? "" : ", ") + sim::to_string(o);
           return s;
-        }() + ". Run time " + fmt("%.0f", wall_seconds) + " s.\n\n";
-  md += "Metrics (docs/experiments.md): KL = mean over the test images of KL(softmax(reference logits) || "
-        "softmax(mixed logits)); disagreement = share of images whose argmax differs from the reference pass's, "
-        "with its Wilson 95 % interval; rel. error = componentwise |y - y_ref| / |y_ref| of the logits (median); "
-        "cost = accumulated terms weighted by the format's cost, relative to uniform high, estimation included; tile "
-        "cost = the same when any recomputed component makes its whole " +
-        std::to_string(c.mix.tile_rows) + " x " + std::to_string(c.mix.tile_samples) +
-        " tile (rows x samples) recomputed. random-active = uniformly random choice among the components that can "
-        "matter (kappa_act > 0), as many per layer and image as Algorithm 1 recomputed; its columns give the mean "
-        "over seeds and, for KL, the range. Verdict: Algorithm 1's KL below every seed (better), above every seed "
-        "(worse), or within the range (tie).\n\n";
+        }() +
+        ". Run time " + fmt("%.0f", wall_seconds) + " s.\n\n";
+  md +=
+      "Metrics (docs/experiments.md): KL = mean over the test images of KL(softmax(reference logits) || "
+      "softmax(mixed logits)); disagreement = share of images whose argmax differs from the reference pass's, "
+      "with its Wilson 95 % interval; rel. error = componentwise |y - y_ref| / |y_ref| of the logits (median); "
+      "cost = accumulated terms weighted by the format's cost, relative to uniform high, estimation included; tile "
+      "cost = the same when any recomputed component makes its whole " +
+      std::to_string(c.mix.tile_rows) + " x " + std::to_string(c.mix.tile_samples) +
+      " tile (rows x samples) recomputed. random-active = uniformly random choice among the components that can "
+      "matter (kappa_act > 0), as many per layer and image as Algorithm 1 recomputed; its columns give the mean "
+      "over seeds and, for KL, the range. Verdict: Algorithm 1's KL below every seed (better), above every seed "
+      "(worse), or within the range (tie).\n\n";
   md += "## Conclusions\n\n```\n" + conclusions(c, rows) + "```\n\n";
   const bool rnd = has_baseline(c, "random-active");
   for (const auto& g : groups_of(c, rows)) {
     md += "## " + g.network + ", " + g.order + "\n\n";
-    md += "| strategy | indicator | tau | recomputed % | cost | tile cost | KL | disagreement % [95 %] | accuracy % [95 %] | "
-          "logit rel. error (median) |" +
-          std::string(rnd ? " random-active KL (range) | verdict |" : "") + "\n";
+    md +=
+        "| strategy | indicator | tau | recomputed % | cost | tile cost | KL | disagreement % [95 %] | accuracy % [95 "
+        "%] | "
+        "logit rel. error (median) |" +
+        std::string(rnd ? " random-active KL (range) | verdict |" : "") + "\n";
     md += "|---|---|---|---|---|---|---|---|---|---|" + std::string(rnd ? "---|---|" : "") + "\n";
     auto line = [&](const result_row& r) {
       md += "| " + r.strategy + " | " + r.indicator + " | " + (r.strategy == "algorithm1" ? fmt("%g", r.tau) : "") +
@@ -394,40 +411,44 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
     const std::string stem = g.network + "-" + file_safe(g.order);
     write_atomic(c.out / (stem + ".dat"), figure_data(c, g, L));
     if (!g.indicators.empty()) {
-    draw_plot(c.out, stem + "-pareto", pareto_script(c, g, stem + ".dat"), 1300, 650);
-    double tmin = INFINITY, tmax = -INFINITY;
-    for (const auto* r : g.rows)
-      if (r->strategy != "exact" && r->strategy.rfind("uniform", 0) != 0 && std::isfinite(r->tile_cost)) {
-        tmin = std::min(tmin, r->tile_cost);
-        tmax = std::max(tmax, r->tile_cost);
-      }
-    md += "![](" + stem + "-pareto.png)\n\n*Output error (mean KL divergence to the reference, log scale) against "
-          "cost per accumulated term" +
-          (tmax - tmin > 0.02 ? std::string(" (left) and per tile (right)")
-                              : " (the tile cost is " + fmt("%.3f", tmin) + (tmax > tmin ? " to " + fmt("%.3f", tmax) : "") +
-                                    " for every Algorithm 1 and baseline point: nearly every tile holds a recomputed "
-                                    "component, so the whole high pass is paid)") +
-          ": Algorithm 1 per indicator (one point per tau), the "
-          "random-active baseline at the same per-layer rates (band: range over seeds), the greedy local oracle "
-          "(not an upper bound), and uniform low and high (uniform binary32 is in the table).*\n\n";
-    // recomputed fraction per layer against tau
-    {
-      std::string s = "set logscale x\nset grid\nset xlabel 'tau'\nset ylabel 'fraction recomputed'\nset yrange [0:1.05]\n"
-                      "set key outside right font ',9'\nset title " +
-                      gnuplot_quote(g.network + " (" + g.order + "): recomputed fraction per layer") + "\nplot ";
-      std::string sep;
-      const std::size_t inds = L * g.indicators.size() <= 6 ? g.indicators.size() : 1;
-      for (std::size_t k = 0; k < inds; ++k)
-        for (std::size_t l = 0; l < L; ++l) {
-          s += sep + gnuplot_quote(stem + ".dat") + " index " + std::to_string(k) + " using 1:" + std::to_string(5 + l) +
-               " with linespoints lw 2 dt " + std::to_string(k + 1) + " lc rgb '" + kColours[l % 7] + "' title " +
-               gnuplot_quote(g.indicators[k] + ", layer " + std::to_string(l + 1));
-          sep = ", ";
+      draw_plot(c.out, stem + "-pareto", pareto_script(c, g, stem + ".dat"), 1300, 650);
+      double tmin = INFINITY, tmax = -INFINITY;
+      for (const auto* r : g.rows)
+        if (r->strategy != "exact" && r->strategy.rfind("uniform", 0) != 0 && std::isfinite(r->tile_cost)) {
+          tmin = std::min(tmin, r->tile_cost);
+          tmax = std::max(tmax, r->tile_cost);
         }
-      draw_plot(c.out, stem + "-fraction-tau", s + "\n", 1000, 600);
-      md += "![](" + stem + "-fraction-tau.png)\n\n*Share of each layer's components recomputed against tau" +
-            std::string(inds < g.indicators.size() ? " (first indicator only)" : "") + ".*\n\n";
-    }
+      md += "![](" + stem +
+            "-pareto.png)\n\n*Output error (mean KL divergence to the reference, log scale) against "
+            "cost per accumulated term" +
+            (tmax - tmin > 0.02
+                 ? std::string(" (left) and per tile (right)")
+                 : " (the tile cost is " + fmt("%.3f", tmin) + (tmax > tmin ? " to " + fmt("%.3f", tmax) : "") +
+                       " for every Algorithm 1 and baseline point: nearly every tile holds a recomputed "
+                       "component, so the whole high pass is paid)") +
+            ": Algorithm 1 per indicator (one point per tau), the "
+            "random-active baseline at the same per-layer rates (band: range over seeds), the greedy local oracle "
+            "(not an upper bound), and uniform low and high (uniform binary32 is in the table).*\n\n";
+      // recomputed fraction per layer against tau
+      {
+        std::string s =
+            "set logscale x\nset grid\nset xlabel 'tau'\nset ylabel 'fraction recomputed'\nset yrange [0:1.05]\n"
+            "set key outside right font ',9'\nset title " +
+            gnuplot_quote(g.network + " (" + g.order + "): recomputed fraction per layer") + "\nplot ";
+        std::string sep;
+        const std::size_t inds = L * g.indicators.size() <= 6 ? g.indicators.size() : 1;
+        for (std::size_t k = 0; k < inds; ++k)
+          for (std::size_t l = 0; l < L; ++l) {
+            s += sep + gnuplot_quote(stem + ".dat") + " index " + std::to_string(k) +
+                 " using 1:" + std::to_string(5 + l) + " with linespoints lw 2 dt " + std::to_string(k + 1) +
+                 " lc rgb '" + kColours[l % 7] + "' title " +
+                 gnuplot_quote(g.indicators[k] + ", layer " + std::to_string(l + 1));
+            sep = ", ";
+          }
+        draw_plot(c.out, stem + "-fraction-tau", s + "\n", 1000, 600);
+        md += "![](" + stem + "-fraction-tau.png)\n\n*Share of each layer's components recomputed against tau" +
+              std::string(inds < g.indicators.size() ? " (first indicator only)" : "") + ".*\n\n";
+      }
     }
     // error against kappa, and the kappa histograms
     const fs::path diag = c.out / ("diag-" + g.network + "-" + file_safe(g.order) + ".dat");
@@ -441,21 +462,25 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
                       "set xlabel 'kappa_dot * u'\nset ylabel '|v_low - v| / |v|'\n";
       for (std::size_t l = 0; l < L; ++l)
         s += "set title 'layer " + std::to_string(l + 1) + "'\nplot " + df + " index " + std::to_string(l) +
-             " using 4:($3 > 0 ? $3 : 1/0) with points pt 7 ps 0.25 lc rgb '#c01f77b4', x with lines lw 2 lc rgb 'black'\n";
+             " using 4:($3 > 0 ? $3 : 1/0) with points pt 7 ps 0.25 lc rgb '#c01f77b4', x with lines lw 2 lc rgb "
+             "'black'\n";
       draw_plot(c.out, stem + "-kappa-error", s + "unset multiplot\n", 400 * static_cast<int>(cols) + 100,
                 380 * static_cast<int>(lines) + 60);
       write_atomic(c.out / (stem + "-kappa-hist.dat"), kappa_histogram(diag));
-      std::string h = "set grid\nset xlabel 'log10 kappa_dot'\nset ylabel 'share of the components'\nset key outside right\n"
-                      "set title " + gnuplot_quote(g.network + " (" + g.order + "): condition numbers of the inner products") +
-                      "\nplot ";
+      std::string h =
+          "set grid\nset xlabel 'log10 kappa_dot'\nset ylabel 'share of the components'\nset key outside right\n"
+          "set title " +
+          gnuplot_quote(g.network + " (" + g.order + "): condition numbers of the inner products") + "\nplot ";
       for (std::size_t l = 0; l < L; ++l)
         h += (l ? ", " : "") + gnuplot_quote(stem + "-kappa-hist.dat") + " index " + std::to_string(l) +
              " using 1:2 with steps lw 2 lc rgb '" + kColours[l % 7] + "' title 'layer " + std::to_string(l + 1) + "'";
       draw_plot(c.out, stem + "-kappa-hist", h + "\n", 1000, 550);
-      md += "![](" + stem + "-kappa-error.png)\n\n*Per layer, each point one inner product of the uniform-low pass "
+      md += "![](" + stem +
+            "-kappa-error.png)\n\n*Per layer, each point one inner product of the uniform-low pass "
             "(a sample of at most 20,000): its relative error against kappa_dot times the low format's unit roundoff; "
             "the line is y = x. Components with no error are not drawn.*\n\n";
-      md += "![](" + stem + "-kappa-hist.png)\n\n*Distribution of log10 kappa_dot per layer (true pre-activations of "
+      md += "![](" + stem +
+            "-kappa-hist.png)\n\n*Distribution of log10 kappa_dot per layer (true pre-activations of "
             "the uniform-low pass).*\n\n";
     }
   }
@@ -464,14 +489,18 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
   // (first indicator, tau = 0.1 or the closest) against the number of hidden layers
   std::map<std::string, std::vector<const network_spec*>> families;
   for (const auto& n : c.networks)
-    if (n.hidden.size() >= 1 && std::all_of(n.hidden.begin(), n.hidden.end(), [&](std::size_t w) { return w == n.hidden[0]; }))
+    if (n.hidden.size() >= 1 &&
+        std::all_of(n.hidden.begin(), n.hidden.end(), [&](std::size_t w) { return w == n.hidden[0]; }))
       families[n.dataset + "-" + n.act + "-w" + std::to_string(n.hidden[0])].push_back(&n);
   const auto gs = groups_of(c, rows);
   for (auto& [fam, nets] : families) {
     if (nets.size() < 2) continue;
-    std::sort(nets.begin(), nets.end(), [](const auto* a, const auto* b) { return a->hidden.size() < b->hidden.size(); });
+    std::sort(nets.begin(), nets.end(),
+              [](const auto* a, const auto* b) { return a->hidden.size() < b->hidden.size(); });
     std::string d = "# hidden_layers kl_low kl_high kl_alg1 cost_alg1 fraction_alg1 tau indicator\n";
-    std::string table = "| hidden layers | KL uniform low | KL uniform high | KL Algorithm 1 | cost | recomputed % |\n|---|---|---|---|---|---|\n";
+    std::string table =
+        "| hidden layers | KL uniform low | KL uniform high | KL Algorithm 1 | cost | recomputed % "
+        "|\n|---|---|---|---|---|---|\n";
     std::string ind_used;
     double tau_used = 0;
     for (const auto* n : nets) {
@@ -510,9 +539,11 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
                   gnuplot_quote("Algorithm 1, " + ind_used + ", tau = " + fmt("%g", tau_used)) + ", " + f +
                   " using 1:3 with linespoints lw 2 pt 9 title 'uniform high'\n",
               1000, 550);
-    md += "## Depth: " + fam + "\n\n" + table + "\n![](depth-" + fam + ".png)\n\n*Mean KL divergence to the reference "
-          "against the number of hidden layers (all of width " + fam.substr(fam.rfind("-w") + 2) +
-          "): uniform low, Algorithm 1 (" + ind_used + ", tau = " + fmt("%g", tau_used) + ") and uniform high.*\n\n";
+    md += "## Depth: " + fam + "\n\n" + table + "\n![](depth-" + fam +
+          ".png)\n\n*Mean KL divergence to the reference "
+          "against the number of hidden layers (all of width " +
+          fam.substr(fam.rfind("-w") + 2) + "): uniform low, Algorithm 1 (" + ind_used +
+          ", tau = " + fmt("%g", tau_used) + ") and uniform high.*\n\n";
   }
   write_atomic(c.out / "report.md", md);
 }

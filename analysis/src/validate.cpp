@@ -23,13 +23,20 @@ namespace mpacc::analysis {
 
 std::string_view to_string(uncovered_cause c) noexcept {
   switch (c) {
-    case uncovered_cause::none: return "none";
-    case uncovered_cause::input: return "input";
-    case uncovered_cause::inherited: return "inherited";
-    case uncovered_cause::accumulation: return "accumulation";
-    case uncovered_cause::activation: return "activation";
-    case uncovered_cause::reference: return "reference";
-    case uncovered_cause::bound: return "bound";
+    case uncovered_cause::none:
+      return "none";
+    case uncovered_cause::input:
+      return "input";
+    case uncovered_cause::inherited:
+      return "inherited";
+    case uncovered_cause::accumulation:
+      return "accumulation";
+    case uncovered_cause::activation:
+      return "activation";
+    case uncovered_cause::reference:
+      return "reference";
+    case uncovered_cause::bound:
+      return "bound";
   }
   return "none";
 }
@@ -202,9 +209,15 @@ struct layer_stats {
     pratio_max = std::max(pratio_max, o.pratio_max);
     store_max = std::max(store_max, o.store_max);
     store_rel_max = std::max(store_rel_max, o.store_rel_max);
-    for (auto [to, from] : {std::pair{&ratio_v, &o.ratio_v}, {&ratio_y, &o.ratio_y}, {&relb_v, &o.relb_v},
-                            {&relb_y, &o.relb_y}, {&est_v, &o.est_v}, {&est_y, &o.est_y},
-                            {&rel_err, &o.rel_err}, {&kappa, &o.kappa}, {&kdot, &o.kdot}}) {
+    for (auto [to, from] : {std::pair{&ratio_v, &o.ratio_v},
+                            {&ratio_y, &o.ratio_y},
+                            {&relb_v, &o.relb_v},
+                            {&relb_y, &o.relb_y},
+                            {&est_v, &o.est_v},
+                            {&est_y, &o.est_y},
+                            {&rel_err, &o.rel_err},
+                            {&kappa, &o.kappa},
+                            {&kdot, &o.kdot}}) {
       to->insert(to->end(), from->begin(), from->end());
       std::vector<double>().swap(*from);
     }
@@ -227,7 +240,8 @@ double ratio(double err, double bound) { return bound > 0 ? err / bound : (err >
 
 }  // namespace
 
-std::vector<double> stored_reference_inputs(const nn::dataset& data, std::size_t rows, const sim::format& input_format) {
+std::vector<double> stored_reference_inputs(const nn::dataset& data, std::size_t rows,
+                                            const sim::format& input_format) {
   rows = std::min(rows, data.rows);
   auto stored = nn::store_inputs({data.x.data(), rows, data.cols}, input_format);
   for (std::size_t t = 0; t < stored.size(); ++t)
@@ -277,8 +291,8 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
   const auto t0 = std::chrono::steady_clock::now();
 
   // 1. the simulated pass, all samples, and the stored inputs with their flags
-  const auto run = nn::simulate(net, {refd.inputs.data(), rows, refd.cols}, cfg.layer, cfg.input_format,
-                                cfg.act_format, opt.threads);
+  const auto run = nn::simulate(net, {refd.inputs.data(), rows, refd.cols}, cfg.layer, cfg.input_format, cfg.act_format,
+                                opt.threads);
   for (const auto& l : net.layers) res.layer_sizes.push_back(l.n_out);
   std::vector<unsigned> in_flags;
   const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, cfg.input_format, &in_flags);
@@ -295,7 +309,7 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
   std::vector<std::vector<sim::bound_model>> det(L), prob(L);
   std::vector<std::vector<std::vector<sim::bound_model>>> lprob(L);  // [layer][format][lambda]
   std::vector<std::vector<double>> gamma_k(L), u_acc(L);
-  std::vector<double> fail_prop(L, 0);                             // per-product failure at opt.lambda, worst format
+  std::vector<double> fail_prop(L, 0);  // per-product failure at opt.lambda, worst format
   std::vector<std::vector<double>> fail_local(L, std::vector<double>(NL, 0));
   for (std::size_t k = 0; k < L; ++k) {
     const std::size_t n = net.layers[k].n_in;
@@ -334,7 +348,8 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
   const std::size_t csv_n = std::min(opt.csv_samples, rows);
   res.csv_rows.assign(csv_n, {});
   const int nt = sim::thread_count(opt.threads);
-  std::vector<std::vector<layer_stats>> stats(static_cast<std::size_t>(nt), std::vector<layer_stats>(L, layer_stats(NL)));
+  std::vector<std::vector<layer_stats>> stats(static_cast<std::size_t>(nt),
+                                              std::vector<layer_stats>(L, layer_stats(NL)));
   const auto nrows = static_cast<std::ptrdiff_t>(rows);
 #pragma omp parallel num_threads(nt)
   {
@@ -448,8 +463,8 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
           // the per-inner-product checks (need finite inputs and no overflow in the sum)
           c.err_local = kNaN;
           c.bound_local = (sd + std::fabs(l.b[i]) * D.bias_coef + D.eta) * D.margin;
-          const bool local_ok = in_finite && std::isfinite(c.v_sim) &&
-                                !(c.flags & (sim::flag::overflow | sim::flag::saturated));
+          const bool local_ok =
+              in_finite && std::isfinite(c.v_sim) && !(c.flags & (sim::flag::overflow | sim::flag::saturated));
           if (local_ok) {
             local_error le(w, in_sim, l.n_in, l.b[i], c.v_sim, an);
             c.err_local = le.approx();

@@ -60,8 +60,7 @@ int run_dot(const dot_options& o) {
     if (tokens.empty()) continue;
     const std::string where = "line " + std::to_string(line_no);
     if (tokens.size() != 2)
-      throw usage_error("dot: " + where + ": expected a pair 'w x', got " +
-                        std::to_string(tokens.size()) + " values");
+      throw usage_error("dot: " + where + ": expected a pair 'w x', got " + std::to_string(tokens.size()) + " values");
     double wv = 0, xv = 0;
     for (int k = 0; k < 2; ++k) {
       double& v = k == 0 ? wv : xv;
@@ -121,14 +120,12 @@ int run_dot(const dot_options& o) {
 
 command add_dot_command(CLI::App& app) {
   auto opts = std::make_shared<dot_options>();
-  auto* sub = app.add_subcommand(
-      "dot",
-      "Simulate one inner product sum_j w_j x_j + bias read as pairs 'w x' (one per line,\n"
-      "decimal or hex float, already in their storage format) and print: simulated, exact,\n"
-      "kappa_dot, bound_deterministic, error_abs (then terms and flags).");
+  auto* sub = app.add_subcommand("dot",
+                                 "Simulate one inner product sum_j w_j x_j + bias read as pairs 'w x' (one per line,\n"
+                                 "decimal or hex float, already in their storage format) and print: simulated, exact,\n"
+                                 "kappa_dot, bound_deterministic, error_abs (then terms and flags).");
   sub->add_option("--acc", opts->acc, "accumulator format (name or p=..,emin=..,emax=..)")->required();
-  sub->add_option("--product", opts->product, "exact (FMA) or a format products are rounded to")
-      ->capture_default_str();
+  sub->add_option("--product", opts->product, "exact (FMA) or a format products are rounded to")->capture_default_str();
   sub->add_option("--order", opts->order, "recursive | pairwise | blocked:B")->capture_default_str();
   sub->add_option("--rounding", opts->rounding,
                   "nearest-even | nearest-away | toward-zero | upward | downward | odd | stochastic")

@@ -28,8 +28,7 @@ int run_round(const round_options& o) {
   spec.fmt = option_value("--format", [&] { return sim::parse_format(o.format); });
   spec.mode = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
   if (!o.subnormals.empty()) spec.fmt.subnormals = parse_switch("--subnormals", o.subnormals);
-  if (auto msg = sim::validate(spec.fmt); !msg.empty())
-    throw usage_error("--format " + o.format + ": " + msg);
+  if (auto msg = sim::validate(spec.fmt); !msg.empty()) throw usage_error("--format " + o.format + ": " + msg);
   spec.saturate = parse_switch("--saturate", o.saturate);
   spec.seed = o.seed;
 
@@ -46,15 +45,13 @@ int run_round(const round_options& o) {
       if (pos == std::string::npos) break;
       const std::size_t end = std::min(line.find_first_of(" \t\r\f\v", pos), line.size());
       const std::string token = line.substr(pos, end - pos);
-      const std::uint64_t word =
-          spec.mode == sim::rounding::stochastic ? sim::random_bits(spec.seed, index) : 0;
+      const std::uint64_t word = spec.mode == sim::rounding::stochastic ? sim::random_bits(spec.seed, index) : 0;
       // binary64 values by sim::round, anything else (0.1, 1e-400) by MPFR from
       // its round-to-odd value: decimals are never rounded twice
       double r = 0;
       if (!ref::round_token(token, spec.fmt, spec.mode, spec.saturate, flags, word, r))
-        throw usage_error("round: input value " + std::to_string(index + 1) + " (line " +
-                          std::to_string(line_no) + ", column " + std::to_string(pos + 1) +
-                          "): '" + printable(token) + "' is not a number");
+        throw usage_error("round: input value " + std::to_string(index + 1) + " (line " + std::to_string(line_no) +
+                          ", column " + std::to_string(pos + 1) + "): '" + printable(token) + "' is not a number");
       out += hex(r);
       out += '\n';
       ++index;
@@ -69,11 +66,11 @@ int run_round(const round_options& o) {
 
 command add_round_command(CLI::App& app) {
   auto opts = std::make_shared<round_options>();
-  auto* sub = app.add_subcommand(
-      "round",
-      "Round numbers read from standard input (decimal or C99 hex floats, nan, inf) to a format;\n"
-      "print each result as a C99 hex float, one per line. Decimals are rounded from their\n"
-      "exact value (never through binary64).");
+  auto* sub =
+      app.add_subcommand("round",
+                         "Round numbers read from standard input (decimal or C99 hex floats, nan, inf) to a format;\n"
+                         "print each result as a C99 hex float, one per line. Decimals are rounded from their\n"
+                         "exact value (never through binary64).");
   sub->add_option("--format", opts->format,
                   "target format: a name from 'mpacc formats' or p=P,emin=E,emax=E[,subnormals=off]"
                   "[,inf=off][,max=X]")
@@ -83,10 +80,8 @@ command add_round_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--subnormals", opts->subnormals,
                   "on|off (default: the format's own setting, on for every named format)");
-  sub->add_option("--saturate", opts->saturate, "on|off: overflow and inf give +-max")
-      ->capture_default_str();
-  sub->add_option("--seed", opts->seed,
-                  "stochastic rounding seed; the k-th value uses SplitMix64(seed) word k")
+  sub->add_option("--saturate", opts->saturate, "on|off: overflow and inf give +-max")->capture_default_str();
+  sub->add_option("--seed", opts->seed, "stochastic rounding seed; the k-th value uses SplitMix64(seed) word k")
       ->capture_default_str();
   return [opts] { return run_round(*opts); };
 }

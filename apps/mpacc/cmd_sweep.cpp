@@ -60,7 +60,8 @@ int run(analysis::sweep_config cfg, const sweep_cli& o) {
   }
   const auto rows = analysis::merge_sweep(cfg, secs);
   print_summary(cfg, rows);
-  std::printf("results: %s/report.md, results.csv, manifest.json and figures (%.1f s)\n", cfg.out.string().c_str(), secs);
+  std::printf("results: %s/report.md, results.csv, manifest.json and figures (%.1f s)\n", cfg.out.string().c_str(),
+              secs);
   return 0;
 }
 
@@ -68,10 +69,12 @@ int run(analysis::sweep_config cfg, const sweep_cli& o) {
 
 command add_sweep_command(CLI::App& app) {
   auto o = std::make_shared<sweep_cli>();
-  auto* sub = app.add_subcommand("sweep", "Run Algorithm 1 and its baselines over a configuration (JSON, see apps/configs/)");
+  auto* sub =
+      app.add_subcommand("sweep", "Run Algorithm 1 and its baselines over a configuration (JSON, see apps/configs/)");
   sub->add_option("--config", o->config, "sweep configuration file")->required();
   sub->add_option("--shard", o->shard, "run only shard i of n (i/n); merge the shards with mpacc merge");
-  sub->add_option("--samples", o->samples, "override the number of test images (0: all)")->check(CLI::Range(std::size_t{0}, std::size_t{100000000}));
+  sub->add_option("--samples", o->samples, "override the number of test images (0: all)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{100000000}));
   sub->add_option("--out", o->out, "override the output folder");
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
   sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256));
@@ -81,7 +84,8 @@ command add_sweep_command(CLI::App& app) {
 command add_merge_command(CLI::App& app) {
   auto o = std::make_shared<sweep_cli>();
   auto* sub = app.add_subcommand("merge", "Merge the shards of a sweep into results.csv, manifest.json and figures");
-  sub->add_option("--config", o->config, "the sweep's configuration file (or 'quick' / 'full' for mpacc reproduce)")->required();
+  sub->add_option("--config", o->config, "the sweep's configuration file (or 'quick' / 'full' for mpacc reproduce)")
+      ->required();
   sub->add_option("--out", o->out, "override the output folder");
   return [o] {
     auto cfg = o->config == "quick" || o->config == "full" ? analysis::reproduce_config(o->config == "full")
@@ -97,8 +101,10 @@ command add_reproduce_command(CLI::App& app) {
   auto o = std::make_shared<sweep_cli>();
   auto* sub = app.add_subcommand(
       "reproduce",
-      "The experiment (docs/experiments.md): Algorithm 1 against uniform low/high/binary32 and against baselines at the\n"
-      "same recomputation rates, on all 10,000 test images, with KL divergence, argmax disagreement (Wilson intervals,\n"
+      "The experiment (docs/experiments.md): Algorithm 1 against uniform low/high/binary32 and against baselines at "
+      "the\n"
+      "same recomputation rates, on all 10,000 test images, with KL divergence, argmax disagreement (Wilson "
+      "intervals,\n"
       "McNemar tests), componentwise errors and two cost models; prints its conclusions and writes report.md and\n"
       "figures. --quick (default, a few minutes): MNIST ReLU and tanh MLPs trained 2 epochs on 20,000 images,\n"
       "kprime-companion and kappa-norm at tau in {1, 0.5, 0.3, 0.1, 0.01}, random-active (3 seeds) and the local\n"

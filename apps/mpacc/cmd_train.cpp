@@ -50,7 +50,8 @@ int run_train(const train_cli& o) {
   // The paper's lr 0.05 reaches 85.8% on Fashion-MNIST with e4m3-ieee weights; 0.01
   // reaches 88.7% (docs/networks.md), so that is the Fashion-MNIST default
   if (!std::isfinite(o.lr) || o.lr < 0) throw usage_error("--lr: must be a positive number (or 0 for the default)");
-  if (!std::isfinite(o.momentum) || o.momentum < 0 || o.momentum >= 1) throw usage_error("--momentum: must be in [0, 1)");
+  if (!std::isfinite(o.momentum) || o.momentum < 0 || o.momentum >= 1)
+    throw usage_error("--momentum: must be in [0, 1)");
   opt.lr = o.lr > 0 ? o.lr : (o.dataset == "fashion-mnist" ? 0.01 : 0.05);
   opt.momentum = o.momentum;
   opt.seed = o.seed;
@@ -68,7 +69,8 @@ int run_train(const train_cli& o) {
   const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
   const auto train_set = nn::load_dataset(dir, o.dataset, true, o.limit);
   const auto test_set = nn::load_dataset(dir, o.dataset, false);
-  std::fprintf(stderr, "training %s %s on %s (%zu images), %zu epochs, batch %zu, lr %g, momentum %g, seed %llu, storage %s\n",
+  std::fprintf(stderr,
+               "training %s %s on %s (%zu images), %zu epochs, batch %zu, lr %g, momentum %g, seed %llu, storage %s\n",
                o.arch.c_str(), o.act.c_str(), o.dataset.c_str(), train_set.rows, o.epochs, o.batch, opt.lr, o.momentum,
                static_cast<unsigned long long>(o.seed), o.storage.c_str());
   opt.on_epoch = [](const nn::epoch_report& r) {
@@ -81,11 +83,19 @@ int run_train(const train_cli& o) {
   const double acc64 = nn::evaluate_native(net, test_set, false, o.threads);
   double total = 0;
   for (const auto& r : log) total += r.seconds;
-  const nlohmann::json meta = {{"dataset", o.dataset}, {"arch", o.arch}, {"act", o.act},
-                               {"epochs", o.epochs}, {"batch", o.batch}, {"lr", opt.lr},
-                               {"momentum", o.momentum}, {"seed", o.seed}, {"storage", o.storage},
-                               {"train_images", train_set.rows}, {"test_accuracy_binary32", acc32},
-                               {"test_accuracy_binary64", acc64}, {"train_seconds", total}};
+  const nlohmann::json meta = {{"dataset", o.dataset},
+                               {"arch", o.arch},
+                               {"act", o.act},
+                               {"epochs", o.epochs},
+                               {"batch", o.batch},
+                               {"lr", opt.lr},
+                               {"momentum", o.momentum},
+                               {"seed", o.seed},
+                               {"storage", o.storage},
+                               {"train_images", train_set.rows},
+                               {"test_accuracy_binary32", acc32},
+                               {"test_accuracy_binary64", acc64},
+                               {"train_seconds", total}};
   nn::save_model(net, o.out, meta.dump());
   std::printf("test accuracy (binary32): %.2f%%\n", 100 * acc32);
   std::printf("test accuracy (binary64): %.2f%%\n", 100 * acc64);
@@ -113,14 +123,16 @@ std::optional<nn::precision_config> eval_precision(const eval_cli& o) {
   if (!o.precision.empty() && !o.precision_file.empty())
     throw usage_error("--precision and --precision-file exclude each other");
   if (!o.precision.empty() || !o.precision_file.empty()) {
-    if (single) throw usage_error("--precision/--precision-file replace --storage, --acc, --order, --product, --rounding, "
-                                  "--act-format and --input-format: give one or the other");
-    if (!o.precision.empty())
-      return option_value("--precision", [&] { return nn::parse_precision(o.precision); });
+    if (single)
+      throw usage_error(
+          "--precision/--precision-file replace --storage, --acc, --order, --product, --rounding, "
+          "--act-format and --input-format: give one or the other");
+    if (!o.precision.empty()) return option_value("--precision", [&] { return nn::parse_precision(o.precision); });
     std::ifstream in(o.precision_file, std::ios::binary);
     if (!in) throw std::runtime_error(o.precision_file + ": cannot open");
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.size() > (1u << 26)) throw std::runtime_error(o.precision_file + ": larger than 64 MiB, not a precision configuration");
+    if (text.size() > (1u << 26))
+      throw std::runtime_error(o.precision_file + ": larger than 64 MiB, not a precision configuration");
     try {
       return nn::parse_precision_json(text);
     } catch (const std::invalid_argument& e) {
@@ -128,8 +140,10 @@ std::optional<nn::precision_config> eval_precision(const eval_cli& o) {
     }
   }
   nn::precision_config p;
-  if (o.storage != "none") p.weights = p.biases = option_value("--storage", [&] { return sim::parse_format(o.storage); });
-  else p.weights = p.biases = std::nullopt;
+  if (o.storage != "none")
+    p.weights = p.biases = option_value("--storage", [&] { return sim::parse_format(o.storage); });
+  else
+    p.weights = p.biases = std::nullopt;
   if (o.acc.empty()) return std::nullopt;
   p.acc = {option_value("--acc", [&] { return sim::parse_format(o.acc); })};
   p.order = option_value("--order", [&] { return sim::parse_order(o.order); });
@@ -196,7 +210,9 @@ command add_train_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--limit", o->limit, "use only the first N training images (0: all)")->capture_default_str();
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
-  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256))->capture_default_str();
+  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
   sub->add_option("--out", o->out, "model file to write")->required();
   return [o] { return run_train(*o); };
 }
@@ -209,22 +225,28 @@ command add_eval_command(CLI::App& app) {
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
   o->precision_options = {
-      sub->add_option("--storage", o->storage, "round weights and biases to this format first, or none")->capture_default_str(),
+      sub->add_option("--storage", o->storage, "round weights and biases to this format first, or none")
+          ->capture_default_str(),
       sub->add_option("--acc", o->acc, "simulated accumulator format (e.g. e4m3-ieee, binary16)"),
       sub->add_option("--order", o->order, "recursive | pairwise | blocked:B")->capture_default_str(),
       sub->add_option("--product", o->product, "exact or a product format")->capture_default_str(),
       sub->add_option("--rounding", o->rounding, "accumulator rounding mode")->capture_default_str(),
       sub->add_option("--act-format", o->act_format, "format activations are rounded to")->capture_default_str(),
-      sub->add_option("--input-format", o->input_format, "format the input pixels are stored in")->capture_default_str()};
-  sub->add_option("--precision", o->precision,
-                  "every precision choice in one line, e.g. 'acc=e4m3-ieee;order=blocked:8;saturate=on' (keys: weights, "
-                  "biases, inputs, product, acc, rounding, order, saturate, via, seed, act, act_rounding, act_saturate; "
-                  "docs/semantics.md); replaces the single options");
-  sub->add_option("--precision-file", o->precision_file, "the same as a JSON file (with per-layer accumulators and "
+      sub->add_option("--input-format", o->input_format, "format the input pixels are stored in")
+          ->capture_default_str()};
+  sub->add_option(
+      "--precision", o->precision,
+      "every precision choice in one line, e.g. 'acc=e4m3-ieee;order=blocked:8;saturate=on' (keys: weights, "
+      "biases, inputs, product, acc, rounding, order, saturate, via, seed, act, act_rounding, act_saturate; "
+      "docs/semantics.md); replaces the single options");
+  sub->add_option("--precision-file", o->precision_file,
+                  "the same as a JSON file (with per-layer accumulators and "
                   "per-component maps)");
   sub->add_option("--limit", o->limit, "first N test images (0: all)")->capture_default_str();
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
-  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256))->capture_default_str();
+  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
   return [o] { return run_eval(*o); };
 }
 

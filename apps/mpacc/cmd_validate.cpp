@@ -70,17 +70,20 @@ void print_summary(const std::string& name, const analysis::validation_result& r
   std::printf("  uncovered (no bound: overflow, saturation, NaN): %zu of %zu%s%s\n", t.uncovered, t.components,
               causes.empty() ? "" : ": ", causes.c_str());
   if (r.inputs_overflow) std::printf("  inputs that overflowed when stored: %zu\n", r.inputs_overflow);
-  std::printf("  %-6s %-34s %-34s %s\n", "layer", "error/bound of v: q50 q90 q99 max", "error/bound of y: q50 q90 q99 max",
-              "act.-dominated y bounds");
+  std::printf("  %-6s %-34s %-34s %s\n", "layer", "error/bound of v: q50 q90 q99 max",
+              "error/bound of y: q50 q90 q99 max", "act.-dominated y bounds");
   for (const auto& l : r.layers) {
-    auto q = [](const analysis::quantiles& x) { return g3(x.q50) + " " + g3(x.q90) + " " + g3(x.q99) + " " + g3(x.max); };
+    auto q = [](const analysis::quantiles& x) {
+      return g3(x.q50) + " " + g3(x.q90) + " " + g3(x.q99) + " " + g3(x.max);
+    };
     const double cov = static_cast<double>(l.components - l.uncovered);
     std::printf("  %-6s %-34s %-34s %.1f %%\n", l.layer ? std::to_string(l.layer).c_str() : "all",
                 q(l.err_over_bound_v).c_str(), q(l.err_over_bound_y).c_str(),
                 cov > 0 ? 100.0 * static_cast<double>(l.act_dominated) / cov : 0.0);
   }
-  std::printf("  per inner product, probabilistic bound (Higham-Mary), l = lambda: measured violation frequency\n"
-              "  [95 %% CI] vs stated failure probability (share of vacuous bounds, >= |w|^T|x| + |b|)\n");
+  std::printf(
+      "  per inner product, probabilistic bound (Higham-Mary), l = lambda: measured violation frequency\n"
+      "  [95 %% CI] vs stated failure probability (share of vacuous bounds, >= |w|^T|x| + |b|)\n");
   for (const auto& l : r.layers) {
     if (!l.layer) continue;
     std::printf("    layer %zu:", l.layer);
@@ -153,7 +156,8 @@ int run_validate(const validate_cli& o) {
   std::fprintf(stderr, "reference: %.1f s\n", ref.seconds);
   std::size_t violations = 0, uncovered = 0;
   std::printf("%-28s %5s %9s %9s %7s %7s %9s %12s %10s %9s %9s %9s %8s\n", "configuration", "layer", "comps",
-              "uncovered", "viol_v", "viol_y", "viol_dot", "prob_freq_y", "prob_stated", "q50", "q99", "max", "spearman");
+              "uncovered", "viol_v", "viol_y", "viol_dot", "prob_freq_y", "prob_stated", "q50", "q99", "max",
+              "spearman");
   std::vector<analysis::validation_result> results;
   for (std::size_t c = 0; c < configs.size(); ++c) {
     auto r = analysis::validate(net, ref, configs[c], opt);
@@ -169,7 +173,9 @@ int run_validate(const validate_cli& o) {
     analysis::write_report(r, std::filesystem::path(o.out) / names[c], manifest.dump(), !o.no_plots);
     for (const auto& l : r.layers) {
       const double covered = static_cast<double>(l.components - l.uncovered);
-      const std::string stated = l.layer == 0 ? "" : l.prob_propagated_failure ? g3(*l.prob_propagated_failure) : "none";
+      const std::string stated = l.layer == 0                ? ""
+                                 : l.prob_propagated_failure ? g3(*l.prob_propagated_failure)
+                                                             : "none";
       std::printf("%-28s %5s %9zu %9zu %7zu %7zu %9zu %12.3g %10s %9.3g %9.3g %9.3g %8.3f\n", names[c].c_str(),
                   l.layer ? std::to_string(l.layer).c_str() : "all", l.components, l.uncovered, l.violations_v,
                   l.violations_y, l.local_violations,
@@ -187,8 +193,10 @@ int run_validate(const validate_cli& o) {
     return exit_violation;
   }
   if (uncovered) {
-    std::fprintf(stderr, "mpacc: %zu components are not covered by the analysis (overflow, saturation or NaN; see the summary)\n",
-                 uncovered);
+    std::fprintf(
+        stderr,
+        "mpacc: %zu components are not covered by the analysis (overflow, saturation or NaN; see the summary)\n",
+        uncovered);
     return exit_uncovered;
   }
   return 0;
@@ -210,9 +218,12 @@ command add_validate_command(CLI::App& app) {
   sub->add_option("--model", o->model, "model file (.mpnn or .npz)")->required();
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
-  auto* samples = sub->add_option("--samples", o->samples, "first N test images (0: all 10,000)")->check(CLI::Range(std::size_t{0}, std::size_t{100000000}))->capture_default_str();
+  auto* samples = sub->add_option("--samples", o->samples, "first N test images (0: all 10,000)")
+                      ->check(CLI::Range(std::size_t{0}, std::size_t{100000000}))
+                      ->capture_default_str();
   sub->add_option("--acc", o->acc, "accumulator format(s), comma-separated")->capture_default_str();
-  sub->add_option("--order", o->order, "order(s), comma-separated: recursive, pairwise, blocked:B")->capture_default_str();
+  sub->add_option("--order", o->order, "order(s), comma-separated: recursive, pairwise, blocked:B")
+      ->capture_default_str();
   sub->add_option("--product", o->product, "exact or a product format")->capture_default_str();
   sub->add_option("--rounding", o->rounding, "accumulator rounding mode")->capture_default_str();
   sub->add_option("--saturate", o->saturate, "on|off")->capture_default_str();
@@ -225,11 +236,14 @@ command add_validate_command(CLI::App& app) {
   sub->add_option("--reference-inputs", o->ref_inputs, "stored | exact: the inputs the reference pass takes")
       ->capture_default_str();
   sub->add_option("--precision", o->precision, "reference precision in bits")->capture_default_str();
-  sub->add_option("--csv-samples", o->csv_samples, "samples written to components.csv and plotted")->capture_default_str();
+  sub->add_option("--csv-samples", o->csv_samples, "samples written to components.csv and plotted")
+      ->capture_default_str();
   sub->add_option("--out", o->out, "output folder")->capture_default_str();
   sub->add_flag("--no-plots", o->no_plots, "skip the gnuplot figures");
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
-  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256))->capture_default_str();
+  sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
   return [o, samples] {
     o->samples_given = samples->count() > 0;
     return run_validate(*o);

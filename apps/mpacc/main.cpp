@@ -45,11 +45,12 @@ std::string hex(double v) {
 
 int main(int argc, char** argv) {
   using namespace mpacc::app;
-  CLI::App app{"mpacc: floating-point error analysis of neural-network inference\n"
-               "Exit status: 0 success; 2 bad usage (an option or a value on the command line); 3 a\n"
-               "deterministic bound was violated (validate: a bug); 4 components not covered by the analysis\n"
-               "(validate: overflow, saturation, NaN); 5 bad input data (a file, data set, model,\n"
-               "configuration or shard that cannot be used); 70 internal error."};
+  CLI::App app{
+      "mpacc: floating-point error analysis of neural-network inference\n"
+      "Exit status: 0 success; 2 bad usage (an option or a value on the command line); 3 a\n"
+      "deterministic bound was violated (validate: a bug); 4 components not covered by the analysis\n"
+      "(validate: overflow, saturation, NaN); 5 bad input data (a file, data set, model,\n"
+      "configuration or shard that cannot be used); 70 internal error."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "mpacc " MPACC_VERSION);
   std::map<CLI::App*, command> commands;

@@ -60,7 +60,8 @@ std::string pack(const std::uint8_t* p, std::size_t n, bool deflated) {
     p += dlen;
     n -= dlen;
     const std::string stored = deflated ? deflate_raw(data) : data;
-    const auto crc = static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+    const auto crc = static_cast<std::uint32_t>(
+        crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
     const auto offset = static_cast<std::uint32_t>(out.size());
     const std::uint16_t method = deflated ? 8 : 0;
     for (std::string* s : {&out, &cd}) {

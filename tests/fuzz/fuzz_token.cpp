@@ -35,12 +35,22 @@ namespace {
 
 namespace sim = mpacc::sim;
 
-const sim::format kFormats[16] = {
-    sim::formats::binary64, sim::formats::binary32, sim::formats::binary16, sim::formats::bfloat16,
-    sim::formats::tf32,     sim::formats::e5m2,     sim::formats::e4m3,     sim::formats::e4m3_ieee,
-    sim::formats::e3m2,     sim::formats::e2m3,     sim::formats::e2m1,     sim::make_format(1, -3, 3),
-    sim::make_format(53, -1022, 1023, false), sim::make_format(11, -14, 15, false),
-    sim::make_format(2, -1022, 1023),         sim::make_format(53, 1020, 1023)};
+const sim::format kFormats[16] = {sim::formats::binary64,
+                                  sim::formats::binary32,
+                                  sim::formats::binary16,
+                                  sim::formats::bfloat16,
+                                  sim::formats::tf32,
+                                  sim::formats::e5m2,
+                                  sim::formats::e4m3,
+                                  sim::formats::e4m3_ieee,
+                                  sim::formats::e3m2,
+                                  sim::formats::e2m3,
+                                  sim::formats::e2m1,
+                                  sim::make_format(1, -3, 3),
+                                  sim::make_format(53, -1022, 1023, false),
+                                  sim::make_format(11, -14, 15, false),
+                                  sim::make_format(2, -1022, 1023),
+                                  sim::make_format(53, 1020, 1023)};
 
 [[noreturn]] void finding(const char* what, std::string_view token) {
   std::fprintf(stderr, "fuzz_token: %s; token '%.*s'\n", what, static_cast<int>(token.size()), token.data());
@@ -71,9 +81,7 @@ bool grammar(std::string_view t, bool& zero, bool& finite, bool& huge_exponent) 
   }
   const bool hex = body.size() >= 2 && body[0] == '0' && (body[1] | 0x20) == 'x';
   if (hex) k += 2;
-  auto digit = [&](char c) {
-    return hex ? std::isxdigit(static_cast<unsigned char>(c)) != 0 : (c >= '0' && c <= '9');
-  };
+  auto digit = [&](char c) { return hex ? std::isxdigit(static_cast<unsigned char>(c)) != 0 : (c >= '0' && c <= '9'); };
   std::size_t digits = 0;
   for (; k < t.size() && digit(t[k]); ++k, ++digits)
     if (t[k] != '0') zero = false;
@@ -117,8 +125,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (ok && !valid) finding("a token outside the grammar was accepted", token);
   if (!ok) {
     if (is_binary64) finding("parse_binary64 accepted a token round_token refused", token);
-    if (valid)
-      finding("a number of the grammar was refused", token);
+    if (valid) finding("a number of the grammar was refused", token);
     return 0;
   }
 
@@ -150,7 +157,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     unsigned fd = 0;
     double away = 0;
     (void)mpacc::ref::round_token(token, f, neg ? sim::rounding::downward : sim::rounding::upward, false, fd, 0, away);
-    if (!std::isnan(away) && (away == 0 || std::signbit(away) != neg)) finding("a nonzero token rounded to zero (or changed sign) away from zero", token);
+    if (!std::isnan(away) && (away == 0 || std::signbit(away) != neg))
+      finding("a nonzero token rounded to zero (or changed sign) away from zero", token);
   } else if (finite && zero && r != 0) {
     finding("a zero token rounded to nonzero", token);
   }
@@ -175,7 +183,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         !same(back, d))
       finding("%.17g of the value does not read back", token);
     std::snprintf(buf, sizeof buf, "%a", d);
-    if (!mpacc::ref::parse_binary64(buf, back) || !same(back, d)) finding("%a of the value is not read back exactly", token);
+    if (!mpacc::ref::parse_binary64(buf, back) || !same(back, d))
+      finding("%a of the value is not read back exactly", token);
   }
   return 0;
 }

@@ -46,7 +46,8 @@ std::ifstream open_checked(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     const int err = errno;
-    throw std::runtime_error(file.string() + ": cannot open" + (err ? std::string(" (") + std::strerror(err) + ")" : ""));
+    throw std::runtime_error(file.string() + ": cannot open" +
+                             (err ? std::string(" (") + std::strerror(err) + ")" : ""));
   }
   return in;
 }
@@ -67,7 +68,8 @@ std::string read_file_capped(const std::filesystem::path& file, std::uint64_t ma
     in.read(buf.data(), buf.size());
     const auto got = static_cast<std::size_t>(in.gcount());
     if (bytes.size() + got > max_bytes)
-      throw std::runtime_error(file.string() + ": over the limit of " + std::to_string(max_bytes) + " bytes for " + what);
+      throw std::runtime_error(file.string() + ": over the limit of " + std::to_string(max_bytes) + " bytes for " +
+                               what);
     bytes.append(buf.data(), got);
   }
   if (in.bad()) throw std::runtime_error(file.string() + ": read error");
@@ -193,7 +195,8 @@ idx_array parse_stream(source& src, const std::string& name) {
                              " is not unsigned byte (0x08)");
   }
   const std::size_t nd = head[3];
-  if (nd == 0 || nd > 8) throw std::runtime_error(name + ": IDX rank " + std::to_string(nd) + " is out of range [1, 8]");
+  if (nd == 0 || nd > 8)
+    throw std::runtime_error(name + ": IDX rank " + std::to_string(nd) + " is out of range [1, 8]");
   std::uint8_t dimb[32];
   if (read_full(src, dimb, 4 * nd) < 4 * nd) throw std::runtime_error(name + ": truncated IDX header");
   idx_array a;
@@ -203,7 +206,8 @@ idx_array parse_stream(source& src, const std::string& name) {
   std::string shape;
   for (std::size_t k = 0; k < nd; ++k) {
     const std::uint8_t* p = dimb + 4 * k;
-    const std::uint32_t d = (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+    const std::uint32_t d =
+        (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
     a.dims.push_back(d);
     shape += (k ? " x " : "") + std::to_string(d);
     too_large = too_large || __builtin_mul_overflow(count, std::uint64_t{d}, &count);
@@ -229,7 +233,8 @@ idx_array parse_stream(source& src, const std::string& name) {
   }
   std::uint8_t extra;
   if (read_full(src, &extra, 1) > 0)
-    throw std::runtime_error(name + ": size does not match its header (the stream holds more data than its header declares, " +
+    throw std::runtime_error(name +
+                             ": size does not match its header (the stream holds more data than its header declares, " +
                              std::to_string(count) + " bytes)");
   return a;
 }
@@ -279,8 +284,8 @@ std::filesystem::path default_data_dir() {
   return "data";
 }
 
-dataset load_dataset(const std::filesystem::path& data_dir, const std::string& name, bool train,
-                     std::size_t limit, normalization norm) {
+dataset load_dataset(const std::filesystem::path& data_dir, const std::string& name, bool train, std::size_t limit,
+                     normalization norm) {
   if (name != "mnist" && name != "fashion-mnist")
     throw std::runtime_error("unknown dataset '" + detail::printable(name) + "' (datasets: mnist, fashion-mnist)");
   const std::string prefix = train ? "train" : "t10k";
@@ -314,8 +319,8 @@ dataset load_dataset(const std::filesystem::path& data_dir, const std::string& n
   try {
     d.x.resize(d.rows * d.cols);
   } catch (const std::bad_alloc&) {
-    throw std::runtime_error(img_name + ": out of memory for " + std::to_string(d.rows) + " x " + std::to_string(d.cols) +
-                             " inputs");
+    throw std::runtime_error(img_name + ": out of memory for " + std::to_string(d.rows) + " x " +
+                             std::to_string(d.cols) + " inputs");
   }
   for (std::size_t k = 0; k < d.x.size(); ++k) d.x[k] = (img.data[k] / 255.0 - norm.mean) / norm.std;
   d.y.assign(lab.data.begin(), lab.data.begin() + static_cast<std::ptrdiff_t>(d.rows));

@@ -41,7 +41,8 @@ struct reader {
   const std::string& file;
   void need(std::uint64_t n, const char* what) const {
     if (b.size() - pos < n)
-      throw std::runtime_error(file + ": truncated model file (reading " + what + " at byte " + std::to_string(pos) + ")");
+      throw std::runtime_error(file + ": truncated model file (reading " + what + " at byte " + std::to_string(pos) +
+                               ")");
   }
   template <class T>
   T get(const char* what) {
@@ -125,7 +126,8 @@ mlp parse_model(std::span<const std::uint8_t> data, const std::string& name, std
     r.pos = 8;
     const auto version = r.get<std::uint32_t>("version");
     if (version != kVersion)
-      throw std::runtime_error(name + ": model file version " + std::to_string(version) + " is not supported (expected 1)");
+      throw std::runtime_error(name + ": model file version " + std::to_string(version) +
+                               " is not supported (expected 1)");
     const auto n_layers = r.get<std::uint32_t>("layer count");
     if (n_layers > max_layers)
       throw std::runtime_error(name + ": " + std::to_string(n_layers) + " layers, over the limit of " +
@@ -269,7 +271,8 @@ class header_parser {
     while (pos_ < h_.size() && (h_[pos_] == ' ' || h_[pos_] == '\n' || h_[pos_] == '\t')) ++pos_;
   }
   void expect(char c) {
-    if (pos_ >= h_.size() || h_[pos_] != c) fail(std::string("malformed .npy header: '") + c + "' expected at " + in_quotes(rest()));
+    if (pos_ >= h_.size() || h_[pos_] != c)
+      fail(std::string("malformed .npy header: '") + c + "' expected at " + in_quotes(rest()));
     ++pos_;
   }
   std::string string_literal() {
@@ -331,7 +334,8 @@ std::string shape_text(const std::vector<std::uint64_t>& s) {
 }
 
 npy_array parse_npy(std::string_view bytes, const std::string& where) {
-  if (bytes.size() < 10 || bytes.substr(0, 6) != "\x93NUMPY") throw std::runtime_error(where + ": not a .npy array (bad magic)");
+  if (bytes.size() < 10 || bytes.substr(0, 6) != "\x93NUMPY")
+    throw std::runtime_error(where + ": not a .npy array (bad magic)");
   const int major = static_cast<unsigned char>(bytes[6]);
   std::uint64_t hlen, hstart;
   if (major == 1) {
@@ -352,7 +356,8 @@ npy_array parse_npy(std::string_view bytes, const std::string& where) {
   } else if (h.descr == "<f4" || h.descr == "=f4") {
     item = 4;
   } else {
-    throw std::runtime_error(where + ": dtype " + in_quotes(h.descr) + " is not supported (float32 or float64, little-endian)");
+    throw std::runtime_error(where + ": dtype " + in_quotes(h.descr) +
+                             " is not supported (float32 or float64, little-endian)");
   }
   // every dimension capped, the element count and byte size with overflow checks
   // (a Fortran-order (2^32, 2^32) must not wrap to 0 elements)
@@ -360,8 +365,8 @@ npy_array parse_npy(std::string_view bytes, const std::string& where) {
   bool overflow = false;
   for (auto d : h.shape) {
     if (d > max_layer_size)
-      throw std::runtime_error(where + ": shape " + shape_text(h.shape) + " is too large (dimension " + std::to_string(d) +
-                               " over the limit of " + std::to_string(max_layer_size) + ")");
+      throw std::runtime_error(where + ": shape " + shape_text(h.shape) + " is too large (dimension " +
+                               std::to_string(d) + " over the limit of " + std::to_string(max_layer_size) + ")");
     overflow = overflow || __builtin_mul_overflow(count, d, &count);
   }
   overflow = overflow || __builtin_mul_overflow(count, std::uint64_t{item}, &size);
@@ -400,7 +405,7 @@ struct zip_entry {
   std::uint16_t method = 0, flags = 0;
   std::uint32_t crc = 0;
   std::uint64_t csize = 0, usize = 0, local = 0;
-  char kind = 0;        // 'W' or 'b'
+  char kind = 0;  // 'W' or 'b'
   std::uint32_t layer = 0;
 };
 
@@ -461,7 +466,8 @@ std::string extract(std::string_view b, const zip_entry& e, std::uint64_t data, 
       const bool to_spare = zs.next_out == spare;
       rc = inflate(&zs, Z_NO_FLUSH);
       if (to_spare && zs.avail_out == 0)
-        throw std::runtime_error(where + ": inflates to more than its declared size of " + std::to_string(e.usize) + " bytes");
+        throw std::runtime_error(where + ": inflates to more than its declared size of " + std::to_string(e.usize) +
+                                 " bytes");
       if (to_spare) zs.avail_out = 0;  // nothing was written to the spare byte
       if (rc == Z_BUF_ERROR && zs.avail_in == 0 && in_left == 0)
         throw std::runtime_error(where + ": truncated deflate data");
@@ -473,10 +479,12 @@ std::string extract(std::string_view b, const zip_entry& e, std::uint64_t data, 
       throw std::runtime_error(where + ": inflates to " + std::to_string(content.size()) + " bytes, not the declared " +
                                std::to_string(e.usize));
     if (zs.avail_in > 0 || in_left > 0)
-      throw std::runtime_error(where + ": " + std::to_string(zs.avail_in + in_left) + " bytes after the deflate stream");
+      throw std::runtime_error(where + ": " + std::to_string(zs.avail_in + in_left) +
+                               " bytes after the deflate stream");
   }
   // always compared: a CRC field of 0 is a CRC like any other
-  const auto crc = static_cast<std::uint32_t>(crc32_z(0L, reinterpret_cast<const Bytef*>(content.data()), content.size()));
+  const auto crc =
+      static_cast<std::uint32_t>(crc32_z(0L, reinterpret_cast<const Bytef*>(content.data()), content.size()));
   if (crc != e.crc) {
     char buf[64];
     std::snprintf(buf, sizeof buf, " (stored 0x%08x, computed 0x%08x)", e.crc, crc);
@@ -497,7 +505,8 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
       break;
     }
   }
-  if (eocd == std::string_view::npos) throw std::runtime_error(name + ": not a zip/.npz archive (no end-of-directory record)");
+  if (eocd == std::string_view::npos)
+    throw std::runtime_error(name + ": not a zip/.npz archive (no end-of-directory record)");
   const std::uint16_t disk = le16(b.data() + eocd + 4), cd_disk = le16(b.data() + eocd + 6);
   const std::uint16_t entries_here = le16(b.data() + eocd + 8), entries = le16(b.data() + eocd + 10);
   const std::uint64_t cd_size = le32(b.data() + eocd + 12), cd_offset = le32(b.data() + eocd + 16);
@@ -505,7 +514,8 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
     throw std::runtime_error(name + ": multi-disk zip archives are not supported");
   if (entries == 0xffff || cd_offset == 0xffffffffu || cd_size == 0xffffffffu)
     throw std::runtime_error(name + ": ZIP64 archives are not supported");
-  if (cd_offset + cd_size > eocd) throw std::runtime_error(name + ": corrupt zip central directory (beyond its end record)");
+  if (cd_offset + cd_size > eocd)
+    throw std::runtime_error(name + ": corrupt zip central directory (beyond its end record)");
   if (entries > 2 * max_layers)
     throw std::runtime_error(name + ": " + std::to_string(entries) + " members, over the limit of " +
                              std::to_string(2 * max_layers));
@@ -524,7 +534,8 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
     e.crc = le32(b.data() + cd + 16);
     e.csize = le32(b.data() + cd + 20);
     e.usize = le32(b.data() + cd + 24);
-    const std::uint64_t nlen = le16(b.data() + cd + 28), xlen = le16(b.data() + cd + 30), clen = le16(b.data() + cd + 32);
+    const std::uint64_t nlen = le16(b.data() + cd + 28), xlen = le16(b.data() + cd + 30),
+                        clen = le16(b.data() + cd + 32);
     e.local = le32(b.data() + cd + 42);
     if (cd_end - cd - 46 < nlen + xlen + clen)
       throw std::runtime_error(name + ": corrupt zip central directory (entry " + std::to_string(k + 1) + ")");
@@ -548,8 +559,8 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
                                std::to_string(max_npz_member) + " for a member");
     // deflate expands at most 1032:1 (258-byte matches in 2 bits), so a larger claim is a lie
     if (e.method == 8 && e.usize > e.csize * 1032 + 64)
-      throw std::runtime_error(where + " declares " + std::to_string(e.usize) + " bytes from " + std::to_string(e.csize) +
-                               " compressed bytes, more than deflate can expand to");
+      throw std::runtime_error(where + " declares " + std::to_string(e.usize) + " bytes from " +
+                               std::to_string(e.csize) + " compressed bytes, more than deflate can expand to");
     total += e.usize;
     if (total > max_npz_total)
       throw std::runtime_error(name + ": members declare over " + std::to_string(max_npz_total) +
@@ -567,8 +578,8 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
       const zip_entry* after = nullptr;
       for (const auto& e : list)
         if (e.layer > k && (!after || e.layer < after->layer)) after = &e;
-      throw std::runtime_error(name + ": member " + in_quotes(after->name) + " without W" + std::to_string(k) + " and b" +
-                               std::to_string(k) + " (layers are numbered 1, 2, ... without gaps)");
+      throw std::runtime_error(name + ": member " + in_quotes(after->name) + " without W" + std::to_string(k) +
+                               " and b" + std::to_string(k) + " (layers are numbered 1, 2, ... without gaps)");
     }
     throw std::runtime_error(name + ": layer " + std::to_string(k) + " needs both W" + std::to_string(k) + " and b" +
                              std::to_string(k) + " (" + (w ? "b" : "W") + std::to_string(k) + " is missing)");
@@ -607,7 +618,8 @@ mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, sim:
         throw std::runtime_error(name + ": W" + std::to_string(k) + " must have shape (n_out, n_in), not rank " +
                                  std::to_string(W.shape.size()));
       if (B.shape.size() != 1 || B.shape[0] != W.shape[0])
-        throw std::runtime_error(name + ": b" + std::to_string(k) + " must have shape (" + std::to_string(W.shape[0]) + ",)");
+        throw std::runtime_error(name + ": b" + std::to_string(k) + " must have shape (" + std::to_string(W.shape[0]) +
+                                 ",)");
       dense_layer l;
       l.n_out = W.shape[0];
       l.n_in = W.shape[1];

@@ -44,8 +44,8 @@ void mlp::validate() const {
       throw std::invalid_argument(name + ": b has " + std::to_string(l.b.size()) + " values, expected " +
                                   std::to_string(l.n_out));
     if (k > 0 && layers[k - 1].n_out != l.n_in)
-      throw std::invalid_argument(name + " takes " + std::to_string(l.n_in) + " inputs but layer " +
-                                  std::to_string(k) + " gives " + std::to_string(layers[k - 1].n_out));
+      throw std::invalid_argument(name + " takes " + std::to_string(l.n_in) + " inputs but layer " + std::to_string(k) +
+                                  " gives " + std::to_string(layers[k - 1].n_out));
     for (double w : l.W)
       if (!std::isfinite(w)) throw std::invalid_argument(name + ": W holds a non-finite value");
     for (double v : l.b)

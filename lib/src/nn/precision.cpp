@@ -44,18 +44,22 @@ bool on_off(const std::string& key, const std::string& v) {
 }
 
 const std::vector<std::string>& keys() {
-  static const std::vector<std::string> k = {"weights", "biases",   "inputs", "product", "acc",     "maps",
-                                             "rounding", "order",   "saturate", "via",   "seed",    "act",
-                                             "act_rounding", "act_saturate"};
+  static const std::vector<std::string> k = {"weights", "biases",   "inputs",       "product",     "acc",
+                                             "maps",    "rounding", "order",        "saturate",    "via",
+                                             "seed",    "act",      "act_rounding", "act_saturate"};
   return k;
 }
 
 // One key's value given as text (the compact form, or a JSON string).
 void set(precision_config& p, const std::string& key, const std::string& v) {
-  if (key == "weights") p.weights = opt_format_of(key, v, "none");
-  else if (key == "biases") p.biases = opt_format_of(key, v, "none");
-  else if (key == "inputs") p.inputs = format_of(key, v);
-  else if (key == "product") p.product = opt_format_of(key, v, "exact");
+  if (key == "weights")
+    p.weights = opt_format_of(key, v, "none");
+  else if (key == "biases")
+    p.biases = opt_format_of(key, v, "none");
+  else if (key == "inputs")
+    p.inputs = format_of(key, v);
+  else if (key == "product")
+    p.product = opt_format_of(key, v, "exact");
   else if (key == "acc") {
     p.acc.clear();
     std::size_t a = 0;
@@ -78,18 +82,26 @@ void set(precision_config& p, const std::string& key, const std::string& v) {
     } catch (const std::invalid_argument& e) {
       fail(key, e.what());
     }
-  } else if (key == "saturate") p.saturate = on_off(key, v);
-  else if (key == "act_saturate") p.act_saturate = on_off(key, v);
-  else if (key == "via") p.via = opt_format_of(key, v, "none");
+  } else if (key == "saturate")
+    p.saturate = on_off(key, v);
+  else if (key == "act_saturate")
+    p.act_saturate = on_off(key, v);
+  else if (key == "via")
+    p.via = opt_format_of(key, v, "none");
   else if (key == "seed") {
     std::uint64_t s = 0;
     const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
-    if (v.empty() || ec != std::errc() || ptr != v.data() + v.size()) fail(key, "'" + v + "' is not a non-negative integer");
+    if (v.empty() || ec != std::errc() || ptr != v.data() + v.size())
+      fail(key, "'" + v + "' is not a non-negative integer");
     p.seed = s;
-  } else if (key == "act") p.act = format_of(key, v);
-  else if (key == "maps") fail(key, "per-component maps are given in the JSON form only");
-  else fail(key, "unknown key (keys: weights, biases, inputs, product, acc, maps, rounding, order, saturate, via, "
-                 "seed, act, act_rounding, act_saturate)");
+  } else if (key == "act")
+    p.act = format_of(key, v);
+  else if (key == "maps")
+    fail(key, "per-component maps are given in the JSON form only");
+  else
+    fail(key,
+         "unknown key (keys: weights, biases, inputs, product, acc, maps, rounding, order, saturate, via, "
+         "seed, act, act_rounding, act_saturate)");
 }
 
 }  // namespace
@@ -232,7 +244,8 @@ precision_config parse_precision_json(std::string_view text) {
           pm.formats.push_back(format_of(where + ".formats", f.get<std::string>()));
         }
         if (m.contains("index")) {
-          if (!m["index"].is_array() || m["index"].size() > (1u << 24)) fail(where + ".index", "must be a list of indices");
+          if (!m["index"].is_array() || m["index"].size() > (1u << 24))
+            fail(where + ".index", "must be a list of indices");
           for (const auto& x : m["index"]) {
             if (!x.is_number_unsigned() || x.get<std::uint64_t>() >= pm.formats.size())
               fail(where + ".index", "each index must be below the number of formats");

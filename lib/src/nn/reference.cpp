@@ -130,8 +130,8 @@ struct int_inputs {
   bool ok = false;
   long ex = 0;
   std::size_t nl = 0;
-  int bits = 0;  // max bit length of mag_j
-  std::vector<mp_limb_t> mag;   // n * nl
+  int bits = 0;                     // max bit length of mag_j
+  std::vector<mp_limb_t> mag;       // n * nl
   std::vector<std::int64_t> small;  // nl == 1 and bits <= 62: signed values
   std::vector<char> neg;
 };
@@ -166,7 +166,8 @@ int_inputs make_int_inputs(const std::vector<ref::mpfr_float>& xs) {
       mpz_abs(z[j], z[j]);
       mpz_mul_2exp(z[j], z[j], static_cast<mp_bitcnt_t>(e[j] - lo));
       const std::size_t used = mpz_size(z[j]);
-      for (std::size_t k = 0; k < used && k < r.nl; ++k) r.mag[j * r.nl + k] = mpz_getlimbn(z[j], static_cast<mp_size_t>(k));
+      for (std::size_t k = 0; k < used && k < r.nl; ++k)
+        r.mag[j * r.nl + k] = mpz_getlimbn(z[j], static_cast<mp_size_t>(k));
     }
     if (r.nl == 1 && r.bits <= 62) {
       r.small.resize(n);
@@ -182,9 +183,8 @@ int_inputs make_int_inputs(const std::vector<ref::mpfr_float>& xs) {
 
 // value = (sum_j W_ij X_j) 2^(ew+ex) + b, rounded to out's precision (or
 // exact, out's precision set to what it needs).
-void int_dot(ref::mpfr_float& out, const int_weights& IW, const int_inputs& IX, std::size_t i,
-             std::size_t n_in, double b, bool exact, std::vector<mp_limb_t>& pos,
-             std::vector<mp_limb_t>& negacc, mpz_t z) {
+void int_dot(ref::mpfr_float& out, const int_weights& IW, const int_inputs& IX, std::size_t i, std::size_t n_in,
+             double b, bool exact, std::vector<mp_limb_t>& pos, std::vector<mp_limb_t>& negacc, mpz_t z) {
   const std::int64_t* w = IW.W.data() + i * n_in;
   const std::size_t n = n_in;
   if (!IX.small.empty() && IW.bits + IX.bits + 64 - std::countl_zero(static_cast<std::uint64_t>(n)) <= 125) {
@@ -192,8 +192,8 @@ void int_dot(ref::mpfr_float& out, const int_weights& IW, const int_inputs& IX, 
     const std::int64_t* x = IX.small.data();
     for (std::size_t j = 0; j < n; ++j) acc += static_cast<s128>(w[j]) * x[j];
     const bool negative = acc < 0;
-    __extension__ unsigned __int128 mag = negative ? -static_cast<unsigned __int128>(acc)
-                                                   : static_cast<unsigned __int128>(acc);
+    __extension__ unsigned __int128 mag =
+        negative ? -static_cast<unsigned __int128>(acc) : static_cast<unsigned __int128>(acc);
     mpz_set_ui(z, static_cast<unsigned long>(mag >> 64));
     mpz_mul_2exp(z, z, 64);
     mpz_add_ui(z, z, static_cast<unsigned long>(mag));
@@ -252,8 +252,7 @@ reference_engine::reference_engine(const mlp& net) : p_(std::make_shared<impl>()
   for (const auto& l : net.layers) p_->iw.push_back(make_int_weights(l));
 }
 
-reference_sample reference_forward_sample(const mlp& net, std::span<const double> x,
-                                          const reference_options& opt) {
+reference_sample reference_forward_sample(const mlp& net, std::span<const double> x, const reference_options& opt) {
   return reference_engine(net).sample(x, opt);
 }
 
@@ -347,8 +346,7 @@ reference_sample reference_engine::sample(std::span<const double> x, const refer
       // activation
       ref::mpfr_float yi(opt.exact ? vi.precision() + 54 : opt.precision);
       ref::activate(yi, vi, layer.act);
-      yb[i] = (L * vb[i]) * (1 + 4 * kU) +
-              (opt.exact ? 0.0 : scaled_abs_up(yi, opt.precision) * fa);
+      yb[i] = (L * vb[i]) * (1 + 4 * kU) + (opt.exact ? 0.0 : scaled_abs_up(yi, opt.precision) * fa);
       v.push_back(std::move(vi));
       y.push_back(std::move(yi));
     }
@@ -422,9 +420,9 @@ namespace {
 #else
 #define MPACC_FAST_LAYER_CLONES
 #endif
-MPACC_FAST_LAYER_CLONES void fast_layer(
-    const double* Wt, std::size_t ldw, const double* bias, std::size_t n_in, std::size_t n_out,
-    const double* in, const double* in_bound, double* v, double* vb) {
+MPACC_FAST_LAYER_CLONES void fast_layer(const double* Wt, std::size_t ldw, const double* bias, std::size_t n_in,
+                                        std::size_t n_out, const double* in, const double* in_bound, double* v,
+                                        double* vb) {
   const double n1 = static_cast<double>(n_in + 1);
   const double g = n1 * kU / (1 - n1 * kU);
   const double infl = 1 + 2 * (n1 + 2) * kU;
@@ -493,8 +491,8 @@ forward_result fast_forward(const mlp& net, sim::matrix_view X, int threads) {
       const auto& layer = net.layers[k];
       auto& lv = r.layers[k];
       std::vector<double> v(ldw[k]), vb(ldw[k]), out(layer.n_out), out_bound(layer.n_out);
-      fast_layer(Wt[k].data(), ldw[k], B[k].data(), layer.n_in, layer.n_out, in.data(), in_bound.data(),
-                 v.data(), vb.data());
+      fast_layer(Wt[k].data(), ldw[k], B[k].data(), layer.n_in, layer.n_out, in.data(), in_bound.data(), v.data(),
+                 vb.data());
       const double L = sim::lipschitz(layer.act);
       const auto kind = layer.act.kind;
       for (std::size_t i = 0; i < layer.n_out; ++i) {
@@ -503,7 +501,7 @@ forward_result fast_forward(const mlp& net, sim::matrix_view X, int threads) {
         // identity and ReLU are exact; leaky ReLU rounds slope * v once;
         // libm functions: 4 ulps assumed (8u|y|)
         const double act_err = (kind == sim::activation::identity || kind == sim::activation::relu) ? 0.0
-                               : kind == sim::activation::leaky_relu ? kU * std::fabs(y)
+                               : kind == sim::activation::leaky_relu                                ? kU * std::fabs(y)
                                                                      : 8 * kU * std::fabs(y);
         const double yb = (L * vb[i] + act_err) * (1 + 4 * kU);
         lv.v_hi[at] = v[i];

@@ -21,7 +21,8 @@ unsigned apply_activation(const dense_layer& l, const sim::format& act_format, s
     unsigned fl = 0;
     const double phi = sim::apply(l.act, x);
     if (std::isfinite(x) && !std::isfinite(phi)) fl |= std::isnan(phi) ? sim::flag::invalid : sim::flag::overflow;
-    const std::uint64_t word = mode == sim::rounding::stochastic ? sim::random_bits(seed, static_cast<std::uint64_t>(t)) : 0;
+    const std::uint64_t word =
+        mode == sim::rounding::stochastic ? sim::random_bits(seed, static_cast<std::uint64_t>(t)) : 0;
     x = sim::round(phi, act_format, mode, saturate, fl, word);
     if (flags) (*flags)[static_cast<std::size_t>(t)] = fl;
     all |= fl;

@@ -26,18 +26,23 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const f
 void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A, std::size_t lda,
           const double* B, std::size_t ldb, double* C, std::size_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
-              static_cast<int>(N), static_cast<int>(K), 1.0, A, static_cast<int>(lda), B, static_cast<int>(ldb), 0.0,
-              C, static_cast<int>(ldc));
+              static_cast<int>(N), static_cast<int>(K), 1.0, A, static_cast<int>(lda), B, static_cast<int>(ldb), 0.0, C,
+              static_cast<int>(ldc));
 }
 
 template <class T>
 T act_apply(const sim::activation_fn& f, T v) {
   switch (f.kind) {
-    case sim::activation::identity: return v;
-    case sim::activation::relu: return v > 0 ? v : T(0);
-    case sim::activation::leaky_relu: return v > 0 ? v : static_cast<T>(f.slope) * v;
-    case sim::activation::tanh: return std::tanh(v);
-    default: return static_cast<T>(sim::apply(f, static_cast<double>(v)));
+    case sim::activation::identity:
+      return v;
+    case sim::activation::relu:
+      return v > 0 ? v : T(0);
+    case sim::activation::leaky_relu:
+      return v > 0 ? v : static_cast<T>(f.slope) * v;
+    case sim::activation::tanh:
+      return std::tanh(v);
+    default:
+      return static_cast<T>(sim::apply(f, static_cast<double>(v)));
   }
 }
 // phi'(z) from the pre-activation z. tanh (like every smooth activation) goes to
@@ -48,10 +53,14 @@ T act_apply(const sim::activation_fn& f, T v) {
 template <class T>
 T act_derivative(const sim::activation_fn& f, T z) {
   switch (f.kind) {
-    case sim::activation::identity: return 1;
-    case sim::activation::relu: return z > 0 ? T(1) : T(0);
-    case sim::activation::leaky_relu: return z > 0 ? T(1) : static_cast<T>(f.slope);
-    default: return static_cast<T>(sim::derivative(f, static_cast<double>(z)));
+    case sim::activation::identity:
+      return 1;
+    case sim::activation::relu:
+      return z > 0 ? T(1) : T(0);
+    case sim::activation::leaky_relu:
+      return z > 0 ? T(1) : static_cast<T>(f.slope);
+    default:
+      return static_cast<T>(sim::derivative(f, static_cast<double>(z)));
   }
 }
 
@@ -237,7 +246,8 @@ mlp train(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, cons
       m.step(opt.lr, opt.momentum, first);
       first = false;
       if (tty && (start / B) % 50 == 0)
-        std::fprintf(stderr, "\repoch %zu/%zu  %5.1f%%  loss %.4f", e, opt.epochs, 100.0 * static_cast<double>(start + b) / static_cast<double>(N),
+        std::fprintf(stderr, "\repoch %zu/%zu  %5.1f%%  loss %.4f", e, opt.epochs,
+                     100.0 * static_cast<double>(start + b) / static_cast<double>(N),
                      loss / static_cast<double>(start + b));
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

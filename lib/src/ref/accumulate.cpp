@@ -18,9 +18,7 @@ struct mpfr_stepper {
   std::uint64_t counter;
   unsigned flags = 0;
 
-  std::uint64_t word() {
-    return a.mode == sim::rounding::stochastic ? sim::random_bits(a.seed, counter++) : 0;
-  }
+  std::uint64_t word() { return a.mode == sim::rounding::stochastic ? sim::random_bits(a.seed, counter++) : 0; }
   // one rounding of the exact value X to format f
   double round_exact(const mpfr_float& X, const sim::format& f) {
     const std::uint64_t w = word();
@@ -76,16 +74,20 @@ struct mpfr_stepper {
 
 }  // namespace
 
-sim::dot_result dot_mpfr(std::span<const double> w, std::span<const double> x, double bias,
-                         const sim::accumulation& a, std::uint64_t first_random) {
+sim::dot_result dot_mpfr(std::span<const double> w, std::span<const double> x, double bias, const sim::accumulation& a,
+                         std::uint64_t first_random) {
   const auto widest = exponent_range_guard::widest();
   mpfr_stepper st{a, first_random};
   const std::size_t n = w.size();
   double s = 0;
   if (n > 0) {
     switch (a.ord.type) {
-      case sim::order::kind::recursive: s = st.recursive(w.data(), x.data(), n); break;
-      case sim::order::kind::pairwise: s = st.pairwise(w.data(), x.data(), n); break;
+      case sim::order::kind::recursive:
+        s = st.recursive(w.data(), x.data(), n);
+        break;
+      case sim::order::kind::pairwise:
+        s = st.pairwise(w.data(), x.data(), n);
+        break;
       case sim::order::kind::blocked: {
         const auto B = static_cast<std::size_t>(a.ord.block);
         for (std::size_t start = 0; start < n; start += B) {

@@ -11,7 +11,9 @@ void activate(mpfr_float& out, const mpfr_float& v, const sim::activation_fn& f)
   const mpfr_prec_t G = P + 64;
   using sim::activation;
   switch (f.kind) {
-    case activation::identity: mpfr_set(out.get(), v.get(), MPFR_RNDN); return;
+    case activation::identity:
+      mpfr_set(out.get(), v.get(), MPFR_RNDN);
+      return;
     case activation::relu:
       if (mpfr_sgn(v.get()) > 0)
         mpfr_set(out.get(), v.get(), MPFR_RNDN);
@@ -27,7 +29,9 @@ void activate(mpfr_float& out, const mpfr_float& v, const sim::activation_fn& f)
         mpfr_set(out.get(), t.get(), MPFR_RNDN);
       }
       return;
-    case activation::tanh: mpfr_tanh(out.get(), v.get(), MPFR_RNDN); return;
+    case activation::tanh:
+      mpfr_tanh(out.get(), v.get(), MPFR_RNDN);
+      return;
     case activation::sigmoid:
     case activation::silu: {
       mpfr_float t(G);
@@ -60,8 +64,10 @@ double activation_rounding_factor(const sim::activation_fn& f) noexcept {
     case activation::identity:
     case activation::relu:
     case activation::leaky_relu:
-    case activation::tanh: return 1.0;
-    default: return 1.0 + 0x1p-32;
+    case activation::tanh:
+      return 1.0;
+    default:
+      return 1.0 + 0x1p-32;
   }
 }
 

@@ -54,8 +54,7 @@ bool parse_to_odd(std::string_view token, mpfr_float& out) {
       mpfr_set_inf(out.get(), lower[0] == '-' ? -1 : 1);
     return true;
   }
-  if (body.empty() || !(std::isdigit(static_cast<unsigned char>(body[0])) || body[0] == '.'))
-    return false;
+  if (body.empty() || !(std::isdigit(static_cast<unsigned char>(body[0])) || body[0] == '.')) return false;
   // base 0 of mpfr_strtofr also reads '@' exponents ("1@3" = 1000) and binary
   // numbers ("0b101"): neither is a C number (found by tests/fuzz/fuzz_token)
   if (body.find('@') != std::string::npos || body.rfind("0b", 0) == 0) return false;

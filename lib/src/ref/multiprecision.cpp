@@ -15,8 +15,8 @@ namespace {
 
 void check_lengths(std::size_t nw, std::size_t nx) {
   if (nw != nx)
-    throw std::invalid_argument("inner product: " + std::to_string(nw) + " weights but " +
-                                std::to_string(nx) + " inputs");
+    throw std::invalid_argument("inner product: " + std::to_string(nw) + " weights but " + std::to_string(nx) +
+                                " inputs");
 }
 
 // mpfr_sum of owned terms into out; returns the ternary value
@@ -81,8 +81,7 @@ int dot_round_to(mpfr_ptr out, std::span<const double> w, std::span<const double
   return sum_into(out, terms);
 }
 
-int dot_round_to(mpfr_ptr out, std::span<const double> w, std::span<const boost_float> x,
-                 const boost_float& bias) {
+int dot_round_to(mpfr_ptr out, std::span<const double> w, std::span<const boost_float> x, const boost_float& bias) {
   check_lengths(w.size(), x.size());
   const auto widest = exponent_range_guard::widest();
   std::vector<mpfr_float> terms;
@@ -97,15 +96,14 @@ int dot_round_to(mpfr_ptr out, std::span<const double> w, std::span<const boost_
   return sum_into(out, terms);
 }
 
-boost_float dot_rounded(std::span<const double> w, std::span<const double> x, double bias,
-                        mpfr_prec_t P) {
+boost_float dot_rounded(std::span<const double> w, std::span<const double> x, double bias, mpfr_prec_t P) {
   boost_float r = make_boost_float(P);
   dot_round_to(r.backend().data(), w, x, bias);
   return r;
 }
 
-boost_float dot_rounded(std::span<const double> w, std::span<const boost_float> x,
-                        const boost_float& bias, mpfr_prec_t P) {
+boost_float dot_rounded(std::span<const double> w, std::span<const boost_float> x, const boost_float& bias,
+                        mpfr_prec_t P) {
   boost_float r = make_boost_float(P);
   dot_round_to(r.backend().data(), w, x, bias);
   return r;

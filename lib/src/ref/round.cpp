@@ -24,8 +24,8 @@ int round_in_range(mpfr_float& r, mpfr_srcptr x, const sim::format& f, mpfr_rnd_
 
 }  // namespace
 
-double round_mpfr(mpfr_srcptr x, const sim::format& f, rounding mode, bool saturate,
-                  unsigned& flags, std::uint64_t random_word) {
+double round_mpfr(mpfr_srcptr x, const sim::format& f, rounding mode, bool saturate, unsigned& flags,
+                  std::uint64_t random_word) {
   namespace flag = sim::flag;
   const auto widest = exponent_range_guard::widest();
   const double inf = std::numeric_limits<double>::infinity();
@@ -53,10 +53,18 @@ double round_mpfr(mpfr_srcptr x, const sim::format& f, rounding mode, bool satur
     mpfr_set(res.get(), rd.get(), MPFR_RNDN);
   } else {
     switch (mode) {
-      case rounding::nearest_even: round_in_range(res, x, f, MPFR_RNDN); break;
-      case rounding::toward_zero: round_in_range(res, x, f, MPFR_RNDZ); break;
-      case rounding::upward: mpfr_set(res.get(), ru.get(), MPFR_RNDN); break;
-      case rounding::downward: mpfr_set(res.get(), rd.get(), MPFR_RNDN); break;
+      case rounding::nearest_even:
+        round_in_range(res, x, f, MPFR_RNDN);
+        break;
+      case rounding::toward_zero:
+        round_in_range(res, x, f, MPFR_RNDZ);
+        break;
+      case rounding::upward:
+        mpfr_set(res.get(), ru.get(), MPFR_RNDN);
+        break;
+      case rounding::downward:
+        mpfr_set(res.get(), rd.get(), MPFR_RNDN);
+        break;
       case rounding::nearest_away: {
         mpfr_float mid(f.p + 2);
         mpfr_add(mid.get(), rd.get(), ru.get(), MPFR_RNDN);  // exact at p+2 bits
@@ -74,8 +82,7 @@ double round_mpfr(mpfr_srcptr x, const sim::format& f, rounding mode, bool satur
         bool odd = false;
         if (!mpfr_zero_p(rz.get())) {
           const long e = mpfr_get_exp(rz.get()) - 1;
-          const long q = f.subnormals ? std::max<long>(e, f.emin) - (f.p - 1)
-                                      : (e >= f.emin ? e - (f.p - 1) : f.emin);
+          const long q = f.subnormals ? std::max<long>(e, f.emin) - (f.p - 1) : (e >= f.emin ? e - (f.p - 1) : f.emin);
           mpfr_float m(f.p + 2);
           mpfr_mul_2si(m.get(), rz.get(), -q - 1, MPFR_RNDN);  // exact: rz / (2 * 2^q)
           odd = !mpfr_integer_p(m.get());
@@ -111,8 +118,8 @@ double round_mpfr(mpfr_srcptr x, const sim::format& f, rounding mode, bool satur
   }
   if (std::fabs(v) > f.max_finite) {
     flags |= flag::overflow | flag::inexact;
-    const bool to_max = mode == rounding::toward_zero || mode == rounding::odd ||
-                        (mode == rounding::upward && neg) || (mode == rounding::downward && !neg);
+    const bool to_max = mode == rounding::toward_zero || mode == rounding::odd || (mode == rounding::upward && neg) ||
+                        (mode == rounding::downward && !neg);
     double m;
     if (saturate) {
       flags |= flag::saturated;
@@ -130,8 +137,8 @@ double round_mpfr(mpfr_srcptr x, const sim::format& f, rounding mode, bool satur
   return v;
 }
 
-double round_mpfr(double x, const sim::format& f, sim::rounding mode, bool saturate,
-                  unsigned& flags, std::uint64_t random_word) {
+double round_mpfr(double x, const sim::format& f, sim::rounding mode, bool saturate, unsigned& flags,
+                  std::uint64_t random_word) {
   const mpfr_float v(53, x);
   return round_mpfr(v.get(), f, mode, saturate, flags, random_word);
 }

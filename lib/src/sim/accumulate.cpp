@@ -16,27 +16,26 @@ order parse_order(std::string_view text) {
     int v = 0;
     auto [ptr, ec] = std::from_chars(b.data(), b.data() + b.size(), v);
     if (ec == std::errc() && ptr == b.data() + b.size() && v >= 1) return {order::kind::blocked, v};
-    throw std::invalid_argument("order '" + std::string(text) +
-                                "': the block size must be an integer >= 1");
+    throw std::invalid_argument("order '" + std::string(text) + "': the block size must be an integer >= 1");
   }
-  throw std::invalid_argument("unknown order '" + std::string(text) +
-                              "' (orders: recursive, pairwise, blocked:B)");
+  throw std::invalid_argument("unknown order '" + std::string(text) + "' (orders: recursive, pairwise, blocked:B)");
 }
 
 std::string to_string(const order& o) {
   switch (o.type) {
-    case order::kind::recursive: return "recursive";
-    case order::kind::pairwise: return "pairwise";
-    case order::kind::blocked: return "blocked:" + std::to_string(o.block);
+    case order::kind::recursive:
+      return "recursive";
+    case order::kind::pairwise:
+      return "pairwise";
+    case order::kind::blocked:
+      return "blocked:" + std::to_string(o.block);
   }
   return "?";
 }
 
 namespace {
 
-bool format_ok(const format& f) noexcept {
-  return f.p <= 51 && (f.subnormals ? f.emin - f.p + 1 : f.emin) >= -1072;
-}
+bool format_ok(const format& f) noexcept { return f.p <= 51 && (f.subnormals ? f.emin - f.p + 1 : f.emin) >= -1072; }
 
 // Error-free transformations (Knuth's TwoSum; FMA-based TwoProd).
 inline void two_sum(double a, double b, double& s, double& e) noexcept {
@@ -99,9 +98,7 @@ struct stepper {
   unsigned flags = 0;
   bool exact = true;
 
-  std::uint64_t word() noexcept {
-    return a.mode == rounding::stochastic ? random_bits(a.seed, counter++) : 0;
-  }
+  std::uint64_t word() noexcept { return a.mode == rounding::stochastic ? random_bits(a.seed, counter++) : 0; }
   double round_acc(double ro) noexcept {
     const std::uint64_t w = word();
     // ro is the exact value rounded to odd at 53 bits: rounding it to `via`
@@ -118,8 +115,7 @@ struct stepper {
     if (!product_in_exact_range(hi, w, x)) exact = false;
     lo = std::isfinite(hi) ? std::fma(w, x, -hi) : 0.0;
     if (a.product) {
-      hi = round(std::isfinite(hi) ? to_odd(hi, lo) : hi, *a.product, a.mode, a.saturate, flags,
-                 word());
+      hi = round(std::isfinite(hi) ? to_odd(hi, lo) : hi, *a.product, a.mode, a.saturate, flags, word());
       lo = 0;
     }
   }
@@ -163,11 +159,11 @@ bool fast_path_applies(const accumulation& a) noexcept {
   return format_ok(a.acc) && (!a.product || format_ok(*a.product)) && (!a.via || format_ok(*a.via));
 }
 
-dot_result dot(std::span<const double> w, std::span<const double> x, double bias,
-               const accumulation& a, std::uint64_t first_random) {
+dot_result dot(std::span<const double> w, std::span<const double> x, double bias, const accumulation& a,
+               std::uint64_t first_random) {
   if (w.size() != x.size())
-    throw std::invalid_argument("dot: " + std::to_string(w.size()) + " weights but " +
-                                std::to_string(x.size()) + " inputs");
+    throw std::invalid_argument("dot: " + std::to_string(w.size()) + " weights but " + std::to_string(x.size()) +
+                                " inputs");
   if (!fast_path_applies(a))
     throw std::invalid_argument("dot: accumulator or product format " + to_string(a.acc) +
                                 " is outside the fast exact path (p <= 51, emin-p+1 >= -1072); "
@@ -178,8 +174,12 @@ dot_result dot(std::span<const double> w, std::span<const double> x, double bias
   bool have_sum = n > 0;
   if (n > 0) {
     switch (a.ord.type) {
-      case order::kind::recursive: s = st.recursive(w.data(), x.data(), n); break;
-      case order::kind::pairwise: s = st.pairwise(w.data(), x.data(), n); break;
+      case order::kind::recursive:
+        s = st.recursive(w.data(), x.data(), n);
+        break;
+      case order::kind::pairwise:
+        s = st.pairwise(w.data(), x.data(), n);
+        break;
       case order::kind::blocked: {
         const auto B = static_cast<std::size_t>(a.ord.block);
         for (std::size_t start = 0; start < n; start += B) {
@@ -301,13 +301,12 @@ double bound_model::evaluate(std::span<const double> w, std::span<const double> 
   return (sum + std::fabs(bias) * bias_coef + eta) * margin;
 }
 
-double accumulation_bound(std::span<const double> w, std::span<const double> x, double bias,
-                          const accumulation& a, gamma_fn gamma, double param) {
+double accumulation_bound(std::span<const double> w, std::span<const double> x, double bias, const accumulation& a,
+                          gamma_fn gamma, double param) {
   return make_bound_model(w.size(), a, gamma, param).evaluate(w, x, bias);
 }
 
-double deterministic_bound(std::span<const double> w, std::span<const double> x, double bias,
-                           const accumulation& a) {
+double deterministic_bound(std::span<const double> w, std::span<const double> x, double bias, const accumulation& a) {
   return accumulation_bound(w, x, bias, a, gamma_deterministic, 0);
 }
 

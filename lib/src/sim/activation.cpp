@@ -11,13 +11,20 @@ namespace mpacc::sim {
 
 std::string_view to_string(activation a) noexcept {
   switch (a) {
-    case activation::identity: return "identity";
-    case activation::relu: return "relu";
-    case activation::leaky_relu: return "leaky-relu";
-    case activation::tanh: return "tanh";
-    case activation::sigmoid: return "sigmoid";
-    case activation::gelu: return "gelu";
-    case activation::silu: return "silu";
+    case activation::identity:
+      return "identity";
+    case activation::relu:
+      return "relu";
+    case activation::leaky_relu:
+      return "leaky-relu";
+    case activation::tanh:
+      return "tanh";
+    case activation::sigmoid:
+      return "sigmoid";
+    case activation::gelu:
+      return "gelu";
+    case activation::silu:
+      return "silu";
   }
   return "?";
 }
@@ -114,24 +121,24 @@ struct erfc_node {
   double e_hi, e_lo, k0;
 };
 constexpr erfc_node erfc_nodes[] = {
-    {0x1.27c6d14c5e341p-2, 0x1.3af3434d0eeabp-57, 0x1.492e42d78d2c5p-1},  // 6/8
-    {0x1.ba36dab91c0e9p-3, 0x1.3c896e9a97c59p-58, 0x1.0cab61f084b93p-1},  // 7/8
-    {0x1.4226162fbddd5p-3, -0x1.b40443f6ec34ap-59, 0x1.a911f096fbc26p-2},  // 8/8
-    {0x1.c9296beb09cf1p-4, -0x1.5224acd170beep-59, 0x1.45e99bcbb7915p-2},  // 9/8
-    {0x1.3bcd133aa0ffcp-4, -0x1.89da82345938bp-62, 0x1.e4652fadcb6b2p-3},  // 10/8
-    {0x1.a8973c4b5c03ep-5, 0x1.d27662c1d9dc2p-59, 0x1.5ce595c455b0ap-3},  // 11/8
-    {0x1.15aaa8ec85205p-5, -0x1.e86ee834da4cep-61, 0x1.e723726b824a9p-4},  // 12/8
-    {0x1.612d893085125p-6, -0x1.7847afe4f2a7bp-62, 0x1.499d478bca735p-4},  // 13/8
-    {0x1.b4be201caa4b4p-7, -0x1.6abde927f9cddp-61, 0x1.b055303221015p-5},  // 14/8
-    {0x1.0678442cc256fp-7, -0x1.77b62199d8601p-61, 0x1.12ceb37ff9bc3p-5},  // 15/8
-    {0x1.328f5ec350e67p-8, -0x1.ca006412e68dp-62, 0x1.529b9e8cf9a1ep-6},  // 16/8
-    {0x1.5bde729a6b60fp-9, 0x1.999ec7becc5c7p-65, 0x1.94624e78e0fafp-7},  // 17/8
-    {0x1.7f713f9cc9784p-10, -0x1.4207143202515p-64, 0x1.d4143a9dfe965p-8},  // 18/8
-    {0x1.9a7c305336484p-11, 0x1.6394dd2ff0093p-65, 0x1.06918b6355624p-8},  // 19/8
-    {0x1.aab859b20ac9ep-12, 0x1.88f4ff748376bp-66, 0x1.1d83170fbf6fbp-9},  // 20/8
+    {0x1.27c6d14c5e341p-2, 0x1.3af3434d0eeabp-57, 0x1.492e42d78d2c5p-1},     // 6/8
+    {0x1.ba36dab91c0e9p-3, 0x1.3c896e9a97c59p-58, 0x1.0cab61f084b93p-1},     // 7/8
+    {0x1.4226162fbddd5p-3, -0x1.b40443f6ec34ap-59, 0x1.a911f096fbc26p-2},    // 8/8
+    {0x1.c9296beb09cf1p-4, -0x1.5224acd170beep-59, 0x1.45e99bcbb7915p-2},    // 9/8
+    {0x1.3bcd133aa0ffcp-4, -0x1.89da82345938bp-62, 0x1.e4652fadcb6b2p-3},    // 10/8
+    {0x1.a8973c4b5c03ep-5, 0x1.d27662c1d9dc2p-59, 0x1.5ce595c455b0ap-3},     // 11/8
+    {0x1.15aaa8ec85205p-5, -0x1.e86ee834da4cep-61, 0x1.e723726b824a9p-4},    // 12/8
+    {0x1.612d893085125p-6, -0x1.7847afe4f2a7bp-62, 0x1.499d478bca735p-4},    // 13/8
+    {0x1.b4be201caa4b4p-7, -0x1.6abde927f9cddp-61, 0x1.b055303221015p-5},    // 14/8
+    {0x1.0678442cc256fp-7, -0x1.77b62199d8601p-61, 0x1.12ceb37ff9bc3p-5},    // 15/8
+    {0x1.328f5ec350e67p-8, -0x1.ca006412e68dp-62, 0x1.529b9e8cf9a1ep-6},     // 16/8
+    {0x1.5bde729a6b60fp-9, 0x1.999ec7becc5c7p-65, 0x1.94624e78e0fafp-7},     // 17/8
+    {0x1.7f713f9cc9784p-10, -0x1.4207143202515p-64, 0x1.d4143a9dfe965p-8},   // 18/8
+    {0x1.9a7c305336484p-11, 0x1.6394dd2ff0093p-65, 0x1.06918b6355624p-8},    // 19/8
+    {0x1.aab859b20ac9ep-12, 0x1.88f4ff748376bp-66, 0x1.1d83170fbf6fbp-9},    // 20/8
     {0x1.aeb4423e690e7p-13, -0x1.a732e928e4c5dp-68, 0x1.2ce898809244ep-10},  // 21/8
-    {0x1.a609f7584d32bp-14, 0x1.d92f3f7ab9ef5p-68, 0x1.3360ccd23db3ap-11},  // 22/8
-    {0x1.916f7c5f2f764p-15, 0x1.84e95673c70a1p-70, 0x1.30538fbb77ecdp-12},  // 23/8
+    {0x1.a609f7584d32bp-14, 0x1.d92f3f7ab9ef5p-68, 0x1.3360ccd23db3ap-11},   // 22/8
+    {0x1.916f7c5f2f764p-15, 0x1.84e95673c70a1p-70, 0x1.30538fbb77ecdp-12},   // 23/8
 };
 
 // (v/2) erfc(-v/sqrt 2) for -4 < v < -1, where glibc's erfc is up to 4 ulps off
@@ -169,7 +176,7 @@ double half_v_erfc_mid(double v) noexcept {
   }
   const double p = n.k0 * h;
   const double pl = std::fma(n.k0, h, -p) + n.k0 * dt;  // K0 (h + dt) = p + pl
-  const double e = n.e_hi - p;                         // TwoSum: e + el = e_hi - p
+  const double e = n.e_hi - p;                          // TwoSum: e + el = e_hi - p
   const double bv = e - n.e_hi;
   const double el = (n.e_hi - (e - bv)) + (-p - bv);
   const double hv = 0.5 * v;
@@ -213,9 +220,9 @@ double mills(double x) noexcept {
 //   D's (its last step is double-double too). exp(-s/2) underflows only where the
 //   result, 2.5 times smaller, does too. Measured 1.3 ulps.
 double gelu(double v) noexcept {
-  if (v > 40) return v;       // v (1 - Phi(-v)) rounds to v: Phi(-v) < 2^-350
-  if (v < -40) return -0.0;   // |v Phi(v)| < 2^-1100
-  if (v == 0) return v;       // keeps the sign of zero
+  if (v > 40) return v;      // v (1 - Phi(-v)) rounds to v: Phi(-v) < 2^-350
+  if (v < -40) return -0.0;  // |v Phi(v)| < 2^-1100
+  if (v == 0) return v;      // keeps the sign of zero
   if (v > -4) {
     if (v < -1) return half_v_erfc_mid(v);
     const split e = erfc_arg(v);
@@ -240,13 +247,20 @@ double gelu(double v) noexcept {
 
 double apply(const activation_fn& f, double v) noexcept {
   switch (f.kind) {
-    case activation::identity: return v;
-    case activation::relu: return v > 0 ? v : 0.0;
-    case activation::leaky_relu: return v > 0 ? v : f.slope * v;
-    case activation::tanh: return std::tanh(v);
-    case activation::sigmoid: return sigma(v);
-    case activation::gelu: return gelu(v);
-    case activation::silu: return silu(v);
+    case activation::identity:
+      return v;
+    case activation::relu:
+      return v > 0 ? v : 0.0;
+    case activation::leaky_relu:
+      return v > 0 ? v : f.slope * v;
+    case activation::tanh:
+      return std::tanh(v);
+    case activation::sigmoid:
+      return sigma(v);
+    case activation::gelu:
+      return gelu(v);
+    case activation::silu:
+      return silu(v);
   }
   return v;
 }
@@ -258,9 +272,12 @@ double apply(const activation_fn& f, double v) noexcept {
 // h = exp(-a/2) and the other factors multiplied in between.
 double derivative(const activation_fn& f, double v) noexcept {
   switch (f.kind) {
-    case activation::identity: return 1;
-    case activation::relu: return v > 0 ? 1.0 : 0.0;
-    case activation::leaky_relu: return v > 0 ? 1.0 : f.slope;
+    case activation::identity:
+      return 1;
+    case activation::relu:
+      return v > 0 ? 1.0 : 0.0;
+    case activation::leaky_relu:
+      return v > 0 ? 1.0 : f.slope;
     case activation::tanh: {
       // sech^2(v) = 4e / (1 + e)^2, e = exp(-2|v|)
       const double h = std::exp(-std::fabs(v));
@@ -294,9 +311,12 @@ double derivative(const activation_fn& f, double v) noexcept {
 
 double kappa_act(const activation_fn& f, double v) noexcept {
   switch (f.kind) {
-    case activation::identity: return 1;
-    case activation::relu: return v > 0 ? 1.0 : 0.0;
-    case activation::leaky_relu: return 1;
+    case activation::identity:
+      return 1;
+    case activation::relu:
+      return v > 0 ? 1.0 : 0.0;
+    case activation::leaky_relu:
+      return 1;
     case activation::tanh: {
       // 2a/sinh(2a) = 4a e / (1 - e^2), e = exp(-2a), a = |v|: sinh(2a) overflows
       // past a = 355, where the ratio is still normal (it reaches 2^-1074 near a = 376)
@@ -335,11 +355,16 @@ double lipschitz(const activation_fn& f) noexcept {
   switch (f.kind) {
     case activation::identity:
     case activation::relu:
-    case activation::tanh: return 1;
-    case activation::leaky_relu: return std::max(1.0, std::fabs(f.slope));
-    case activation::sigmoid: return 0.25;
-    case activation::gelu: return 1.1290;  // max of Phi(v) + v varphi(v) = 1.128904..., at v = sqrt(2)
-    case activation::silu: return 1.1000;  // max of sigma(v)(1 + v(1 - sigma(v))) = 1.099839..., near v = 2.3994
+    case activation::tanh:
+      return 1;
+    case activation::leaky_relu:
+      return std::max(1.0, std::fabs(f.slope));
+    case activation::sigmoid:
+      return 0.25;
+    case activation::gelu:
+      return 1.1290;  // max of Phi(v) + v varphi(v) = 1.128904..., at v = sqrt(2)
+    case activation::silu:
+      return 1.1000;  // max of sigma(v)(1 + v(1 - sigma(v))) = 1.099839..., near v = 2.3994
   }
   return 1;
 }

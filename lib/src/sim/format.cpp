@@ -49,8 +49,7 @@ bool is_value_of(const format& f, double v) {
 }  // namespace
 
 std::string validate(const format& f) {
-  if (f.p < 1 || f.p > 53)
-    return "p=" + std::to_string(f.p) + " is out of range: p must be in [1, 53]";
+  if (f.p < 1 || f.p > 53) return "p=" + std::to_string(f.p) + " is out of range: p must be in [1, 53]";
   if (f.emin < -1022 || f.emin > 1022)
     return "emin=" + std::to_string(f.emin) + " is out of range: emin must be in [-1022, 1022]";
   if (f.emax < -1021 || f.emax > 1023)
@@ -63,9 +62,8 @@ std::string validate(const format& f) {
   if (!is_value_of(f, f.max_finite) || f.max_finite < std::ldexp(1.0, f.emin)) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%a", f.max_finite);
-    return std::string("max=") + buf + " is not a normal value of the format (p=" +
-           std::to_string(f.p) + ", emin=" + std::to_string(f.emin) +
-           ", emax=" + std::to_string(f.emax) + ")";
+    return std::string("max=") + buf + " is not a normal value of the format (p=" + std::to_string(f.p) +
+           ", emin=" + std::to_string(f.emin) + ", emax=" + std::to_string(f.emax) + ")";
   }
   return {};
 }
@@ -79,16 +77,16 @@ int parse_int_field(std::string_view key, std::string_view value, std::string_vi
   if (!value.empty() && *first == '+') ++first;
   auto [ptr, ec] = std::from_chars(first, last, v);
   if (ec != std::errc() || ptr != last || first == last)
-    throw std::invalid_argument("format '" + std::string(text) + "': " + std::string(key) + "='" +
-                                std::string(value) + "' is not an integer");
+    throw std::invalid_argument("format '" + std::string(text) + "': " + std::string(key) + "='" + std::string(value) +
+                                "' is not an integer");
   return v;
 }
 
 bool parse_on_off(std::string_view key, std::string_view value, std::string_view text) {
   if (value == "on" || value == "true" || value == "1") return true;
   if (value == "off" || value == "false" || value == "0") return false;
-  throw std::invalid_argument("format '" + std::string(text) + "': " + std::string(key) + "='" +
-                              std::string(value) + "' must be on or off");
+  throw std::invalid_argument("format '" + std::string(text) + "': " + std::string(key) + "='" + std::string(value) +
+                              "' must be on or off");
 }
 
 }  // namespace
@@ -105,8 +103,8 @@ format parse_format(std::string_view text) {
   if (text.find('=') == std::string_view::npos) {
     std::string known;
     for (const auto& nf : named_formats()) known += (known.empty() ? "" : ", ") + std::string(nf.name);
-    throw std::invalid_argument("unknown format '" + std::string(text) + "' (named formats: " +
-                                known + "; or p=P,emin=E,emax=E[,subnormals=off][,inf=off][,max=X])");
+    throw std::invalid_argument("unknown format '" + std::string(text) + "' (named formats: " + known +
+                                "; or p=P,emin=E,emax=E[,subnormals=off][,inf=off][,max=X])");
   }
   format f{};
   bool have_p = false, have_emin = false, have_emax = false, have_max = false;
@@ -139,29 +137,28 @@ format parse_format(std::string_view text) {
       char* end = nullptr;
       max_value = std::strtod(v.c_str(), &end);
       if (v.empty() || end != v.c_str() + v.size())
-        throw std::invalid_argument("format '" + std::string(text) + "': max='" + v +
-                                    "' is not a number");
+        throw std::invalid_argument("format '" + std::string(text) + "': max='" + v + "' is not a number");
       have_max = true;
     } else {
-      throw std::invalid_argument("format '" + std::string(text) + "': unknown field '" +
-                                  std::string(key) + "' (fields: p, emin, emax, subnormals, inf, max)");
+      throw std::invalid_argument("format '" + std::string(text) + "': unknown field '" + std::string(key) +
+                                  "' (fields: p, emin, emax, subnormals, inf, max)");
     }
   }
   if (!have_p || !have_emin || !have_emax)
     throw std::invalid_argument("format '" + std::string(text) + "': missing field " +
-                                (!have_p ? "p" : !have_emin ? "emin" : "emax") +
+                                (!have_p      ? "p"
+                                 : !have_emin ? "emin"
+                                              : "emax") +
                                 " (p, emin and emax are required)");
   f.max_finite = have_max ? max_value : format::default_max(f.p, f.emax);
-  if (auto msg = validate(f); !msg.empty())
-    throw std::invalid_argument("format '" + std::string(text) + "': " + msg);
+  if (auto msg = validate(f); !msg.empty()) throw std::invalid_argument("format '" + std::string(text) + "': " + msg);
   return f;
 }
 
 std::string to_string(const format& f) {
   for (const auto& nf : named_formats())
     if (nf.fmt == f) return std::string(nf.name);
-  std::string s = "p=" + std::to_string(f.p) + ",emin=" + std::to_string(f.emin) +
-                  ",emax=" + std::to_string(f.emax);
+  std::string s = "p=" + std::to_string(f.p) + ",emin=" + std::to_string(f.emin) + ",emax=" + std::to_string(f.emax);
   if (!f.subnormals) s += ",subnormals=off";
   if (!f.has_inf) s += ",inf=off";
   if (f.max_finite != format::default_max(f.p, f.emax)) {

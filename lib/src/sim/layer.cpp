@@ -41,13 +41,16 @@ std::uint64_t words_per_dot(std::size_t n, const accumulation& a) noexcept {
   if (n == 0) return 1;
   std::uint64_t steps = n;  // the first rounding of each term or partial sum
   switch (a.ord.type) {
-    case order::kind::recursive: break;
+    case order::kind::recursive:
+      break;
     case order::kind::blocked: {
       const auto B = static_cast<std::size_t>(a.ord.block);
       steps += (n + B - 1) / B - 1;
       break;
     }
-    case order::kind::pairwise: steps += n - 1; break;
+    case order::kind::pairwise:
+      steps += n - 1;
+      break;
   }
   if (a.product) steps += n;
   return steps + 1;  // bias
@@ -81,8 +84,7 @@ void fill_lane(lane_formats& L, int lane, const format& f) {
 }
 
 bool vector_format_ok(const format& f) noexcept {
-  return f.p <= 51 && (f.subnormals ? f.emin - f.p + 1 : f.emin) >= -1072 &&
-         f.emax + 54 - f.p <= 1023;
+  return f.p <= 51 && (f.subnormals ? f.emin - f.p + 1 : f.emin) >= -1072 && f.emax + 54 - f.p <= 1023;
 }
 
 // One task of a vector kernel.
@@ -173,8 +175,8 @@ struct vformat {
         neg_max(_mm512_sub_pd(_mm512_setzero_pd(), max)),
         top_bits(_mm512_castpd_si512(_mm512_load_pd(L.top))),
         // adding (53-p) << 52 to an encoding multiplies a power of two by 2^(53-p)
-        shift_bits(_mm512_sub_epi64(_mm512_castpd_si512(_mm512_load_pd(L.scale)),
-                                    _mm512_castpd_si512(_mm512_set1_pd(1.0)))),
+        shift_bits(
+            _mm512_sub_epi64(_mm512_castpd_si512(_mm512_load_pd(L.scale)), _mm512_castpd_si512(_mm512_set1_pd(1.0)))),
         cmin_bits(_mm512_castpd_si512(_mm512_load_pd(L.cmin))),
         thr_nosub_bits(_mm512_castpd_si512(_mm512_load_pd(L.thr_nosub))),
         c_nosub_bits(_mm512_castpd_si512(_mm512_load_pd(L.c_nosub))),
@@ -208,10 +210,14 @@ constexpr int embedded_rounding() {
   switch (Mode) {
     case rounding::toward_zero:
     case rounding::odd:
-    case rounding::stochastic: return kRZ;
-    case rounding::upward: return kRU;
-    case rounding::downward: return kRD;
-    default: return kRN;
+    case rounding::stochastic:
+      return kRZ;
+    case rounding::upward:
+      return kRU;
+    case rounding::downward:
+      return kRD;
+    default:
+      return kRN;
   }
 }
 
@@ -253,18 +259,16 @@ inline __m512d fma_odd(__m512d w, __m512d x, __m512d s) {
                 _mm512_fmadd_round_pd(w, x, s, kRU));
 }
 inline __m512d add_odd(__m512d a, __m512d b) {
-  return odd_of(_mm512_add_round_pd(a, b, kRZ), _mm512_add_round_pd(a, b, kRD),
-                _mm512_add_round_pd(a, b, kRU));
+  return odd_of(_mm512_add_round_pd(a, b, kRZ), _mm512_add_round_pd(a, b, kRD), _mm512_add_round_pd(a, b, kRU));
 }
 inline __m512d mul_odd(__m512d a, __m512d b) {
-  return odd_of(_mm512_mul_round_pd(a, b, kRZ), _mm512_mul_round_pd(a, b, kRD),
-                _mm512_mul_round_pd(a, b, kRU));
+  return odd_of(_mm512_mul_round_pd(a, b, kRZ), _mm512_mul_round_pd(a, b, kRD), _mm512_mul_round_pd(a, b, kRU));
 }
 
 // The rare lanes: overflow (|r0| > max) or an infinite input. the rules of docs/semantics.md §2.
 template <rounding Mode>
-__attribute__((noinline)) __m512d replace_lanes(__m512d y, __m512d r0, __mmask8 big, const vformat& F,
-                                                bool saturate, vflags& fl) {
+__attribute__((noinline)) __m512d replace_lanes(__m512d y, __m512d r0, __mmask8 big, const vformat& F, bool saturate,
+                                                vflags& fl) {
   const __m512i sign_mask = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ULL));
   const __m512d inf = _mm512_set1_pd(std::numeric_limits<double>::infinity());
   const __m512i sign = _mm512_and_si512(_mm512_castpd_si512(y), sign_mask);
@@ -296,8 +300,7 @@ __attribute__((noinline)) __m512d replace_lanes(__m512d y, __m512d r0, __mmask8 
 
 // Every lane by the scalar code (stochastic values below the smallest quantum).
 template <rounding Mode>
-__attribute__((noinline)) __m512d scalar_lanes(__m512d y, const vformat& F, bool saturate, vflags& fl,
-                                               __m512i word) {
+__attribute__((noinline)) __m512d scalar_lanes(__m512d y, const vformat& F, bool saturate, vflags& fl, __m512i word) {
   alignas(64) double v[8];
   alignas(64) std::uint64_t w[8];
   _mm512_store_pd(v, y);
@@ -326,7 +329,7 @@ __attribute__((noinline)) __m512d scalar_lanes(__m512d y, const vformat& F, bool
 // raise nothing.
 template <rounding Mode, bool Subnormals, bool Unclamped = false>
 [[gnu::always_inline]] inline __m512d round_vec(__m512d y, const vformat& F, bool saturate, vflags& fl,
-                         __m512i word = _mm512_setzero_si512()) {
+                                                __m512i word = _mm512_setzero_si512()) {
   constexpr int R = embedded_rounding<Mode>();
   const __m512i exp_mask = _mm512_set1_epi64(0x7ff0000000000000LL);
   const __m512i sign_mask = _mm512_set1_epi64(static_cast<long long>(0x8000000000000000ULL));
@@ -336,8 +339,8 @@ template <rounding Mode, bool Subnormals, bool Unclamped = false>
   // c = max(min(2^e, 2^(emax+1)) * 2^(53-p), 2^(emin-p+53))
   const __m512i e2 = _mm512_and_si512(_mm512_castpd_si512(y), exp_mask);
   // (no clamp needed in tasks proven to stay below 2^(970): Unclamped)
-  __m512i c = _mm512_max_epi64(
-      _mm512_add_epi64(Unclamped ? e2 : _mm512_min_epi64(e2, F.top_bits), F.shift_bits), F.cmin_bits);
+  __m512i c =
+      _mm512_max_epi64(_mm512_add_epi64(Unclamped ? e2 : _mm512_min_epi64(e2, F.top_bits), F.shift_bits), F.cmin_bits);
   if constexpr (!Subnormals)
     c = _mm512_mask_blend_epi64(_mm512_cmp_epi64_mask(e2, F.thr_nosub_bits, _MM_CMPINT_LT), c, F.c_nosub_bits);
   if constexpr (Mode == rounding::stochastic) {
@@ -361,7 +364,7 @@ template <rounding Mode, bool Subnormals, bool Unclamped = false>
     r0 = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_mask_or_epi64(tb, inexact, tb, one)), cs);
   } else if constexpr (Mode == rounding::nearest_away) {
     // a tie rounded toward zero: y - r0 = +-2^(q-1) with y's sign
-    const __m512d diff = _mm512_sub_pd(y, r0);  // exact
+    const __m512d diff = _mm512_sub_pd(y, r0);                        // exact
     const __m512d half = _mm512_mul_pd(cs, _mm512_set1_pd(0x1p-53));  // exact
     const __mmask8 tie = _mm512_cmp_pd_mask(diff, half, _CMP_EQ_OQ);
     r0 = _mm512_mask_add_pd(r0, tie, r0, _mm512_add_pd(diff, diff));
@@ -389,8 +392,7 @@ template <rounding Mode, bool Subnormals, bool Unclamped = false>
   // exponent field screens the lanes, the precise test runs only then
   const __mmask8 high = _mm512_cmp_epi64_mask(e2, F.emax_bits, _MM_CMPINT_NLT);
   if (high) [[unlikely]] {
-    const __mmask8 big = _mm512_cmp_pd_mask(r0, F.max, _CMP_GT_OQ) |
-                         _mm512_cmp_pd_mask(r0, F.neg_max, _CMP_LT_OQ);
+    const __mmask8 big = _mm512_cmp_pd_mask(r0, F.max, _CMP_GT_OQ) | _mm512_cmp_pd_mask(r0, F.neg_max, _CMP_LT_OQ);
     if (big) {
       vflags nf;
       const __m512d r = replace_lanes<Mode>(y, r0, big, F, saturate, nf);
@@ -506,8 +508,12 @@ struct vkernel {
     __m512d s[NS];
     if (n > 0) {
       switch (ord.type) {
-        case order::kind::recursive: recursive(0, n, i0, s); break;
-        case order::kind::pairwise: pairwise(0, n, i0, s); break;
+        case order::kind::recursive:
+          recursive(0, n, i0, s);
+          break;
+        case order::kind::pairwise:
+          pairwise(0, n, i0, s);
+          break;
         case order::kind::blocked: {
           const auto B = static_cast<std::size_t>(ord.block);
           recursive(0, std::min(B, n), i0, s);
@@ -572,23 +578,41 @@ void run_mode3(block_task& T) {
 template <rounding Mode>
 void run_mode(block_task& T) {
   if (T.all_sub) {
-    if (T.exact) run_mode3<Mode, true, true>(T);
-    else run_mode3<Mode, true, false>(T);
+    if (T.exact)
+      run_mode3<Mode, true, true>(T);
+    else
+      run_mode3<Mode, true, false>(T);
   } else {
-    if (T.exact) run_mode3<Mode, false, true>(T);
-    else run_mode3<Mode, false, false>(T);
+    if (T.exact)
+      run_mode3<Mode, false, true>(T);
+    else
+      run_mode3<Mode, false, false>(T);
   }
 }
 
 void run_block(block_task& T) {
   switch (T.mode) {
-    case rounding::nearest_even: run_mode<rounding::nearest_even>(T); break;
-    case rounding::nearest_away: run_mode<rounding::nearest_away>(T); break;
-    case rounding::toward_zero: run_mode<rounding::toward_zero>(T); break;
-    case rounding::upward: run_mode<rounding::upward>(T); break;
-    case rounding::downward: run_mode<rounding::downward>(T); break;
-    case rounding::odd: run_mode<rounding::odd>(T); break;
-    case rounding::stochastic: run_mode<rounding::stochastic>(T); break;
+    case rounding::nearest_even:
+      run_mode<rounding::nearest_even>(T);
+      break;
+    case rounding::nearest_away:
+      run_mode<rounding::nearest_away>(T);
+      break;
+    case rounding::toward_zero:
+      run_mode<rounding::toward_zero>(T);
+      break;
+    case rounding::upward:
+      run_mode<rounding::upward>(T);
+      break;
+    case rounding::downward:
+      run_mode<rounding::downward>(T);
+      break;
+    case rounding::odd:
+      run_mode<rounding::odd>(T);
+      break;
+    case rounding::stochastic:
+      run_mode<rounding::stochastic>(T);
+      break;
   }
 }
 
@@ -630,8 +654,8 @@ int lsb_exponent(double v) noexcept {
 // Bit-span summary of a set of values: the lowest set bit over all non-zero
 // values and the largest magnitude. Non-finite values make it unusable.
 struct span_info {
-  int lo = 100000;      // min lsb exponent (100000: no non-zero value)
-  double max = 0;       // max |v|
+  int lo = 100000;  // min lsb exponent (100000: no non-zero value)
+  double max = 0;   // max |v|
   bool finite = true;
   void add(double v) noexcept {
     if (!std::isfinite(v)) {
@@ -655,9 +679,12 @@ namespace {
 bool kernel_available(dense_kernel k) noexcept {
   switch (k) {
     case dense_kernel::scalar:
-    case dense_kernel::portable: return true;
-    case dense_kernel::avx2: return cpu_has_avx2();
-    case dense_kernel::avx512: return cpu_has_avx512();
+    case dense_kernel::portable:
+      return true;
+    case dense_kernel::avx2:
+      return cpu_has_avx2();
+    case dense_kernel::avx512:
+      return cpu_has_avx512();
   }
   return false;
 }
@@ -723,10 +750,14 @@ bool vectorizable(const layer_spec& spec) noexcept {
 
 std::string_view to_string(dense_kernel k) noexcept {
   switch (k) {
-    case dense_kernel::scalar: return "scalar";
-    case dense_kernel::portable: return "portable";
-    case dense_kernel::avx2: return "avx2";
-    case dense_kernel::avx512: return "avx512";
+    case dense_kernel::scalar:
+      return "scalar";
+    case dense_kernel::portable:
+      return "portable";
+    case dense_kernel::avx2:
+      return "avx2";
+    case dense_kernel::avx512:
+      return "avx512";
   }
   return "?";
 }
@@ -783,16 +814,15 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
                                 std::to_string(n_out) + " rows");
   if (spec.acc.formats.empty()) throw std::invalid_argument("dense: empty precision map");
   if (!spec.acc.index.empty() && spec.acc.index.size() != n_out)
-    throw std::invalid_argument("dense: precision map has " + std::to_string(spec.acc.index.size()) +
-                                " entries for " + std::to_string(n_out) + " components");
+    throw std::invalid_argument("dense: precision map has " + std::to_string(spec.acc.index.size()) + " entries for " +
+                                std::to_string(n_out) + " components");
   for (auto i : spec.acc.index)
     if (i >= spec.acc.formats.size()) throw std::invalid_argument("dense: precision map index out of range");
   for (const auto& f : spec.acc.formats) {
     accumulation a = spec.base;
     a.acc = f;
     if (!fast_path_applies(a))
-      throw std::invalid_argument("dense: accumulator " + to_string(f) +
-                                  " is outside the exact fast path (p <= 51)");
+      throw std::invalid_argument("dense: accumulator " + to_string(f) + " is outside the exact fast path (p <= 51)");
   }
   throw_if_env_error();
   impl& P = *p_;
@@ -940,8 +970,8 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       const std::size_t s = static_cast<std::size_t>(t) / n_out, i = static_cast<std::size_t>(t) % n_out;
       accumulation a = spec.base;
       a.acc = spec.acc.of(i);
-      const auto r = dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a,
-                         static_cast<std::uint64_t>(t) * words);
+      const auto r =
+          dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a, static_cast<std::uint64_t>(t) * words);
       Y[static_cast<std::size_t>(t)] = r.value;
       flags[static_cast<std::size_t>(t)] = r.flags;
     }

@@ -18,13 +18,20 @@ namespace mpacc::sim {
 
 std::string_view to_string(rounding mode) noexcept {
   switch (mode) {
-    case rounding::nearest_even: return "nearest-even";
-    case rounding::nearest_away: return "nearest-away";
-    case rounding::toward_zero: return "toward-zero";
-    case rounding::upward: return "upward";
-    case rounding::downward: return "downward";
-    case rounding::odd: return "odd";
-    case rounding::stochastic: return "stochastic";
+    case rounding::nearest_even:
+      return "nearest-even";
+    case rounding::nearest_away:
+      return "nearest-away";
+    case rounding::toward_zero:
+      return "toward-zero";
+    case rounding::upward:
+      return "upward";
+    case rounding::downward:
+      return "downward";
+    case rounding::odd:
+      return "odd";
+    case rounding::stochastic:
+      return "stochastic";
   }
   return "?";
 }
@@ -39,10 +46,10 @@ rounding parse_rounding(std::string_view text) {
 
 std::string flags_to_string(unsigned flags) {
   static const std::pair<unsigned, const char*> names[] = {{flag::inexact, "inexact"},
-                                                            {flag::underflow, "underflow"},
-                                                            {flag::overflow, "overflow"},
-                                                            {flag::invalid, "invalid"},
-                                                            {flag::saturated, "saturated"}};
+                                                           {flag::underflow, "underflow"},
+                                                           {flag::overflow, "overflow"},
+                                                           {flag::invalid, "invalid"},
+                                                           {flag::saturated, "saturated"}};
   std::string s;
   for (auto [bit, name] : names)
     if (flags & bit) {
@@ -85,12 +92,12 @@ namespace {
 // - p <= 1023 (checked by the caller). Compiled for AVX-512, AVX2 and the
 // baseline; the loader picks the best the processor supports.
 struct ne_params {
-  double scale;       // 2^(53-p): turns 2^e into 2^(q+52)
-  double top;         // 2^(emax+1): larger exponents are clamped (they overflow anyway)
-  double cmin;        // 2^(emin-p+1+52): the subnormal quantum's constant
-  double c_nosub;     // 2^(emin+52): below 2^emin without subnormals the grid is {0, 2^emin}
-  double min_normal;  // 2^emin
-  double max;         // max_finite
+  double scale;           // 2^(53-p): turns 2^e into 2^(q+52)
+  double top;             // 2^(emax+1): larger exponents are clamped (they overflow anyway)
+  double cmin;            // 2^(emin-p+1+52): the subnormal quantum's constant
+  double c_nosub;         // 2^(emin+52): below 2^emin without subnormals the grid is {0, 2^emin}
+  double min_normal;      // 2^emin
+  double max;             // max_finite
   double overflow_value;  // +-inf, +-max (saturation) or NaN (no infinities)
 };
 
@@ -103,11 +110,11 @@ struct ne_params {
 #endif
 
 template <bool Subnormals>
-MPACC_CLONES unsigned round_ne_kernel(
-    const double* __restrict in, double* __restrict out, std::size_t n, const ne_params& P) noexcept {
+MPACC_CLONES unsigned round_ne_kernel(const double* __restrict in, double* __restrict out, std::size_t n,
+                                      const ne_params& P) noexcept {
   std::uint64_t inexact = 0, underflow = 0, overflow = 0;
-  const double scale = P.scale, top = P.top, cmin = P.cmin, c_nosub = P.c_nosub,
-               min_normal = P.min_normal, max = P.max, ovf = P.overflow_value;
+  const double scale = P.scale, top = P.top, cmin = P.cmin, c_nosub = P.c_nosub, min_normal = P.min_normal, max = P.max,
+               ovf = P.overflow_value;
   const std::uint64_t ovf_bits = std::bit_cast<std::uint64_t>(ovf);
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint64_t b = std::bit_cast<std::uint64_t>(in[i]);
@@ -130,13 +137,11 @@ MPACC_CLONES unsigned round_ne_kernel(
     overflow |= finite & big;
     out[i] = std::bit_cast<double>(rb | sign);
   }
-  return (inexact ? flag::inexact : 0u) | (underflow ? flag::underflow : 0u) |
-         (overflow ? flag::overflow : 0u);
+  return (inexact ? flag::inexact : 0u) | (underflow ? flag::underflow : 0u) | (overflow ? flag::overflow : 0u);
 }
 
 // The vector kernel on a chunk, with the flags its ovf substitution implies.
-unsigned round_ne_chunk(const double* in, double* out, std::size_t n, const format& f,
-                        bool saturate) noexcept {
+unsigned round_ne_chunk(const double* in, double* out, std::size_t n, const format& f, bool saturate) noexcept {
   const double inf = std::numeric_limits<double>::infinity();
   const ne_params P{std::ldexp(1.0, 53 - f.p),
                     std::ldexp(1.0, f.emax + 1),
@@ -144,9 +149,10 @@ unsigned round_ne_chunk(const double* in, double* out, std::size_t n, const form
                     std::ldexp(1.0, f.emin + 52),
                     std::ldexp(1.0, f.emin),
                     f.max_finite,
-                    saturate ? f.max_finite : f.has_inf ? inf : std::numeric_limits<double>::quiet_NaN()};
-  unsigned flags = f.subnormals ? round_ne_kernel<true>(in, out, n, P)
-                                : round_ne_kernel<false>(in, out, n, P);
+                    saturate    ? f.max_finite
+                    : f.has_inf ? inf
+                                : std::numeric_limits<double>::quiet_NaN()};
+  unsigned flags = f.subnormals ? round_ne_kernel<true>(in, out, n, P) : round_ne_kernel<false>(in, out, n, P);
   // an overflow, or an infinite input, was replaced by P.overflow_value
   bool replaced = flags & flag::overflow;
   if (!replaced && (saturate || !f.has_inf)) {
@@ -161,9 +167,7 @@ unsigned round_ne_chunk(const double* in, double* out, std::size_t n, const form
   return flags;
 }
 
-bool ne_kernel_applies(const format& f) noexcept {
-  return f.p <= 52 && f.emax + 54 - f.p <= 1023;
-}
+bool ne_kernel_applies(const format& f) noexcept { return f.p <= 52 && f.emax + 54 - f.p <= 1023; }
 
 // The other six modes on arrays, a vector at a time with GCC vector extensions
 // (round_sr.inc, compiled for AVX-512, AVX2 and the baseline ISA and chosen at
@@ -224,8 +228,14 @@ bool sr_kernel_applies(const format& f) noexcept {
 template <rounding Mode>
 unsigned round_vec_chunk(const double* in, double* out, std::size_t n, const format& f, bool saturate,
                          std::uint64_t seed, std::uint64_t first) noexcept {
-  const sr_params P{std::ldexp(1.0, 53 - f.p), std::ldexp(1.0, f.emin - f.p + 53), std::ldexp(1.0, f.emin + 52),
-                    std::ldexp(1.0, f.emin),   std::ldexp(1.0, std::ilogb(f.max_finite)), f.max_finite, seed, first};
+  const sr_params P{std::ldexp(1.0, 53 - f.p),
+                    std::ldexp(1.0, f.emin - f.p + 53),
+                    std::ldexp(1.0, f.emin + 52),
+                    std::ldexp(1.0, f.emin),
+                    std::ldexp(1.0, std::ilogb(f.max_finite)),
+                    f.max_finite,
+                    seed,
+                    first};
 #if defined(__x86_64__)
   static const int isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 2
                          : __builtin_cpu_supports("avx2")                                        ? 1
@@ -243,8 +253,8 @@ unsigned round_vec_chunk(const double* in, double* out, std::size_t n, const for
 
 // One contiguous chunk.
 template <rounding Mode>
-unsigned round_chunk(const double* in, double* out, std::size_t n, const format& f, bool saturate,
-                     std::uint64_t seed, std::uint64_t first) noexcept {
+unsigned round_chunk(const double* in, double* out, std::size_t n, const format& f, bool saturate, std::uint64_t seed,
+                     std::uint64_t first) noexcept {
   if constexpr (Mode == rounding::nearest_even) {
     if (ne_kernel_applies(f)) return round_ne_chunk(in, out, n, f, saturate);
   }
@@ -261,8 +271,8 @@ unsigned round_chunk(const double* in, double* out, std::size_t n, const format&
 }
 
 template <rounding Mode>
-unsigned round_array_mode(const double* in, double* out, std::size_t n, const round_spec& spec,
-                          std::uint64_t first, int threads) {
+unsigned round_array_mode(const double* in, double* out, std::size_t n, const round_spec& spec, std::uint64_t first,
+                          int threads) {
   constexpr std::size_t parallel_threshold = 1 << 15;
 #ifdef _OPENMP
   int nt = thread_count(threads);
@@ -274,8 +284,8 @@ unsigned round_array_mode(const double* in, double* out, std::size_t n, const ro
     {
       const std::ptrdiff_t t = omp_get_thread_num(), T = omp_get_num_threads();
       const std::ptrdiff_t lo = count * t / T, hi = count * (t + 1) / T;
-      flags |= round_chunk<Mode>(in + lo, out + lo, static_cast<std::size_t>(hi - lo), spec.fmt,
-                                 spec.saturate, spec.seed, first + static_cast<std::uint64_t>(lo));
+      flags |= round_chunk<Mode>(in + lo, out + lo, static_cast<std::size_t>(hi - lo), spec.fmt, spec.saturate,
+                                 spec.seed, first + static_cast<std::uint64_t>(lo));
     }
     return flags;
   }
@@ -291,8 +301,8 @@ unsigned round_array_mode(const double* in, double* out, std::size_t n, const ro
 unsigned round_array(std::span<const double> in, std::span<double> out, const round_spec& spec,
                      std::uint64_t first_index, int threads) {
   if (in.size() != out.size())
-    throw std::invalid_argument("round_array: input has " + std::to_string(in.size()) +
-                                " values but output has " + std::to_string(out.size()));
+    throw std::invalid_argument("round_array: input has " + std::to_string(in.size()) + " values but output has " +
+                                std::to_string(out.size()));
   const double* src = in.data();
   double* dst = out.data();
   const std::size_t n = in.size();

@@ -89,7 +89,7 @@ struct selection {
   enum class kind {
     uniform_low,
     uniform_high,
-    threshold,      // Algorithm 1: recompute where indicator > tau
+    threshold,  // Algorithm 1: recompute where indicator > tau
     // matched baselines: as many components per (layer, sample) as a threshold run recomputed
     random,         // uniformly among all components
     random_active,  // uniformly among the components that can matter: kappa_act(v_low) > 0 or
@@ -133,14 +133,14 @@ struct mixed_result {
   // componentwise |y - y_ref| / |y_ref| over the components with y_ref != 0:
   // all hidden layers' outputs together, and the logits
   quantiles rel_hidden, rel_logits;
-  double mean_relative_error = 0;  // mean over samples of max|logit error| / max|reference logit|
-  std::vector<double> fraction_per_layer;  // recomputed fraction
-  double fraction = 0;                     // overall (weighted by components)
-  double weighted_cost = 0;  // per term, relative to uniform high (estimation overhead included)
-  double tile_cost = 0;      // tile-granular, relative to uniform high (overhead included)
-  std::vector<std::vector<std::size_t>> counts;  // recomputed per [layer][sample]
+  double mean_relative_error = 0;                   // mean over samples of max|logit error| / max|reference logit|
+  std::vector<double> fraction_per_layer;           // recomputed fraction
+  double fraction = 0;                              // overall (weighted by components)
+  double weighted_cost = 0;                         // per term, relative to uniform high (estimation overhead included)
+  double tile_cost = 0;                             // tile-granular, relative to uniform high (overhead included)
+  std::vector<std::vector<std::size_t>> counts;     // recomputed per [layer][sample]
   std::vector<std::uint8_t> is_correct, disagrees;  // per sample
-  std::vector<double> logits;                        // batch x outputs
+  std::vector<double> logits;                       // batch x outputs
   // with selection::keep_trace, per layer (batch x n_out): which components were
   // recomputed, the low and high pre-activations of this run's inputs (empty
   // when not computed) and the binary64 values the oracles rank by (oracles only)
@@ -202,7 +202,7 @@ class mixed_runner {
   mixed_config cfg_;
   std::size_t rows_;
   int threads_;
-  std::vector<double> x0_;           // stored inputs
+  std::vector<double> x0_;  // stored inputs
   std::vector<std::uint8_t> labels_;
   std::vector<std::vector<double>> ref_y_;  // binary64 (Dot2) reference outputs per layer
   std::vector<sim::prepared_dense> low_, high_, abs_low_;

@@ -25,7 +25,7 @@ namespace mpacc::analysis {
 // `input_format`, each activation evaluated in binary64 and rounded to
 // `act_format` (docs/semantics.md §3-4). Hidden values keep their act_format precision.
 struct simulation_config {
-  sim::layer_spec layer;                          // accumulator map, mode, product, order, saturation
+  sim::layer_spec layer;  // accumulator map, mode, product, order, saturation
   sim::format input_format = sim::formats::binary32;
   sim::format act_format = sim::formats::binary32;
 };
@@ -64,10 +64,10 @@ struct component_result {
   // per inner product, on the layer's own (simulated) inputs: |v_sim - w^T x_sim - b| (NaN when not checked)
   // and the deterministic accumulation bound
   double err_local = 0, bound_local = 0;
-  unsigned flags = 0;      // sim::flag bits of the inner product (products and sums)
-  unsigned flags_act = 0;  // evaluating phi and rounding it to the activation format
-  unsigned flags_in = 0;   // everything upstream: the stored inputs, then every earlier layer (OR over the sample)
-  std::uint8_t cause = 0;  // uncovered_cause (0: covered)
+  unsigned flags = 0;          // sim::flag bits of the inner product (products and sums)
+  unsigned flags_act = 0;      // evaluating phi and rounding it to the activation format
+  unsigned flags_in = 0;       // everything upstream: the stored inputs, then every earlier layer (OR over the sample)
+  std::uint8_t cause = 0;      // uncovered_cause (0: covered)
   bool act_dominated = false;  // the output bound is mostly the activation's evaluation and rounding
   [[nodiscard]] bool covered() const noexcept { return cause == 0; }
 };

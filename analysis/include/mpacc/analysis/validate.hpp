@@ -21,11 +21,11 @@
 namespace mpacc::analysis {
 
 struct validate_options {
-  std::size_t samples = 0;       // first N images (0: all)
-  std::size_t csv_samples = 20;  // per-component rows written for the first N samples
-  double lambda = 5.0;           // probabilistic bound propagated through the network
+  std::size_t samples = 0;                        // first N images (0: all)
+  std::size_t csv_samples = 20;                   // per-component rows written for the first N samples
+  double lambda = 5.0;                            // probabilistic bound propagated through the network
   std::vector<double> lambdas = {1, 2, 3, 4, 5};  // per-inner-product probabilistic checks
-  mpfr_prec_t precision = 200;   // reference precision
+  mpfr_prec_t precision = 200;                    // reference precision
   reference_inputs ref_inputs = reference_inputs::stored;
   int threads = 0;
 };
@@ -58,8 +58,8 @@ struct local_check {
   double lambda = 0;
   double stated_failure = 0;  // per inner product: min(1, 2 N exp(-lambda^2 (1-u)^2 / 2)), N its rounding steps
   std::size_t checked = 0, violations = 0;
-  std::size_t vacuous = 0;                 // bound >= |w|^T|x| + |b|: it says nothing
-  std::size_t violations_non_vacuous = 0;  // violations among the other components
+  std::size_t vacuous = 0;                        // bound >= |w|^T|x| + |b|: it says nothing
+  std::size_t violations_non_vacuous = 0;         // violations among the other components
   double frequency = 0, ci_low = 0, ci_high = 0;  // violations / checked, Clopper-Pearson 95 %
 };
 
@@ -96,8 +96,8 @@ struct layer_summary {
 };
 
 struct validation_result {
-  std::string config;  // "acc=e4m3-ieee order=blocked:8 ..."
-  std::vector<layer_summary> layers;  // per layer, then the total (layer 0)
+  std::string config;                                   // "acc=e4m3-ieee order=blocked:8 ..."
+  std::vector<layer_summary> layers;                    // per layer, then the total (layer 0)
   std::vector<std::vector<component_result>> csv_rows;  // [sample][component over layers]
   std::vector<std::size_t> layer_sizes;
   std::vector<double> layer_u, layer_gamma;  // accumulator unit roundoff and (1+u)^kmax - 1 (first format)

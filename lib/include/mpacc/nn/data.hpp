@@ -55,8 +55,8 @@ struct normalization {
 // std::runtime_error naming the missing or bad file and how to fetch it; a
 // file with no images (or images of 0 pixels), image and label files of the
 // wrong rank or with different counts, and labels above 9 are errors.
-dataset load_dataset(const std::filesystem::path& data_dir, const std::string& name, bool train,
-                     std::size_t limit = 0, normalization norm = {});
+dataset load_dataset(const std::filesystem::path& data_dir, const std::string& name, bool train, std::size_t limit = 0,
+                     normalization norm = {});
 
 // The data folder: $MPACC_DATA if set, else "data" under the current directory.
 std::filesystem::path default_data_dir();

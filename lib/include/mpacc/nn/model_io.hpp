@@ -21,11 +21,11 @@ void save_model(const mlp& net, const std::filesystem::path& file, const std::st
 // Limits of the readers (docs/model-format.md, "Limits"). Sizes and offsets from a
 // file are computed in 64 bits with overflow checks, and checked against these and
 // against the bytes the file really holds before anything is allocated.
-inline constexpr std::uint64_t max_layer_size = std::uint64_t{1} << 24;   // n_in, n_out, every .npy dimension
+inline constexpr std::uint64_t max_layer_size = std::uint64_t{1} << 24;  // n_in, n_out, every .npy dimension
 inline constexpr std::uint32_t max_layers = 1024;
-inline constexpr std::uint64_t max_model_file = std::uint64_t{1} << 32;   // a model file or .npz, read whole
-inline constexpr std::uint64_t max_npz_member = std::uint64_t{1} << 30;   // one .npz member, uncompressed
-inline constexpr std::uint64_t max_npz_total = std::uint64_t{1} << 31;    // all members, uncompressed
+inline constexpr std::uint64_t max_model_file = std::uint64_t{1} << 32;  // a model file or .npz, read whole
+inline constexpr std::uint64_t max_npz_member = std::uint64_t{1} << 30;  // one .npz member, uncompressed
+inline constexpr std::uint64_t max_npz_total = std::uint64_t{1} << 31;   // all members, uncompressed
 
 // Reads a model file. Throws std::runtime_error, one line naming the file and
 // the problem: a directory, wrong magic or version, truncation, more layers or

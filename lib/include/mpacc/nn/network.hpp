@@ -41,8 +41,7 @@ struct mlp {
 
 // Zero weights with the given sizes ("784-784-128-10" as {784, 784, 128, 10}),
 // `hidden` on every layer but the last, `output` on the last.
-mlp make_mlp(const std::vector<std::size_t>& sizes, sim::activation_fn hidden,
-             sim::activation_fn output = {});
+mlp make_mlp(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, sim::activation_fn output = {});
 // Parses "784-784-128-10"; throws std::invalid_argument naming the token.
 std::vector<std::size_t> parse_arch(const std::string& text);
 

@@ -61,7 +61,7 @@ struct precision_config {
   // of `layers` layers (acc: 1 or `layers` entries; maps: 0 or `layers`).
   void check(std::size_t layers) const;
 
-  [[nodiscard]] std::string to_json() const;  // every field, pretty-printed
+  [[nodiscard]] std::string to_json() const;    // every field, pretty-printed
   [[nodiscard]] std::string to_string() const;  // the compact form, every field
   friend bool operator==(const precision_config&, const precision_config&);
 };

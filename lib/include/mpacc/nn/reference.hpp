@@ -19,8 +19,8 @@ namespace mpacc::nn {
 
 struct reference_options {
   mpfr_prec_t precision = 200;  // P: every pre-activation and output is rounded to P bits
-  bool exact = false;  // exact values (identity/ReLU/leaky-ReLU networks only; bounds are 0)
-  int threads = 0;     // 0: all
+  bool exact = false;           // exact values (identity/ReLU/leaky-ReLU networks only; bounds are 0)
+  int threads = 0;              // 0: all
 };
 
 // One sample at full precision: per layer, v and y as MPFR values and their bounds.
@@ -56,8 +56,7 @@ class reference_engine {
 
 // Throws std::invalid_argument for a malformed network, a mismatched input,
 // non-finite inputs, or exact mode on a network that is not piecewise linear.
-reference_sample reference_forward_sample(const mlp& net, std::span<const double> x,
-                                          const reference_options& opt = {});
+reference_sample reference_forward_sample(const mlp& net, std::span<const double> x, const reference_options& opt = {});
 forward_result reference_forward(const mlp& net, sim::matrix_view X, const reference_options& opt = {});
 
 // binary64 tier: inner products by Dot2 (Ogita, Rump, Oishi 2005: as if

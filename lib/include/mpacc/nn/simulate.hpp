@@ -21,10 +21,9 @@ namespace mpacc::nn {
 // `mode` and `saturate` set the rounding to the activation format (default
 // nearest-even without saturation); stochastic rounding of element t uses
 // random_bits(seed, t).
-unsigned apply_activation(const dense_layer& l, const sim::format& act_format, std::vector<double>& v,
-                          int threads = 0, std::vector<unsigned>* flags = nullptr,
-                          sim::rounding mode = sim::rounding::nearest_even, bool saturate = false,
-                          std::uint64_t seed = 0);
+unsigned apply_activation(const dense_layer& l, const sim::format& act_format, std::vector<double>& v, int threads = 0,
+                          std::vector<unsigned>* flags = nullptr, sim::rounding mode = sim::rounding::nearest_even,
+                          bool saturate = false, std::uint64_t seed = 0);
 
 // One layer of a simulated pass (batch x n_out, row-major).
 struct simulated_layer {
@@ -49,8 +48,7 @@ void simulate_layer(const dense_layer& l, sim::matrix_view X, const sim::layer_s
 // X: the exact inputs (batch x n_in), rounded to input_format first. The last
 // layer's y are the logits.
 std::vector<simulated_layer> simulate(const mlp& net, sim::matrix_view X, const sim::layer_spec& spec,
-                                      const sim::format& input_format, const sim::format& act_format,
-                                      int threads = 0);
+                                      const sim::format& input_format, const sim::format& act_format, int threads = 0);
 
 // The same pass with every precision choice from one precision_config: the
 // weights and biases rounded to their storage formats first, inputs stored in

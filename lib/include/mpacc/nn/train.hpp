@@ -15,10 +15,10 @@
 namespace mpacc::nn {
 
 struct epoch_report {
-  std::size_t epoch = 0;    // 1-based
-  double loss = 0;          // mean cross-entropy over the epoch
+  std::size_t epoch = 0;  // 1-based
+  double loss = 0;        // mean cross-entropy over the epoch
   double train_accuracy = 0;
-  double seconds = 0;       // wall time of the epoch
+  double seconds = 0;  // wall time of the epoch
 };
 
 struct train_options {
@@ -31,8 +31,8 @@ struct train_options {
   // (straight-through gradients update the binary32 master copy); the trained
   // network holds the rounded values. nullopt: plain binary32 training.
   std::optional<sim::format> storage = sim::formats::e4m3_ieee;
-  int threads = 0;  // OpenBLAS and OpenMP threads (0: all)
-  bool progress = true;  // a progress line on standard error when it is a terminal
+  int threads = 0;                                    // OpenBLAS and OpenMP threads (0: all)
+  bool progress = true;                               // a progress line on standard error when it is a terminal
   std::function<void(const epoch_report&)> on_epoch;  // called after every epoch
 };
 

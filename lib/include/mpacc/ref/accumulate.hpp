@@ -13,8 +13,8 @@ namespace mpacc::ref {
 
 // Same contract as sim::dot (same stochastic stream). Stochastic steps round
 // the 53-bit round-to-odd value of the exact sum, as sim::dot does.
-sim::dot_result dot_mpfr(std::span<const double> w, std::span<const double> x, double bias,
-                         const sim::accumulation& a, std::uint64_t first_random = 0);
+sim::dot_result dot_mpfr(std::span<const double> w, std::span<const double> x, double bias, const sim::accumulation& a,
+                         std::uint64_t first_random = 0);
 
 // The exact value of sum_j w_j x_j + b (finite inputs), and of sum |w_j x_j| + |b|.
 struct exact_dot {

@@ -63,9 +63,7 @@ class exponent_range_guard {
     mpfr_set_emax(emax);
   }
   // Widest range MPFR allows.
-  static exponent_range_guard widest() noexcept {
-    return {mpfr_get_emin_min(), mpfr_get_emax_max()};
-  }
+  static exponent_range_guard widest() noexcept { return {mpfr_get_emin_min(), mpfr_get_emax_max()}; }
   exponent_range_guard(const exponent_range_guard&) = delete;
   exponent_range_guard& operator=(const exponent_range_guard&) = delete;
   ~exponent_range_guard() {

@@ -47,8 +47,8 @@ using boost_float = bmp::mpfr_float;
 template <unsigned Digits10>
 using boost_fixed = bmp::number<bmp::mpfr_float_backend<Digits10>>;
 template <unsigned Digits10>
-inline constexpr mpfr_prec_t boost_fixed_bits =
-    static_cast<mpfr_prec_t>(Digits10 * 1000UL / 301UL + (Digits10 * 1000UL % 301UL ? 2 : 1));
+inline constexpr mpfr_prec_t boost_fixed_bits = static_cast<mpfr_prec_t>(Digits10 * 1000UL / 301UL +
+                                                                         (Digits10 * 1000UL % 301UL ? 2 : 1));
 
 // The precision of a Boost MPFR number in bits (Boost's own precision() counts
 // decimal digits).
@@ -103,20 +103,17 @@ mpfr_float from_boost(const bmp::number<bmp::mpfr_float_backend<D, A>, ET>& x) {
 int dot_round_to(mpfr_ptr out, std::span<const double> w, std::span<const double> x, double bias);
 // Same with Boost inputs x_j of any precisions: every product w_j x_j is formed
 // exactly (precision(x_j) + 53 bits), then one correctly rounded mpfr_sum.
-int dot_round_to(mpfr_ptr out, std::span<const double> w, std::span<const boost_float> x,
-                 const boost_float& bias);
+int dot_round_to(mpfr_ptr out, std::span<const double> w, std::span<const boost_float> x, const boost_float& bias);
 
 // The inner product rounded once to P bits, as a Boost number of exactly P bits.
-boost_float dot_rounded(std::span<const double> w, std::span<const double> x, double bias,
-                        mpfr_prec_t P);
+boost_float dot_rounded(std::span<const double> w, std::span<const double> x, double bias, mpfr_prec_t P);
 // Same with Boost inputs (e.g. the previous layer's outputs at P bits): how a user
 // continues the reference pass layer by layer.
-boost_float dot_rounded(std::span<const double> w, std::span<const boost_float> x,
-                        const boost_float& bias, mpfr_prec_t P);
+boost_float dot_rounded(std::span<const double> w, std::span<const boost_float> x, const boost_float& bias,
+                        mpfr_prec_t P);
 // Into a fixed-precision Boost type (its boost_fixed_bits<D> bits).
 template <unsigned Digits10>
-boost_fixed<Digits10> dot_rounded_fixed(std::span<const double> w, std::span<const double> x,
-                                        double bias) {
+boost_fixed<Digits10> dot_rounded_fixed(std::span<const double> w, std::span<const double> x, double bias) {
   boost_fixed<Digits10> r;
   dot_round_to(r.backend().data(), w, x, bias);
   return r;
@@ -137,10 +134,9 @@ boost_float activate(const boost_float& v, const sim::activation_fn& f, mpfr_pre
 // ref::round_mpfr of a Boost number (any precision, variable or fixed): one
 // rounding of its exact value to format f with the semantics of sim::round.
 template <unsigned D, bmp::mpfr_allocation_type A, bmp::expression_template_option ET>
-double round_mpfr(const bmp::number<bmp::mpfr_float_backend<D, A>, ET>& x, const sim::format& f,
-                  sim::rounding mode, bool saturate, unsigned& flags, std::uint64_t random_word = 0) {
-  return round_mpfr(static_cast<mpfr_srcptr>(x.backend().data()), f, mode, saturate, flags,
-                    random_word);
+double round_mpfr(const bmp::number<bmp::mpfr_float_backend<D, A>, ET>& x, const sim::format& f, sim::rounding mode,
+                  bool saturate, unsigned& flags, std::uint64_t random_word = 0) {
+  return round_mpfr(static_cast<mpfr_srcptr>(x.backend().data()), f, mode, saturate, flags, random_word);
 }
 
 }  // namespace mpacc::ref

@@ -18,12 +18,12 @@ namespace mpacc::ref {
 // magnitude rounds up iff random_word * 2^-64 < (|x| - |RZ(x)|) / (RU(x) - RD(x)),
 // compared exactly (the same decision rule as sim::round).
 // Raises the same sticky flags as sim::round.
-double round_mpfr(mpfr_srcptr x, const sim::format& f, sim::rounding mode, bool saturate,
-                  unsigned& flags, std::uint64_t random_word = 0);
+double round_mpfr(mpfr_srcptr x, const sim::format& f, sim::rounding mode, bool saturate, unsigned& flags,
+                  std::uint64_t random_word = 0);
 
 // Same for a binary64 input.
-double round_mpfr(double x, const sim::format& f, sim::rounding mode, bool saturate,
-                  unsigned& flags, std::uint64_t random_word = 0);
+double round_mpfr(double x, const sim::format& f, sim::rounding mode, bool saturate, unsigned& flags,
+                  std::uint64_t random_word = 0);
 
 // The two neighbours of x in f (ignoring the top of the exponent range):
 // rd <= x <= ru, equal when x is a value of f. x finite.

@@ -27,12 +27,12 @@ order parse_order(std::string_view text);
 std::string to_string(const order& o);
 
 struct accumulation {
-  format acc = formats::binary32;           // accumulator format
-  rounding mode = rounding::nearest_even;    // accumulator (and product) rounding
-  std::optional<format> product;             // none: exact products (FMA); else p_j = round(w_j x_j)
-  struct order ord{};
+  format acc = formats::binary32;          // accumulator format
+  rounding mode = rounding::nearest_even;  // accumulator (and product) rounding
+  std::optional<format> product;           // none: exact products (FMA); else p_j = round(w_j x_j)
+  struct order ord {};
   bool saturate = false;
-  std::uint64_t seed = 0;                    // stochastic: step k of the dot uses random_bits(seed, k)
+  std::uint64_t seed = 0;  // stochastic: step k of the dot uses random_bits(seed, k)
   // Double rounding through a wider format, as hardware that accumulates in
   // binary32 and converts each partial sum does: when set, every accumulator
   // rounding (each step, block merge and the bias step) first rounds the exact
@@ -61,8 +61,8 @@ struct dot_result {
 // empty sum is 0 and v = round(b). `first_random` offsets the stochastic
 // stream (each rounding step consumes one word). Requires fast_path_applies(a)
 // (throws std::invalid_argument otherwise).
-dot_result dot(std::span<const double> w, std::span<const double> x, double bias,
-               const accumulation& a, std::uint64_t first_random = 0);
+dot_result dot(std::span<const double> w, std::span<const double> x, double bias, const accumulation& a,
+               std::uint64_t first_random = 0);
 
 // How many accumulator roundings each term w_j x_j undergoes in the order of
 // `a` (bias rounding included), j = 0..n-1; the bias undergoes one. This is
@@ -77,14 +77,13 @@ std::vector<int> rounding_counts(std::size_t n, const order& o);
 // absolute error of a rounding in the subnormal range (half or one subnormal
 // quantum of each format). Evaluated in binary64 with upward-rounded margins.
 // Not valid when an overflow or saturation occurred (flag::overflow).
-double deterministic_bound(std::span<const double> w, std::span<const double> x, double bias,
-                           const accumulation& a);
+double deterministic_bound(std::span<const double> w, std::span<const double> x, double bias, const accumulation& a);
 
 // The same bound with gamma_k(u) replaced by gamma(k, u) (e.g. the
 // probabilistic gamma-tilde of Higham & Mary, param = lambda).
 using gamma_fn = double (*)(int k, double u, double param);
-double accumulation_bound(std::span<const double> w, std::span<const double> x, double bias,
-                          const accumulation& a, gamma_fn gamma, double param);
+double accumulation_bound(std::span<const double> w, std::span<const double> x, double bias, const accumulation& a,
+                          gamma_fn gamma, double param);
 
 // The bound as coefficients, for evaluating it on many inner products of the
 // same length and model: bound = margin * (sum_j |w_j x_j| theta[j] + |b| bias_coef + eta).

@@ -11,9 +11,8 @@ namespace mpacc::sim {
 
 enum class activation : std::uint8_t { identity, relu, leaky_relu, tanh, sigmoid, gelu, silu };
 
-inline constexpr activation all_activations[] = {activation::identity, activation::relu,
-                                                 activation::leaky_relu, activation::tanh,
-                                                 activation::sigmoid, activation::gelu,
+inline constexpr activation all_activations[] = {activation::identity, activation::relu,    activation::leaky_relu,
+                                                 activation::tanh,     activation::sigmoid, activation::gelu,
                                                  activation::silu};
 
 // "identity", "relu", "leaky-relu", "tanh", "sigmoid", "gelu", "silu".

@@ -18,11 +18,11 @@ namespace mpacc::sim {
 //
 // A literal, structural type: usable as a template argument in hot loops.
 struct format {
-  int p = 53;              // significand bits, including the implicit bit
-  int emin = -1022;        // exponent of the smallest normal number
-  int emax = 1023;         // exponent of the largest binade
-  bool subnormals = true;  // gradual underflow below 2^emin
-  bool has_inf = true;     // infinities exist (else overflow without saturation gives NaN)
+  int p = 53;                                   // significand bits, including the implicit bit
+  int emin = -1022;                             // exponent of the smallest normal number
+  int emax = 1023;                              // exponent of the largest binade
+  bool subnormals = true;                       // gradual underflow below 2^emin
+  bool has_inf = true;                          // infinities exist (else overflow without saturation gives NaN)
   double max_finite = 0x1.fffffffffffffp+1023;  // largest finite value (a value of the format)
 
   // Unit roundoff u = 2^-p (round to nearest).
@@ -30,9 +30,7 @@ struct format {
   // Smallest positive normal number 2^emin.
   [[nodiscard]] constexpr double min_normal() const noexcept { return pow2(emin); }
   // Smallest positive number: 2^(emin-p+1) with subnormals, else 2^emin.
-  [[nodiscard]] constexpr double min_positive() const noexcept {
-    return subnormals ? pow2(emin - p + 1) : pow2(emin);
-  }
+  [[nodiscard]] constexpr double min_positive() const noexcept { return subnormals ? pow2(emin - p + 1) : pow2(emin); }
   // The default largest finite value (2 - 2^(1-p)) * 2^emax.
   [[nodiscard]] static constexpr double default_max(int p, int emax) noexcept {
     return (2.0 - pow2(1 - p)) * pow2(emax);
@@ -56,8 +54,7 @@ struct format {
 };
 
 // Builds a format with the default largest finite value.
-constexpr format make_format(int p, int emin, int emax, bool subnormals = true,
-                             bool has_inf = true) noexcept {
+constexpr format make_format(int p, int emin, int emax, bool subnormals = true, bool has_inf = true) noexcept {
   return format{p, emin, emax, subnormals, has_inf, format::default_max(p, emax)};
 }
 

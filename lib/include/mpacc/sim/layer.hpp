@@ -64,8 +64,7 @@ class prepared_dense {
   prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec);
   // Y (batch x n_out, row-major, resized) = X W^T + b; see dense(). With
   // `flags`, also each output's own flags (sim::flag bits, batch x n_out).
-  layer_flags run(matrix_view X, std::vector<double>& Y, int threads = 0,
-                  std::vector<unsigned>* flags = nullptr) const;
+  layer_flags run(matrix_view X, std::vector<double>& Y, int threads = 0, std::vector<unsigned>* flags = nullptr) const;
   [[nodiscard]] std::size_t inputs() const noexcept;
   [[nodiscard]] std::size_t outputs() const noexcept;
   [[nodiscard]] const layer_spec& spec() const noexcept;

@@ -19,17 +19,17 @@ enum class rounding : std::uint8_t {
   nearest_even,  // ties to the value whose last significand bit is 0 (0 counts as even)
   nearest_away,  // ties away from zero
   toward_zero,
-  upward,        // toward +inf
-  downward,      // toward -inf
-  odd,           // toward zero, then, if inexact, the neighbour with an odd last bit
-  stochastic,    // away from zero with probability (|x| - |RZ(x)|) / (RU(x) - RD(x)):
-                 // the magnitude rounds up iff (random word) * 2^-64 < that fraction, so
-                 // RU(x) has probability (x - RD(x)) / (RU(x) - RD(x)) as docs/semantics.md §2 states
+  upward,      // toward +inf
+  downward,    // toward -inf
+  odd,         // toward zero, then, if inexact, the neighbour with an odd last bit
+  stochastic,  // away from zero with probability (|x| - |RZ(x)|) / (RU(x) - RD(x)):
+               // the magnitude rounds up iff (random word) * 2^-64 < that fraction, so
+               // RU(x) has probability (x - RD(x)) / (RU(x) - RD(x)) as docs/semantics.md §2 states
 };
 
-inline constexpr rounding all_roundings[] = {
-    rounding::nearest_even, rounding::nearest_away, rounding::toward_zero, rounding::upward,
-    rounding::downward,     rounding::odd,          rounding::stochastic};
+inline constexpr rounding all_roundings[] = {rounding::nearest_even, rounding::nearest_away, rounding::toward_zero,
+                                             rounding::upward,       rounding::downward,     rounding::odd,
+                                             rounding::stochastic};
 
 // "nearest-even", "nearest-away", "toward-zero", "upward", "downward", "odd", "stochastic".
 std::string_view to_string(rounding mode) noexcept;
@@ -38,11 +38,11 @@ rounding parse_rounding(std::string_view text);
 
 // Sticky exception flags, OR-ed together. Arithmetic never throws.
 namespace flag {
-inline constexpr unsigned inexact = 1u;    // the result differs from the exact value
-inline constexpr unsigned underflow = 2u;  // inexact and tiny (|x| < 2^emin) before rounding
-inline constexpr unsigned overflow = 4u;   // the rounded magnitude exceeded max_finite
-inline constexpr unsigned invalid = 8u;    // a NaN was produced from a non-NaN input
-inline constexpr unsigned saturated = 16u; // an overflow or an infinity was replaced by +-max
+inline constexpr unsigned inexact = 1u;     // the result differs from the exact value
+inline constexpr unsigned underflow = 2u;   // inexact and tiny (|x| < 2^emin) before rounding
+inline constexpr unsigned overflow = 4u;    // the rounded magnitude exceeded max_finite
+inline constexpr unsigned invalid = 8u;     // a NaN was produced from a non-NaN input
+inline constexpr unsigned saturated = 16u;  // an overflow or an infinity was replaced by +-max
 }  // namespace flag
 
 // Names of the set flags, comma-separated ("inexact,underflow"), or "none".
@@ -53,8 +53,8 @@ std::string flags_to_string(unsigned flags);
 struct round_spec {
   format fmt = formats::binary64;
   rounding mode = rounding::nearest_even;
-  bool saturate = false;      // overflow and +-inf give +-max_finite
-  std::uint64_t seed = 0;     // stochastic rounding: element i uses random_bits(seed, i)
+  bool saturate = false;   // overflow and +-inf give +-max_finite
+  std::uint64_t seed = 0;  // stochastic rounding: element i uses random_bits(seed, i)
 };
 
 namespace detail {
@@ -69,8 +69,8 @@ inline constexpr std::uint64_t implicit_bit = 0x0010000000000000ULL;
 // of 2^q is rounding the integer encoding at bit d = q - quantum(x), and a carry
 // into the exponent field is exactly the step into the next binade.
 template <rounding Mode>
-[[gnu::always_inline]] inline double round_core(double x, const format& f, bool saturate,
-                                                unsigned& flags, std::uint64_t rbits) noexcept {
+[[gnu::always_inline]] inline double round_core(double x, const format& f, bool saturate, unsigned& flags,
+                                                std::uint64_t rbits) noexcept {
   const std::uint64_t bx = std::bit_cast<std::uint64_t>(x);
   const std::uint64_t sign = bx & sign_mask;
   const std::uint64_t a = bx ^ sign;
@@ -91,8 +91,7 @@ template <rounding Mode>
   // e: exponent of x (any value below every emin for binary64 subnormals);
   // q: exponent of the quantum of the result's grid at x; qx: quantum of x.
   const int e = biased == 0 ? -1100 : biased - 1023;
-  const int q = f.subnormals ? (e > f.emin ? e : f.emin) - (f.p - 1)
-                             : (e >= f.emin ? e - (f.p - 1) : f.emin);
+  const int q = f.subnormals ? (e > f.emin ? e : f.emin) - (f.p - 1) : (e >= f.emin ? e - (f.p - 1) : f.emin);
   const int qx = (biased > 1 ? biased : 1) - 1075;
   const int d = q - qx;
 
@@ -165,8 +164,7 @@ template <rounding Mode>
   if (res > f.max_finite) [[unlikely]] {
     flags |= flag::overflow | flag::inexact;
     constexpr bool toward_zero_like = Mode == rounding::toward_zero || Mode == rounding::odd;
-    const bool to_max = toward_zero_like || (Mode == rounding::upward && neg) ||
-                        (Mode == rounding::downward && !neg);
+    const bool to_max = toward_zero_like || (Mode == rounding::upward && neg) || (Mode == rounding::downward && !neg);
     if (saturate) {
       flags |= flag::saturated;
       res = f.max_finite;
@@ -193,8 +191,8 @@ template <rounding Mode>
 
 // Rounds x with a runtime mode. `random_word` is used by stochastic rounding only
 // (64 uniformly random bits, e.g. random_bits(seed, i)).
-[[nodiscard]] double round(double x, const format& f, rounding mode, bool saturate,
-                           unsigned& flags, std::uint64_t random_word = 0) noexcept;
+[[nodiscard]] double round(double x, const format& f, rounding mode, bool saturate, unsigned& flags,
+                           std::uint64_t random_word = 0) noexcept;
 
 // Convenience: nearest-even, no saturation, flags discarded.
 [[nodiscard]] inline double round(double x, const format& f) noexcept {
@@ -206,11 +204,9 @@ template <rounding Mode>
 // position: the k-th call uses random_bits(spec.seed, k).
 class rounder {
  public:
-  explicit rounder(const round_spec& spec, std::uint64_t counter = 0) noexcept
-      : spec_(spec), counter_(counter) {}
+  explicit rounder(const round_spec& spec, std::uint64_t counter = 0) noexcept : spec_(spec), counter_(counter) {}
   double operator()(double x) noexcept {
-    const std::uint64_t bits =
-        spec_.mode == rounding::stochastic ? random_bits(spec_.seed, counter_++) : 0;
+    const std::uint64_t bits = spec_.mode == rounding::stochastic ? random_bits(spec_.seed, counter_++) : 0;
     return round(x, spec_.fmt, spec_.mode, spec_.saturate, flags_, bits);
   }
   [[nodiscard]] unsigned flags() const noexcept { return flags_; }
