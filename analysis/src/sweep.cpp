@@ -406,6 +406,16 @@ std::vector<result_row> merge_sweep(const sweep_config& c, double wall_seconds) 
   m["mpfr_version"] = mpfr_get_version();
   m["seed"] = c.seed;
   m["config"] = nlohmann::json::parse(to_json(c));
+  if (!(wall_seconds > 0)) {
+    // a merge on its own: keep the run's time from the manifest a whole run wrote
+    try {
+      std::ifstream old(c.out / "manifest.json");
+      const auto j = nlohmann::json::parse(old);
+      if (j.contains("wall_seconds") && j["wall_seconds"].is_number()) wall_seconds = j["wall_seconds"].get<double>();
+    } catch (const std::exception&) {
+      wall_seconds = 0;  // no manifest yet (sharded runs): the time is not known here
+    }
+  }
   m["wall_seconds"] = wall_seconds;
   m["shards"] = count;
   m["configuration_hash"] = hash;

@@ -362,7 +362,8 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
           for (const auto& o : c.orders) s += (s.empty() ? "" : ", ") + sim::to_string(o);
           return s;
         }() +
-        ". Run time " + fmt("%.0f", wall_seconds) + " s.\n\n";
+        (wall_seconds > 0 ? ". Run time " + fmt("%.0f", wall_seconds) + " s.\n\n"
+                          : std::string(". Run time: not known to this merge (sharded run).\n\n"));
   md +=
       "Metrics (docs/experiments.md): KL = mean over the test images of KL(softmax(reference logits) || "
       "softmax(mixed logits)); disagreement = share of images whose argmax differs from the reference pass's, "
