@@ -98,6 +98,13 @@ std::string dis_text(const result_row& r) {
          interval_pct(r.disagreements, r.samples);
 }
 
+// "a, b, c", or "none" for an empty list
+std::string list_or_none(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& t : v) s += (s.empty() ? "" : ", ") + t;
+  return s.empty() ? std::string("none") : s;
+}
+
 std::vector<double> sorted_taus(const sweep_config& c) {
   auto t = c.taus;
   std::sort(t.begin(), t.end(), std::greater<>());
@@ -156,43 +163,24 @@ std::string conclusions(const sweep_config& c, const std::vector<result_row>& ro
         break;
       }
       {
-        std::string cheaper, dearer;
+        std::vector<std::string> cheaper, dearer;
         for (double tau : sorted_taus(c)) {
           const auto* a = g.find("algorithm1", ind, tau);
           if (!a) continue;
           if (a->weighted_cost < 1)
-            cheaper += (cheaper.empty() ? "" : ", ") + fmt("%g", tau) + " (cost " + fmt("%.2f", a->weighted_cost) +
-                       ", KL x" + fmt("%.3g", a->kl_mean / hi->kl_mean) + ")";
+            cheaper.push_back(fmt("%g", tau) + " (cost " + fmt("%.2f", a->weighted_cost) + ", KL x" +
+                              fmt("%.3g", a->kl_mean / hi->kl_mean) + ")");
           else
-            dearer += (dearer.empty() ? "" : ", ") + fmt("%g", tau);
+            dearer.push_back(fmt("%g", tau));
         }
-        out +=
-            "  " + ind + " against uniform " + sim::to_string(c.mix.high) +
-            " (cost 1): cheaper at tau = " + (cheaper.empty() ? "none" : cheaper) +
-            " (KL as a multiple of uniform high's); at least as costly at tau = " + (dearer.empty() ? "none" : dearer) +
-            ".\n";
+        out += "  " + ind + " against uniform " + sim::to_string(c.mix.high) +
+               " (cost 1): cheaper at tau = " + list_or_none(cheaper) +
+               " (KL as a multiple of uniform high's); at least as costly at tau = " + list_or_none(dearer) + ".\n";
       }
       if (rnd)
         out += "  " + ind + " against random-active at the same rate (KL below / within / above the range of " +
-               std::to_string(c.seeds) + " seeds): better at tau = " +
-               [&] {
-                 std::string s;
-                 for (const auto& t : better) s += (s.empty() ? "" : ", ") + t;
-                 return s.empty() ? std::string("none") : s;
-               }() +
-               "; tie at tau = " +
-               [&] {
-                 std::string s;
-                 for (const auto& t : tie) s += (s.empty() ? "" : ", ") + t;
-                 return s.empty() ? std::string("none") : s;
-               }() +
-               "; worse at tau = " +
-               [&] {
-                 std::string s;
-                 for (const auto& t : worse) s += (s.empty() ? "" : ", ") + t;
-                 return s.empty() ? std::string("none") : s;
-               }() +
-               ".\n";
+               std::to_string(c.seeds) + " seeds): better at tau = " + list_or_none(better) +
+               "; tie at tau = " + list_or_none(tie) + "; worse at tau = " + list_or_none(worse) + ".\n";
     }
   }
   return out;
