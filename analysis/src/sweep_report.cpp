@@ -269,6 +269,7 @@ std::string pareto_script(const sweep_config& c, const group& g, const std::stri
                   "maxrows 3 font ',9'\nset ylabel 'mean KL(softmax(reference) || softmax(mixed))'\n";
   for (int panel = 0; panel < panels; ++panel) {
     const int col = panel == 0 ? 2 : 3, rcol = panel == 0 ? 0 : 1;
+    if (panel == 1) s += "unset key\n";  // one legend, under the first panel (same series)
     const std::size_t L = g.find("uniform-low") ? g.find("uniform-low")->fraction_per_layer.size() : 0;
     const std::size_t ra = 5 + L;  // first random-active column (1-based: tau=1 cost=2 tile=3 kl=4, fractions 5..4+L)
     s += std::string("set xlabel ") +
