@@ -9,6 +9,7 @@
 
 #include <cmath>
 
+#include "mpacc/analysis/bounds.hpp"
 #include "mpacc/ref/accumulate.hpp"
 #include "mpacc/sim/accumulate.hpp"
 #include "mpacc/sim/layer.hpp"
@@ -115,7 +116,7 @@ TEST_CASE("sim::dot equals the MPFR model bit for bit, and the bound holds", "[s
                 ref::mpfr_float err(64);
                 mpfr_sub_d(err.get(), ex.value.get(), fast.value, MPFR_RNDU);
                 mpfr_abs(err.get(), err.get(), MPFR_RNDU);
-                const double bound = sim::deterministic_bound(k.w, k.x, k.b, a);
+                const double bound = analysis::deterministic_bound(k.w, k.x, k.b, a);
                 if (mpfr_cmp_d(err.get(), bound) > 0) ++violations;
               }
             }
@@ -242,7 +243,7 @@ TEST_CASE("double rounding through binary32 (accumulation.via): sim::dot equals 
                 ref::mpfr_float err(64);
                 mpfr_sub_d(err.get(), ex.value.get(), fast.value, MPFR_RNDU);
                 mpfr_abs(err.get(), err.get(), MPFR_RNDU);
-                if (mpfr_cmp_d(err.get(), sim::deterministic_bound(k.w, k.x, k.b, a)) > 0) ++violations;
+                if (mpfr_cmp_d(err.get(), analysis::deterministic_bound(k.w, k.x, k.b, a)) > 0) ++violations;
               }
             }
             checked += cases.size();

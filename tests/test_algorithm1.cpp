@@ -11,7 +11,8 @@
 #include <unistd.h>
 
 #include "mpacc/analysis/sweep.hpp"
-#include "mpacc/nn/model_io.hpp"
+#include "mpacc/io/model_io.hpp"
+#include "mpacc/nn/simulate.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "support.hpp"
 
@@ -31,14 +32,21 @@ nn::mlp small_net(sim::activation a, std::uint64_t seed) {
   return net;
 }
 
-nn::dataset small_data(std::size_t rows, std::uint64_t seed) {
-  nn::dataset d;
+io::dataset small_data(std::size_t rows, std::uint64_t seed) {
+  io::dataset d;
   d.rows = rows;
   d.cols = 16;
   sim::random_stream rng(seed);
   for (std::size_t k = 0; k < rows * 16; ++k) d.x.push_back((rng.uniform() * 2 - 1) * 2);
   for (std::size_t s = 0; s < rows; ++s) d.y.push_back(static_cast<std::uint8_t>(rng() % 10));
   return d;
+}
+
+// the default low pass (e4m3-ieee accumulators), with the weights and biases used as they are
+analysis::mixed_config as_stored() {
+  analysis::mixed_config c;
+  c.precision.weights = c.precision.biases = std::nullopt;
+  return c;
 }
 
 bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
@@ -50,12 +58,45 @@ bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
 
 }  // namespace
 
+TEST_CASE("the runner stores the weights and rounds the activations as its precision configuration says",
+          "[analysis][algorithm1]") {
+  const auto net = small_net(sim::activation::tanh, 11);  // e4m3-ieee weights and biases
+  auto wide = net;  // the same scaled by 1.03: not e4m3 values, and e4m3 rounds them back to net's
+  for (auto& l : wide.layers) {
+    for (auto& w : l.W) w *= 1.03;
+    for (auto& b : l.b) b *= 1.03;
+  }
+  const auto data = small_data(40, 12);
+  analysis::selection low;
+  low.type = analysis::selection::kind::uniform_low;
+  // default configuration: weights and biases rounded to e4m3-ieee first
+  REQUIRE(nn::stored_network(wide, analysis::mixed_config{}.precision).layers[1].W == net.layers[1].W);
+  const auto a = analysis::mixed_runner(wide, data, 0, analysis::mixed_config{}, 1).run(low);
+  const auto b = analysis::mixed_runner(net, data, 0, as_stored(), 1).run(low);
+  CHECK(same_bits(a.logits, b.logits));
+  const auto c = analysis::mixed_runner(wide, data, 0, as_stored(), 1).run(low);
+  CHECK_FALSE(same_bits(a.logits, c.logits));
+  // the uniform low pass is nn::simulate with the same configuration, activations
+  // rounded toward zero to bfloat16 and products rounded included
+  auto cfg = as_stored();
+  cfg.precision.act = sim::formats::bfloat16;
+  cfg.precision.act_rounding = sim::rounding::toward_zero;
+  cfg.precision.product = sim::formats::binary16;
+  cfg.precision.acc = {sim::formats::bfloat16, sim::formats::e5m2, sim::formats::binary16};  // one per layer
+  const auto r = analysis::mixed_runner(wide, data, 0, cfg, 1).run(low);
+  const auto pass = nn::simulate(wide, {data.x.data(), data.rows, data.cols}, cfg.precision, 1);
+  CHECK(same_bits(r.logits, pass.back().y));
+  // per-component maps are Algorithm 1's output, not its input
+  cfg.precision.maps.assign(3, sim::precision_map::uniform(sim::formats::binary16));
+  CHECK_THROWS_WITH(analysis::mixed_runner(net, data, 0, cfg, 1), Catch::Contains("per-component"));
+}
+
 TEST_CASE("tau = +inf is uniform low, forcing every component is uniform high", "[analysis][algorithm1]") {
   for (auto act : {sim::activation::relu, sim::activation::tanh}) {
     const auto net = small_net(act, 3);
     const auto data = small_data(50, 4);
-    analysis::mixed_config cfg;
-    cfg.model.ord = {sim::order::kind::blocked, 8};
+    analysis::mixed_config cfg = as_stored();
+    cfg.precision.order = {sim::order::kind::blocked, 8};
     const analysis::mixed_runner R(net, data, 0, cfg, 1);
     analysis::selection low, high;
     low.type = analysis::selection::kind::uniform_low;
@@ -82,7 +123,7 @@ TEST_CASE("tau = +inf is uniform low, forcing every component is uniform high", 
 TEST_CASE("matched baselines recompute exactly as many components per layer and sample", "[analysis][algorithm1]") {
   const auto net = small_net(sim::activation::relu, 5);
   const auto data = small_data(40, 6);
-  analysis::mixed_config cfg;
+  analysis::mixed_config cfg = as_stored();
   const analysis::mixed_runner R(net, data, 0, cfg, 2);
   for (double tau : {0.01, 0.1, 1.0}) {
     analysis::selection s;
@@ -145,12 +186,12 @@ TEST_CASE("kprime recomputes ReLU units at v = 0; kprime-companion also keeps ne
   net.layers[0].b = {0, 0, 0, 0};
   net.layers[1].W = {0, 0, 1, 0, 0, 0, -0.5, 0, 0, 0, 0, 1, 0, 0, 1, -2};
   net.layers[1].b = {0, 0, 0, 0};
-  nn::dataset d;
+  io::dataset d;
   d.rows = 1;
   d.cols = 2;
   d.x = {2, 2};
   d.y = {0};
-  const analysis::mixed_runner R(net, d, 0, analysis::mixed_config{}, 1);
+  const analysis::mixed_runner R(net, d, 0, as_stored(), 1);
   auto mask = [&](const std::string& ind) {
     analysis::selection s;
     s.indicator = ind;
@@ -202,13 +243,13 @@ TEST_CASE("the saturation switch changes a pass only where a value saturates", "
   auto net = small_net(sim::activation::relu, 21);
   for (auto& w : net.layers[0].W) w *= 64;  // e4m3-ieee's largest finite is 240: some sums overflow
   const auto data = small_data(40, 22);
-  analysis::mixed_config cfg;
+  analysis::mixed_config cfg = as_stored();
   analysis::selection low;
   low.type = analysis::selection::kind::uniform_low;
   low.keep_trace = true;
-  cfg.model.saturate = false;
+  cfg.precision.saturate = false;
   const auto off = analysis::mixed_runner(net, data, 0, cfg, 1).run(low);
-  cfg.model.saturate = true;
+  cfg.precision.saturate = true;
   const auto on = analysis::mixed_runner(net, data, 0, cfg, 1).run(low);
   std::size_t saturated = 0;
   const auto& a = off.trace[0].v_low;
@@ -241,7 +282,7 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
     lab.write(reinterpret_cast<const char*>(lh), sizeof lh);
     for (int k = 0; k < 30; ++k) lab.put(static_cast<char>(k % 10));
   }
-  nn::save_model(small_net(sim::activation::relu, 11), dir / "net.mpnn");
+  io::save_model(small_net(sim::activation::relu, 11), dir / "net.mpnn");
   analysis::sweep_config c;
   c.networks = {{"mnist", "relu", (dir / "net.mpnn").string(), {784, 128}, {}}};
   c.samples = 0;
@@ -308,8 +349,8 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
 TEST_CASE("the reference logits take the stored inputs, or the exact data on request", "[analysis][algorithm1]") {
   const auto net = small_net(sim::activation::tanh, 9);
   const auto data = small_data(40, 10);
-  analysis::mixed_config cfg;
-  cfg.input_format = sim::formats::e4m3_ieee;  // a coarse storage: its error shows in the logits
+  analysis::mixed_config cfg = as_stored();
+  cfg.precision.inputs = sim::formats::e4m3_ieee;  // a coarse storage: its error shows in the logits
   cfg.high = sim::formats::binary32;
   analysis::selection high;
   high.type = analysis::selection::kind::uniform_high;
@@ -326,8 +367,8 @@ TEST_CASE("the reference logits take the stored inputs, or the exact data on req
 TEST_CASE("the per-term and tile costs on hand-counted cases", "[analysis][algorithm1]") {
   const auto net = small_net(sim::activation::relu, 31);  // 16 -> 24 -> 12 -> 10
   const auto data = small_data(40, 32);
-  analysis::mixed_config cfg;  // e4m3-ieee 8, binary16 16 per term
-  cfg.tile_rows = 24;          // a tile: every component of layer 1 for 16 samples
+  analysis::mixed_config cfg = as_stored();  // e4m3-ieee 8, binary16 16 per term
+  cfg.tile_rows = 24;                        // a tile: every component of layer 1 for 16 samples
   cfg.tile_samples = 16;
   const analysis::mixed_runner R(net, data, 0, cfg, 1);
   const double high = 16.0 * 40 * (24 * 16 + 12 * 24 + 10 * 12);  // uniform high, in bit-terms

@@ -23,6 +23,17 @@ using namespace mpacc;
 
 namespace {
 
+// a precision configuration that uses the weights and biases as they are
+nn::precision_config as_stored() {
+  nn::precision_config p;
+  p.weights = p.biases = std::nullopt;
+  return p;
+}
+
+}  // namespace
+
+namespace {
+
 nn::mlp random_net(const std::vector<std::size_t>& sizes, sim::activation a, std::uint64_t seed) {
   sim::random_stream rng(seed);
   auto net = nn::make_mlp(sizes, {a, 0.01}, {sim::activation::identity});
@@ -34,8 +45,8 @@ nn::mlp random_net(const std::vector<std::size_t>& sizes, sim::activation a, std
   return net;
 }
 
-nn::dataset synthetic_data(std::size_t rows, std::size_t cols, std::uint64_t seed) {
-  nn::dataset d;
+io::dataset synthetic_data(std::size_t rows, std::size_t cols, std::uint64_t seed) {
+  io::dataset d;
   d.rows = rows;
   d.cols = cols;
   sim::random_stream rng(seed);
@@ -54,17 +65,17 @@ TEST_CASE("no deterministic violation through whole networks", "[analysis]") {
     analysis::validate_options opt;
     opt.csv_samples = 0;
     opt.precision = 128;
-    const auto ref = analysis::compute_reference(net, data, opt);
+    const auto ref = analysis::compute_reference(net, data, opt, as_stored());
     for (const char* acc : {"e4m3-ieee", "e5m2", "bfloat16", "binary16", "e2m1"})
       for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}, sim::order{K::pairwise, 8}})
         for (int prod = 0; prod < 2; ++prod)
           for (auto mode : {sim::rounding::nearest_even, sim::rounding::toward_zero, sim::rounding::stochastic}) {
-            analysis::simulation_config cfg;
-            cfg.layer.acc = sim::precision_map::uniform(sim::parse_format(acc));
-            cfg.layer.base.ord = ord;
-            cfg.layer.base.mode = mode;
-            cfg.layer.base.saturate = true;
-            if (prod) cfg.layer.base.product = sim::formats::bfloat16;
+            nn::precision_config cfg = as_stored();
+            cfg.acc = {sim::parse_format(acc)};
+            cfg.order = ord;
+            cfg.rounding = mode;
+            cfg.saturate = true;
+            if (prod) cfg.product = sim::formats::bfloat16;
             const auto r = analysis::validate(net, ref, cfg, opt);
             const auto& all = r.layers.back();
             INFO(r.config << " act=" << sim::to_string(act));
@@ -87,7 +98,7 @@ TEST_CASE("a constructed worst case reaches the deterministic bound within a fac
     const auto r = sim::dot(w, x, 0.0, a);
     const double exact = 1 + n * 0x1p-40;
     const double err = r.value - exact;
-    const double bound = sim::deterministic_bound(w, x, 0.0, a);
+    const double bound = analysis::deterministic_bound(w, x, 0.0, a);
     INFO("n=" << n << " err=" << err << " bound=" << bound);
     CHECK(err <= bound);
     CHECK(err * 1.3 >= bound);  // the bound charges n + 2 roundings to the leading term, and (1+u)^k - 1 > k u
@@ -113,17 +124,17 @@ TEST_CASE("probabilistic bound: violations on random data stay below the stated 
       ref::mpfr_float e(64);
       mpfr_sub_d(e.get(), ex.value.get(), r.value, MPFR_RNDN);
       const double err = std::fabs(mpfr_get_d(e.get(), MPFR_RNDU));
-      violations += err > sim::accumulation_bound(w, x, 0.0, a, sim::gamma_probabilistic, lambda);
+      violations += err > analysis::accumulation_bound(w, x, 0.0, a, analysis::gamma_probabilistic, lambda);
     }
-    const double u = sim::unit_roundoff(f, a.mode);
+    const double u = analysis::unit_roundoff(f, a.mode);
     const double stated = 1 - analysis::probabilistic_confidence(n + 1, u, lambda);
     INFO(sim::to_string(f) << " violations " << violations << " of " << trials << ", stated failure probability "
                            << stated);
     CHECK(static_cast<double>(violations) / static_cast<double>(trials) <= stated);
     // and the probabilistic bound is much tighter than the deterministic one
     std::vector<double> w(n, 0.5), x(n, 0.5);
-    CHECK(sim::accumulation_bound(w, x, 0.0, a, sim::gamma_probabilistic, lambda) <
-          0.5 * sim::deterministic_bound(w, x, 0.0, a));
+    CHECK(analysis::accumulation_bound(w, x, 0.0, a, analysis::gamma_probabilistic, lambda) <
+          0.5 * analysis::deterministic_bound(w, x, 0.0, a));
   }
 }
 
@@ -141,9 +152,9 @@ TEST_CASE("kappa, derivative bounds and reports", "[analysis]") {
   const auto data = synthetic_data(6, 12, 2);
   analysis::validate_options opt;
   opt.csv_samples = 3;
-  const auto ref = analysis::compute_reference(net, data, opt);
-  analysis::simulation_config cfg;
-  cfg.layer.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
+  const auto ref = analysis::compute_reference(net, data, opt, as_stored());
+  nn::precision_config cfg = as_stored();
+  cfg.acc = {sim::formats::e4m3_ieee};
   const auto r = analysis::validate(net, ref, cfg, opt);
   const auto dir = std::filesystem::temp_directory_path() / ("mpacc_report_" + std::to_string(::getpid()));
   analysis::write_report(r, dir, "{\"test\":true}", false);
@@ -167,10 +178,10 @@ analysis::validate_options options(std::size_t csv) {
   return opt;
 }
 
-analysis::simulation_config config_of(const char* acc, sim::order ord = {sim::order::kind::blocked, 8}) {
-  analysis::simulation_config cfg;
-  cfg.layer.acc = sim::precision_map::uniform(sim::parse_format(acc));
-  cfg.layer.base.ord = ord;
+nn::precision_config config_of(const char* acc, sim::order ord = {sim::order::kind::blocked, 8}) {
+  nn::precision_config cfg = as_stored();
+  cfg.acc = {sim::parse_format(acc)};
+  cfg.order = ord;
   return cfg;
 }
 
@@ -182,9 +193,9 @@ TEST_CASE("non-finite values are uncovered with their cause, never silently boun
   const auto net = random_net({40, 32, 24, 10}, sim::activation::relu, 21);
   const auto data = synthetic_data(16, 40, 4);
   const auto opt = options(16);
-  const auto ref = analysis::compute_reference(net, data, opt);
+  const auto ref = analysis::compute_reference(net, data, opt, as_stored());
   auto cfg = config_of("binary16");
-  cfg.act_format = sim::parse_format("p=2,emin=-2,emax=-1");
+  cfg.act = sim::parse_format("p=2,emin=-2,emax=-1");
   const auto r = analysis::validate(net, ref, cfg, opt);
   const auto& all = r.total();
   using C = analysis::uncovered_cause;
@@ -209,13 +220,12 @@ TEST_CASE("non-finite values are uncovered with their cause, never silently boun
 
   // inputs that overflow their storage format: the stored reference is refused,
   // the exact one reports the first layer's components as uncovered (input)
-  analysis::simulation_config narrow = config_of("binary16");
-  narrow.input_format = sim::parse_format("p=4,emin=-4,emax=0");  // largest value 1.875; the data reach 2
-  CHECK_THROWS_WITH(analysis::compute_reference(net, data, opt, narrow.input_format),
-                    Catch::Contains("is not finite once stored"));
+  nn::precision_config narrow = config_of("binary16");
+  narrow.inputs = sim::parse_format("p=4,emin=-4,emax=0");  // largest value 1.875; the data reach 2
+  CHECK_THROWS_WITH(analysis::compute_reference(net, data, opt, narrow), Catch::Contains("is not finite once stored"));
   auto opt_exact = opt;
   opt_exact.ref_inputs = analysis::reference_inputs::exact;
-  const auto ref_exact = analysis::compute_reference(net, data, opt_exact, narrow.input_format);
+  const auto ref_exact = analysis::compute_reference(net, data, opt_exact, narrow);
   const auto ri = analysis::validate(net, ref_exact, narrow, opt_exact);
   CHECK(ri.inputs_overflow > 0);
   CHECK(ri.layers[0].uncovered_by_cause[static_cast<std::size_t>(C::input)] > 0);
@@ -228,7 +238,7 @@ TEST_CASE("validate detects a wrong reference: violations and non-finite referen
   const auto net = random_net({40, 32, 10}, sim::activation::tanh, 22);
   const auto data = synthetic_data(8, 40, 5);
   const auto opt = options(0);
-  const auto good = analysis::compute_reference(net, data, opt);
+  const auto good = analysis::compute_reference(net, data, opt, as_stored());
   const auto cfg = config_of("bfloat16");
   REQUIRE(analysis::validate(net, good, cfg, opt).violations() == 0);
   auto shifted = good;  // one pre-activation off by far more than its bound
@@ -247,7 +257,7 @@ TEST_CASE("per-inner-product checks: deterministic bound exact, probabilistic fr
   const auto net = random_net({200, 64, 10}, sim::activation::relu, 23);
   const auto data = synthetic_data(60, 200, 6);
   const auto opt = options(0);
-  const auto ref = analysis::compute_reference(net, data, opt);
+  const auto ref = analysis::compute_reference(net, data, opt, as_stored());
   using K = sim::order::kind;
   for (const char* acc : {"binary16", "bfloat16", "e4m3-ieee"})
     for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}}) {
@@ -296,12 +306,12 @@ TEST_CASE("reference inputs: stored by default, exact on request; binary64 accum
   opt.csv_samples = 10;
   opt.precision = 160;
   auto cfg = config_of("binary64");
-  cfg.input_format = sim::formats::binary16;
-  const auto stored = analysis::compute_reference(net, data, opt, cfg.input_format);
+  cfg.inputs = sim::formats::binary16;
+  const auto stored = analysis::compute_reference(net, data, opt, cfg);
   const auto rs = analysis::validate(net, stored, cfg, opt);
   auto opt_exact = opt;
   opt_exact.ref_inputs = analysis::reference_inputs::exact;
-  const auto exact = analysis::compute_reference(net, data, opt_exact, cfg.input_format);
+  const auto exact = analysis::compute_reference(net, data, opt_exact, cfg);
   const auto re = analysis::validate(net, exact, cfg, opt_exact);
   CHECK(rs.violations() == 0);
   CHECK(re.violations() == 0);
@@ -321,11 +331,10 @@ TEST_CASE("reference inputs: stored by default, exact on request; binary64 accum
   CHECK(max_exact > 1e-5);
   CHECK(rs.layers[0].input_storage_term_max > 1e-5);
   // and the simulated binary64 pass equals the MPFR model component by component
-  const auto run =
-      nn::simulate(net, {data.x.data(), data.rows, data.cols}, cfg.layer, cfg.input_format, cfg.act_format);
+  const auto run = nn::simulate(net, {data.x.data(), data.rows, data.cols}, cfg);
   std::vector<double> x0(data.x.begin(), data.x.begin() + 40);
   for (auto& x : x0) x = sim::round(x, sim::formats::binary16);
-  sim::accumulation a = cfg.layer.base;
+  sim::accumulation a = cfg.layer_spec(0).base;
   a.acc = sim::formats::binary64;
   for (std::size_t i = 0; i < 32; ++i) {
     const auto d = ref::dot_mpfr({net.layers[0].row(i), 40}, x0, net.layers[0].b[i], a);
@@ -359,7 +368,7 @@ TEST_CASE("figures: quoted titles, gnuplot failures reported, nothing half-writt
   const auto data = synthetic_data(6, 12, 2);
   analysis::validate_options opt;
   opt.csv_samples = 3;
-  const auto ref = analysis::compute_reference(net, data, opt);
+  const auto ref = analysis::compute_reference(net, data, opt, as_stored());
   const auto r = analysis::validate(net, ref, config_of("binary16"), opt);
   analysis::write_report(r, dir / "report", "{}", true);
   for (const char* f : {"err_vs_kappa", "kappa_hist", "ratio_hist"}) {

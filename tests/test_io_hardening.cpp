@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #include "mpacc/analysis/sweep.hpp"
-#include "mpacc/nn/data.hpp"
-#include "mpacc/nn/model_io.hpp"
+#include "mpacc/io/data.hpp"
+#include "mpacc/io/model_io.hpp"
 #include "mpacc/ref/parse.hpp"
 
 using namespace mpacc;
@@ -194,12 +194,12 @@ std::vector<member> net_members(bool deflate = false) {
 
 std::string npz_error(const fs::path& p, const std::vector<member>& ms) {
   write_file(p, zip(ms));
-  return error_of([&] { (void)nn::import_npz(p, {sim::activation::relu}); });
+  return error_of([&] { (void)io::import_npz(p, {sim::activation::relu}); });
 }
 
 std::string idx_error(const fs::path& p, const std::string& bytes) {
   write_file(p, bytes);
-  return error_of([&] { (void)nn::read_idx(p); });
+  return error_of([&] { (void)io::read_idx(p); });
 }
 
 }  // namespace
@@ -208,7 +208,7 @@ TEST_CASE("npz: the test archive builder makes a valid network", "[nn][io]") {
   const auto d = temp_dir();
   for (bool deflate : {false, true}) {
     write_file(d / "ok.npz", zip(net_members(deflate)));
-    const auto net = nn::import_npz(d / "ok.npz", {sim::activation::relu});
+    const auto net = io::import_npz(d / "ok.npz", {sim::activation::relu});
     CHECK(net.arch() == "3-2-1");
     CHECK(net.layers[0].W == std::vector<double>{1, 2, 3, 4, 5, 6});
     CHECK(net.layers[1].b == std::vector<double>{-1});
@@ -224,7 +224,7 @@ TEST_CASE("npz: archives as numpy writes them to a stream (ZIP64 local headers a
     for (auto& m : ms) m.streamed = true;
     write_file(d / "stream.npz", zip(ms));
     INFO(deflate);
-    CHECK(nn::import_npz(d / "stream.npz", {sim::activation::relu}).layers[0].W ==
+    CHECK(io::import_npz(d / "stream.npz", {sim::activation::relu}).layers[0].W ==
           std::vector<double>{1, 2, 3, 4, 5, 6});
     // the CRC is the central directory's: a corrupted byte is still caught
     ms[0].flip = ms[0].data.size() - 1;
@@ -265,7 +265,7 @@ TEST_CASE("row 3: products of dimensions that wrap to 0 are refused (IDX and npz
   fs::create_directories(d / "mnist");
   write_file(d / "mnist" / "t10k-images-idx3-ubyte", idx({8, 1u << 31, 1u << 30}, 0));
   write_file(d / "mnist" / "t10k-labels-idx1-ubyte", idx({8}, 8));
-  CHECK_THAT(error_of([&] { (void)nn::load_dataset(d, "mnist", false); }),
+  CHECK_THAT(error_of([&] { (void)io::load_dataset(d, "mnist", false); }),
              Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("too large"));
   // W1 of shape (8, 2^61): 8 * 2^61 * 8 bytes wraps to 0
   auto ms = net_members();
@@ -314,7 +314,7 @@ TEST_CASE("IDX row 5: a gzip that inflates beyond its header is refused early", 
 
 TEST_CASE("IDX: trailing data after the gzip stream is refused", "[nn][io]") {
   const auto d = temp_dir();
-  CHECK(nn::read_idx((write_file(d / "ok.gz", gzip(idx({3, 2}, 6))), d / "ok.gz")).data.size() == 6);
+  CHECK(io::read_idx((write_file(d / "ok.gz", gzip(idx({3, 2}, 6))), d / "ok.gz")).data.size() == 6);
   CHECK_THAT(idx_error(d / "tail.gz", gzip(idx({3, 2}, 6)) + "garbage"),
              Catch::Contains((d / "tail.gz").string()) && Catch::Contains("trailing data after the gzip stream"));
   // a second gzip member is trailing data too (a data file is one stream)
@@ -345,16 +345,16 @@ TEST_CASE("IDX row 13: a data set with 0 images is an error", "[nn][io]") {
   fs::create_directories(d / "mnist");
   write_file(d / "mnist" / "t10k-images-idx3-ubyte", idx({0, 28, 28}, 0));
   write_file(d / "mnist" / "t10k-labels-idx1-ubyte", idx({0}, 0));
-  CHECK_THAT(error_of([&] { (void)nn::load_dataset(d, "mnist", false); }),
+  CHECK_THAT(error_of([&] { (void)io::load_dataset(d, "mnist", false); }),
              Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("no images"));
   // images of 0 pixels
   write_file(d / "mnist" / "t10k-images-idx3-ubyte", idx({2, 0, 28}, 0));
   write_file(d / "mnist" / "t10k-labels-idx1-ubyte", idx({2}, 2));
-  CHECK_THAT(error_of([&] { (void)nn::load_dataset(d, "mnist", false); }),
+  CHECK_THAT(error_of([&] { (void)io::load_dataset(d, "mnist", false); }),
              Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("0 pixels"));
   // rank errors name the file
   write_file(d / "mnist" / "t10k-images-idx3-ubyte", idx({2, 4}, 8));
-  CHECK_THAT(error_of([&] { (void)nn::load_dataset(d, "mnist", false); }),
+  CHECK_THAT(error_of([&] { (void)io::load_dataset(d, "mnist", false); }),
              Catch::Contains("t10k-images-idx3-ubyte") && Catch::Contains("rank"));
   fs::remove_all(d);
 }
@@ -364,10 +364,10 @@ TEST_CASE("row 14: messages name the file and the problem", "[nn][io]") {
   fs::create_directories(d / "adir");
   fs::create_directories(d / "adir.npz");
   const std::string dir = (d / "adir").string();
-  CHECK(error_of([&] { (void)nn::read_idx(d / "adir"); }) == dir + ": is a directory");
-  CHECK(error_of([&] { (void)nn::load_model(d / "adir"); }) == dir + ": is a directory");
-  CHECK(error_of([&] { (void)nn::import_npz(d / "adir.npz", {}); }) == (d / "adir.npz").string() + ": is a directory");
-  CHECK_THAT(error_of([&] { (void)nn::load_model(d / "none"); }),
+  CHECK(error_of([&] { (void)io::read_idx(d / "adir"); }) == dir + ": is a directory");
+  CHECK(error_of([&] { (void)io::load_model(d / "adir"); }) == dir + ": is a directory");
+  CHECK(error_of([&] { (void)io::import_npz(d / "adir.npz", {}); }) == (d / "adir.npz").string() + ": is a directory");
+  CHECK_THAT(error_of([&] { (void)io::load_model(d / "none"); }),
              Catch::Contains("none") && Catch::Contains("cannot open"));
   // a shape number beyond 64 bits: not a bare "stoull"
   auto ms = net_members();

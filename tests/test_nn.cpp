@@ -13,11 +13,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "mpacc/nn/data.hpp"
-#include "mpacc/nn/model_io.hpp"
+#include "mpacc/io/data.hpp"
+#include "mpacc/io/model_io.hpp"
 #include "mpacc/nn/precision.hpp"
 #include "mpacc/nn/simulate.hpp"
-#include "mpacc/nn/train.hpp"
+#include "mpacc/train/train.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
 
@@ -59,7 +59,7 @@ void write_gz(const fs::path& p, const std::vector<std::uint8_t>& b, std::size_t
 
 std::string error_of(const fs::path& p) {
   try {
-    (void)nn::read_idx(p);
+    (void)io::read_idx(p);
   } catch (const std::runtime_error& e) {
     return e.what();
   }
@@ -71,12 +71,12 @@ std::string error_of(const fs::path& p) {
 TEST_CASE("IDX reader: raw, gzip and malformed files", "[nn][data]") {
   const auto d = temp_dir();
   write_bytes(d / "ok", idx_bytes({3, 2, 2}, 12));
-  const auto a = nn::read_idx(d / "ok");
+  const auto a = io::read_idx(d / "ok");
   CHECK(a.dims == std::vector<std::size_t>{3, 2, 2});
   REQUIRE(a.data.size() == 12);
   CHECK(a.data[5] == 35);
   write_gz(d / "ok.gz", idx_bytes({3, 2, 2}, 12));
-  CHECK(nn::read_idx(d / "ok.gz").data == a.data);
+  CHECK(io::read_idx(d / "ok.gz").data == a.data);
 
   write_bytes(d / "magic", {1, 0, 8, 1, 0, 0, 0, 1, 5});
   CHECK_THAT(error_of(d / "magic"), Catch::Contains((d / "magic").string() + ": not an IDX file") &&
@@ -97,13 +97,13 @@ TEST_CASE("IDX reader: raw, gzip and malformed files", "[nn][data]") {
   fs::create_directories(d / "mnist");
   write_bytes(d / "mnist" / "t10k-images-idx3-ubyte", idx_bytes({3, 2, 2}, 12));
   write_gz(d / "mnist" / "t10k-labels-idx1-ubyte.gz", {0, 0, 8, 1, 0, 0, 0, 3, 7, 1, 9});
-  const auto ds = nn::load_dataset(d, "mnist", false);
+  const auto ds = io::load_dataset(d, "mnist", false);
   CHECK(ds.rows == 3);
   CHECK(ds.cols == 4);
   CHECK(ds.y == std::vector<std::uint8_t>{7, 1, 9});
   CHECK(ds.x[5] == Approx((35 / 255.0 - 0.1307) / 0.3081).margin(1e-15));
-  CHECK_THROWS_WITH(nn::load_dataset(d, "mnist", true), Catch::Contains("not found") && Catch::Contains("fetch-data"));
-  CHECK_THROWS_WITH(nn::load_dataset(d, "cifar", true), Catch::Contains("unknown dataset 'cifar'"));
+  CHECK_THROWS_WITH(io::load_dataset(d, "mnist", true), Catch::Contains("not found") && Catch::Contains("fetch-data"));
+  CHECK_THROWS_WITH(io::load_dataset(d, "cifar", true), Catch::Contains("unknown dataset 'cifar'"));
   fs::remove_all(d);
 }
 
@@ -116,9 +116,9 @@ TEST_CASE("model files: bit-exact round trip, corruption is detected", "[nn][mod
     for (auto& b : l.b) b = rng.uniform() - 0.5;
   }
   net.layers[0].W[0] = -0.0;
-  nn::save_model(net, d / "m.mpnn", "{\"note\":\"x\"}");
+  io::save_model(net, d / "m.mpnn", "{\"note\":\"x\"}");
   std::string meta;
-  const auto back = nn::load_model(d / "m.mpnn", &meta);
+  const auto back = io::load_model(d / "m.mpnn", &meta);
   CHECK(meta == "{\"note\":\"x\"}");
   REQUIRE(back.layers.size() == 2);
   for (std::size_t k = 0; k < 2; ++k) {
@@ -132,25 +132,25 @@ TEST_CASE("model files: bit-exact round trip, corruption is detected", "[nn][mod
   auto flipped = bytes;
   flipped[100] ^= 1;
   write_bytes(d / "flip.mpnn", flipped);
-  CHECK_THROWS_WITH(nn::load_model(d / "flip.mpnn"), Catch::Contains("checksum"));
+  CHECK_THROWS_WITH(io::load_model(d / "flip.mpnn"), Catch::Contains("checksum"));
   write_bytes(d / "cut.mpnn", {bytes.begin(), bytes.begin() + 90});
-  CHECK_THROWS_WITH(nn::load_model(d / "cut.mpnn"), Catch::Contains("truncated") || Catch::Contains("trailing"));
+  CHECK_THROWS_WITH(io::load_model(d / "cut.mpnn"), Catch::Contains("truncated") || Catch::Contains("trailing"));
   auto magic = bytes;
   magic[0] = 'X';
   write_bytes(d / "magic.mpnn", magic);
-  CHECK_THROWS_WITH(nn::load_model(d / "magic.mpnn"), Catch::Contains("bad magic"));
+  CHECK_THROWS_WITH(io::load_model(d / "magic.mpnn"), Catch::Contains("bad magic"));
   auto longer = bytes;
   longer.push_back(0);
   write_bytes(d / "long.mpnn", longer);
-  CHECK_THROWS_WITH(nn::load_model(d / "long.mpnn"), Catch::Contains("trailing") || Catch::Contains("checksum"));
+  CHECK_THROWS_WITH(io::load_model(d / "long.mpnn"), Catch::Contains("trailing") || Catch::Contains("checksum"));
   // an existing file is replaced whole; no temporary is left behind, after a
   // successful write or a failed one (a folder in the way of the rename, a
   // folder that does not exist)
-  nn::save_model(back, d / "m.mpnn");
-  CHECK(nn::load_model(d / "m.mpnn").layers[1].W == net.layers[1].W);
+  io::save_model(back, d / "m.mpnn");
+  CHECK(io::load_model(d / "m.mpnn").layers[1].W == net.layers[1].W);
   fs::create_directories(d / "taken.mpnn" / "inside");
-  CHECK_THROWS_WITH(nn::save_model(back, d / "taken.mpnn"), Catch::Contains("cannot rename into place"));
-  CHECK_THROWS_WITH(nn::save_model(back, d / "absent" / "m.mpnn"), Catch::Contains("cannot create"));
+  CHECK_THROWS_WITH(io::save_model(back, d / "taken.mpnn"), Catch::Contains("cannot rename into place"));
+  CHECK_THROWS_WITH(io::save_model(back, d / "absent" / "m.mpnn"), Catch::Contains("cannot create"));
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(d)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
@@ -160,7 +160,7 @@ TEST_CASE("model files: bit-exact round trip, corruption is detected", "[nn][mod
 
 TEST_CASE(".npz import from the checked-in fixture (stored and deflated)", "[nn][model]") {
   for (const char* f : {"tiny.npz", "tiny_deflated.npz"}) {
-    const auto net = nn::import_npz(fs::path(MPACC_TEST_DATA) / f, {sim::activation::tanh});
+    const auto net = io::import_npz(fs::path(MPACC_TEST_DATA) / f, {sim::activation::tanh});
     INFO(f);
     REQUIRE(net.layers.size() == 2);
     CHECK(net.arch() == "3-4-2");
@@ -177,7 +177,7 @@ TEST_CASE(".npz import from the checked-in fixture (stored and deflated)", "[nn]
   }
   const auto d = temp_dir();
   write_bytes(d / "bad.npz", {1, 2, 3, 4});
-  CHECK_THROWS_WITH(nn::import_npz(d / "bad.npz", {}), Catch::Contains("not a zip"));
+  CHECK_THROWS_WITH(io::import_npz(d / "bad.npz", {}), Catch::Contains("not a zip"));
   fs::remove_all(d);
 }
 
@@ -193,7 +193,7 @@ TEST_CASE("gradients agree with central finite differences", "[nn][train]") {
     for (auto& x : X) x = 2 * rng.uniform() - 1;
     const std::vector<std::uint8_t> y = {3, 0, 9};
     std::vector<std::vector<double>> dW, db, tW, tb;
-    (void)nn::detail::loss_and_gradients(net, X.data(), y.data(), 3, dW, db);
+    (void)train::detail::loss_and_gradients(net, X.data(), y.data(), 3, dW, db);
     double worst = 0;
     const double h = 1e-6;
     for (std::size_t k = 0; k < net.layers.size(); ++k)
@@ -201,8 +201,8 @@ TEST_CASE("gradients agree with central finite differences", "[nn][train]") {
         auto p = net, m = net;
         p.layers[k].W[t] += h;
         m.layers[k].W[t] -= h;
-        const double fd = (nn::detail::loss_and_gradients(p, X.data(), y.data(), 3, tW, tb) -
-                           nn::detail::loss_and_gradients(m, X.data(), y.data(), 3, tW, tb)) /
+        const double fd = (train::detail::loss_and_gradients(p, X.data(), y.data(), 3, tW, tb) -
+                           train::detail::loss_and_gradients(m, X.data(), y.data(), 3, tW, tb)) /
                           (2 * h);
         worst = std::max(worst, std::fabs(fd - dW[k][t]) / std::max(1e-3, std::fabs(fd)));
       }
@@ -211,8 +211,8 @@ TEST_CASE("gradients agree with central finite differences", "[nn][train]") {
         auto p = net, m = net;
         p.layers[k].b[t] += h;
         m.layers[k].b[t] -= h;
-        const double fd = (nn::detail::loss_and_gradients(p, X.data(), y.data(), 3, tW, tb) -
-                           nn::detail::loss_and_gradients(m, X.data(), y.data(), 3, tW, tb)) /
+        const double fd = (train::detail::loss_and_gradients(p, X.data(), y.data(), 3, tW, tb) -
+                           train::detail::loss_and_gradients(m, X.data(), y.data(), 3, tW, tb)) /
                           (2 * h);
         worst = std::max(worst, std::fabs(fd - db[k][t]) / std::max(1e-3, std::fabs(fd)));
       }
@@ -223,7 +223,7 @@ TEST_CASE("gradients agree with central finite differences", "[nn][train]") {
 
 TEST_CASE("training converges on a synthetic problem, reproducibly", "[nn][train]") {
   // 10 Gaussian blobs in 8 dimensions
-  nn::dataset d;
+  io::dataset d;
   d.name = "blobs";
   d.rows = 2000;
   d.cols = 8;
@@ -239,20 +239,20 @@ TEST_CASE("training converges on a synthetic problem, reproducibly", "[nn][train
       d.x.push_back(centers[label * 8 + j] + 0.3 * g);
     }
   }
-  nn::train_options opt;
+  train::train_options opt;
   opt.epochs = 8;
   opt.batch = 32;
   opt.threads = 1;
   opt.progress = false;
-  std::vector<nn::epoch_report> log;
-  const auto net = nn::train({8, 32, 10}, {sim::activation::relu}, d, opt, &log);
+  std::vector<train::epoch_report> log;
+  const auto net = train::fit({8, 32, 10}, {sim::activation::relu}, d, opt, &log);
   CHECK(log.back().loss < log.front().loss);
-  CHECK(nn::evaluate_native(net, d, true, 1) > 0.95);
+  CHECK(train::evaluate_native(net, d, true, 1) > 0.95);
   // stored weights are e4m3-ieee values
   unsigned fl = 0;
   for (double w : net.layers[0].W)
     CHECK(sim::round(w, sim::formats::e4m3_ieee, sim::rounding::nearest_even, true, fl) == w);
-  const auto again = nn::train({8, 32, 10}, {sim::activation::relu}, d, opt);
+  const auto again = train::fit({8, 32, 10}, {sim::activation::relu}, d, opt);
   CHECK(again.layers[0].W == net.layers[0].W);
 }
 

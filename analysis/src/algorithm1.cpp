@@ -39,7 +39,7 @@ double kappa_score(const layer_view& lv, double numerator, double v) {
   const double ka = act_factor(lv, v);
   if (ka == 0) return 0;  // e.g. an inactive ReLU: the output is exactly 0 nearby
   if (v == 0) return std::numeric_limits<double>::infinity();
-  return numerator / std::fabs(v) * ka * lv.config->low.unit_roundoff();
+  return numerator / std::fabs(v) * ka * unit_roundoff(lv.config->low(lv.layer), lv.config->precision.rounding);
 }
 
 double kprime_score(const layer_view& lv, double v) {
@@ -216,9 +216,9 @@ void true_values(const nn::dense_layer& l, const std::vector<double>& x, std::si
     }
 }
 
-sim::layer_spec spec_for(const mixed_config& cfg, const sim::format& f) {
-  sim::layer_spec s;
-  s.base = cfg.model;
+// layer k's accumulation with accumulator f (the low or the high format)
+sim::layer_spec spec_for(const mixed_config& cfg, std::size_t k, const sim::format& f) {
+  sim::layer_spec s = cfg.precision.layer_spec(k);
   s.base.acc = f;
   s.acc = sim::precision_map::uniform(f);
   return s;
@@ -261,23 +261,28 @@ double kl_softmax(const double* zp, const double* zq, std::size_t C) {
   return std::max(0.0, kl);
 }
 
-mixed_runner::mixed_runner(const nn::mlp& net, const nn::dataset& data, std::size_t samples, const mixed_config& cfg,
+mixed_runner::mixed_runner(const nn::mlp& net, const io::dataset& data, std::size_t samples, const mixed_config& cfg,
                            int threads, const std::vector<std::vector<double>>* reference)
-    : net_(net), cfg_(cfg), rows_(samples > 0 ? std::min(samples, data.rows) : data.rows), threads_(threads) {
+    : cfg_(cfg), rows_(samples > 0 ? std::min(samples, data.rows) : data.rows), threads_(threads) {
   net.validate();
+  cfg.precision.check(net.layers.size());
+  if (!cfg.precision.maps.empty())
+    throw std::invalid_argument("Algorithm 1's low pass takes no per-component accumulator maps");
+  net_ = nn::stored_network(net, cfg.precision);
   if (net.inputs() != data.cols) throw std::invalid_argument("the network does not match the data's features");
   if (cfg.tile_rows == 0 || cfg.tile_samples == 0) throw std::invalid_argument("tile sizes must be >= 1");
   x0_.assign(data.x.begin(), data.x.begin() + static_cast<std::ptrdiff_t>(rows_ * data.cols));
-  sim::round_array(x0_, x0_, {cfg.input_format, sim::rounding::nearest_even, false, 0});
+  sim::round_array(x0_, x0_, {cfg.precision.inputs, sim::rounding::nearest_even, false, 0});
   labels_.assign(data.y.begin(), data.y.begin() + static_cast<std::ptrdiff_t>(rows_));
-  for (const auto& l : net.layers) {
+  for (std::size_t k = 0; k < net_.layers.size(); ++k) {
+    const auto& l = net_.layers[k];
     const sim::matrix_view W{l.W.data(), l.n_out, l.n_in};
-    low_.emplace_back(W, l.b, spec_for(cfg, cfg.low));
-    high_.emplace_back(W, l.b, spec_for(cfg, cfg.high));
+    low_.emplace_back(W, l.b, spec_for(cfg, k, cfg.low(k)));
+    high_.emplace_back(W, l.b, spec_for(cfg, k, cfg.high));
     std::vector<double> aw(l.W.size()), ab(l.b.size());
     for (std::size_t t = 0; t < aw.size(); ++t) aw[t] = std::fabs(l.W[t]);
     for (std::size_t t = 0; t < ab.size(); ++t) ab[t] = std::fabs(l.b[t]);
-    abs_low_.emplace_back(sim::matrix_view{aw.data(), l.n_out, l.n_in}, ab, spec_for(cfg, cfg.low));
+    abs_low_.emplace_back(sim::matrix_view{aw.data(), l.n_out, l.n_in}, ab, spec_for(cfg, k, cfg.low(k)));
     std::vector<double> norms(l.n_out);
     for (std::size_t i = 0; i < l.n_out; ++i) {
       double s = 0;
@@ -290,15 +295,20 @@ mixed_runner::mixed_runner(const nn::mlp& net, const nn::dataset& data, std::siz
   low_[0].run(X, v0_low_, threads);  // the layer-0 high and true values are computed on first use
   const sim::matrix_view exact{data.x.data(), rows_, data.cols};
   if (reference) {
-    if (reference->size() != net.layers.size()) throw std::invalid_argument("reference outputs: one vector per layer");
-    for (std::size_t k = 0; k < net.layers.size(); ++k)
-      if ((*reference)[k].size() != rows_ * net.layers[k].n_out)
+    if (reference->size() != net_.layers.size()) throw std::invalid_argument("reference outputs: one vector per layer");
+    for (std::size_t k = 0; k < net_.layers.size(); ++k)
+      if ((*reference)[k].size() != rows_ * net_.layers[k].n_out)
         throw std::invalid_argument("reference outputs: layer " + std::to_string(k + 1) + " has the wrong size");
     ref_y_ = *reference;
     return;
   }
-  auto ref = nn::fast_forward(net, cfg.ref_inputs == reference_inputs::stored ? X : exact, threads);
+  auto ref = nn::fast_forward(net_, cfg.ref_inputs == reference_inputs::stored ? X : exact, threads);
   for (auto& lv : ref.layers) ref_y_.push_back(std::move(lv.y_hi));
+}
+
+void mixed_runner::activate(std::size_t k, std::vector<double>& v, int threads) const {
+  const auto& p = cfg_.precision;
+  nn::apply_activation(net_.layers[k], p.act, v, threads, nullptr, p.act_rounding, p.act_saturate, p.seed + k + 1);
 }
 
 double mixed_runner::reference_accuracy() const {
@@ -317,14 +327,14 @@ const std::vector<double>& mixed_runner::v0_high() const {
 const std::vector<double>& mixed_runner::y0_low() const {
   std::call_once(once_[1], [&] {
     y0_low_ = v0_low_;
-    nn::apply_activation(net_.layers[0], cfg_.act_format, y0_low_, threads_);
+    activate(0, y0_low_, threads_);
   });
   return y0_low_;
 }
 const std::vector<double>& mixed_runner::y0_high() const {
   std::call_once(once_[2], [&] {
     y0_high_ = v0_high();
-    nn::apply_activation(net_.layers[0], cfg_.act_format, y0_high_, threads_);
+    activate(0, y0_high_, threads_);
   });
   return y0_high_;
 }
@@ -365,11 +375,12 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
       if ((*sel.counts)[k].size() != B)
         throw std::invalid_argument("a matched baseline's counts must cover every sample of the runner");
   const bool oracle = sel.type == kind::oracle_pre || sel.type == kind::oracle_local || sel.type == kind::oracle_gain;
-  const double c_low = cfg_.cost_of(cfg_.low), c_high = cfg_.cost_of(cfg_.high);
+  const double c_high = cfg_.cost_of(cfg_.high);
   double cost = 0, tile_cost = 0, cost_high = 0, comps = 0, recomputed = 0;
   std::vector<double> in = x0_, v_low, v_high, v_true, score, abs_in, abs_num, rel_hidden;
   for (std::size_t k = 0; k < L; ++k) {
     const auto& l = net_.layers[k];
+    const double c_low = cfg_.cost_of(cfg_.low(k));
     const sim::matrix_view X{in.data(), B, l.n_in};
     const std::vector<double>* vl = &v0_low_;
     const std::vector<double>* vh = k == 0 && sel.type != kind::uniform_low ? &v0_high() : &v0_high_;
@@ -517,7 +528,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
       if (oracle) tr.v_true = v_true;
       res.trace.push_back(std::move(tr));
     }
-    if (k > 0) nn::apply_activation(l, cfg_.act_format, out, thr);
+    if (k > 0) activate(k, out, thr);
     // componentwise relative errors against the reference outputs
     const auto& yr = ref_y_[k];
     std::vector<double> rel_logits;
@@ -581,12 +592,12 @@ std::vector<layer_diagnostics> mixed_runner::diagnostics(std::size_t max_points)
       double num = std::fabs(l.b[i]);
       for (std::size_t j = 0; j < l.n_in; ++j) num += std::fabs(l.row(i)[j] * in[s * l.n_in + j]);
       const double v = v_true[t];
-      d.kappa_dot.push_back(v != 0 ? num / std::fabs(v) : std::numeric_limits<double>::infinity());
+      d.kappa_dot.push_back(kappa_ratio(num, v));
       d.kappa_act.push_back(sim::kappa_act(l.act, v));
       d.rel_error.push_back(v != 0 ? std::fabs(v_low[t] - v) / std::fabs(v) : std::numeric_limits<double>::infinity());
     }
     out.push_back(std::move(d));
-    nn::apply_activation(l, cfg_.act_format, v_low, threads_);
+    activate(k, v_low, threads_);
     in.swap(v_low);
   }
   return out;

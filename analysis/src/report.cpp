@@ -61,6 +61,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   };
   nlohmann::json j;
   j["config"] = r.config;
+  j["precision"] = nlohmann::json::parse(r.precision.to_json());
   j["reference_inputs"] = std::string(to_string(r.ref_inputs));
   j["inputs"] = {{"stored", r.inputs_stored}, {"inexact", r.inputs_inexact}, {"overflow_or_nan", r.inputs_overflow}};
   j["violations"] = r.violations();

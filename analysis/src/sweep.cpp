@@ -17,8 +17,8 @@
 #include <stdexcept>
 
 #include "mpacc/analysis/plot.hpp"
-#include "mpacc/nn/model_io.hpp"
-#include "mpacc/nn/train.hpp"
+#include "mpacc/io/model_io.hpp"
+#include "mpacc/train/train.hpp"
 #include "mpacc/sim/threads.hpp"
 #include "mpacc/version.hpp"
 #include "sweep_internal.hpp"
@@ -73,13 +73,13 @@ namespace {
 
 nn::mlp obtain_network(const sweep_config& c, const network_spec& n, const fs::path& data_dir) {
   const auto act = sim::activation_fn{sim::parse_activation(n.act), 0.01};
-  if (!n.model.empty()) return nn::load_any(n.model, act);
+  if (!n.model.empty()) return io::load_any(n.model, act);
   fs::create_directories(c.models_dir);
   const fs::path file = c.models_dir / (network_name(n) + "-e" + std::to_string(c.epochs) + "-l" +
                                         std::to_string(c.train_limit) + "-s" + std::to_string(c.seed) + ".mpnn");
-  if (fs::exists(file)) return nn::load_model(file);
-  const auto train_set = nn::load_dataset(data_dir, n.dataset, true, c.train_limit);
-  nn::train_options opt;
+  if (fs::exists(file)) return io::load_model(file);
+  const auto train_set = io::load_dataset(data_dir, n.dataset, true, c.train_limit);
+  train::train_options opt;
   opt.epochs = c.epochs;
   opt.batch = c.batch;
   opt.seed = c.seed;
@@ -90,8 +90,8 @@ nn::mlp obtain_network(const sweep_config& c, const network_spec& n, const fs::p
   std::vector<std::size_t> shape = {train_set.cols};
   shape.insert(shape.end(), n.hidden.begin(), n.hidden.end());
   shape.push_back(10);
-  auto net = nn::train(shape, act, train_set, opt);
-  nn::save_model(net, file, nlohmann::json{{"dataset", n.dataset}, {"act", n.act}}.dump());
+  auto net = train::fit(shape, act, train_set, opt);
+  io::save_model(net, file, nlohmann::json{{"dataset", n.dataset}, {"act", n.act}}.dump());
   return net;
 }
 
@@ -174,12 +174,12 @@ std::string diagnostics_data(const std::vector<layer_diagnostics>& d, double u) 
 void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
   if (shards == 0 || shard >= shards) throw std::invalid_argument("shard index must be below the shard count");
   fs::create_directories(c.out);
-  const fs::path data_dir = c.data_dir.empty() ? nn::default_data_dir() : c.data_dir;
+  const fs::path data_dir = c.data_dir.empty() ? io::default_data_dir() : c.data_dir;
   const auto all = jobs_of(c);
   const bool tty = isatty(fileno(stderr));
   std::string out = shard_line(c, shard, shards) + csv_header();
   std::map<std::size_t, nn::mlp> nets;
-  std::map<std::size_t, nn::dataset> tests;
+  std::map<std::size_t, io::dataset> tests;
   std::map<std::size_t, std::vector<std::vector<double>>> references;  // per network: the reference pass
   std::vector<std::size_t> mine;
   for (std::size_t j = shard; j < all.size(); j += shards) mine.push_back(j);
@@ -194,13 +194,13 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
     const auto& ns = c.networks[head.network];
     if (!nets.count(head.network)) {
       nets[head.network] = obtain_network(c, ns, data_dir);
-      tests[head.network] = nn::load_dataset(data_dir, ns.dataset, false, c.samples);
+      tests[head.network] = io::load_dataset(data_dir, ns.dataset, false, c.samples);
       if (c.samples > tests[head.network].rows)
         throw std::runtime_error("samples: " + std::to_string(c.samples) + " exceeds the " +
                                  std::to_string(tests[head.network].rows) + " test images of " + ns.dataset);
     }
     mixed_config mix = c.mix;
-    mix.model.ord = c.orders[head.order];
+    mix.precision.order = c.orders[head.order];
     const auto ref_it = references.find(head.network);
     const mixed_runner R(nets[head.network], tests[head.network], c.samples, mix, c.threads,
                          ref_it == references.end() ? nullptr : &ref_it->second);
@@ -229,7 +229,7 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
       o += to_csv(hrow);
       // uniform binary32: its own runner (binary32 everywhere)
       mixed_config b32 = mix;
-      b32.low = sim::formats::binary32;
+      b32.precision.acc = {sim::formats::binary32};
       const mixed_runner r32(nets[head.network], tests[head.network], c.samples, b32, c.threads,
                              &R.reference_outputs());
       s.type = selection::kind::uniform_low;
@@ -253,7 +253,7 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
       o += to_csv(e);
       if (c.diagnostics)
         write_atomic(c.out / ("diag-" + name + "-" + file_safe(order) + ".dat"),
-                     diagnostics_data(R.diagnostics(), mix.low.unit_roundoff()));
+                     diagnostics_data(R.diagnostics(), mix.low(0).unit_roundoff()));
       ++done;
       progress(jb);
     }

@@ -12,7 +12,9 @@
 
 #include "mpacc/analysis/plot.hpp"
 #include "mpacc/analysis/sweep.hpp"
+#include "mpacc/nn/precision.hpp"
 #include "mpacc/sim/rounding.hpp"
+#include "mpacc/sim/text.hpp"
 
 namespace mpacc::analysis {
 
@@ -71,7 +73,7 @@ sweep_config reproduce_config(bool full) {
   c.orders = {{sim::order::kind::blocked, 8}, {sim::order::kind::recursive, 8}};
   // the recursive order: its uniform strategies (quick), and kprime-companion (full)
   c.order_indicators["recursive"] = full ? std::vector<std::string>{"kprime-companion"} : std::vector<std::string>{};
-  c.mix.model.saturate = true;  // docs/semantics.md §8
+  c.mix.precision.saturate = true;  // docs/semantics.md §8
   c.out = full ? "results/reproduce-full" : "results/reproduce-quick";
   return c;
 }
@@ -93,14 +95,9 @@ std::string to_json(const sweep_config& c) {
   for (const auto& o : c.orders) j["orders"].push_back(sim::to_string(o));
   j["order_indicators"] = nlohmann::json::object();
   for (const auto& [o, v] : c.order_indicators) j["order_indicators"][o] = v;
-  j["low"] = sim::to_string(c.mix.low);
+  // the low pass in full (its order is each of "orders")
+  j["precision"] = nlohmann::json::parse(c.mix.precision.to_json());
   j["high"] = sim::to_string(c.mix.high);
-  j["product"] = c.mix.model.product ? sim::to_string(*c.mix.model.product) : "exact";
-  j["rounding"] = std::string(sim::to_string(c.mix.model.mode));
-  j["saturate"] = c.mix.model.saturate;
-  j["via"] = c.mix.model.via ? sim::to_string(*c.mix.model.via) : "none";
-  j["input_format"] = sim::to_string(c.mix.input_format);
-  j["act_format"] = sim::to_string(c.mix.act_format);
   j["reference_inputs"] = std::string(to_string(c.mix.ref_inputs));
   j["tile_rows"] = c.mix.tile_rows;
   j["tile_samples"] = c.mix.tile_samples;
@@ -120,21 +117,7 @@ namespace {
 // JSON strings hold any character: what a message quotes from the configuration
 // (keys, names, values) has its control characters escaped, so that the message
 // stays one line (found by tests/fuzz/fuzz_config: a key "\r...").
-std::string printable(const std::string& s) {
-  std::string r;
-  for (const char ch : s) {
-    const auto u = static_cast<unsigned char>(ch);
-    if (u < 0x20 || u == 0x7f) {
-      constexpr char digits[] = "0123456789abcdef";
-      r += "\\x";
-      r += digits[u >> 4];
-      r += digits[u & 15];
-    } else {
-      r += ch;
-    }
-  }
-  return r;
-}
+std::string printable(const std::string& s) { return sim::printable(s, 200); }
 
 }  // namespace
 
@@ -162,7 +145,7 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
                                                  "tile_rows",    "tile_samples", "epochs",
                                                  "train_limit",  "seed",         "diagnostics",
                                                  "models_dir",   "out",          "term_cost",
-                                                 "data_dir"};
+                                                 "data_dir",     "precision"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
       fail(it.key(), it.key() == "order" ? "unknown key (a list \"orders\" replaces it)" : "unknown key");
@@ -251,7 +234,24 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
     if (!j["seed"].is_number_unsigned()) fail("seed", "must be a non-negative integer");
     c.seed = j["seed"].get<std::uint64_t>();
   }
-  if (j.contains("saturate")) c.mix.model.saturate = boolean("saturate");
+  // the low pass: a whole precision configuration, or the shorthand keys
+  static const std::vector<std::string> shorthands = {"low", "product",      "rounding",  "saturate",
+                                                      "via", "input_format", "act_format"};
+  if (j.contains("precision")) {
+    for (const auto& k : shorthands)
+      if (j.contains(k))
+        fail("precision", "replaces the key '" + k +
+                              "' (low, product, rounding, saturate, via, input_format, "
+                              "act_format): give one or the other");
+    if (!j["precision"].is_object()) fail("precision", "must be an object (the keys of a precision configuration)");
+    try {
+      c.mix.precision = nn::parse_precision_json(j["precision"].dump());
+    } catch (const std::invalid_argument& e) {
+      fail("precision", e.what());
+    }
+    if (!c.mix.precision.maps.empty()) fail("precision", "per-component maps are Algorithm 1's output, not its input");
+  }
+  if (j.contains("saturate")) c.mix.precision.saturate = boolean("saturate");
   if (j.contains("diagnostics")) c.diagnostics = boolean("diagnostics");
   if (j.contains("taus")) {
     if (!j["taus"].is_array()) fail("taus", "must be a list of numbers");
@@ -306,10 +306,14 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
       if (v.empty()) fail(key, "must not be empty");
       (std::string(key) == "out" ? c.out : std::string(key) == "data_dir" ? c.data_dir : c.models_dir) = v;
     }
-  fmt("low", c.mix.low);
+  if (j.contains("low")) {
+    sim::format low = c.mix.low(0);
+    fmt("low", low);
+    c.mix.precision.acc = {low};
+  }
   fmt("high", c.mix.high);
-  fmt("input_format", c.mix.input_format);
-  fmt("act_format", c.mix.act_format);
+  fmt("input_format", c.mix.precision.inputs);
+  fmt("act_format", c.mix.precision.act);
   if (j.contains("term_cost")) {
     if (!j["term_cost"].is_object()) fail("term_cost", "must be an object {format: cost}");
     for (auto it = j["term_cost"].begin(); it != j["term_cost"].end(); ++it) {
@@ -334,12 +338,12 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
     }
   };
   parse("reference_inputs", [&](const std::string& v) { c.mix.ref_inputs = parse_reference_inputs(v); });
-  parse("rounding", [&](const std::string& v) { c.mix.model.mode = sim::parse_rounding(v); });
+  parse("rounding", [&](const std::string& v) { c.mix.precision.rounding = sim::parse_rounding(v); });
   parse("product", [&](const std::string& v) {
-    if (v != "exact") c.mix.model.product = sim::parse_format(v);
+    if (v != "exact") c.mix.precision.product = sim::parse_format(v);
   });
   parse("via", [&](const std::string& v) {
-    if (v != "none") c.mix.model.via = sim::parse_format(v);
+    if (v != "none") c.mix.precision.via = sim::parse_format(v);
   });
   for (const auto& i : c.indicators) try {
       (void)find_indicator(i);
@@ -363,8 +367,17 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
     for (std::size_t b = 0; b < a; ++b)
       if (c.orders[a] == c.orders[b]) fail("orders", "'" + sim::to_string(c.orders[a]) + "' is listed twice");
   // every format the sweep uses needs a cost
-  for (const auto& f : {c.mix.low, c.mix.high, sim::formats::binary32})
+  std::vector<sim::format> used = c.mix.precision.acc;
+  used.push_back(c.mix.high);
+  used.push_back(sim::formats::binary32);
+  for (const auto& f : used)
     if (!(c.mix.cost_of(f) > 0)) fail("term_cost", "no positive cost for " + sim::to_string(f));
+  for (std::size_t k = 0; k < c.networks.size(); ++k) {
+    const std::size_t layers = c.networks[k].hidden.size() + 1;
+    if (c.mix.precision.acc.size() != 1 && c.networks[k].model.empty() && c.mix.precision.acc.size() != layers)
+      fail("precision", std::to_string(c.mix.precision.acc.size()) + " accumulator formats for network " +
+                            std::to_string(k) + " of " + std::to_string(layers) + " layers");
+  }
   return c;
 }
 

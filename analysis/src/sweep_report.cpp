@@ -18,6 +18,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// the low accumulator(s): one format, or one per layer joined by '+'
+std::string low_name(const mixed_config& m) {
+  std::string s;
+  for (const auto& f : m.precision.acc) s += (s.empty() ? "" : "+") + sim::to_string(f);
+  return s;
+}
+
+}  // namespace
+
+namespace {
+
 std::string fmt(const char* f, double v) {
   char b[64];
   std::snprintf(b, sizeof b, f, v);
@@ -127,9 +138,9 @@ std::string conclusions(const sweep_config& c, const std::vector<result_row>& ro
     if (!lo || !hi || !ex) continue;
     out += g.network + ", " + g.order + " (" + std::to_string(lo->samples) + " test images; reference accuracy " +
            pct(static_cast<double>(ex->correct) / static_cast<double>(ex->samples)) + " %):\n";
-    out += "  uniform " + sim::to_string(c.mix.low) + ": KL " + sci(lo->kl_mean) + ", argmax disagreement " +
-           dis_text(*lo) + ", accuracy " + pct(static_cast<double>(lo->correct) / static_cast<double>(lo->samples)) +
-           " % " + interval_pct(lo->correct, lo->samples) + "; uniform " + sim::to_string(c.mix.high) + ": KL " +
+    out += "  uniform " + low_name(c.mix) + ": KL " + sci(lo->kl_mean) + ", argmax disagreement " + dis_text(*lo) +
+           ", accuracy " + pct(static_cast<double>(lo->correct) / static_cast<double>(lo->samples)) + " % " +
+           interval_pct(lo->correct, lo->samples) + "; uniform " + sim::to_string(c.mix.high) + ": KL " +
            sci(hi->kl_mean) + ", disagreement " + dis_text(*hi) + ", accuracy " +
            pct(static_cast<double>(hi->correct) / static_cast<double>(hi->samples)) + " % " +
            interval_pct(hi->correct, hi->samples) + " (McNemar p = " + fmt("%.2g", hi->mcnemar_p) + ").\n";
@@ -341,10 +352,11 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
   std::string md = "# " + c.name +
                    "\n\nWritten by `mpacc` from `results.csv` (every number below is in it, at full "
                    "precision); the configuration is in `manifest.json`.\n\n";
-  md += "Low accumulator " + sim::to_string(c.mix.low) + ", high " + sim::to_string(c.mix.high) + ", products " +
-        (c.mix.model.product ? sim::to_string(*c.mix.model.product) : std::string("exact")) + ", rounding " +
-        std::string(sim::to_string(c.mix.model.mode)) + ", saturation " + (c.mix.model.saturate ? "on" : "off") +
-        (c.mix.model.via ? ", each rounding through " + sim::to_string(*c.mix.model.via) : std::string()) +
+  md += "Low accumulator " + low_name(c.mix) + ", high " + sim::to_string(c.mix.high) + ", products " +
+        (c.mix.precision.product ? sim::to_string(*c.mix.precision.product) : std::string("exact")) + ", rounding " +
+        std::string(sim::to_string(c.mix.precision.rounding)) + ", saturation " +
+        (c.mix.precision.saturate ? "on" : "off") +
+        (c.mix.precision.via ? ", each rounding through " + sim::to_string(*c.mix.precision.via) : std::string()) +
         ", orders " +
         [&] {
           std::string s;
@@ -446,7 +458,7 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
       const std::string df = gnuplot_quote(diag.filename().string());
       const std::size_t cols = std::min<std::size_t>(L, 4), lines = (L + cols - 1) / cols;
       std::string s = "set multiplot layout " + std::to_string(lines) + "," + std::to_string(cols) + " title " +
-                      gnuplot_quote(g.network + " (" + g.order + "), uniform " + sim::to_string(c.mix.low) +
+                      gnuplot_quote(g.network + " (" + g.order + "), uniform " + low_name(c.mix) +
                                     ": local error of each inner product against kappa_dot * u") +
                       "\nset logscale xy\nset format x '10^%L'\nset format y '10^%L'\nset grid\nunset key\n"
                       "set xlabel 'kappa_dot * u'\nset ylabel '|v_low - v| / |v|'\n";

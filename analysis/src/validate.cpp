@@ -21,6 +21,14 @@
 
 namespace mpacc::analysis {
 
+std::string_view to_string(reference_inputs r) noexcept { return r == reference_inputs::stored ? "stored" : "exact"; }
+
+reference_inputs parse_reference_inputs(std::string_view text) {
+  if (text == "stored") return reference_inputs::stored;
+  if (text == "exact") return reference_inputs::exact;
+  throw std::invalid_argument("unknown reference inputs '" + std::string(text) + "' (stored or exact)");
+}
+
 std::string_view to_string(uncovered_cause c) noexcept {
   switch (c) {
     case uncovered_cause::none:
@@ -224,23 +232,11 @@ struct layer_stats {
   }
 };
 
-std::string describe(const simulation_config& cfg) {
-  std::string s = "acc=";
-  for (std::size_t k = 0; k < cfg.layer.acc.formats.size(); ++k)
-    s += (k ? "|" : "") + sim::to_string(cfg.layer.acc.formats[k]);
-  s += " order=" + sim::to_string(cfg.layer.base.ord);
-  s += " product=" + (cfg.layer.base.product ? sim::to_string(*cfg.layer.base.product) : std::string("exact"));
-  s += " rounding=" + std::string(sim::to_string(cfg.layer.base.mode));
-  s += " saturate=" + std::string(cfg.layer.base.saturate ? "on" : "off");
-  s += " inputs=" + sim::to_string(cfg.input_format) + " activations=" + sim::to_string(cfg.act_format);
-  return s;
-}
-
 double ratio(double err, double bound) { return bound > 0 ? err / bound : (err > 0 ? kInf : 0.0); }
 
 }  // namespace
 
-std::vector<double> stored_reference_inputs(const nn::dataset& data, std::size_t rows,
+std::vector<double> stored_reference_inputs(const io::dataset& data, std::size_t rows,
                                             const sim::format& input_format) {
   rows = std::min(rows, data.rows);
   auto stored = nn::store_inputs({data.x.data(), rows, data.cols}, input_format);
@@ -253,14 +249,17 @@ std::vector<double> stored_reference_inputs(const nn::dataset& data, std::size_t
   return stored;
 }
 
-reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, const validate_options& opt,
-                                 const sim::format& input_format) {
+reference_data compute_reference(const nn::mlp& net, const io::dataset& data, const validate_options& opt,
+                                 const nn::precision_config& p) {
+  const sim::format& input_format = p.inputs;
   const auto t0 = std::chrono::steady_clock::now();
   reference_data r;
   r.rows = opt.samples > 0 ? std::min(opt.samples, data.rows) : data.rows;
   r.cols = data.cols;
   r.kind = opt.ref_inputs;
   r.input_format = input_format;
+  r.weights = p.weights;
+  r.biases = p.biases;
   r.inputs.assign(data.x.begin(), data.x.begin() + static_cast<std::ptrdiff_t>(r.rows * r.cols));
   std::vector<double> stored;
   const std::vector<double>* x = &r.inputs;
@@ -271,31 +270,40 @@ reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, co
   nn::reference_options ro;
   ro.precision = opt.precision;
   ro.threads = opt.threads;
-  r.ref = nn::reference_engine(net).forward({x->data(), r.rows, r.cols}, ro);
+  const nn::mlp stored_net = nn::stored_network(net, p);
+  r.ref = nn::reference_engine(stored_net).forward({x->data(), r.rows, r.cols}, ro);
   r.seconds = seconds_since(t0);
   return r;
 }
 
-validation_result validate(const nn::mlp& net, const reference_data& refd, const simulation_config& cfg,
+validation_result validate(const nn::mlp& model, const reference_data& refd, const nn::precision_config& p,
                            const validate_options& opt) {
-  net.validate();
+  model.validate();
+  p.check(model.layers.size());
+  auto same = [](const std::optional<sim::format>& a, const std::optional<sim::format>& b) {
+    return a.has_value() == b.has_value() && (!a || *a == *b);
+  };
+  if (!same(refd.weights, p.weights) || !same(refd.biases, p.biases))
+    throw std::invalid_argument(
+        "validate: the reference was computed on weights stored differently from the configuration's");
+  const nn::mlp net = nn::stored_network(model, p);  // what both passes compute with
   const std::size_t rows = refd.rows, L = net.layers.size();
   if (refd.cols != net.inputs()) throw std::invalid_argument("validate: reference inputs do not match the network");
-  if (refd.kind == reference_inputs::stored && !(refd.input_format == cfg.input_format))
+  if (refd.kind == reference_inputs::stored && !(refd.input_format == p.inputs))
     throw std::invalid_argument("validate: the reference was computed on inputs stored in " +
                                 sim::to_string(refd.input_format) + ", the configuration stores them in " +
-                                sim::to_string(cfg.input_format));
+                                sim::to_string(p.inputs));
   validation_result res;
-  res.config = describe(cfg);
+  res.config = p.to_string();
+  res.precision = p;
   res.ref_inputs = refd.kind;
   const auto t0 = std::chrono::steady_clock::now();
 
   // 1. the simulated pass, all samples, and the stored inputs with their flags
-  const auto run = nn::simulate(net, {refd.inputs.data(), rows, refd.cols}, cfg.layer, cfg.input_format, cfg.act_format,
-                                opt.threads);
+  const auto run = nn::simulate(model, {refd.inputs.data(), rows, refd.cols}, p, opt.threads);
   for (const auto& l : net.layers) res.layer_sizes.push_back(l.n_out);
   std::vector<unsigned> in_flags;
-  const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, cfg.input_format, &in_flags);
+  const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, p.inputs, &in_flags);
   res.inputs_stored = xin.size();
   for (unsigned f : in_flags) {
     res.inputs_inexact += (f & sim::flag::inexact) != 0;
@@ -305,26 +313,29 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
   const auto t1 = std::chrono::steady_clock::now();
 
   // 2. bound models per layer and accumulator format
-  const std::size_t nf = cfg.layer.acc.formats.size(), NL = opt.lambdas.size();
-  std::vector<std::vector<sim::bound_model>> det(L), prob(L);
-  std::vector<std::vector<std::vector<sim::bound_model>>> lprob(L);  // [layer][format][lambda]
+  const std::size_t NL = opt.lambdas.size();
+  std::vector<sim::layer_spec> specs;
+  for (std::size_t k = 0; k < L; ++k) specs.push_back(p.layer_spec(k));
+  std::vector<std::vector<analysis::bound_model>> det(L), prob(L);
+  std::vector<std::vector<std::vector<analysis::bound_model>>> lprob(L);  // [layer][format][lambda]
   std::vector<std::vector<double>> gamma_k(L), u_acc(L);
   std::vector<double> fail_prop(L, 0);  // per-product failure at opt.lambda, worst format
   std::vector<std::vector<double>> fail_local(L, std::vector<double>(NL, 0));
   for (std::size_t k = 0; k < L; ++k) {
     const std::size_t n = net.layers[k].n_in;
-    for (std::size_t f = 0; f < nf; ++f) {
-      sim::accumulation a = cfg.layer.base;
-      a.acc = cfg.layer.acc.formats[f];
-      det[k].push_back(sim::make_bound_model(n, a, sim::gamma_deterministic, 0));
-      prob[k].push_back(sim::make_bound_model(n, a, sim::gamma_probabilistic, opt.lambda));
+    for (std::size_t f = 0; f < specs[k].acc.formats.size(); ++f) {
+      sim::accumulation a = specs[k].base;
+      a.acc = specs[k].acc.formats[f];
+      det[k].push_back(analysis::make_bound_model(n, a, analysis::gamma_deterministic, 0));
+      prob[k].push_back(analysis::make_bound_model(n, a, analysis::gamma_probabilistic, opt.lambda));
       lprob[k].emplace_back();
-      for (double lam : opt.lambdas) lprob[k][f].push_back(sim::make_bound_model(n, a, sim::gamma_probabilistic, lam));
+      for (double lam : opt.lambdas)
+        lprob[k][f].push_back(analysis::make_bound_model(n, a, analysis::gamma_probabilistic, lam));
       const auto counts = sim::rounding_counts(n, a.ord);
       const int kmax = counts.empty() ? 1 : *std::max_element(counts.begin(), counts.end());
-      const double u = sim::unit_roundoff(a.acc, a.mode);
+      const double u = analysis::unit_roundoff(a.acc, a.mode);
       u_acc[k].push_back(u);
-      gamma_k[k].push_back(sim::gamma_deterministic(kmax, u, 0));
+      gamma_k[k].push_back(analysis::gamma_deterministic(kmax, u, 0));
       // the union runs over the rounding errors of the inner product: one per step
       const std::uint64_t steps = sim::words_per_dot(n, a);
       if (f == 0) {
@@ -338,11 +349,15 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
         fail_local[k][t] = std::max(fail_local[k][t], 1 - probabilistic_confidence(steps, u, opt.lambdas[t]));
     }
   }
-  const double u_in = cfg.input_format.unit_roundoff();
-  const double eta_in = cfg.input_format.min_positive() / 2;
-  const double u_act = cfg.act_format.unit_roundoff();
+  // inputs are stored with nearest-even; activations in p.act_rounding (a
+  // directed or stochastic rounding errs by up to a whole ulp, subnormal quantum included)
+  const double u_in = p.inputs.unit_roundoff();
+  const double eta_in = p.inputs.min_positive() / 2;
+  const double u_act = analysis::unit_roundoff(p.act, p.act_rounding);
   res.u_act = u_act;
-  const double eta_act = cfg.act_format.min_positive() / 2;
+  const bool act_nearest =
+      p.act_rounding == sim::rounding::nearest_even || p.act_rounding == sim::rounding::nearest_away;
+  const double eta_act = act_nearest ? p.act.min_positive() / 2 : p.act.min_positive();
   const bool exact_inputs = refd.kind == reference_inputs::exact;
 
   const std::size_t csv_n = std::min(opt.csv_samples, rows);
@@ -392,7 +407,7 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
         const double infl = 1 + 2 * (static_cast<double>(l.n_in) + 2) * kU64;
         for (std::size_t i = 0; i < l.n_out; ++i) {
           const std::size_t at = s * l.n_out + i;
-          const std::size_t fi = cfg.layer.acc.index.empty() ? 0 : cfg.layer.acc.index[i];
+          const std::size_t fi = specs[k].acc.index.empty() ? 0 : specs[k].acc.index[i];
           const auto& D = det[k][fi];
           const auto& Pm = prob[k][fi];
           for (std::size_t t = 0; t < NL; ++t) {
@@ -436,7 +451,7 @@ validation_result validate(const nn::mlp& net, const reference_data& refd, const
           next_upstream |= c.flags | c.flags_act;
           c.err_v = dd_error(c.v_sim, R.v_hi[at], R.v_lo[at]);
           c.err_y = dd_error(c.y_sim, R.y_hi[at], R.y_lo[at]);
-          c.kappa_dot = c.v_ref == 0 ? (kn == 0 ? 1.0 : kInf) : kn / std::fabs(c.v_ref);
+          c.kappa_dot = kappa_ratio(kn, c.v_ref);
           c.kappa_act = sim::kappa_act(l.act, c.v_ref);
 
           // why this component could not be bounded, if it cannot

@@ -25,7 +25,7 @@ int main(int argc, char** argv) try {
           for (std::size_t i = 0; i < lv.n_out; ++i) {
             const double v = lv.v_low[s * lv.n_out + i];
             const double num = (*lv.row_norms)[i] * std::sqrt(xn) + std::fabs(lv.weights->b[i]);
-            score[s * lv.n_out + i] = num / std::fabs(v) * lv.config->low.unit_roundoff();
+            score[s * lv.n_out + i] = num / std::fabs(v) * lv.config->low(lv.layer).unit_roundoff();
           }
         }
       },

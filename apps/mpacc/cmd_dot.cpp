@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "mpacc/analysis/bounds.hpp"
 #include "mpacc/ref/accumulate.hpp"
 #include "mpacc/ref/parse.hpp"
 #include "mpacc/sim/accumulate.hpp"
@@ -94,7 +95,7 @@ int run_dot(const dot_options& o) {
     mpfr_abs(k.get(), k.get(), MPFR_RNDN);
     kappa = mpfr_get_d(k.get(), MPFR_RNDN);
   }
-  const double bound = sim::deterministic_bound(w, x, bias, a);
+  const double bound = analysis::deterministic_bound(w, x, bias, a);
   double err = HUGE_VAL;
   if (std::isfinite(r.value)) {
     ref::mpfr_float e(64);

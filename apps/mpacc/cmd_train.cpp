@@ -12,10 +12,10 @@
 #include "commands.hpp"
 #include "mpacc/nn/precision.hpp"
 #include "mpacc/analysis/plot.hpp"
-#include "mpacc/nn/data.hpp"
-#include "mpacc/nn/model_io.hpp"
+#include "mpacc/io/data.hpp"
+#include "mpacc/io/model_io.hpp"
 #include "mpacc/nn/simulate.hpp"
-#include "mpacc/nn/train.hpp"
+#include "mpacc/train/train.hpp"
 #include "mpacc/sim/layer.hpp"
 #include "mpacc/sim/rounding.hpp"
 
@@ -44,7 +44,7 @@ int run_train(const train_cli& o) {
   std::vector<std::size_t> sizes;
   sizes = option_value("--arch", [&] { return nn::parse_arch(o.arch); });
   const auto hidden = parse_act(o.act);
-  nn::train_options opt;
+  train::train_options opt;
   opt.epochs = o.epochs;
   opt.batch = o.batch;
   // The paper's lr 0.05 reaches 85.8% on Fashion-MNIST with e4m3-ieee weights; 0.01
@@ -66,21 +66,21 @@ int run_train(const train_cli& o) {
     const auto parent = std::filesystem::path(o.out).parent_path();
     analysis::ensure_writable_dir(parent.empty() ? std::filesystem::path(".") : parent);
   }
-  const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
-  const auto train_set = nn::load_dataset(dir, o.dataset, true, o.limit);
-  const auto test_set = nn::load_dataset(dir, o.dataset, false);
+  const auto dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
+  const auto train_set = io::load_dataset(dir, o.dataset, true, o.limit);
+  const auto test_set = io::load_dataset(dir, o.dataset, false);
   std::fprintf(stderr,
                "training %s %s on %s (%zu images), %zu epochs, batch %zu, lr %g, momentum %g, seed %llu, storage %s\n",
                o.arch.c_str(), o.act.c_str(), o.dataset.c_str(), train_set.rows, o.epochs, o.batch, opt.lr, o.momentum,
                static_cast<unsigned long long>(o.seed), o.storage.c_str());
-  opt.on_epoch = [](const nn::epoch_report& r) {
+  opt.on_epoch = [](const train::epoch_report& r) {
     std::fprintf(stderr, "epoch %2zu  loss %.4f  train accuracy %.2f%%  %.1f s\n", r.epoch, r.loss,
                  100 * r.train_accuracy, r.seconds);
   };
-  std::vector<nn::epoch_report> log;
-  const auto net = nn::train(sizes, hidden, train_set, opt, &log);
-  const double acc32 = nn::evaluate_native(net, test_set, true, o.threads);
-  const double acc64 = nn::evaluate_native(net, test_set, false, o.threads);
+  std::vector<train::epoch_report> log;
+  const auto net = train::fit(sizes, hidden, train_set, opt, &log);
+  const double acc32 = train::evaluate_native(net, test_set, true, o.threads);
+  const double acc64 = train::evaluate_native(net, test_set, false, o.threads);
   double total = 0;
   for (const auto& r : log) total += r.seconds;
   const nlohmann::json meta = {{"dataset", o.dataset},
@@ -96,7 +96,7 @@ int run_train(const train_cli& o) {
                                {"test_accuracy_binary32", acc32},
                                {"test_accuracy_binary64", acc64},
                                {"train_seconds", total}};
-  nn::save_model(net, o.out, meta.dump());
+  io::save_model(net, o.out, meta.dump());
   std::printf("test accuracy (binary32): %.2f%%\n", 100 * acc32);
   std::printf("test accuracy (binary64): %.2f%%\n", 100 * acc64);
   std::printf("training time: %.1f s (%.1f s per epoch)\n", total, total / static_cast<double>(o.epochs));
@@ -118,27 +118,10 @@ struct eval_cli {
 // The precision of the simulated pass: --precision (compact) or --precision-file
 // (JSON), or the single options.
 std::optional<nn::precision_config> eval_precision(const eval_cli& o) {
-  bool single = false;
-  for (const auto* opt : o.precision_options) single = single || opt->count() > 0;
-  if (!o.precision.empty() && !o.precision_file.empty())
-    throw usage_error("--precision and --precision-file exclude each other");
-  if (!o.precision.empty() || !o.precision_file.empty()) {
-    if (single)
-      throw usage_error(
-          "--precision/--precision-file replace --storage, --acc, --order, --product, --rounding, "
-          "--act-format and --input-format: give one or the other");
-    if (!o.precision.empty()) return option_value("--precision", [&] { return nn::parse_precision(o.precision); });
-    std::ifstream in(o.precision_file, std::ios::binary);
-    if (!in) throw std::runtime_error(o.precision_file + ": cannot open");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.size() > (1u << 26))
-      throw std::runtime_error(o.precision_file + ": larger than 64 MiB, not a precision configuration");
-    try {
-      return nn::parse_precision_json(text);
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(o.precision_file + ": " + e.what());
-    }
-  }
+  if (auto p =
+          precision_from_options(o.precision, o.precision_file, o.precision_options,
+                                 "--storage, --acc, --order, --product, --rounding, --act-format and --input-format"))
+    return p;
   nn::precision_config p;
   if (o.storage != "none")
     p.weights = p.biases = option_value("--storage", [&] { return sim::parse_format(o.storage); });
@@ -156,7 +139,7 @@ std::optional<nn::precision_config> eval_precision(const eval_cli& o) {
 
 int run_eval(const eval_cli& o) {
   if (o.model.empty()) throw usage_error("--model: a model file is required");
-  auto net = nn::load_any(o.model, parse_act(o.act));
+  auto net = io::load_any(o.model, parse_act(o.act));
   const auto precision = eval_precision(o);
   if (precision) {
     try {
@@ -166,14 +149,14 @@ int run_eval(const eval_cli& o) {
     }
     net = nn::stored_network(net, *precision);
   } else if (o.storage != "none") {
-    nn::round_weights(net, option_value("--storage", [&] { return sim::parse_format(o.storage); }));
+    train::round_weights(net, option_value("--storage", [&] { return sim::parse_format(o.storage); }));
   }
-  const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
-  const auto test_set = nn::load_dataset(dir, o.dataset, false, o.limit);
+  const auto dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
+  const auto test_set = io::load_dataset(dir, o.dataset, false, o.limit);
   std::printf("model %s (%s), %s test set: %zu images\n", o.model.c_str(), net.arch().c_str(), o.dataset.c_str(),
               test_set.rows);
-  std::printf("accuracy binary32: %.2f%%\n", 100 * nn::evaluate_native(net, test_set, true, o.threads));
-  std::printf("accuracy binary64: %.2f%%\n", 100 * nn::evaluate_native(net, test_set, false, o.threads));
+  std::printf("accuracy binary32: %.2f%%\n", 100 * train::evaluate_native(net, test_set, true, o.threads));
+  std::printf("accuracy binary64: %.2f%%\n", 100 * train::evaluate_native(net, test_set, false, o.threads));
   if (!precision) return 0;
   const auto pass = nn::simulate(net, {test_set.x.data(), test_set.rows, test_set.cols}, *precision, o.threads);
   std::size_t correct = 0, overflowed = 0, outputs = 0;

@@ -16,7 +16,7 @@
 #include "commands.hpp"
 #include "mpacc/analysis/plot.hpp"
 #include "mpacc/analysis/validate.hpp"
-#include "mpacc/nn/model_io.hpp"
+#include "mpacc/io/model_io.hpp"
 
 namespace mpacc::app {
 
@@ -25,11 +25,13 @@ namespace {
 struct validate_cli {
   std::string model, dataset = "mnist", act = "relu", data, out = "results/validate";
   std::string acc = "e4m3-ieee", order = "blocked:8", product = "exact", rounding = "nearest-even";
-  std::string saturate = "off", input_format = "binary32", act_format = "binary32";
+  std::string saturate = "off", input_format = "binary32", act_format = "binary32", storage = "none";
+  std::string precision, precision_file;
+  std::vector<CLI::Option*> precision_options;  // the single-choice options --precision replaces
   std::size_t samples = 1000, csv_samples = 20;
   double lambda = 5;
   std::string lambdas = "1,2,3,4,5", ref_inputs = "stored";
-  long precision = 200;
+  long reference_bits = 200;
   bool no_plots = false, samples_given = false;
   int threads = 0;
 };
@@ -98,7 +100,7 @@ void print_summary(const std::string& name, const analysis::validation_result& r
 }
 
 int run_validate(const validate_cli& o) {
-  nn::mlp net = nn::load_any(o.model, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01});
+  nn::mlp net = io::load_any(o.model, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01});
   analysis::validate_options opt;
   opt.samples = o.samples;
   opt.csv_samples = o.csv_samples;
@@ -120,51 +122,82 @@ int run_validate(const validate_cli& o) {
     });
     opt.lambdas.push_back(v);
   }
-  if (o.precision < 64 || o.precision > 100000) throw usage_error("--precision: between 64 and 100000 bits");
-  opt.precision = o.precision;
+  if (o.reference_bits < 64 || o.reference_bits > 100000)
+    throw usage_error("--reference-bits: between 64 and 100000 bits");
+  opt.precision = o.reference_bits;
   opt.threads = o.threads;
   opt.ref_inputs = option_value("--reference-inputs", [&] { return analysis::parse_reference_inputs(o.ref_inputs); });
-  std::vector<analysis::simulation_config> configs;
+  std::vector<nn::precision_config> configs;
   std::vector<std::string> names;
-  for (const auto& acc : split_list(o.acc))
-    for (const auto& ord : split_list(o.order)) {
-      analysis::simulation_config c;
-      c.layer.acc = sim::precision_map::uniform(option_value("--acc", [&] { return sim::parse_format(acc); }));
-      c.layer.base.ord = option_value("--order", [&] { return sim::parse_order(ord); });
-      c.layer.base.mode = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
-      if (o.product != "exact")
-        c.layer.base.product = option_value("--product", [&] { return sim::parse_format(o.product); });
-      c.input_format = option_value("--input-format", [&] { return sim::parse_format(o.input_format); });
-      c.act_format = option_value("--act-format", [&] { return sim::parse_format(o.act_format); });
-      c.layer.base.saturate = parse_switch("--saturate", o.saturate);
-      configs.push_back(c);
-      names.push_back(safe(acc) + "_" + safe(ord));
+  if (auto p = precision_from_options(o.precision, o.precision_file, o.precision_options,
+                                      "--storage, --acc, --order, --product, --rounding, --saturate, --input-format "
+                                      "and --act-format")) {
+    configs.push_back(*p);
+    std::string acc;
+    for (const auto& f : p->acc) acc += (acc.empty() ? "" : "+") + sim::to_string(f);
+    names.push_back(safe(acc) + "_" + safe(sim::to_string(p->order)));
+  } else {
+    nn::precision_config base;
+    if (o.storage != "none")
+      base.weights = base.biases = option_value("--storage", [&] { return sim::parse_format(o.storage); });
+    else
+      base.weights = base.biases = std::nullopt;
+    base.rounding = option_value("--rounding", [&] { return sim::parse_rounding(o.rounding); });
+    if (o.product != "exact") base.product = option_value("--product", [&] { return sim::parse_format(o.product); });
+    base.inputs = option_value("--input-format", [&] { return sim::parse_format(o.input_format); });
+    base.act = option_value("--act-format", [&] { return sim::parse_format(o.act_format); });
+    base.saturate = parse_switch("--saturate", o.saturate);
+    for (const auto& acc : split_list(o.acc))
+      for (const auto& ord : split_list(o.order)) {
+        nn::precision_config c = base;
+        c.acc = {option_value("--acc", [&] { return sim::parse_format(acc); })};
+        c.order = option_value("--order", [&] { return sim::parse_order(ord); });
+        configs.push_back(c);
+        names.push_back(safe(acc) + "_" + safe(ord));
+      }
+  }
+  for (const auto& c : configs) {
+    try {
+      c.check(net.layers.size());
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(e.what());
     }
+  }
   if (configs.empty()) throw usage_error("--acc, --order: no configuration to validate");
   analysis::ensure_writable_dir(o.out);
-  const auto dir = o.data.empty() ? nn::default_data_dir() : std::filesystem::path(o.data);
-  const auto test_set = nn::load_dataset(dir, o.dataset, false, o.samples);
+  const auto dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
+  const auto test_set = io::load_dataset(dir, o.dataset, false, o.samples);
   if (o.samples_given && o.samples > test_set.rows)
     throw usage_error("--samples: " + std::to_string(o.samples) + " exceeds the " + std::to_string(test_set.rows) +
                       " test images of " + o.dataset);
   if (opt.ref_inputs == analysis::reference_inputs::stored)  // fail before the long pass
     option_value("--input-format",
-                 [&] { return analysis::stored_reference_inputs(test_set, test_set.rows, configs[0].input_format); });
-  std::fprintf(stderr, "reference pass (MPFR, %ld bits, %s inputs) of %s on %zu %s images...\n", o.precision,
+                 [&] { return analysis::stored_reference_inputs(test_set, test_set.rows, configs[0].inputs); });
+  std::fprintf(stderr, "reference pass (MPFR, %ld bits, %s inputs) of %s on %zu %s images...\n", o.reference_bits,
                o.ref_inputs.c_str(), net.arch().c_str(), test_set.rows, o.dataset.c_str());
-  const auto ref = analysis::compute_reference(net, test_set, opt, configs[0].input_format);
-  std::fprintf(stderr, "reference: %.1f s\n", ref.seconds);
+  // one reference per distinct storage of weights, biases and inputs (one with the single options)
+  std::vector<analysis::reference_data> refs;
+  auto reference_for = [&](const nn::precision_config& p) -> const analysis::reference_data& {
+    for (const auto& r : refs)
+      if (r.input_format == p.inputs && r.weights == p.weights && r.biases == p.biases) return r;
+    refs.push_back(analysis::compute_reference(net, test_set, opt, p));
+    std::fprintf(stderr, "reference: %.1f s\n", refs.back().seconds);
+    return refs.back();
+  };
+  refs.reserve(configs.size());
   std::size_t violations = 0, uncovered = 0;
   std::printf("%-28s %5s %9s %9s %7s %7s %9s %12s %10s %9s %9s %9s %8s\n", "configuration", "layer", "comps",
               "uncovered", "viol_v", "viol_y", "viol_dot", "prob_freq_y", "prob_stated", "q50", "q99", "max",
               "spearman");
   std::vector<analysis::validation_result> results;
   for (std::size_t c = 0; c < configs.size(); ++c) {
+    const auto& ref = reference_for(configs[c]);
     auto r = analysis::validate(net, ref, configs[c], opt);
     nlohmann::json manifest = {{"model", o.model},
                                {"dataset", o.dataset},
                                {"samples", ref.rows},
-                               {"reference_precision", o.precision},
+                               {"reference_precision", o.reference_bits},
+                               {"precision", nlohmann::json::parse(configs[c].to_json())},
                                {"reference_inputs", o.ref_inputs},
                                {"lambda", o.lambda},
                                {"lambdas", opt.lambdas},
@@ -221,21 +254,31 @@ command add_validate_command(CLI::App& app) {
   auto* samples = sub->add_option("--samples", o->samples, "first N test images (0: all 10,000)")
                       ->check(CLI::Range(std::size_t{0}, std::size_t{100000000}))
                       ->capture_default_str();
-  sub->add_option("--acc", o->acc, "accumulator format(s), comma-separated")->capture_default_str();
-  sub->add_option("--order", o->order, "order(s), comma-separated: recursive, pairwise, blocked:B")
-      ->capture_default_str();
-  sub->add_option("--product", o->product, "exact or a product format")->capture_default_str();
-  sub->add_option("--rounding", o->rounding, "accumulator rounding mode")->capture_default_str();
-  sub->add_option("--saturate", o->saturate, "on|off")->capture_default_str();
-  sub->add_option("--input-format", o->input_format, "format the inputs are stored in")->capture_default_str();
-  sub->add_option("--act-format", o->act_format, "format activations are rounded to")->capture_default_str();
+  o->precision_options = {
+      sub->add_option("--storage", o->storage, "round weights and biases to this format first, or none")
+          ->capture_default_str(),
+      sub->add_option("--acc", o->acc, "accumulator format(s), comma-separated")->capture_default_str(),
+      sub->add_option("--order", o->order, "order(s), comma-separated: recursive, pairwise, blocked:B")
+          ->capture_default_str(),
+      sub->add_option("--product", o->product, "exact or a product format")->capture_default_str(),
+      sub->add_option("--rounding", o->rounding, "accumulator rounding mode")->capture_default_str(),
+      sub->add_option("--saturate", o->saturate, "on|off")->capture_default_str(),
+      sub->add_option("--input-format", o->input_format, "format the inputs are stored in")->capture_default_str(),
+      sub->add_option("--act-format", o->act_format, "format activations are rounded to")->capture_default_str()};
+  sub->add_option("--precision", o->precision,
+                  "one configuration, every precision choice in one line (as for eval; docs/semantics.md), "
+                  "e.g. 'acc=e4m3-ieee;order=blocked:8;act=binary16;act_rounding=toward-zero'; replaces the "
+                  "single options");
+  sub->add_option("--precision-file", o->precision_file,
+                  "the same as a JSON file (per-layer accumulators, per-component maps)");
   sub->add_option("--lambda", o->lambda, "probabilistic bound parameter, propagated through the network")
       ->capture_default_str();
   sub->add_option("--lambdas", o->lambdas, "lambdas of the per-inner-product probabilistic checks")
       ->capture_default_str();
   sub->add_option("--reference-inputs", o->ref_inputs, "stored | exact: the inputs the reference pass takes")
       ->capture_default_str();
-  sub->add_option("--precision", o->precision, "reference precision in bits")->capture_default_str();
+  sub->add_option("--reference-bits", o->reference_bits, "reference precision in bits (64..100000)")
+      ->capture_default_str();
   sub->add_option("--csv-samples", o->csv_samples, "samples written to components.csv and plotted")
       ->capture_default_str();
   sub->add_option("--out", o->out, "output folder")->capture_default_str();

@@ -6,9 +6,13 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <optional>
+#include <vector>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include "mpacc/nn/precision.hpp"
 
 namespace mpacc::app {
 
@@ -49,6 +53,15 @@ bool parse_switch(std::string_view option, std::string_view value);
 // `token` for a message: control characters and NUL bytes as \xNN, so that a
 // message is one whole line whatever the input held.
 std::string printable(std::string_view token);
+
+// The precision of a simulated pass from --precision (compact form) or
+// --precision-file (JSON): nullopt when neither is given; usage_error when both
+// are, or when one of `single` (the single-choice options they replace, named
+// in `single_names`) was given too; a file that cannot be read or parsed is a
+// runtime_error naming it.
+std::optional<nn::precision_config> precision_from_options(const std::string& compact, const std::string& file,
+                                                           const std::vector<CLI::Option*>& single,
+                                                           const std::string& single_names);
 
 // C99 hex float of a double as the README's interface prints it: "0x1.8p+3", "nan", "inf", "-inf".
 std::string hex(double v);

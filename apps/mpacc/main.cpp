@@ -2,11 +2,13 @@
 // mpacc: command-line front end. Thin: parses arguments and calls the library.
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <map>
 #include <new>
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "mpacc/sim/text.hpp"
 #include "mpacc/version.hpp"
 
 namespace mpacc::app {
@@ -17,19 +19,30 @@ bool parse_switch(std::string_view option, std::string_view value) {
   throw usage_error(std::string(option) + ": '" + std::string(value) + "' must be on or off");
 }
 
-std::string printable(std::string_view token) {
-  std::string r;
-  for (char c : token) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\x%02x", u);
-      r += b;
-    } else {
-      r += c;
-    }
+std::string printable(std::string_view token) { return sim::printable(token, 200); }
+
+std::optional<nn::precision_config> precision_from_options(const std::string& compact, const std::string& file,
+                                                           const std::vector<CLI::Option*>& single,
+                                                           const std::string& single_names) {
+  if (compact.empty() && file.empty()) return std::nullopt;
+  if (!compact.empty() && !file.empty()) throw usage_error("--precision and --precision-file exclude each other");
+  for (const auto* opt : single)
+    if (opt->count() > 0)
+      throw usage_error("--precision/--precision-file replace " + single_names + ": give one or the other");
+  if (!compact.empty()) return option_value("--precision", [&] { return nn::parse_precision(compact); });
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error(file + ": cannot open");
+  std::string text;
+  constexpr std::size_t cap = std::size_t{1} << 26;
+  text.resize(cap + 1);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > cap) throw std::runtime_error(file + ": larger than 64 MiB, not a precision configuration");
+  try {
+    return nn::parse_precision_json(text);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(file + ": " + e.what());
   }
-  return r;
 }
 
 std::string hex(double v) {

@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: MIT
-// libFuzzer target: mpacc model files (nn::parse_model, the body of nn::load_model).
+// libFuzzer target: mpacc model files (io::parse_model, the body of io::load_model).
 #include <cstdint>
 #include <string>
 
 #include "fuzz_common.hpp"
-#include "mpacc/nn/model_io.hpp"
+#include "mpacc/io/model_io.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string name = "fuzz.mpnn";
   try {
     std::string meta;
-    const auto net = mpacc::nn::parse_model({data, size}, name, &meta);
+    const auto net = mpacc::io::parse_model({data, size}, name, &meta);
     // what is accepted is a valid network
     net.validate();
   } catch (const std::runtime_error& e) {

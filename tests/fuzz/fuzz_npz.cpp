@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// libFuzzer target: .npz archives (nn::parse_npz, the body of nn::import_npz).
+// libFuzzer target: .npz archives (io::parse_npz, the body of io::import_npz).
 //
 // The first input byte chooses the mode. Even: the rest is the archive itself
 // (zip structure, offsets, sizes, CRCs). Odd: the rest is a list of members,
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "fuzz_common.hpp"
-#include "mpacc/nn/model_io.hpp"
+#include "mpacc/io/model_io.hpp"
 
 namespace {
 
@@ -113,7 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     archive = {reinterpret_cast<const std::uint8_t*>(packed.data()), packed.size()};
   }
   try {
-    const auto net = mpacc::nn::parse_npz(archive, name, {mpacc::sim::activation::tanh});
+    const auto net = mpacc::io::parse_npz(archive, name, {mpacc::sim::activation::tanh});
     net.validate();
   } catch (const std::runtime_error& e) {
     mpacc::fuzz::check_message(e, name);

@@ -6,15 +6,15 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "mpacc/nn/data.hpp"
 #include "mpacc/sim/rounding.hpp"
+#include "mpacc/sim/text.hpp"
 
 namespace mpacc::nn {
 
 namespace {
 
 // what a message quotes from the input, one line whatever it holds
-std::string printable(const std::string& s) { return detail::printable(s, 200); }
+std::string printable(const std::string& s) { return sim::printable(s, 200); }
 
 [[noreturn]] void fail(const std::string& key, const std::string& why) {
   throw std::invalid_argument("precision: key '" + printable(key) + "': " + printable(why));

@@ -17,20 +17,31 @@
 #include <vector>
 
 #include "mpacc/analysis/bounds.hpp"
-#include "mpacc/nn/data.hpp"
+#include "mpacc/analysis/validate.hpp"
+#include "mpacc/io/data.hpp"
 #include "mpacc/nn/network.hpp"
+#include "mpacc/nn/precision.hpp"
 #include "mpacc/sim/layer.hpp"
 
 namespace mpacc::analysis {
 
 struct mixed_config {
-  sim::format low = sim::formats::e4m3_ieee;
+  // The low pass in full (docs/semantics.md §2-4): storage formats of weights,
+  // biases and inputs, the low accumulator of each layer (precision.acc: one,
+  // or one per layer), rounding mode, product model, order, saturation, the
+  // double rounding `via`, the stochastic seed, and the activations' format,
+  // rounding and saturation. No per-component maps (Algorithm 1 makes them).
+  // Default: e4m3-ieee accumulators, weights and biases stored in e4m3-ieee.
+  nn::precision_config precision = [] {
+    nn::precision_config p;
+    p.acc = {sim::formats::e4m3_ieee};
+    return p;
+  }();
+  // The accumulator the selected components are recomputed in (every layer);
+  // everything else as in `precision`.
   sim::format high = sim::formats::binary16;
-  // mode, product model, order, saturation, seed and the optional double
-  // rounding `via` of both passes; model.acc is replaced by low or high
-  sim::accumulation model;
-  sim::format input_format = sim::formats::binary32;
-  sim::format act_format = sim::formats::binary32;
+  // the low accumulator of layer k
+  [[nodiscard]] const sim::format& low(std::size_t layer) const { return precision.accumulator(layer); }
   // the inputs of the reference pass the outputs are compared with: the stored
   // inputs (default) or the exact data
   reference_inputs ref_inputs = reference_inputs::stored;
@@ -114,11 +125,7 @@ std::string_view to_string(selection::kind k) noexcept;
 // throws std::invalid_argument naming the token and the choices.
 selection::kind parse_baseline(std::string_view text);
 
-// Quantiles of a set of non-negative values (n = how many).
-struct quantiles {
-  double q50 = 0, q90 = 0, q99 = 0, max = 0;
-  std::size_t n = 0;
-};
+// Quantiles of a set of non-negative values (the struct of validate.hpp).
 // Nearest-rank quantiles (q = the value of rank ceil(q n)); NaN sorts last
 // (as +inf). Reorders `values`.
 quantiles quantiles_of(std::vector<double>& values);
@@ -179,10 +186,11 @@ struct layer_diagnostics {
 // results are computed once, on first use, under std::call_once).
 class mixed_runner {
  public:
-  // `reference`: the reference outputs per layer (samples x n_out) when they
+  // The network is stored as cfg.precision says (nn::stored_network) and kept
+  // by the runner. `reference`: the reference outputs per layer (samples x n_out) when they
   // are already known (e.g. from another runner on the same network, inputs
   // and input format: reference_outputs()); computed here otherwise.
-  mixed_runner(const nn::mlp& net, const nn::dataset& data, std::size_t samples, const mixed_config& cfg,
+  mixed_runner(const nn::mlp& net, const io::dataset& data, std::size_t samples, const mixed_config& cfg,
                int threads = 0, const std::vector<std::vector<double>>* reference = nullptr);
   [[nodiscard]] const std::vector<std::vector<double>>& reference_outputs() const noexcept { return ref_y_; }
   // threads: -1 = the runner's
@@ -198,7 +206,7 @@ class mixed_runner {
   void precompute(bool abs_numerator) const;
 
  private:
-  const nn::mlp& net_;
+  nn::mlp net_;  // as stored (cfg.precision's weight and bias formats)
   mixed_config cfg_;
   std::size_t rows_;
   int threads_;
@@ -216,6 +224,8 @@ class mixed_runner {
   const std::vector<double>& y0_high() const;
   const std::vector<double>& v0_true() const;
   const std::vector<double>& abs0() const;
+  // phi of layer k, rounded to the activation format as cfg_.precision says
+  void activate(std::size_t k, std::vector<double>& v, int threads) const;
 };
 
 }  // namespace mpacc::analysis

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
-// Componentwise condition numbers and error bounds of a simulated MLP
-// (docs/semantics.md §6, docs/error-bounds.md): kappa_dot, kappa_act, the deterministic bound of each
-// accumulation model with stored-input errors, the probabilistic bound of
-// Higham & Mary (2019), first-order and rigorous (mean-value) output bounds,
-// propagated through all layers. Derivations: docs/error-bounds.md.
+// Every error bound of the toolkit's simulated passes in one place (the
+// target mpacc::bounds, which depends on mpacc::sim only): the unit roundoff
+// of a rounding, gamma functions, the deterministic and probabilistic
+// (Higham & Mary 2019) bounds of one simulated inner product, condition
+// numbers (kappa_dot) and the derivative bounds that carry an error through an
+// activation. validate.cpp propagates them through a network; the reference
+// engine's own accuracy statement (nn/reference.hpp) is about the reference,
+// not the simulation. Definitions: docs/semantics.md §6; derivations:
+// docs/error-bounds.md.
 #pragma once
 
 #include <cstddef>
@@ -13,34 +17,16 @@
 #include <string_view>
 #include <vector>
 
-#include "mpacc/nn/network.hpp"
 #include "mpacc/sim/accumulate.hpp"
 #include "mpacc/sim/activation.hpp"
-#include "mpacc/sim/layer.hpp"
 
 namespace mpacc::analysis {
-
-// How a network is simulated: every layer with the same accumulation model
-// (the precision map may differ per component), inputs stored in
-// `input_format`, each activation evaluated in binary64 and rounded to
-// `act_format` (docs/semantics.md §3-4). Hidden values keep their act_format precision.
-struct simulation_config {
-  sim::layer_spec layer;  // accumulator map, mode, product, order, saturation
-  sim::format input_format = sim::formats::binary32;
-  sim::format act_format = sim::formats::binary32;
-};
-
-// Which inputs the reference pass takes: the data as stored in the input
-// format (the default: the reference then answers "what does the accumulation
-// cost", and the storage error of the data is reported as a separate term),
-// or the exact data (the bounds then include the storage error).
-enum class reference_inputs { stored, exact };
-std::string_view to_string(reference_inputs r) noexcept;
-reference_inputs parse_reference_inputs(std::string_view text);  // "stored" | "exact"
 
 // kappa_dot = (|w|^T|x| + |b|) / |w^T x + b|; `value` is w^T x + b (from the
 // reference); +inf for an exact zero with a non-zero numerator, 1 for 0/0.
 double kappa_dot(std::span<const double> w, std::span<const double> x, double b, double value) noexcept;
+// The same ratio from its parts: numerator |w|^T|x| + |b| and value w^T x + b.
+double kappa_ratio(double numerator, double value) noexcept;
 
 // An upper bound of sup |phi'(t)| for t in [lo, hi]: exact for identity and (leaky)
 // ReLU; for tanh and sigmoid, whose derivatives peak at 0, phi' at the point nearest
@@ -53,23 +39,44 @@ double max_derivative(const sim::activation_fn& f, double lo, double hi) noexcep
 // 1 - 2 roundings exp(-lambda^2 (1 - u)^2 / 2) (clamped at 0).
 double probabilistic_confidence(std::size_t roundings, double u, double lambda) noexcept;
 
-// Per-component results of one simulated layer for one sample.
-struct component_result {
-  double v_ref = 0, v_sim = 0, y_ref = 0, y_sim = 0;  // reference (nearest binary64) and simulated
-  double err_v = 0, err_y = 0;                        // |sim - ref| from the reference's double-double
-  double kappa_dot = 0, kappa_act = 0;
-  double bound_v = 0, bound_y = 0;            // deterministic, propagated (absolute); inf when uncovered
-  double prob_bound_v = 0, prob_bound_y = 0;  // probabilistic (absolute)
-  double first_order = 0;                     // kappa_act kappa_dot gamma_k(u) + u_act (relative, to first order)
-  // per inner product, on the layer's own (simulated) inputs: |v_sim - w^T x_sim - b| (NaN when not checked)
-  // and the deterministic accumulation bound
-  double err_local = 0, bound_local = 0;
-  unsigned flags = 0;          // sim::flag bits of the inner product (products and sums)
-  unsigned flags_act = 0;      // evaluating phi and rounding it to the activation format
-  unsigned flags_in = 0;       // everything upstream: the stored inputs, then every earlier layer (OR over the sample)
-  std::uint8_t cause = 0;      // uncovered_cause (0: covered)
-  bool act_dominated = false;  // the output bound is mostly the activation's evaluation and rounding
-  [[nodiscard]] bool covered() const noexcept { return cause == 0; }
+// ---------------------------------------------------------------------------
+// Accumulation bounds (docs/error-bounds.md)
+
+// The deterministic bound of docs/error-bounds.md on |v_hat - v|:
+//   sum_j |w_j x_j| ((1+u_p)(1+u)^k_j - 1) + |b| u + (number of roundings) * eta
+// with u the accumulator's unit roundoff (2^-p for nearest, 2^(1-p) otherwise;
+// with `via`, u + u_via + u u_via, the error of the two roundings together),
+// u_p the product format's (0 for exact products) and eta the largest
+// absolute error of a rounding in the subnormal range (half or one subnormal
+// quantum of each format). Evaluated in binary64 with upward-rounded margins.
+// Not valid when an overflow or saturation occurred (flag::overflow).
+double deterministic_bound(std::span<const double> w, std::span<const double> x, double bias,
+                           const sim::accumulation& a);
+
+// The same bound with gamma_k(u) replaced by gamma(k, u) (e.g. the
+// probabilistic gamma-tilde of Higham & Mary, param = lambda).
+using gamma_fn = double (*)(int k, double u, double param);
+double accumulation_bound(std::span<const double> w, std::span<const double> x, double bias, const sim::accumulation& a,
+                          gamma_fn gamma, double param);
+
+// The bound as coefficients, for evaluating it on many inner products of the
+// same length and model: bound = margin * (sum_j |w_j x_j| theta[j] + |b| bias_coef + eta).
+struct bound_model {
+  std::vector<double> theta;  // per term: (1 + u_p)(1 + gamma(k_j)) - 1
+  double bias_coef = 0;       // u of the accumulator (the bias is rounded once)
+  double eta = 0;             // additive subnormal-range errors, amplified
+  double margin = 1;          // 1 + (n + 8) 2^-52 for the bound's own evaluation
+  [[nodiscard]] double evaluate(std::span<const double> w, std::span<const double> x, double bias) const noexcept;
 };
+bound_model make_bound_model(std::size_t n, const sim::accumulation& a, gamma_fn gamma, double param);
+
+// (1 + u)^k - 1 rounded up: the exact worst case that gamma_k(u) = k u / (1 - k u)
+// bounds when k u < 1, and finite for any k; param unused.
+double gamma_deterministic(int k, double u, double param) noexcept;
+// Higham & Mary (2019): gamma-tilde_k(lambda) = exp(lambda sqrt(k) u + k u^2 / (1 - u)) - 1,
+// param = lambda.
+double gamma_probabilistic(int k, double u, double lambda) noexcept;
+// Unit roundoff of a rounding to f in `mode`: 2^-p for nearest modes, 2^(1-p) otherwise.
+double unit_roundoff(const sim::format& f, sim::rounding mode) noexcept;
 
 }  // namespace mpacc::analysis

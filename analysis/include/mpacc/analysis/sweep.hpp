@@ -45,7 +45,14 @@ struct sweep_config {
   // the indicators of `indicators` that both the order's and the network's
   // lists (where given) include, in the order of `indicators`
   [[nodiscard]] std::vector<std::string> indicators_for(const network_spec& n, const sim::order& o) const;
-  mixed_config mix;  // mix.model.ord is replaced by each of `orders`
+  // the low pass (mix.precision) and the high accumulator; mix.precision.order is
+  // replaced by each of `orders`. Weights and biases are used as stored (the
+  // trained models hold e4m3-ieee values) unless the configuration says otherwise.
+  mixed_config mix = [] {
+    mixed_config m;
+    m.precision.weights = m.precision.biases = std::nullopt;
+    return m;
+  }();
   // training of networks that have no model file
   std::size_t epochs = 10, train_limit = 0, batch = 64;
   std::uint64_t seed = 1234;

@@ -15,10 +15,38 @@
 #include <vector>
 
 #include "mpacc/analysis/bounds.hpp"
-#include "mpacc/nn/data.hpp"
+#include "mpacc/io/data.hpp"
+#include "mpacc/nn/precision.hpp"
 #include "mpacc/nn/reference.hpp"
 
 namespace mpacc::analysis {
+
+// Which inputs the reference pass takes: the data as stored in the input
+// format (the default: the reference then answers "what does the accumulation
+// cost", and the storage error of the data is reported as a separate term),
+// or the exact data (the bounds then include the storage error).
+enum class reference_inputs { stored, exact };
+std::string_view to_string(reference_inputs r) noexcept;
+reference_inputs parse_reference_inputs(std::string_view text);  // "stored" | "exact"
+
+// Per-component results of one simulated layer for one sample.
+struct component_result {
+  double v_ref = 0, v_sim = 0, y_ref = 0, y_sim = 0;  // reference (nearest binary64) and simulated
+  double err_v = 0, err_y = 0;                        // |sim - ref| from the reference's double-double
+  double kappa_dot = 0, kappa_act = 0;
+  double bound_v = 0, bound_y = 0;            // deterministic, propagated (absolute); inf when uncovered
+  double prob_bound_v = 0, prob_bound_y = 0;  // probabilistic (absolute)
+  double first_order = 0;                     // kappa_act kappa_dot gamma_k(u) + u_act (relative, to first order)
+  // per inner product, on the layer's own (simulated) inputs: |v_sim - w^T x_sim - b| (NaN when not checked)
+  // and the deterministic accumulation bound
+  double err_local = 0, bound_local = 0;
+  unsigned flags = 0;          // sim::flag bits of the inner product (products and sums)
+  unsigned flags_act = 0;      // evaluating phi and rounding it to the activation format
+  unsigned flags_in = 0;       // everything upstream: the stored inputs, then every earlier layer (OR over the sample)
+  std::uint8_t cause = 0;      // uncovered_cause (0: covered)
+  bool act_dominated = false;  // the output bound is mostly the activation's evaluation and rounding
+  [[nodiscard]] bool covered() const noexcept { return cause == 0; }
+};
 
 struct validate_options {
   std::size_t samples = 0;                        // first N images (0: all)
@@ -96,7 +124,8 @@ struct layer_summary {
 };
 
 struct validation_result {
-  std::string config;                                   // "acc=e4m3-ieee order=blocked:8 ..."
+  std::string config;                                   // the precision in its compact form
+  nn::precision_config precision;                       // the configuration, in full
   std::vector<layer_summary> layers;                    // per layer, then the total (layer 0)
   std::vector<std::vector<component_result>> csv_rows;  // [sample][component over layers]
   std::vector<std::size_t> layer_sizes;
@@ -119,20 +148,28 @@ struct reference_data {
   std::size_t rows = 0, cols = 0;
   reference_inputs kind = reference_inputs::stored;
   sim::format input_format = sim::formats::binary32;  // the storage format (kind == stored)
+  std::optional<sim::format> weights, biases;         // the network's storage formats
   double seconds = 0;
 };
 // The first `rows` samples of the data as stored in input_format (the
 // reference's inputs by default); throws std::invalid_argument naming the
 // first value that is not finite once stored.
-std::vector<double> stored_reference_inputs(const nn::dataset& data, std::size_t rows, const sim::format& input_format);
+std::vector<double> stored_reference_inputs(const io::dataset& data, std::size_t rows, const sim::format& input_format);
 // Throws std::invalid_argument when kind == stored and a stored input is not
 // finite (the reference of an overflowed input is undefined).
-reference_data compute_reference(const nn::mlp& net, const nn::dataset& data, const validate_options& opt,
-                                 const sim::format& input_format = sim::formats::binary32);
+// The reference is computed on the network as stored (nn::stored_network with
+// p's weight and bias formats) and on the inputs stored in p.inputs; it serves
+// every configuration with the same three formats.
+reference_data compute_reference(const nn::mlp& net, const io::dataset& data, const validate_options& opt,
+                                 const nn::precision_config& p);
 
-// Runs the simulation for `cfg` and checks every component against the
-// reference (whose stored inputs must be in cfg.input_format).
-validation_result validate(const nn::mlp& net, const reference_data& ref, const simulation_config& cfg,
+// Runs the simulated pass nn::simulate(net, X, p) and checks every component
+// against the reference (computed by compute_reference with the same storage
+// formats of weights, biases and inputs; std::invalid_argument otherwise).
+// Every field of p is honoured: per-layer accumulators and component maps,
+// product model, mode, order, saturation, via, seed, and the activations'
+// format, rounding mode and saturation (which enter the output bounds).
+validation_result validate(const nn::mlp& net, const reference_data& ref, const nn::precision_config& p,
                            const validate_options& opt);
 
 // Writes <dir>/components.csv, <dir>/summary.json (with `manifest` merged in

@@ -69,40 +69,4 @@ dot_result dot(std::span<const double> w, std::span<const double> x, double bias
 // what the deterministic bound is built from (docs/error-bounds.md).
 std::vector<int> rounding_counts(std::size_t n, const order& o);
 
-// The deterministic bound of docs/error-bounds.md on |v_hat - v|:
-//   sum_j |w_j x_j| ((1+u_p)(1+u)^k_j - 1) + |b| u + (number of roundings) * eta
-// with u the accumulator's unit roundoff (2^-p for nearest, 2^(1-p) otherwise;
-// with `via`, u + u_via + u u_via, the error of the two roundings together),
-// u_p the product format's (0 for exact products) and eta the largest
-// absolute error of a rounding in the subnormal range (half or one subnormal
-// quantum of each format). Evaluated in binary64 with upward-rounded margins.
-// Not valid when an overflow or saturation occurred (flag::overflow).
-double deterministic_bound(std::span<const double> w, std::span<const double> x, double bias, const accumulation& a);
-
-// The same bound with gamma_k(u) replaced by gamma(k, u) (e.g. the
-// probabilistic gamma-tilde of Higham & Mary, param = lambda).
-using gamma_fn = double (*)(int k, double u, double param);
-double accumulation_bound(std::span<const double> w, std::span<const double> x, double bias, const accumulation& a,
-                          gamma_fn gamma, double param);
-
-// The bound as coefficients, for evaluating it on many inner products of the
-// same length and model: bound = margin * (sum_j |w_j x_j| theta[j] + |b| bias_coef + eta).
-struct bound_model {
-  std::vector<double> theta;  // per term: (1 + u_p)(1 + gamma(k_j)) - 1
-  double bias_coef = 0;       // u of the accumulator (the bias is rounded once)
-  double eta = 0;             // additive subnormal-range errors, amplified
-  double margin = 1;          // 1 + (n + 8) 2^-52 for the bound's own evaluation
-  [[nodiscard]] double evaluate(std::span<const double> w, std::span<const double> x, double bias) const noexcept;
-};
-bound_model make_bound_model(std::size_t n, const accumulation& a, gamma_fn gamma, double param);
-
-// (1 + u)^k - 1 rounded up: the exact worst case that gamma_k(u) = k u / (1 - k u)
-// bounds when k u < 1, and finite for any k; param unused.
-double gamma_deterministic(int k, double u, double param) noexcept;
-// Higham & Mary (2019): gamma-tilde_k(lambda) = exp(lambda sqrt(k) u + k u^2 / (1 - u)) - 1,
-// param = lambda.
-double gamma_probabilistic(int k, double u, double lambda) noexcept;
-// Unit roundoff of a rounding to f in `mode`: 2^-p for nearest modes, 2^(1-p) otherwise.
-double unit_roundoff(const format& f, rounding mode) noexcept;
-
 }  // namespace mpacc::sim

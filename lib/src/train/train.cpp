@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "mpacc/nn/train.hpp"
+#include "mpacc/train/train.hpp"
 
 #include <cblas.h>
 #include <unistd.h>
@@ -13,7 +13,11 @@
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
 
-namespace mpacc::nn {
+namespace mpacc::train {
+
+using nn::dense_layer;
+using nn::make_mlp;
+using nn::mlp;
 
 namespace {
 
@@ -201,8 +205,8 @@ void round_weights(mlp& net, const sim::format& f) {
   }
 }
 
-mlp train(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, const dataset& data,
-          const train_options& opt, std::vector<epoch_report>* log) {
+nn::mlp fit(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, const io::dataset& data,
+            const train_options& opt, std::vector<epoch_report>* log) {
   if (sizes.empty() || sizes.front() != data.cols)
     throw std::invalid_argument("architecture input size " + std::to_string(sizes.empty() ? 0 : sizes.front()) +
                                 " does not match the data's " + std::to_string(data.cols) + " features");
@@ -265,7 +269,7 @@ mlp train(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, cons
   return net;
 }
 
-double evaluate_native(const mlp& net, const dataset& data, bool single, int threads) {
+double evaluate_native(const mlp& net, const io::dataset& data, bool single, int threads) {
   net.validate();
   if (net.inputs() != data.cols)
     throw std::invalid_argument("the network takes " + std::to_string(net.inputs()) + " inputs, the data has " +
@@ -312,4 +316,4 @@ double detail::loss_and_gradients(const mlp& net, const double* X, const std::ui
   return loss / static_cast<double>(batch);
 }
 
-}  // namespace mpacc::nn
+}  // namespace mpacc::train

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "mpacc/nn/data.hpp"
+#include "mpacc/io/data.hpp"
 
 #include <zlib.h>
 
@@ -13,29 +13,11 @@
 #include <optional>
 #include <stdexcept>
 
-namespace mpacc::nn {
+#include "mpacc/sim/text.hpp"
+
+namespace mpacc::io {
 
 namespace detail {
-
-std::string printable(std::string_view s, std::size_t max) {
-  std::string out;
-  for (std::size_t k = 0; k < s.size(); ++k) {
-    if (k == max) {
-      out += "...";
-      break;
-    }
-    const auto c = static_cast<unsigned char>(s[k]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      constexpr char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 namespace {
 
@@ -287,7 +269,7 @@ std::filesystem::path default_data_dir() {
 dataset load_dataset(const std::filesystem::path& data_dir, const std::string& name, bool train, std::size_t limit,
                      normalization norm) {
   if (name != "mnist" && name != "fashion-mnist")
-    throw std::runtime_error("unknown dataset '" + detail::printable(name) + "' (datasets: mnist, fashion-mnist)");
+    throw std::runtime_error("unknown dataset '" + sim::printable(name) + "' (datasets: mnist, fashion-mnist)");
   const std::string prefix = train ? "train" : "t10k";
   auto find = [&](const std::string& base) {
     const auto p = data_dir / name / base;
@@ -331,4 +313,4 @@ dataset load_dataset(const std::filesystem::path& data_dir, const std::string& n
   return d;
 }
 
-}  // namespace mpacc::nn
+}  // namespace mpacc::io

@@ -8,11 +8,11 @@
 #include <optional>
 #include <vector>
 
-#include "mpacc/nn/data.hpp"
+#include "mpacc/io/data.hpp"
 #include "mpacc/nn/network.hpp"
 #include "mpacc/sim/format.hpp"
 
-namespace mpacc::nn {
+namespace mpacc::train {
 
 struct epoch_report {
   std::size_t epoch = 0;  // 1-based
@@ -40,22 +40,22 @@ struct train_options {
 // identity output (logits), initialized as PyTorch's Linear (U(-1/sqrt(n_in),
 // 1/sqrt(n_in)) for weights and biases) from the seed. Reproducible for a seed
 // and thread count (OpenBLAS's summation order may depend on the thread count).
-mlp train(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, const dataset& data,
-          const train_options& opt, std::vector<epoch_report>* log = nullptr);
+nn::mlp fit(const std::vector<std::size_t>& sizes, sim::activation_fn hidden, const io::dataset& data,
+            const train_options& opt, std::vector<epoch_report>* log = nullptr);
 
 // Test accuracy (fraction in [0, 1]) of the network as stored, evaluated in
 // binary32 (single = true, OpenBLAS sgemm) or binary64 (dgemm).
-double evaluate_native(const mlp& net, const dataset& data, bool single, int threads = 0);
+double evaluate_native(const nn::mlp& net, const io::dataset& data, bool single, int threads = 0);
 
 // Rounds every weight and bias of net to f (nearest-even, saturating).
-void round_weights(mlp& net, const sim::format& f);
+void round_weights(nn::mlp& net, const sim::format& f);
 
 namespace detail {
 // Mean cross-entropy of the batch and its gradients with respect to every
 // weight and bias (same layout as the network's), in binary64, no rounding:
 // for the finite-difference tests.
-double loss_and_gradients(const mlp& net, const double* X, const std::uint8_t* labels, std::size_t batch,
+double loss_and_gradients(const nn::mlp& net, const double* X, const std::uint8_t* labels, std::size_t batch,
                           std::vector<std::vector<double>>& dW, std::vector<std::vector<double>>& db);
 }  // namespace detail
 
-}  // namespace mpacc::nn
+}  // namespace mpacc::train

@@ -11,12 +11,12 @@
 
 #include "mpacc/nn/network.hpp"
 
-namespace mpacc::nn {
+namespace mpacc::io {
 
 // Writes net (and a free-form metadata text, e.g. JSON) to `file` through a
 // temporary file in the same folder renamed into place: an existing file is
 // replaced whole or left untouched. Throws std::runtime_error on I/O failure.
-void save_model(const mlp& net, const std::filesystem::path& file, const std::string& metadata = "");
+void save_model(const nn::mlp& net, const std::filesystem::path& file, const std::string& metadata = "");
 
 // Limits of the readers (docs/model-format.md, "Limits"). Sizes and offsets from a
 // file are computed in 64 bits with overflow checks, and checked against these and
@@ -31,9 +31,9 @@ inline constexpr std::uint64_t max_npz_total = std::uint64_t{1} << 31;   // all 
 // the problem: a directory, wrong magic or version, truncation, more layers or
 // larger layers than the limits, sizes that do not chain, an unknown activation
 // code, a CRC mismatch, trailing bytes.
-mlp load_model(const std::filesystem::path& file, std::string* metadata = nullptr);
+nn::mlp load_model(const std::filesystem::path& file, std::string* metadata = nullptr);
 // The same on bytes in memory; `name` stands for the file in messages.
-mlp parse_model(std::span<const std::uint8_t> bytes, const std::string& name, std::string* metadata = nullptr);
+nn::mlp parse_model(std::span<const std::uint8_t> bytes, const std::string& name, std::string* metadata = nullptr);
 
 // Imports arrays W1, b1, W2, b2, ... (W_k of shape (n_out, n_in) as in
 // PyTorch's Linear.weight, b_k of shape (n_out,), float32 or float64,
@@ -45,13 +45,13 @@ mlp parse_model(std::span<const std::uint8_t> bytes, const std::string& name, st
 // (at most max_npz_member, and at most what deflate can expand its compressed
 // bytes to); ZIP64, encryption and other compression methods are refused.
 // Throws std::runtime_error, one line naming the file and the member.
-mlp import_npz(const std::filesystem::path& file, sim::activation_fn hidden);
+nn::mlp import_npz(const std::filesystem::path& file, sim::activation_fn hidden);
 // The same on bytes in memory; `name` stands for the file in messages.
-mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, sim::activation_fn hidden);
+nn::mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, sim::activation_fn hidden);
 
 // Loads a model by extension: ".npz" through import_npz (with `hidden`),
 // anything else through load_model.
-mlp load_any(const std::filesystem::path& file, sim::activation_fn hidden = {sim::activation::relu},
-             std::string* metadata = nullptr);
+nn::mlp load_any(const std::filesystem::path& file, sim::activation_fn hidden = {sim::activation::relu},
+                 std::string* metadata = nullptr);
 
-}  // namespace mpacc::nn
+}  // namespace mpacc::io

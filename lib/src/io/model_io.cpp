@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-#include "mpacc/nn/model_io.hpp"
+#include "mpacc/io/model_io.hpp"
 
-#include "mpacc/nn/data.hpp"
+#include "mpacc/io/data.hpp"
 
 #include <zlib.h>
 
@@ -13,9 +13,14 @@
 #include <map>
 #include <new>
 #include <stdexcept>
+
+#include "mpacc/sim/text.hpp"
 #include <unistd.h>
 
-namespace mpacc::nn {
+namespace mpacc::io {
+
+using nn::dense_layer;
+using nn::mlp;
 
 namespace {
 
@@ -199,7 +204,7 @@ std::uint16_t le16(const char* p) {
   return v;
 }
 
-std::string in_quotes(std::string_view s) { return "'" + detail::printable(s) + "'"; }
+std::string in_quotes(std::string_view s) { return "'" + sim::printable(s) + "'"; }
 
 struct npy_array {
   std::vector<std::size_t> shape;
@@ -308,7 +313,7 @@ class header_parser {
       std::uint64_t d = 0;
       for (char c : digits)
         if (__builtin_mul_overflow(d, 10u, &d) || __builtin_add_overflow(d, static_cast<unsigned>(c - '0'), &d))
-          fail("shape dimension " + detail::printable(digits) + " is too large");
+          fail("shape dimension " + sim::printable(digits) + " is too large");
       if (v.size() == 32) fail("shape of rank over 32");
       v.push_back(d);
       ws();
@@ -597,7 +602,7 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
       throw std::runtime_error(where + ": bad local header (its name differs from the directory's)");
     if (cd_offset - data < e.csize) throw std::runtime_error(where + " is truncated");
     const std::string content = extract(b, e, data, where);
-    out[e.key] = parse_npy(content, name + ": " + detail::printable(e.name));
+    out[e.key] = parse_npy(content, name + ": " + sim::printable(e.name));
   }
   return out;
 }
@@ -649,4 +654,4 @@ mlp load_any(const std::filesystem::path& file, sim::activation_fn hidden, std::
   return load_model(file, metadata);
 }
 
-}  // namespace mpacc::nn
+}  // namespace mpacc::io

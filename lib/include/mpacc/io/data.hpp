@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace mpacc::nn {
+namespace mpacc::io {
 
 // An IDX array of unsigned bytes (type 0x08): dims and row-major data.
 struct idx_array {
@@ -64,14 +64,10 @@ std::filesystem::path default_data_dir();
 namespace detail {
 
 // Shared by the data and model readers.
-// s fit for a one-line message: bytes outside printable ASCII (NUL, newline,
-// ...) and the backslash as \xNN escapes, nothing cut at a NUL; past `max`
-// characters of input the rest is replaced by "...".
-std::string printable(std::string_view s, std::size_t max = 80);
 // The whole of a file, read after checking that it is not a directory and holds
 // at most max_bytes. Throws std::runtime_error "<file>: <problem>".
 std::string read_file_capped(const std::filesystem::path& file, std::uint64_t max_bytes, const char* what);
 
 }  // namespace detail
 
-}  // namespace mpacc::nn
+}  // namespace mpacc::io
