@@ -134,6 +134,13 @@ expect_status "validate: a model path with a quote" 0 "deterministic violations:
   "$MPACC" validate --model "$evaldir/we\"ird.npz" --act tanh --data "$evaldir" --out "$evaldir/q" --no-plots
 grep -qF '"model": "'"$evaldir"'/we\"ird.npz"' "$evaldir/q/e4m3-ieee_blocked_8/summary.json" ||
   { echo "FAIL: validate manifest lacks the escaped model path"; fails=$((fails + 1)); }
+# one whole precision configuration: per-layer accumulators, activations rounded toward zero
+expect_status "validate: --precision" 0 "deterministic violations: 0 propagated (v 0, y 0), 0 per inner product" \
+  v --precision "weights=none;biases=none;acc=binary16,e5m2;order=recursive;act=bfloat16;act_rounding=toward-zero"
+grep -q '"act_rounding": "toward-zero"' "$evaldir/v/binary16_e5m2_recursive/summary.json" ||
+  { echo "FAIL: validate summary lacks the precision configuration"; fails=$((fails + 1)); }
+expect_error "validate: --precision with --acc" "give one or the other" "" validate --model "$fixture" --precision "acc=binary16" --acc e4m3-ieee
+expect_error "validate: old --precision bits" "--precision: precision: '200' is not key=value" "" validate --model "$fixture" --act tanh --data "$evaldir" --precision 200
 expect_status "validate: binary64 accumulator (MPFR path)" 0 "uncovered (no bound: overflow, saturation, NaN): 0 of 12" v --acc binary64
 expect_error "validate: stored inputs overflow" "is not finite once stored in p=2,emin=-1,emax=0" "" \
   validate --model "$fixture" --act tanh --data "$evaldir" --out "$evaldir/v" --no-plots --input-format p=2,emin=-1,emax=0

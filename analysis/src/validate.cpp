@@ -21,14 +21,6 @@
 
 namespace mpacc::analysis {
 
-std::string_view to_string(reference_inputs r) noexcept { return r == reference_inputs::stored ? "stored" : "exact"; }
-
-reference_inputs parse_reference_inputs(std::string_view text) {
-  if (text == "stored") return reference_inputs::stored;
-  if (text == "exact") return reference_inputs::exact;
-  throw std::invalid_argument("unknown reference inputs '" + std::string(text) + "' (stored or exact)");
-}
-
 std::string_view to_string(uncovered_cause c) noexcept {
   switch (c) {
     case uncovered_cause::none:

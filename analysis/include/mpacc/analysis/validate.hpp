@@ -15,19 +15,12 @@
 #include <vector>
 
 #include "mpacc/analysis/bounds.hpp"
+#include "mpacc/analysis/reference_inputs.hpp"
 #include "mpacc/io/data.hpp"
 #include "mpacc/nn/precision.hpp"
 #include "mpacc/nn/reference.hpp"
 
 namespace mpacc::analysis {
-
-// Which inputs the reference pass takes: the data as stored in the input
-// format (the default: the reference then answers "what does the accumulation
-// cost", and the storage error of the data is reported as a separate term),
-// or the exact data (the bounds then include the storage error).
-enum class reference_inputs { stored, exact };
-std::string_view to_string(reference_inputs r) noexcept;
-reference_inputs parse_reference_inputs(std::string_view text);  // "stored" | "exact"
 
 // Per-component results of one simulated layer for one sample.
 struct component_result {
