@@ -396,3 +396,171 @@ TEST_CASE("the per-term and tile costs on hand-counted cases", "[analysis][algor
   counts[0][39] = 1;
   CHECK(R.run(m).tile_cost == Approx(0.5 + 24.0 * 8 * 16 * 16 / high));
 }
+
+// ---------------------------------------------------------------------------
+// precision ladders, static configurations, overflow-aware recomputation
+
+TEST_CASE("a ladder whose middle level is the high format equals Algorithm 1 bit for bit", "[analysis][ladder]") {
+  for (auto act : {sim::activation::relu, sim::activation::tanh}) {
+    const auto net = small_net(act, 41);
+    const auto data = small_data(30, 42);
+    auto cfg = as_stored();
+    cfg.ladder = {cfg.high};  // e4m3-ieee < binary16 < binary16
+    const analysis::mixed_runner R(net, data, 0, cfg, 1);
+    for (double tau : {0.01, 0.3, 1.0}) {
+      analysis::selection a1;
+      a1.indicator = "kprime";
+      a1.tau = tau;
+      auto lad = a1;
+      lad.ladder = true;
+      const auto r1 = R.run(a1), r2 = R.run(lad);
+      CHECK(same_bits(r1.logits, r2.logits));
+      CHECK(r1.counts == r2.counts);
+      CHECK(r1.weighted_cost == Approx(r2.weighted_cost));
+      CHECK(r2.level_fraction.size() == 3);
+      // and the ladder flag on a runner without a ladder is Algorithm 1 itself
+      const analysis::mixed_runner R2(net, data, 0, as_stored(), 1);
+      const auto r3 = R2.run(lad);
+      CHECK(same_bits(r1.logits, r3.logits));
+      CHECK(r1.tile_cost == Approx(r3.tile_cost));
+    }
+  }
+}
+
+TEST_CASE("ladder levels and costs on a hand-made layer", "[analysis][ladder]") {
+  // one identity layer 4 -> 3, exact in e4m3: scores 0.5, 8, 100 from a fixed indicator
+  analysis::register_indicator({"test-fixed-scores",
+                                [](const analysis::layer_view& lv, std::vector<double>& score) {
+                                  for (std::size_t t = 0; t < score.size(); ++t)
+                                    score[t] = std::vector<double>{0.5, 8, 100}[t % lv.n_out];
+                                },
+                                [](const analysis::layer_view&) { return 0.0; }});
+  auto net = nn::make_mlp({4, 3}, {sim::activation::identity}, {sim::activation::identity});
+  net.layers[0].W = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0};
+  net.layers[0].b = {0, 0, 0};
+  io::dataset d;
+  d.rows = 2;
+  d.cols = 4;
+  d.x = {1, 2, 3, 4, 1, 1, 1, 1};
+  d.y = {0, 1};
+  auto cfg = as_stored();
+  cfg.ladder = {sim::formats::bfloat16};  // u: e4m3-ieee 2^-4, bfloat16 2^-8 (scale 1/16), binary16 2^-11
+  cfg.term_cost = {{"e4m3-ieee", 8}, {"bfloat16", 12}, {"binary16", 16}};
+  const analysis::mixed_runner R(net, d, 0, cfg, 1);
+  analysis::selection s;
+  s.indicator = "test-fixed-scores";
+  s.tau = 1;
+  s.ladder = true;
+  s.keep_trace = true;
+  const auto r = R.run(s);
+  // 0.5 <= 1: low; 8 / 16 = 0.5 <= 1: bfloat16; 100 / 16 > 1: binary16
+  CHECK(r.trace[0].level == std::vector<std::uint8_t>{0, 1, 2, 0, 1, 2});
+  REQUIRE(r.level_fraction.size() == 3);
+  CHECK(r.level_fraction[1] == Approx(1.0 / 3));
+  // per term: all 6 components x 4 terms at 8, plus 2 at 12 and 2 at 16 (x 4 terms), over 6 x 4 x 16
+  CHECK(r.weighted_cost == Approx((6 * 4 * 8 + 2 * 4 * 12 + 2 * 4 * 16) / (6.0 * 4 * 16)));
+  // one tile (16 x 16) holds the whole layer: it pays for each level present
+  CHECK(r.tile_cost == Approx((6 * 4 * 8 + 6 * 4 * 12 + 6 * 4 * 16) / (6.0 * 4 * 16)));
+  // a static run of the same levels pays no low pass and no estimate
+  std::vector<std::vector<std::uint8_t>> levels = {{0, 1, 2}};
+  analysis::selection st;
+  st.type = analysis::selection::kind::static_map;
+  st.ladder = true;
+  st.static_levels = &levels;
+  const auto rs = R.run(st);
+  CHECK(same_bits(rs.logits, r.logits));
+  CHECK(rs.weighted_cost == Approx((2 * 4 * 8 + 2 * 4 * 12 + 2 * 4 * 16) / (6.0 * 4 * 16)));
+}
+
+TEST_CASE("a static map calibrated with the max on one sample reproduces the dynamic run; as a precision config",
+          "[analysis][static]") {
+  for (auto act : {sim::activation::relu, sim::activation::tanh}) {
+    const auto net = small_net(act, 51);
+    const auto data = small_data(25, 52);
+    auto cfg = as_stored();
+    cfg.ladder = {sim::formats::bfloat16};
+    for (bool ladder : {false, true}) {
+      analysis::selection dyn;
+      dyn.indicator = "kprime-companion";
+      dyn.tau = 0.3;
+      dyn.ladder = ladder;
+      dyn.keep_trace = true;
+      for (std::size_t sample = 0; sample < 3; ++sample) {
+        io::dataset one = data;  // the sample alone
+        one.rows = 1;
+        one.x.assign(data.x.begin() + static_cast<std::ptrdiff_t>(sample * 16),
+                     data.x.begin() + static_cast<std::ptrdiff_t>((sample + 1) * 16));
+        one.y = {data.y[sample]};
+        const analysis::mixed_runner R1(net, one, 0, cfg, 1);
+        const auto levels = analysis::calibrate_levels(R1, dyn, 1.0);
+        const auto d = R1.run(dyn);
+        for (std::size_t k = 0; k < levels.size(); ++k) CHECK(levels[k] == d.trace[k].level);
+        analysis::selection st;
+        st.type = analysis::selection::kind::static_map;
+        st.ladder = ladder;
+        st.static_levels = &levels;
+        CHECK(same_bits(R1.run(st).logits, d.logits));
+      }
+      // on all samples: the static run equals nn::simulate with the calibrated configuration
+      const analysis::mixed_runner R(net, data, 0, cfg, 1);
+      for (double q : {0.5, 0.9, 1.0}) {
+        const auto levels = analysis::calibrate_levels(R, dyn, q);
+        analysis::selection st;
+        st.type = analysis::selection::kind::static_map;
+        st.ladder = ladder;
+        st.static_levels = &levels;
+        const auto p = analysis::static_precision(cfg, levels, ladder);
+        const auto back = nn::parse_precision_json(p.to_json());  // and it survives its JSON form
+        CHECK(back == p);
+        const auto pass = nn::simulate(net, {data.x.data(), data.rows, data.cols}, back, 1);
+        CHECK(same_bits(R.run(st).logits, pass.back().y));
+      }
+      // a larger quantile never lowers a component's level
+      const auto l50 = analysis::calibrate_levels(R, dyn, 0.5), l100 = analysis::calibrate_levels(R, dyn, 1.0);
+      for (std::size_t k = 0; k < l50.size(); ++k)
+        for (std::size_t i = 0; i < l50[k].size(); ++i) CHECK(l50[k][i] <= l100[k][i]);
+    }
+  }
+}
+
+TEST_CASE("overflow-aware runs recompute exactly the components whose low pass overflowed", "[analysis][overflow]") {
+  // inputs scaled so that e4m3-ieee accumulators (largest finite 240) overflow on some outputs
+  const auto net = small_net(sim::activation::relu, 61);
+  auto data = small_data(20, 62);
+  for (auto& x : data.x) x *= 200;
+  auto cfg = as_stored();
+  cfg.precision.saturate = true;
+  const analysis::mixed_runner R(net, data, 0, cfg, 1);
+  analysis::selection s;
+  s.indicator = "kprime";
+  s.tau = std::numeric_limits<double>::infinity();  // the indicator recomputes nothing
+  s.overflow_aware = true;
+  s.keep_trace = true;
+  const auto r = R.run(s);
+  REQUIRE(r.overflow_recomputed > 0);
+  // layer by layer: recomputed exactly where sim::dot on the same inputs flags an overflow or saturation
+  std::vector<double> in(data.x.begin(), data.x.end());
+  for (auto& x : in) x = sim::round(x, cfg.precision.inputs);
+  std::size_t flagged = 0;
+  for (std::size_t k = 0; k < net.layers.size(); ++k) {
+    const auto& l = net.layers[k];
+    sim::accumulation a = cfg.precision.layer_spec(k).base;
+    std::vector<double> out(data.rows * l.n_out);
+    for (std::size_t smp = 0; smp < data.rows; ++smp)
+      for (std::size_t i = 0; i < l.n_out; ++i) {
+        const auto d = sim::dot({l.row(i), l.n_in}, {in.data() + smp * l.n_in, l.n_in}, l.b[i], a);
+        const bool over = (d.flags & (sim::flag::overflow | sim::flag::saturated)) != 0;
+        const std::size_t t = smp * l.n_out + i;
+        CHECK(r.trace[k].recomputed[t] == (over ? 1 : 0));
+        CHECK(test::same(r.trace[k].v_low[t], d.value));
+        flagged += over;
+        out[t] = over ? r.trace[k].v_high[t] : d.value;
+      }
+    nn::apply_activation(l, cfg.precision.act, out, 1);
+    in.swap(out);
+  }
+  CHECK(flagged == r.overflow_recomputed);
+  // without the option, the same run recomputes nothing
+  s.overflow_aware = false;
+  CHECK(R.run(s).fraction == 0);
+}

@@ -139,6 +139,8 @@ std::string_view to_string(selection::kind k) noexcept {
       return "oracle-local";
     case selection::kind::oracle_gain:
       return "oracle-gain";
+    case selection::kind::static_map:
+      return "static";
   }
   return "?";
 }
@@ -279,6 +281,8 @@ mixed_runner::mixed_runner(const nn::mlp& net, const io::dataset& data, std::siz
     const sim::matrix_view W{l.W.data(), l.n_out, l.n_in};
     low_.emplace_back(W, l.b, spec_for(cfg, k, cfg.low(k)));
     high_.emplace_back(W, l.b, spec_for(cfg, k, cfg.high));
+    mid_.resize(cfg.ladder.size());
+    for (std::size_t j = 0; j < cfg.ladder.size(); ++j) mid_[j].emplace_back(W, l.b, spec_for(cfg, k, cfg.ladder[j]));
     std::vector<double> aw(l.W.size()), ab(l.b.size());
     for (std::size_t t = 0; t < aw.size(); ++t) aw[t] = std::fabs(l.W[t]);
     for (std::size_t t = 0; t < ab.size(); ++t) ab[t] = std::fabs(l.b[t]);
@@ -292,7 +296,7 @@ mixed_runner::mixed_runner(const nn::mlp& net, const io::dataset& data, std::siz
     row_norms_.push_back(std::move(norms));
   }
   const sim::matrix_view X{x0_.data(), rows_, data.cols};
-  low_[0].run(X, v0_low_, threads);  // the layer-0 high and true values are computed on first use
+  low_[0].run(X, v0_low_, threads, &v0_low_flags_);  // the layer-0 high and true values are computed on first use
   const sim::matrix_view exact{data.x.data(), rows_, data.cols};
   if (reference) {
     if (reference->size() != net_.layers.size()) throw std::invalid_argument("reference outputs: one vector per layer");
@@ -367,7 +371,24 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
   res.counts.assign(L, std::vector<std::size_t>(B, 0));
   res.fraction_per_layer.assign(L, 0);
   const indicator* ind = sel.type == kind::threshold ? &find_indicator(sel.indicator) : nullptr;
-  const bool matched = sel.type != kind::uniform_low && sel.type != kind::uniform_high && sel.type != kind::threshold;
+  const bool is_static = sel.type == kind::static_map;
+  const bool matched =
+      sel.type != kind::uniform_low && sel.type != kind::uniform_high && sel.type != kind::threshold && !is_static;
+  // the levels: {low, ladder..., high}
+  const std::size_t M = sel.ladder && (sel.type == kind::threshold || is_static) ? cfg_.ladder.size() + 2 : 2;
+  if (is_static) {
+    if (!sel.static_levels || sel.static_levels->size() != L)
+      throw std::invalid_argument("a static run needs one level map per layer");
+    for (std::size_t k = 0; k < L; ++k) {
+      if ((*sel.static_levels)[k].size() != net_.layers[k].n_out)
+        throw std::invalid_argument("static level map of layer " + std::to_string(k + 1) + ": one level per component");
+      for (auto lvl : (*sel.static_levels)[k])
+        if (lvl >= M)
+          throw std::invalid_argument("static level map: level " + std::to_string(lvl) + " of " + std::to_string(M));
+    }
+  }
+  const bool overflow_aware = sel.overflow_aware && (sel.type == kind::threshold || is_static);
+  res.level_fraction.assign(M, 0);
   if (matched && (!sel.counts || sel.counts->size() != L))
     throw std::invalid_argument("a matched baseline needs the recomputation counts of a threshold run");
   if (matched)
@@ -378,21 +399,42 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
   const double c_high = cfg_.cost_of(cfg_.high);
   double cost = 0, tile_cost = 0, cost_high = 0, comps = 0, recomputed = 0;
   std::vector<double> in = x0_, v_low, v_high, v_true, score, abs_in, abs_num, rel_hidden;
+  std::vector<unsigned> low_flags;
+  std::vector<std::vector<double>> v_mid(M - 2), y_mid(M - 2);
   for (std::size_t k = 0; k < L; ++k) {
     const auto& l = net_.layers[k];
     const double c_low = cfg_.cost_of(cfg_.low(k));
     const sim::matrix_view X{in.data(), B, l.n_in};
     const std::vector<double>* vl = &v0_low_;
     const std::vector<double>* vh = k == 0 && sel.type != kind::uniform_low ? &v0_high() : &v0_high_;
+    const std::vector<unsigned>* fl = &v0_low_flags_;
     if (k > 0) {
-      if (sel.type != kind::uniform_high) low_[k].run(X, v_low, thr);
+      if (sel.type != kind::uniform_high) low_[k].run(X, v_low, thr, overflow_aware ? &low_flags : nullptr);
       if (sel.type != kind::uniform_low) high_[k].run(X, v_high, thr);
       vl = &v_low;
       vh = &v_high;
+      fl = &low_flags;
     }
-    std::vector<char> mask(B * l.n_out, 0);
+    // the formats of the levels of this layer, and the intermediate levels' values
+    std::vector<sim::format> level_fmt{cfg_.low(k)};
+    for (std::size_t j = 0; j + 2 < M; ++j) {
+      level_fmt.push_back(cfg_.ladder[j]);
+      mid_[j][k].run(X, v_mid[j], thr);
+      if (k == 0) {
+        y_mid[j] = v_mid[j];
+        activate(0, y_mid[j], thr);
+      }
+    }
+    level_fmt.push_back(cfg_.high);
+    // level of each component: 0 = low, M - 1 = high ("mask" for two levels)
+    std::vector<std::uint8_t> mask(B * l.n_out, 0);
+    const auto top = static_cast<std::uint8_t>(M - 1);
     double overhead = 0;
-    if (sel.type == kind::uniform_high) std::fill(mask.begin(), mask.end(), 1);
+    if (sel.type == kind::uniform_high) std::fill(mask.begin(), mask.end(), top);
+    if (is_static)
+      for (std::size_t s = 0; s < B; ++s)
+        std::copy((*sel.static_levels)[k].begin(), (*sel.static_levels)[k].end(),
+                  mask.begin() + static_cast<std::ptrdiff_t>(s * l.n_out));
     if (sel.type == kind::threshold) {
       layer_view lv;
       lv.layer = k;
@@ -414,7 +456,20 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
       };
       score.assign(B * l.n_out, 0);
       ind->compute(lv, score);
-      for (std::size_t t = 0; t < score.size(); ++t) mask[t] = !(score[t] <= sel.tau);  // NaN recomputes
+      // the cheapest level whose scaled score is <= tau (NaN: the top level);
+      // with two levels: recompute where !(score <= tau), Algorithm 1
+      std::vector<double> scale(M - 1, 1.0);
+      const double u0 = unit_roundoff(level_fmt[0], cfg_.precision.rounding);
+      for (std::size_t j = 1; j + 1 < M; ++j) scale[j] = unit_roundoff(level_fmt[j], cfg_.precision.rounding) / u0;
+      for (std::size_t t = 0; t < score.size(); ++t) {
+        std::uint8_t lvl = top;
+        for (std::size_t j = 0; j + 1 < M; ++j)
+          if (score[t] * scale[j] <= sel.tau) {
+            lvl = static_cast<std::uint8_t>(j);
+            break;
+          }
+        mask[t] = lvl;
+      }
       overhead = ind->overhead(lv);
     }
     if (matched) {
@@ -474,6 +529,12 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
         for (std::size_t i = 0; i < take; ++i) mask[s * l.n_out + idx[i]] = 1;
       }
     }
+    if (overflow_aware)
+      for (std::size_t t = 0; t < mask.size(); ++t)
+        if (mask[t] == 0 && ((*fl)[t] & (sim::flag::overflow | sim::flag::saturated)) != 0) {
+          mask[t] = top;
+          ++res.overflow_recomputed;
+        }
     // the mixed output, its costs, the counts; layer 0's activated low and
     // high outputs are shared by all runs (phi is applied element by element)
     std::vector<double> out(B * l.n_out);
@@ -484,12 +545,15 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
       yh = sel.type != kind::uniform_low ? &y0_high() : &y0_high_;
     }
     const double terms = static_cast<double>(l.n_in);
+    std::vector<double> at_level(M, 0);  // components per level
     for (std::size_t s = 0; s < B; ++s) {
       std::size_t count = 0;
       for (std::size_t i = 0; i < l.n_out; ++i) {
         const std::size_t t = s * l.n_out + i;
-        out[t] = mask[t] ? (*yh)[t] : (*yl)[t];
-        count += mask[t] != 0;
+        const std::uint8_t lvl = mask[t];
+        out[t] = lvl == 0 ? (*yl)[t] : lvl == top ? (*yh)[t] : (k == 0 ? y_mid : v_mid)[lvl - 1][t];
+        count += lvl != 0;
+        at_level[lvl] += 1;
       }
       res.counts[k][s] = count;
       recomputed += static_cast<double>(count);
@@ -497,15 +561,10 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
     }
     const double all = static_cast<double>(B * l.n_out) * terms;
     cost_high += all * c_high;
-    if (sel.type == kind::uniform_high) {
-      cost += all * c_high;
-      tile_cost += all * c_high;
-    } else {
-      const double base = all * c_low + overhead * c_low * static_cast<double>(B);
-      cost += base + static_cast<double>(std::accumulate(res.counts[k].begin(), res.counts[k].end(), std::size_t{0})) *
-                         terms * c_high;
-      // tiles of tile_rows components x tile_samples samples: any recomputed
-      // component pays for its whole tile
+    for (std::size_t j = 0; j < M; ++j) res.level_fraction[j] += at_level[j];
+    // tiles of tile_rows components x tile_samples samples: a tile with any
+    // component at level j pays for the whole tile at level j
+    auto tiles_at = [&](std::uint8_t lvl) {
       double tiles = 0;
       const std::size_t R = cfg_.tile_rows, T = cfg_.tile_samples;
       for (std::size_t s0 = 0; s0 < B; s0 += T)
@@ -513,16 +572,40 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
           const std::size_t s1 = std::min(B, s0 + T), i1 = std::min(l.n_out, i0 + R);
           bool hit = false;
           for (std::size_t s = s0; s < s1 && !hit; ++s)
-            for (std::size_t i = i0; i < i1 && !hit; ++i) hit = mask[s * l.n_out + i] != 0;
+            for (std::size_t i = i0; i < i1 && !hit; ++i) hit = mask[s * l.n_out + i] == lvl;
           if (hit) tiles += static_cast<double>((s1 - s0) * (i1 - i0));
         }
-      tile_cost += base + tiles * terms * c_high;
+      return tiles;
+    };
+    if (sel.type == kind::uniform_high) {
+      cost += all * c_high;
+      tile_cost += all * c_high;
+    } else if (is_static) {
+      // every component computed once, at its level: no low pass, no estimate
+      for (std::size_t j = 0; j < M; ++j) {
+        const double c = cfg_.cost_of(level_fmt[j]);
+        cost += at_level[j] * terms * c;
+        if (at_level[j] > 0) tile_cost += tiles_at(static_cast<std::uint8_t>(j)) * terms * c;
+      }
+    } else {
+      const double base = all * c_low + overhead * c_low * static_cast<double>(B);
+      cost += base;
+      tile_cost += base;
+      for (std::size_t j = 1; j < M; ++j) {
+        if (at_level[j] == 0) continue;
+        const double c = cfg_.cost_of(level_fmt[j]);
+        cost += at_level[j] * terms * c;
+        tile_cost += tiles_at(static_cast<std::uint8_t>(j)) * terms * c;
+      }
     }
     res.fraction_per_layer[k] /= static_cast<double>(B * l.n_out);
     comps += static_cast<double>(B * l.n_out);
     if (sel.keep_trace) {
       mixed_result::layer_trace tr;
-      tr.recomputed.assign(mask.begin(), mask.end());
+      tr.recomputed.resize(mask.size());
+      for (std::size_t t = 0; t < mask.size(); ++t) tr.recomputed[t] = mask[t] != 0;
+      tr.level = mask;
+      if (sel.type == kind::threshold) tr.score = score;
       if (sel.type != kind::uniform_high) tr.v_low = *vl;
       if (sel.type != kind::uniform_low) tr.v_high = *vh;
       if (oracle) tr.v_true = v_true;
@@ -540,6 +623,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
   }
   res.rel_hidden = quantiles_of(rel_hidden);
   res.fraction = recomputed / comps;
+  for (auto& f : res.level_fraction) f /= comps;
   res.weighted_cost = cost / cost_high;
   res.tile_cost = tile_cost / cost_high;
   const std::size_t C = net_.outputs();
@@ -601,6 +685,69 @@ std::vector<layer_diagnostics> mixed_runner::diagnostics(std::size_t max_points)
     in.swap(v_low);
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------
+// static (calibrated) configurations
+
+std::vector<std::vector<std::uint8_t>> calibrate_levels(const mixed_runner& runner, const selection& dynamic,
+                                                        double q) {
+  if (dynamic.type != selection::kind::threshold) throw std::invalid_argument("calibration needs a threshold run");
+  if (!(q >= 0 && q <= 1)) throw std::invalid_argument("calibration quantile must be in [0, 1]");
+  selection sel = dynamic;
+  sel.keep_trace = true;
+  sel.overflow_aware = false;
+  const auto r = runner.run(sel);
+  const auto& cfg = runner.config();
+  const auto& net = runner.network();
+  const std::size_t B = r.samples, M = sel.ladder ? cfg.ladder.size() + 2 : 2;
+  std::vector<std::vector<std::uint8_t>> levels(net.layers.size());
+  std::vector<double> column(B);
+  for (std::size_t k = 0; k < net.layers.size(); ++k) {
+    const std::size_t n = net.layers[k].n_out;
+    std::vector<sim::format> fmt{cfg.low(k)};
+    for (std::size_t j = 0; j + 2 < M; ++j) fmt.push_back(cfg.ladder[j]);
+    const double u0 = unit_roundoff(fmt[0], cfg.precision.rounding);
+    levels[k].assign(n, static_cast<std::uint8_t>(M - 1));
+    for (std::size_t i = 0; i < n; ++i) {
+      for (std::size_t s = 0; s < B; ++s) {
+        const double v = r.trace[k].score[s * n + i];
+        column[s] = std::isnan(v) ? std::numeric_limits<double>::infinity() : v;
+      }
+      // nearest rank: the value of rank ceil(q B) (q = 0: the smallest)
+      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(B)));
+      const std::size_t at = std::min(B - 1, rank == 0 ? 0 : rank - 1);
+      std::nth_element(column.begin(), column.begin() + static_cast<std::ptrdiff_t>(at), column.end());
+      const double sc = column[at];
+      for (std::size_t j = 0; j + 1 < M; ++j) {
+        const double scale = j == 0 ? 1.0 : unit_roundoff(fmt[j], cfg.precision.rounding) / u0;
+        if (sc * scale <= sel.tau) {
+          levels[k][i] = static_cast<std::uint8_t>(j);
+          break;
+        }
+      }
+    }
+  }
+  return levels;
+}
+
+nn::precision_config static_precision(const mixed_config& cfg, const std::vector<std::vector<std::uint8_t>>& levels,
+                                      bool ladder) {
+  nn::precision_config p = cfg.precision;
+  p.maps.clear();
+  for (std::size_t k = 0; k < levels.size(); ++k) {
+    sim::precision_map m;
+    m.formats.push_back(cfg.low(k));
+    if (ladder)
+      for (const auto& f : cfg.ladder) m.formats.push_back(f);
+    m.formats.push_back(cfg.high);
+    for (auto lvl : levels[k]) {
+      if (lvl >= m.formats.size()) throw std::invalid_argument("static_precision: a level beyond the ladder");
+      m.index.push_back(lvl);
+    }
+    p.maps.push_back(std::move(m));
+  }
+  return p;
 }
 
 }  // namespace mpacc::analysis

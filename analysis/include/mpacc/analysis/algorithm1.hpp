@@ -40,6 +40,11 @@ struct mixed_config {
   // The accumulator the selected components are recomputed in (every layer);
   // everything else as in `precision`.
   sim::format high = sim::formats::binary16;
+  // A precision ladder: intermediate accumulators between the low and the high
+  // one, cheapest first (e.g. {bfloat16} for e4m3-ieee < bfloat16 < binary16).
+  // Runs with selection::ladder use levels {low, ladder..., high}; the others
+  // ignore it. docs/extensions.md.
+  std::vector<sim::format> ladder;
   // the low accumulator of layer k
   [[nodiscard]] const sim::format& low(std::size_t layer) const { return precision.accumulator(layer); }
   // the inputs of the reference pass the outputs are compared with: the stored
@@ -108,7 +113,10 @@ struct selection {
     smallest,       // smallest |v_low| first
     oracle_pre,     // greedy per layer: largest pre-activation error |v_low - v| first
     oracle_local,   // greedy per layer: largest output error |phi(v_low) - phi(v)| first
-    oracle_gain     // greedy per layer: largest gain |phi(v_low) - phi(v)| - |phi(v_high) - phi(v)| first
+    oracle_gain,    // greedy per layer: largest gain |phi(v_low) - phi(v)| - |phi(v_high) - phi(v)| first
+    // a static (calibrated) configuration: every sample computes component i of
+    // layer k at level static_levels[k][i]; no low pass, no estimation cost
+    static_map
   } type = kind::threshold;
   std::string indicator;  // threshold: which indicator
   double tau = 1;
@@ -117,6 +125,18 @@ struct selection {
   const std::vector<std::vector<std::size_t>>* counts = nullptr;
   std::uint64_t seed = 1234;  // random selections
   bool keep_trace = false;    // fill mixed_result::trace (tests, analyses of single runs)
+  // threshold: the levels are {low, mixed_config::ladder..., high}; a component
+  // gets the cheapest level l whose scaled indicator score * u_l / u_low is <= tau
+  // (u: the level's unit roundoff in the rounding mode), the top level otherwise.
+  // Without a ladder (or with an empty one) this is Algorithm 1 bit for bit.
+  // static_map: the levels static_levels refers to.
+  bool ladder = false;
+  // Overflow-aware (threshold and static runs): a component whose low-precision
+  // inner product overflowed or saturated (sim::flag::overflow | saturated) is
+  // recomputed at the top level whatever its indicator says.
+  bool overflow_aware = false;
+  // static_map: per layer, the level of each component (0 = low)
+  const std::vector<std::vector<std::uint8_t>>* static_levels = nullptr;
 };
 // "uniform-low", "uniform-high", "algorithm1", "random", "random-active",
 // "smallest", "oracle-pre", "oracle-local", "oracle-gain".
@@ -142,6 +162,8 @@ struct mixed_result {
   quantiles rel_hidden, rel_logits;
   double mean_relative_error = 0;                   // mean over samples of max|logit error| / max|reference logit|
   std::vector<double> fraction_per_layer;           // recomputed fraction
+  std::vector<double> level_fraction;               // fraction of components at each level (0 = low)
+  std::size_t overflow_recomputed = 0;              // components moved to the top level for an overflow
   double fraction = 0;                              // overall (weighted by components)
   double weighted_cost = 0;                         // per term, relative to uniform high (estimation overhead included)
   double tile_cost = 0;                             // tile-granular, relative to uniform high (overhead included)
@@ -153,7 +175,9 @@ struct mixed_result {
   // when not computed) and the binary64 values the oracles rank by (oracles only)
   struct layer_trace {
     std::vector<std::uint8_t> recomputed;
+    std::vector<std::uint8_t> level;  // the level of each component (0 = low)
     std::vector<double> v_low, v_high, v_true;
+    std::vector<double> score;  // threshold runs: the indicator's score
   };
   std::vector<layer_trace> trace;
 };
@@ -171,6 +195,20 @@ interval wilson(std::size_t k, std::size_t n, double z = 1.959963984540054);
 // McNemar's exact test on paired binary outcomes: b = pairs where only the
 // first is 1, c = only the second; two-sided p-value of the binomial(b + c, 1/2).
 double mcnemar_p(std::size_t b, std::size_t c);
+
+// A static configuration calibrated on the runner's samples (docs/extensions.md):
+// the threshold run `dynamic` (an indicator, tau, optionally the ladder) is
+// run with its trace; per layer and component, the q-quantile (nearest rank,
+// NaN as +inf) of the score over the samples is mapped to a level by the same
+// rule as the dynamic run. q = 1 (the maximum) gives every component the
+// highest level any calibration sample needed.
+std::vector<std::vector<std::uint8_t>> calibrate_levels(const class mixed_runner& runner, const selection& dynamic,
+                                                        double q);
+// The levels as a precision configuration (the low pass's choices, with a
+// per-component accumulator map per layer) that nn::simulate, mpacc eval and
+// mpacc validate accept.
+nn::precision_config static_precision(const mixed_config& cfg, const std::vector<std::vector<std::uint8_t>>& levels,
+                                      bool ladder);
 
 // Per layer, per component of a uniform-low pass: kappa_dot and kappa_act at
 // the true pre-activation of the same (low) inputs, and the relative local
@@ -197,6 +235,8 @@ class mixed_runner {
   mixed_result run(const selection& sel, int threads = -1) const;
 
   [[nodiscard]] std::size_t samples() const noexcept { return rows_; }
+  [[nodiscard]] const mixed_config& config() const noexcept { return cfg_; }
+  [[nodiscard]] const nn::mlp& network() const noexcept { return net_; }
   // test accuracy of the binary64 (Dot2) reference pass the runner compares with
   [[nodiscard]] double reference_accuracy() const;
   [[nodiscard]] std::vector<layer_diagnostics> diagnostics(std::size_t max_points = 20000) const;
@@ -214,9 +254,11 @@ class mixed_runner {
   std::vector<std::uint8_t> labels_;
   std::vector<std::vector<double>> ref_y_;  // binary64 (Dot2) reference outputs per layer
   std::vector<sim::prepared_dense> low_, high_, abs_low_;
+  std::vector<std::vector<sim::prepared_dense>> mid_;  // [ladder level][layer]
   std::vector<std::vector<double>> row_norms_;
   // layer 0 shared results: the low pass, and the rest computed once on first use
   std::vector<double> v0_low_;
+  std::vector<unsigned> v0_low_flags_;
   mutable std::vector<double> v0_high_, v0_true_, abs0_, y0_low_, y0_high_;
   mutable std::once_flag once_[5];
   const std::vector<double>& v0_high() const;
