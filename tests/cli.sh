@@ -141,6 +141,18 @@ grep -q '"act_rounding": "toward-zero"' "$evaldir/v/binary16_e5m2_recursive/summ
   { echo "FAIL: validate summary lacks the precision configuration"; fails=$((fails + 1)); }
 expect_error "validate: --precision with --acc" "give one or the other" "" validate --model "$fixture" --precision "acc=binary16" --acc e4m3-ieee
 expect_error "validate: old --precision bits" "--precision: precision: '200' is not key=value" "" validate --model "$fixture" --act tanh --data "$evaldir" --precision 200
+# mpacc calibrate: a static configuration from the training images, taken by eval and validate
+cp "$evaldir/mnist/t10k-images-idx3-ubyte" "$evaldir/mnist/train-images-idx3-ubyte"
+cp "$evaldir/mnist/t10k-labels-idx1-ubyte" "$evaldir/mnist/train-labels-idx1-ubyte"
+expect_status "calibrate: writes a configuration" 0 "written to $evaldir/static.json" \
+  "$MPACC" calibrate --model "$fixture" --act tanh --data "$evaldir" --samples 2 --tau 0.5 --quantile 1 \
+  --ladder bfloat16 --out "$evaldir/static.json"
+grep -q '"maps"' "$evaldir/static.json" || { echo "FAIL: calibrate wrote no maps"; fails=$((fails + 1)); }
+expect_status "calibrate: eval takes it" 0 "accuracy simulated" \
+  "$MPACC" eval --model "$fixture" --act tanh --data "$evaldir" --precision-file "$evaldir/static.json"
+expect_status "calibrate: validate takes it" 0 "deterministic violations: 0" \
+  v --precision-file "$evaldir/static.json"
+expect_error "calibrate: bad quantile" "--quantile: must be in [0, 1]" "" calibrate --model "$fixture" --act tanh --data "$evaldir" --quantile 2
 expect_status "validate: binary64 accumulator (MPFR path)" 0 "uncovered (no bound: overflow, saturation, NaN): 0 of 12" v --acc binary64
 expect_error "validate: stored inputs overflow" "is not finite once stored in p=2,emin=-1,emax=0" "" \
   validate --model "$fixture" --act tanh --data "$evaldir" --out "$evaldir/v" --no-plots --input-format p=2,emin=-1,emax=0

@@ -690,14 +690,14 @@ std::vector<layer_diagnostics> mixed_runner::diagnostics(std::size_t max_points)
 // ---------------------------------------------------------------------------
 // static (calibrated) configurations
 
-std::vector<std::vector<std::uint8_t>> calibrate_levels(const mixed_runner& runner, const selection& dynamic,
-                                                        double q) {
+std::vector<std::vector<std::uint8_t>> calibrate_levels(const mixed_runner& runner, const selection& dynamic, double q,
+                                                        int threads) {
   if (dynamic.type != selection::kind::threshold) throw std::invalid_argument("calibration needs a threshold run");
   if (!(q >= 0 && q <= 1)) throw std::invalid_argument("calibration quantile must be in [0, 1]");
   selection sel = dynamic;
   sel.keep_trace = true;
   sel.overflow_aware = false;
-  const auto r = runner.run(sel);
+  const auto r = runner.run(sel, threads);
   const auto& cfg = runner.config();
   const auto& net = runner.network();
   const std::size_t B = r.samples, M = sel.ladder ? cfg.ladder.size() + 2 : 2;

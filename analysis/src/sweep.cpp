@@ -44,6 +44,12 @@ std::vector<job> jobs_of(const sweep_config& c) {
   return v;
 }
 
+std::string static_name(double q) {
+  char b[32];
+  std::snprintf(b, sizeof b, "static-q%g", q);
+  return b;
+}
+
 std::vector<std::pair<std::string, std::size_t>> rows_of(const sweep_config& c, const job& jb) {
   std::vector<std::pair<std::string, std::size_t>> r;
   if (jb.uniform) {
@@ -56,6 +62,9 @@ std::vector<std::pair<std::string, std::size_t>> rows_of(const sweep_config& c, 
     const bool random = k == selection::kind::random || k == selection::kind::random_active;
     for (std::size_t s = 0; s < (random ? c.seeds : 1); ++s) r.emplace_back(b, s);
   }
+  if (!c.mix.ladder.empty()) r.emplace_back("ladder", 0);
+  if (c.overflow_aware) r.emplace_back("overflow-aware", 0);
+  for (double q : c.calibration_quantiles) r.emplace_back(static_name(q), 0);
   return r;
 }
 
@@ -195,6 +204,8 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
     if (!nets.count(head.network)) {
       nets[head.network] = obtain_network(c, ns, data_dir);
       tests[head.network] = io::load_dataset(data_dir, ns.dataset, false, c.samples);
+      if (c.input_scale != 1)
+        for (auto& x : tests[head.network].x) x *= c.input_scale;
       if (c.samples > tests[head.network].rows)
         throw std::runtime_error("samples: " + std::to_string(c.samples) + " exceeds the " +
                                  std::to_string(tests[head.network].rows) + " test images of " + ns.dataset);
@@ -263,6 +274,15 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
       kappa |= all[mine[q]].indicator == "kappa";
     }
     if (threshold) R.precompute(kappa);
+    // the calibration runner of the static configurations: the first training images
+    std::unique_ptr<mixed_runner> Rc;
+    if (threshold && !c.calibration_quantiles.empty()) {
+      auto calib = io::load_dataset(data_dir, ns.dataset, true, c.calibration_samples);
+      if (c.input_scale != 1)
+        for (auto& x : calib.x) x *= c.input_scale;
+      Rc = std::make_unique<mixed_runner>(nets[head.network], calib, c.calibration_samples, mix, c.threads);
+      Rc->precompute(kappa);
+    }
     const auto n_jobs = static_cast<std::ptrdiff_t>(last - first);
     const int workers = sim::thread_count(c.threads);
     std::string error;
@@ -281,7 +301,7 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
         pair_with(arow, a1, "uniform-low", low);
         o += to_csv(arow);
         for (const auto& [b, seed] : rows_of(c, jb)) {
-          if (b == "algorithm1") continue;
+          if (std::find(c.baselines.begin(), c.baselines.end(), b) == c.baselines.end()) continue;  // not a baseline
           selection m;
           m.type = parse_baseline(b);
           m.counts = &a1.counts;
@@ -290,6 +310,34 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
           auto brow = row_of(name, order, b, jb.indicator, jb.tau, seed, r);
           pair_with(brow, r, "algorithm1", a1);
           o += to_csv(brow);
+        }
+        // beyond Algorithm 1: the ladder, overflow-aware recomputation, static configurations
+        auto extra = [&](const std::string& strategy, const selection& e) {
+          const auto r = R.run(e, 1);
+          auto row = row_of(name, order, strategy, jb.indicator, jb.tau, 0, r);
+          pair_with(row, r, "algorithm1", a1);
+          o += to_csv(row);
+        };
+        if (!c.mix.ladder.empty()) {
+          selection e = s;
+          e.ladder = true;
+          extra("ladder", e);
+        }
+        if (c.overflow_aware) {
+          selection e = s;
+          e.overflow_aware = true;
+          extra("overflow-aware", e);
+        }
+        for (double qv : c.calibration_quantiles) {
+          selection dyn = s;
+          dyn.ladder = c.calibration_ladder;
+          const auto levels = calibrate_levels(*Rc, dyn, qv, 1);
+          selection e;
+          e.type = selection::kind::static_map;
+          e.ladder = c.calibration_ladder;
+          e.static_levels = &levels;
+          e.overflow_aware = c.overflow_aware;
+          extra(static_name(qv), e);
         }
         text[static_cast<std::size_t>(q)] = std::move(o);
       } catch (const std::exception& ex) {

@@ -98,6 +98,12 @@ std::string to_json(const sweep_config& c) {
   // the low pass in full (its order is each of "orders")
   j["precision"] = nlohmann::json::parse(c.mix.precision.to_json());
   j["high"] = sim::to_string(c.mix.high);
+  j["ladder"] = nlohmann::json::array();
+  for (const auto& f : c.mix.ladder) j["ladder"].push_back(sim::to_string(f));
+  j["overflow_aware"] = c.overflow_aware;
+  j["calibration"] = {
+      {"samples", c.calibration_samples}, {"quantiles", c.calibration_quantiles}, {"ladder", c.calibration_ladder}};
+  j["input_scale"] = c.input_scale;
   j["reference_inputs"] = std::string(to_string(c.mix.ref_inputs));
   j["tile_rows"] = c.mix.tile_rows;
   j["tile_samples"] = c.mix.tile_samples;
@@ -136,16 +142,39 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
   c.name = fs::path(file).stem().string();
   c.orders = {{sim::order::kind::blocked, 8}};  // a configuration file names its orders, or gets this one
   c.order_indicators.clear();
-  static const std::vector<std::string> known = {"name",         "networks",     "samples",
-                                                 "taus",         "indicators",   "baselines",
-                                                 "seeds",        "orders",       "order_indicators",
-                                                 "low",          "high",         "product",
-                                                 "rounding",     "saturate",     "via",
-                                                 "input_format", "act_format",   "reference_inputs",
-                                                 "tile_rows",    "tile_samples", "epochs",
-                                                 "train_limit",  "seed",         "diagnostics",
-                                                 "models_dir",   "out",          "term_cost",
-                                                 "data_dir",     "precision"};
+  static const std::vector<std::string> known = {"name",
+                                                 "networks",
+                                                 "samples",
+                                                 "taus",
+                                                 "indicators",
+                                                 "baselines",
+                                                 "seeds",
+                                                 "orders",
+                                                 "order_indicators",
+                                                 "low",
+                                                 "high",
+                                                 "product",
+                                                 "rounding",
+                                                 "saturate",
+                                                 "via",
+                                                 "input_format",
+                                                 "act_format",
+                                                 "reference_inputs",
+                                                 "tile_rows",
+                                                 "tile_samples",
+                                                 "epochs",
+                                                 "train_limit",
+                                                 "seed",
+                                                 "diagnostics",
+                                                 "models_dir",
+                                                 "out",
+                                                 "term_cost",
+                                                 "data_dir",
+                                                 "precision",
+                                                 "ladder",
+                                                 "overflow_aware",
+                                                 "calibration",
+                                                 "input_scale"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
       fail(it.key(), it.key() == "order" ? "unknown key (a list \"orders\" replaces it)" : "unknown key");
@@ -253,6 +282,49 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
   }
   if (j.contains("saturate")) c.mix.precision.saturate = boolean("saturate");
   if (j.contains("diagnostics")) c.diagnostics = boolean("diagnostics");
+  // beyond Algorithm 1 (docs/extensions.md)
+  if (j.contains("ladder")) {
+    c.mix.ladder.clear();
+    for (const auto& f : strings("ladder")) try {
+        c.mix.ladder.push_back(sim::parse_format(f));
+      } catch (const std::invalid_argument& e) {
+        fail("ladder", e.what());
+      }
+  }
+  if (j.contains("overflow_aware")) c.overflow_aware = boolean("overflow_aware");
+  if (j.contains("input_scale")) {
+    if (!j["input_scale"].is_number()) fail("input_scale", "must be a number");
+    const double v = j["input_scale"].get<double>();
+    if (!(v > 0) || !std::isfinite(v)) fail("input_scale", "must be a finite number > 0");
+    c.input_scale = v;
+  }
+  if (j.contains("calibration")) {
+    const auto& cal = j["calibration"];
+    if (!cal.is_object()) fail("calibration", "must be an object {samples, quantiles, ladder}");
+    for (auto it = cal.begin(); it != cal.end(); ++it)
+      if (it.key() != "samples" && it.key() != "quantiles" && it.key() != "ladder")
+        fail("calibration." + it.key(), "unknown key (samples, quantiles, ladder)");
+    if (cal.contains("samples")) c.calibration_samples = count_of(cal["samples"], "calibration.samples", 1, 60000);
+    if (cal.contains("ladder")) {
+      if (!cal["ladder"].is_boolean()) fail("calibration.ladder", "must be true or false");
+      c.calibration_ladder = cal["ladder"].get<bool>();
+    }
+    if (cal.contains("quantiles")) {
+      if (!cal["quantiles"].is_array()) fail("calibration.quantiles", "must be a list of numbers in [0, 1]");
+      c.calibration_quantiles.clear();
+      for (const auto& q : cal["quantiles"]) {
+        if (!q.is_number()) fail("calibration.quantiles", "must be a list of numbers in [0, 1]");
+        const double v = q.get<double>();
+        if (!(v >= 0 && v <= 1)) fail("calibration.quantiles", "quantile " + q.dump() + " is not in [0, 1]");
+        if (std::find(c.calibration_quantiles.begin(), c.calibration_quantiles.end(), v) !=
+            c.calibration_quantiles.end())
+          fail("calibration.quantiles", "quantile " + q.dump() + " is listed twice");
+        c.calibration_quantiles.push_back(v);
+      }
+    }
+    if (c.calibration_ladder && c.mix.ladder.empty())
+      fail("calibration.ladder", "needs a \"ladder\" of intermediate formats");
+  }
   if (j.contains("taus")) {
     if (!j["taus"].is_array()) fail("taus", "must be a list of numbers");
     c.taus.clear();
@@ -368,6 +440,7 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
       if (c.orders[a] == c.orders[b]) fail("orders", "'" + sim::to_string(c.orders[a]) + "' is listed twice");
   // every format the sweep uses needs a cost
   std::vector<sim::format> used = c.mix.precision.acc;
+  used.insert(used.end(), c.mix.ladder.begin(), c.mix.ladder.end());
   used.push_back(c.mix.high);
   used.push_back(sim::formats::binary32);
   for (const auto& f : used)

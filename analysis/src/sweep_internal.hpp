@@ -22,6 +22,8 @@ struct job {
 std::vector<job> jobs_of(const sweep_config& c);
 // the (strategy, seed) rows a job writes, in order
 std::vector<std::pair<std::string, std::size_t>> rows_of(const sweep_config& c, const job& jb);
+// the strategy name of a static configuration calibrated at quantile q ("static-q0.9")
+std::string static_name(double q);
 // "blocked:8" -> "blocked-8" (file names)
 std::string file_safe(std::string s);
 

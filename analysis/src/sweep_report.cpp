@@ -243,6 +243,57 @@ std::string figure_data(const sweep_config& c, const group& g, std::size_t layer
 
 const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"};
 
+// The strategies beyond Algorithm 1 in a group (ladder, overflow-aware,
+// static-q<q>), in the order of the configuration.
+std::vector<std::string> extension_strategies(const sweep_config& c) {
+  std::vector<std::string> v;
+  if (!c.mix.ladder.empty()) v.emplace_back("ladder");
+  if (c.overflow_aware) v.emplace_back("overflow-aware");
+  for (double q : c.calibration_quantiles) v.push_back(static_name(q));
+  return v;
+}
+
+// Error against per-term cost of each strategy family, one curve over tau per
+// family (the first indicator), uniform strategies as points.
+std::string extensions_script(const sweep_config& c, const group& g, const std::string& dat,
+                              const std::vector<std::string>& fams) {
+  const std::string f = gnuplot_quote(dat);
+  std::string s =
+      "set title " +
+      gnuplot_quote(g.network + " (" + g.order + "), " + g.indicators[0] +
+                    ": output error against cost per strategy family, uniform " + sim::to_string(c.mix.high) + " = 1") +
+      " font ',10'\nset logscale y\nset format y '10^%L'\nset grid\nset key outside right top font ',9'\n"
+      "set xlabel 'cost per accumulated term (estimates included)'\n"
+      "set ylabel 'mean KL(softmax(reference) || softmax(mixed))'\nplot ";
+  std::string sep;
+  for (std::size_t k = 0; k < fams.size(); ++k) {
+    s += sep + f + " index " + std::to_string(k) + " using 2:3 with linespoints pt 7 ps 0.8 lc rgb '" +
+         kColours[k % 7] + "' title " + gnuplot_quote(fams[k] + " (tau from right to left)");
+    sep = ", ";
+  }
+  s += sep + f + " index " + std::to_string(fams.size()) +
+       " using 2:3:4 with labels point pt 5 ps 1 offset 1,0.6 font ',8' notitle\n";
+  return s;
+}
+
+std::string extensions_data(const sweep_config& c, const group& g, const std::vector<std::string>& fams) {
+  std::string d;
+  for (const auto& fam : fams) {
+    d += "# " + fam + ": tau cost kl\n";
+    for (double tau : sorted_taus(c))
+      if (const auto* r = g.find(fam, g.indicators[0], tau))
+        if (r->kl_mean > 0 && std::isfinite(r->kl_mean))
+          d += fmt("%.6g", tau) + " " + fmt("%.6g", r->weighted_cost) + " " + fmt("%.6g", r->kl_mean) + "\n";
+    d += "\n\n";
+  }
+  d += "# uniform strategies: name cost kl\n";
+  for (const char* u : {"uniform-low", "uniform-high"})
+    if (const auto* r = g.find(u))
+      if (r->kl_mean > 0 && std::isfinite(r->kl_mean))
+        d += "0 " + fmt("%.6g", r->weighted_cost) + " " + fmt("%.6g", r->kl_mean) + " " + u + "\n";
+  return d;
+}
+
 std::string pareto_script(const sweep_config& c, const group& g, const std::string& dat) {
   const std::string f = gnuplot_quote(dat);
   const std::size_t I = g.indicators.size();
@@ -300,11 +351,12 @@ std::string pareto_script(const sweep_config& c, const group& g, const std::stri
                            std::to_string(c.seeds) + " seeds)");
         s += ", " + f + " index " + std::to_string(k) + " using " + std::to_string(ra + rcol) + ":" +
              std::to_string(ra + 2) + " with lines dt 3 lw 1.5 lc rgb '" + colour + "' notitle";
+        sep = ", ";
       }
-      sep = ", ";
       s += sep + f + " index " + std::to_string(k) + " using " + std::to_string(col) +
            ":4 with linespoints lw 2 pt 7 lc rgb '" + colour + "' title " +
            gnuplot_quote("Algorithm 1, " + g.indicators[k]);
+      sep = ", ";
     }
     if (orc)
       s += sep + f + " index 0 using " + std::to_string(ra + 5 + rcol) + ":" + std::to_string(ra + 7) +
@@ -408,6 +460,30 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
       for (double tau : sorted_taus(c))
         if (const auto* a = g.find("algorithm1", ind, tau)) line(*a);
     md += "\n";
+    const auto ext = extension_strategies(c);
+    if (!ext.empty() && !g.indicators.empty()) {
+      md +=
+          "Beyond Algorithm 1 (docs/extensions.md): at each tau, each row is paired with Algorithm 1 on the same "
+          "images (McNemar exact p of the argmax disagreements; b = only this row disagrees, c = only Algorithm 1).\n\n"
+          "| strategy | indicator | tau | recomputed % | cost | tile cost | KL | disagreement % [95 %] | McNemar b/c, "
+          "p "
+          "|\n|---|---|---|---|---|---|---|---|---|\n";
+      for (const auto& ind : g.indicators)
+        for (double tau : sorted_taus(c))
+          for (const auto& strat : ext)
+            if (const auto* r = g.find(strat, ind, tau))
+              md += "| " + r->strategy + " | " + ind + " | " + fmt("%g", tau) + " | " + pct(r->fraction) + " | " +
+                    fmt("%.3f", r->weighted_cost) + " | " + fmt("%.3f", r->tile_cost) + " | " + sci(r->kl_mean) +
+                    " | " + dis_text(*r) + " | " + std::to_string(r->mcnemar_b) + "/" + std::to_string(r->mcnemar_c) +
+                    ", " + fmt("%.2g", r->mcnemar_p) + " |\n";
+      md += "\n";
+      std::vector<std::string> fams{"algorithm1"};
+      fams.insert(fams.end(), ext.begin(), ext.end());
+      const std::string est = g.network + "-" + file_safe(g.order) + "-extensions";
+      write_atomic(c.out / (est + ".dat"), extensions_data(c, g, fams));
+      draw_plot(c.out, est, extensions_script(c, g, est + ".dat", fams), 1100, 600);
+      md += "![extensions](" + est + ".png)\n\n";
+    }
     // figures
     const std::size_t L = g.find("uniform-low") ? g.find("uniform-low")->fraction_per_layer.size() : 0;
     const std::string stem = g.network + "-" + file_safe(g.order);

@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   add(add_train_command);
   add(add_eval_command);
   add(add_validate_command);
+  add(add_calibrate_command);
   add(add_sweep_command);
   add(add_merge_command);
   add(add_reproduce_command);

@@ -202,8 +202,9 @@ double mcnemar_p(std::size_t b, std::size_t c);
 // NaN as +inf) of the score over the samples is mapped to a level by the same
 // rule as the dynamic run. q = 1 (the maximum) gives every component the
 // highest level any calibration sample needed.
+// threads: -1 = the runner's.
 std::vector<std::vector<std::uint8_t>> calibrate_levels(const class mixed_runner& runner, const selection& dynamic,
-                                                        double q);
+                                                        double q, int threads = -1);
 // The levels as a precision configuration (the low pass's choices, with a
 // per-component accumulator map per layer) that nn::simulate, mpacc eval and
 // mpacc validate accept.

@@ -53,6 +53,19 @@ struct sweep_config {
     m.precision.weights = m.precision.biases = std::nullopt;
     return m;
   }();
+  // Beyond Algorithm 1 (docs/extensions.md), per (indicator, tau) of the threshold jobs:
+  //   mix.ladder non-empty: a "ladder" row (levels {low, ladder..., high});
+  //   overflow_aware: an "overflow-aware" row (Algorithm 1, overflowed components to high);
+  //   calibration_quantiles: a "static-q<q>" row per quantile, the static configuration
+  //   calibrated on the first calibration_samples training images (with the ladder
+  //   when calibration_ladder), evaluated on the test images.
+  bool overflow_aware = false;
+  std::size_t calibration_samples = 1000;
+  std::vector<double> calibration_quantiles;
+  bool calibration_ladder = false;
+  // every input (test and calibration images) multiplied by this before it is
+  // stored: unnormalized or scaled data for the overflow experiment
+  double input_scale = 1;
   // training of networks that have no model file
   std::size_t epochs = 10, train_limit = 0, batch = 64;
   std::uint64_t seed = 1234;
