@@ -259,6 +259,26 @@ TEST_CASE("dense layer rejects mismatched shapes", "[sim][layer]") {
                     Catch::Contains("bias"));
 }
 
+TEST_CASE("an empty precision map means base.acc for every component", "[sim][layer]") {
+  sim::random_stream rng(77);
+  std::vector<double> X(5 * 40), W(7 * 40), b(7), Y1, Y2;
+  for (auto& v : X) v = rng.uniform() * 2 - 1;
+  for (auto& v : W) v = sim::round(rng.uniform() * 2 - 1, sim::formats::e4m3_ieee);
+  for (auto& v : b) v = rng.uniform() - 0.5;
+  for (const auto& f : {sim::formats::e4m3_ieee, sim::formats::binary16, sim::formats::binary64}) {
+    sim::layer_spec implicit;  // no map: base.acc
+    implicit.base.acc = f;
+    implicit.base.ord = {sim::order::kind::blocked, 8};
+    sim::layer_spec expl = implicit;
+    expl.acc = sim::precision_map::uniform(f);
+    if (f.p > 51) continue;  // binary64: not on sim's exact path
+    sim::dense({X.data(), 5, 40}, {W.data(), 7, 40}, b, implicit, Y1);
+    sim::dense({X.data(), 5, 40}, {W.data(), 7, 40}, b, expl, Y2);
+    REQUIRE(Y1.size() == Y2.size());
+    for (std::size_t t = 0; t < Y1.size(); ++t) CHECK(test::same(Y1[t], Y2[t]));
+  }
+}
+
 TEST_CASE("every kernel path is exercised and asserted: automatic choice and each forced kernel", "[sim][layer]") {
   using K = sim::order::kind;
   const auto kernels = available_kernels();

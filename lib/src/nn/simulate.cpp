@@ -45,8 +45,9 @@ std::vector<double> store_inputs(sim::matrix_view X, const sim::format& input_fo
   return in;
 }
 
-void simulate_layer(const dense_layer& l, sim::matrix_view X, const sim::layer_spec& spec, std::vector<double>& Y,
+void simulate_layer(const dense_layer& l, sim::matrix_view X, const sim::layer_spec& spec_in, std::vector<double>& Y,
                     std::vector<unsigned>& flags, int threads) {
+  const sim::layer_spec spec = spec_in.resolved();
   bool fast = true;
   for (const auto& f : spec.acc.formats) {
     sim::accumulation a = spec.base;

@@ -12,7 +12,6 @@ namespace {
 __extension__ typedef __int128 s128;
 }  // namespace
 
-
 int_weights make_int_weights(std::span<const double> W) {
   int_weights r;
   long lo = LONG_MAX, hi = LONG_MIN;
@@ -85,8 +84,8 @@ int_inputs make_int_inputs(const std::vector<mpfr_float>& xs) {
 
 // value = (sum_j W_ij X_j) 2^(ew+ex) + b, rounded to out's precision (or
 // exact, out's precision set to what it needs).
-void int_dot(mpfr_float& out, const int_weights& IW, const int_inputs& IX, std::size_t i, std::size_t n_in,
-             double b, bool exact, std::vector<mp_limb_t>& pos, std::vector<mp_limb_t>& negacc, mpz_t z) {
+void int_dot(mpfr_float& out, const int_weights& IW, const int_inputs& IX, std::size_t i, std::size_t n_in, double b,
+             bool exact, std::vector<mp_limb_t>& pos, std::vector<mp_limb_t>& negacc, mpz_t z) {
   const std::int64_t* w = IW.W.data() + i * n_in;
   const std::size_t n = n_in;
   if (!IX.small.empty() && IW.bits + IX.bits + 64 - std::countl_zero(static_cast<std::uint64_t>(n)) <= 125) {

@@ -739,7 +739,8 @@ void throw_if_env_error() {
 // Whether the vector kernels can compute this spec (any of them).
 bool vectorizable(const layer_spec& spec) noexcept {
   if (spec.base.via) return false;  // double rounding through `via`: sim::dot per component
-  if (spec.acc.formats.empty()) return false;
+  if (spec.acc.formats.empty())
+    return vector_format_ok(spec.base.acc) && (!spec.base.product || vector_format_ok(*spec.base.product));
   for (const auto& f : spec.acc.formats)
     if (!vector_format_ok(f)) return false;
   if (spec.base.product && !vector_format_ok(*spec.base.product)) return false;
@@ -806,13 +807,13 @@ struct prepared_dense::impl {
   bool all_sub = true;
 };
 
-prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec)
+prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec_in)
     : p_(std::make_shared<impl>()) {
+  const layer_spec spec = spec_in.resolved();
   const std::size_t n_in = W.cols, n_out = W.rows;
   if (b.size() != n_out)
     throw std::invalid_argument("dense: bias has " + std::to_string(b.size()) + " entries, W has " +
                                 std::to_string(n_out) + " rows");
-  if (spec.acc.formats.empty()) throw std::invalid_argument("dense: empty precision map");
   if (!spec.acc.index.empty() && spec.acc.index.size() != n_out)
     throw std::invalid_argument("dense: precision map has " + std::to_string(spec.acc.index.size()) + " entries for " +
                                 std::to_string(n_out) + " components");

@@ -42,10 +42,17 @@ struct layer_flags {
 };
 
 struct layer_spec {
-  // mode, product model, order, saturation and seed; base.acc is ignored
-  // (the precision map gives each component's accumulator)
+  // mode, product model, order, saturation, via and seed of every component;
+  // base.acc is every component's accumulator when the map is empty
   accumulation base;
+  // each component's accumulator (empty: base.acc for all of them)
   precision_map acc;
+  // the map in use: acc, or uniform(base.acc) when acc has no format
+  [[nodiscard]] layer_spec resolved() const {
+    layer_spec s = *this;
+    if (s.acc.formats.empty()) s.acc = precision_map::uniform(s.base.acc);
+    return s;
+  }
 };
 
 // Number of random words one inner product of n terms consumes (its
