@@ -53,7 +53,9 @@ std::string static_name(double q) {
 std::vector<std::pair<std::string, std::size_t>> rows_of(const sweep_config& c, const job& jb) {
   std::vector<std::pair<std::string, std::size_t>> r;
   if (jb.uniform) {
-    for (const char* s : {"uniform-low", "uniform-high", "uniform-binary32", "exact"}) r.emplace_back(s, 0);
+    for (const char* s : {"uniform-low", "uniform-high", "uniform-binary32"}) r.emplace_back(s, 0);
+    for (const auto& f : c.mix.ladder) r.emplace_back("uniform-" + sim::to_string(f), 0);
+    r.emplace_back("exact", 0);
     return r;
   }
   r.emplace_back("algorithm1", 0);
@@ -251,6 +253,20 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
       std::fill(brow.fraction_per_layer.begin(), brow.fraction_per_layer.end(), 0.0);
       pair_with(brow, r, "uniform-low", low);
       o += to_csv(brow);
+      // each intermediate level of a ladder, uniformly
+      for (const auto& f : c.mix.ladder) {
+        mixed_config uf = mix;
+        uf.precision.acc = {f};
+        const mixed_runner rf(nets[head.network], tests[head.network], c.samples, uf, c.threads,
+                              &R.reference_outputs());
+        const auto ru = rf.run(s);
+        auto urow = row_of(name, order, "uniform-" + sim::to_string(f), "", 0, 0, ru);
+        urow.weighted_cost = urow.tile_cost = c.mix.cost_of(f) / c.mix.cost_of(c.mix.high);
+        urow.fraction = 0;
+        std::fill(urow.fraction_per_layer.begin(), urow.fraction_per_layer.end(), 0.0);
+        pair_with(urow, ru, "uniform-low", low);
+        o += to_csv(urow);
+      }
       // the reference pass itself: its accuracy (errors 0 by definition; cost not applicable)
       result_row e;
       e.network = name;

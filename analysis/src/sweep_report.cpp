@@ -262,7 +262,8 @@ std::string extensions_script(const sweep_config& c, const group& g, const std::
       "set title " +
       gnuplot_quote(g.network + " (" + g.order + "), " + g.indicators[0] +
                     ": output error against cost per strategy family, uniform " + sim::to_string(c.mix.high) + " = 1") +
-      " font ',10'\nset logscale y\nset format y '10^%L'\nset grid\nset key outside right top font ',9'\n"
+      " font ',10'\nset logscale y\nset format y '10^%L'\nset grid\nset key inside top right font ',9' box opaque\n"
+      "set offsets graph 0.04, graph 0.04, 0, 0\n"
       "set xlabel 'cost per accumulated term (estimates included)'\n"
       "set ylabel 'mean KL(softmax(reference) || softmax(mixed))'\nplot ";
   std::string sep;
@@ -287,10 +288,12 @@ std::string extensions_data(const sweep_config& c, const group& g, const std::ve
     d += "\n\n";
   }
   d += "# uniform strategies: name cost kl\n";
-  for (const char* u : {"uniform-low", "uniform-high"})
+  std::vector<std::string> uni{"uniform-low", "uniform-high"};
+  for (const auto& f : c.mix.ladder) uni.push_back("uniform-" + sim::to_string(f));
+  for (const auto& u : uni)
     if (const auto* r = g.find(u))
       if (r->kl_mean > 0 && std::isfinite(r->kl_mean))
-        d += "0 " + fmt("%.6g", r->weighted_cost) + " " + fmt("%.6g", r->kl_mean) + " " + u + "\n";
+        d += "0 " + fmt("%.6g", r->weighted_cost) + " " + fmt("%.6g", r->kl_mean) + " " + std::string(u) + "\n";
   return d;
 }
 
@@ -456,6 +459,8 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
     };
     for (const char* u : {"uniform-low", "uniform-high", "uniform-binary32"})
       if (const auto* r = g.find(u)) line(*r);
+    for (const auto& f : c.mix.ladder)
+      if (const auto* r = g.find("uniform-" + sim::to_string(f))) line(*r);
     for (const auto& ind : g.indicators)
       for (double tau : sorted_taus(c))
         if (const auto* a = g.find("algorithm1", ind, tau)) line(*a);
