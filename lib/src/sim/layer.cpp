@@ -384,6 +384,11 @@ template <rounding Mode, bool Subnormals, bool Unclamped = false>
     const __m512i tb = _mm512_castpd_si512(t);
     r0 = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_mask_add_epi64(tb, up, tb, one)), cs);
   }
+  // A result of zero is t - cs = +0 whatever y's sign: give it y's sign (a
+  // negative value rounded to zero is -0). Other results already have y's
+  // sign, so OR-ing it in changes nothing there.
+  r0 = _mm512_castsi512_pd(
+      _mm512_or_si512(_mm512_castpd_si512(r0), _mm512_and_si512(_mm512_castpd_si512(y), sign_mask)));
   const __mmask8 changed = _mm512_cmp_pd_mask(r0, y, _CMP_NEQ_OQ);
   fl.inexact |= changed;
   // tiny before rounding: |y| < 2^emin, i.e. 2^e < 2^emin
@@ -842,7 +847,7 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
   P.Wt.assign(n_in * P.ldw, 0.0);
   P.bias.assign(P.ldw, 0.0);
   const auto n_in_s = static_cast<std::ptrdiff_t>(n_in);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_in * n_out >= 32768)
   for (std::ptrdiff_t j = 0; j < n_in_s; ++j)
     for (std::size_t i = 0; i < n_out; ++i) P.Wt[static_cast<std::size_t>(j) * P.ldw + i] = W.row(i)[j];
   for (std::size_t i = 0; i < n_out; ++i) P.bias[i] = b[i];
@@ -860,7 +865,7 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
   P.grid_lo.assign(P.blocks, 100000);
   P.acc_max.assign(P.blocks, 0.0);
   const auto blocks_s = static_cast<std::ptrdiff_t>(P.blocks);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_in * n_out >= 32768)
   for (std::ptrdiff_t blk = 0; blk < blocks_s; ++blk) {
     const auto bk = static_cast<std::size_t>(blk);
     for (std::size_t i = bk * 8; i < std::min(bk * 8 + 8, n_out); ++i) {
@@ -878,8 +883,8 @@ std::size_t prepared_dense::inputs() const noexcept { return p_->n_in; }
 std::size_t prepared_dense::outputs() const noexcept { return p_->n_out; }
 const layer_spec& prepared_dense::spec() const noexcept { return p_->spec; }
 
-layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads,
-                                std::vector<unsigned>* out_flags) const {
+layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads, std::vector<unsigned>* out_flags,
+                                std::size_t first_row) const {
   const impl& P = *p_;
   const layer_spec& spec = P.spec;
   const std::size_t batch = X.rows, n_in = P.n_in, n_out = P.n_out;
@@ -942,7 +947,7 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       T.ns = ns;
       for (int k = 0; k < ns; ++k) {
         T.rows[k] = X.row(s0 + static_cast<std::size_t>(k));
-        T.first_word[k] = ((s0 + static_cast<std::size_t>(k)) * n_out + T.i0) * words;
+        T.first_word[k] = ((first_row + s0 + static_cast<std::size_t>(k)) * n_out + T.i0) * words;
       }
       T.bias = bias;
       T.acc = &P.accL[blk];
@@ -970,8 +975,8 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       const std::size_t s = static_cast<std::size_t>(t) / n_out, i = static_cast<std::size_t>(t) % n_out;
       accumulation a = spec.base;
       a.acc = spec.acc.of(i);
-      const auto r =
-          dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a, static_cast<std::uint64_t>(t) * words);
+      const auto r = dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a,
+                         (first_row * n_out + static_cast<std::uint64_t>(t)) * words);
       Y[static_cast<std::size_t>(t)] = r.value;
       flags[static_cast<std::size_t>(t)] = r.flags;
     }
