@@ -19,6 +19,8 @@ constexpr std::size_t max_axis = std::size_t{1} << 24;
 // below this many elements (or terms) a loop runs on the calling thread: a
 // parallel region costs more than the work
 constexpr std::size_t parallel_min = std::size_t{1} << 15;
+// im2col rows per piece of a batch (the lowered piece then stays in cache)
+constexpr std::size_t default_piece_rows = 4096;
 
 std::string dims(std::size_t a, std::size_t b) { return std::to_string(a) + "x" + std::to_string(b); }
 
@@ -180,35 +182,76 @@ layer_flags prepared_conv2d::run(const double* X, std::size_t batch, std::vector
   const conv2d_shape& s = P.shape;
   const std::size_t ohw = s.out_h() * s.out_w(), K = s.patch(), C = s.c_out;
   Y.assign(batch * C * ohw, 0.0);
-  std::vector<unsigned> flags(Y.size(), 0);
-  if (rows_per_piece == 0) rows_per_piece = 65536;
+  // per-output flags are needed to select among passes, or when asked for
+  const bool keep_flags = out_flags || !P.pass_of.empty();
+  std::vector<unsigned> flags(keep_flags ? Y.size() : 0, 0);
+  layer_flags lf;
+  if (rows_per_piece == 0) rows_per_piece = default_piece_rows;
   const std::size_t samples_per_piece = std::max<std::size_t>(1, rows_per_piece / ohw);
+  const std::size_t pieces = (batch + samples_per_piece - 1) / samples_per_piece;
   const int nt = thread_count(threads);
-  std::vector<double> cols, Yp;
-  std::vector<unsigned> Fp;
-  for (std::size_t s0 = 0; s0 < batch; s0 += samples_per_piece) {
-    const std::size_t ns = std::min(samples_per_piece, batch - s0), rows = ns * ohw;
-    cols.resize(rows * K);
-    im2col_rows(s, X, s0 * ohw, rows, cols.data(), threads);
+  const bool select = !P.pass_of.empty();
+  struct buffers {
+    std::vector<double> cols, Yp;
+    std::vector<unsigned> Fp;
+    layer_flags lf;
+  };
+  // one piece: lowered, run through each pass, its outputs put in place (NHWC
+  // rows -> NCHW, keeping the outputs whose component uses that pass)
+  auto piece = [&](std::size_t k, int inner, buffers& B) {
+    const std::size_t s0 = k * samples_per_piece, ns = std::min(samples_per_piece, batch - s0), rows = ns * ohw;
+    B.cols.resize(rows * K);
+    im2col_rows(s, X, s0 * ohw, rows, B.cols.data(), inner);
     for (std::size_t pass = 0; pass < P.passes.size(); ++pass) {
-      P.passes[pass].run({cols.data(), rows, K}, Yp, threads, &Fp, (first_sample + s0) * ohw);
-      // NHWC rows -> NCHW, keeping the outputs whose component uses this pass
+      const layer_flags pf = P.passes[pass].run({B.cols.data(), rows, K}, B.Yp, inner, keep_flags ? &B.Fp : nullptr,
+                                                (first_sample + s0) * ohw);
+      if (!keep_flags) {
+        B.lf.outputs += pf.outputs;
+        B.lf.inexact += pf.inexact;
+        B.lf.underflow += pf.underflow;
+        B.lf.overflow += pf.overflow;
+        B.lf.invalid += pf.invalid;
+        B.lf.saturated += pf.saturated;
+      }
       const auto nrows = static_cast<std::ptrdiff_t>(rows);
-      const bool select = !P.pass_of.empty();
-#pragma omp parallel for num_threads(nt) schedule(static) if (rows * C >= parallel_min)
+#pragma omp parallel for num_threads(inner) schedule(static) if (inner > 1 && rows * C >= parallel_min)
       for (std::ptrdiff_t t = 0; t < nrows; ++t) {
         const std::size_t r = static_cast<std::size_t>(t), smp = s0 + r / ohw, pix = r % ohw;
         for (std::size_t c = 0; c < C; ++c) {
           if (select && P.pass_of[c * ohw + pix] != pass) continue;
           const std::size_t o = (smp * C + c) * ohw + pix;
-          Y[o] = Yp[r * C + c];
-          flags[o] = Fp[r * C + c];
+          Y[o] = B.Yp[r * C + c];
+          if (keep_flags) flags[o] = B.Fp[r * C + c];
         }
       }
     }
+  };
+  auto merge = [&](const layer_flags& f) {
+    lf.outputs += f.outputs;
+    lf.inexact += f.inexact;
+    lf.underflow += f.underflow;
+    lf.overflow += f.overflow;
+    lf.invalid += f.invalid;
+    lf.saturated += f.saturated;
+  };
+  if (nt > 1 && pieces >= static_cast<std::size_t>(nt)) {
+    // whole pieces per thread: one parallel region, no barrier inside a piece
+    const auto np = static_cast<std::ptrdiff_t>(pieces);
+#pragma omp parallel num_threads(nt)
+    {
+      buffers B;
+#pragma omp for schedule(dynamic)
+      for (std::ptrdiff_t k = 0; k < np; ++k) piece(static_cast<std::size_t>(k), 1, B);
+#pragma omp critical(mpacc_conv_flags)
+      merge(B.lf);
+    }
+  } else {
+    buffers B;
+    for (std::size_t k = 0; k < pieces; ++k) piece(k, nt, B);
+    merge(B.lf);
   }
-  layer_flags lf;
-  for (unsigned f : flags) lf.add(f);
+  if (keep_flags)
+    for (unsigned f : flags) lf.add(f);
   if (out_flags) *out_flags = std::move(flags);
   return lf;
 }

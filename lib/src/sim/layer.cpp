@@ -674,6 +674,32 @@ struct span_info {
   }
 };
 
+// The span of a row, as span_info::add over its values, without branches
+// (the input rows of a layer are summarized once per run; for a convolution
+// lowered by im2col there are as many rows as output pixels).
+span_info row_span(const double* x, std::size_t n) noexcept {
+  int lo = 100000;
+  double mx = 0;
+  bool bad = false;
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::uint64_t b = std::bit_cast<std::uint64_t>(x[j]) & 0x7fffffffffffffffULL;
+    const std::uint64_t E = b >> 52;
+    bad |= E == 0x7ff;
+    const std::uint64_t m = (b & 0x000fffffffffffffULL) | (E ? 0x0010000000000000ULL : 0);
+    const int l = static_cast<int>(E ? E : 1) - 1075 + std::countr_zero(m | (std::uint64_t{1} << 63));
+    lo = std::min(lo, b ? l : 100000);
+    mx = std::max(mx, std::bit_cast<double>(b));
+  }
+  span_info r;
+  if (bad) {
+    r.finite = false;
+  } else {
+    r.lo = lo;
+    r.max = mx;
+  }
+  return r;
+}
+
 // Smallest quantum exponent of f's grid.
 int grid_lsb(const format& f) noexcept { return f.subnormals ? f.emin - f.p + 1 : f.emin - f.p + 1; }
 
@@ -896,8 +922,10 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
   const int nt = thread_count(threads);
   if (P.vector) {
     std::vector<span_info> xspan(batch);
-    for (std::size_t s = 0; s < batch; ++s)
-      for (std::size_t j = 0; j < n_in; ++j) xspan[s].add(X.row(s)[j]);
+    const auto batch_s = static_cast<std::ptrdiff_t>(batch);
+#pragma omp parallel for num_threads(nt) schedule(static) if (batch * n_in >= 32768)
+    for (std::ptrdiff_t s = 0; s < batch_s; ++s)
+      xspan[static_cast<std::size_t>(s)] = row_span(X.row(static_cast<std::size_t>(s)), n_in);
     auto task_exact = [&](std::size_t blk, std::size_t s0, int ns) {
       if (!P.wspan[blk].finite || !P.bspan[blk].finite) return false;
       int lo = std::min(P.grid_lo[blk], P.bspan[blk].lo);

@@ -81,8 +81,8 @@ class prepared_conv2d {
   // `flags`, each output's own flags (sim::flag bits, same layout as Y).
   // first_sample: the index of X's first sample in the whole data set (for the
   // stochastic stream). The batch is lowered in pieces of at most
-  // `rows_per_piece` im2col rows (0: 65536) to bound the memory; the pieces
-  // change nothing in the results.
+  // `rows_per_piece` im2col rows (0: 4096, so that a piece stays in cache);
+  // the pieces change nothing in the results.
   layer_flags run(const double* X, std::size_t batch, std::vector<double>& Y, int threads = 0,
                   std::vector<unsigned>* flags = nullptr, std::size_t first_sample = 0,
                   std::size_t rows_per_piece = 0) const;
