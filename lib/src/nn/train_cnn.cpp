@@ -417,7 +417,7 @@ void check_data(const cnn& net, const dataset& data) {
 
 }  // namespace
 
-void train_cnn(cnn& net, const dataset& data, const train_options& opt, std::vector<epoch_report>* log) {
+void train_cnn(cnn& net, const dataset& data, const cnn_train_options& opt, std::vector<epoch_report>* log) {
   check_data(net, data);
   if (net.outputs() < 10) throw std::invalid_argument("the output layer needs at least 10 classes");
   if (opt.batch == 0 || opt.epochs == 0) throw std::invalid_argument("batch size and epochs must be positive");
@@ -448,8 +448,10 @@ void train_cnn(cnn& net, const dataset& data, const train_options& opt, std::vec
   std::vector<double> qbuf;
   const bool tty = opt.progress && isatty(fileno(stderr));
   bool first = true;
+  double lr = opt.lr;
   for (std::size_t e = 1; e <= opt.epochs; ++e) {
     const auto t0 = std::chrono::steady_clock::now();
+    if (e > 1 && std::find(opt.lr_steps.begin(), opt.lr_steps.end(), e - 1) != opt.lr_steps.end()) lr *= opt.lr_gamma;
     for (std::size_t i = N; i > 1; --i) std::swap(order[i - 1], order[below(rng, i)]);
     double loss = 0;
     std::size_t correct = 0;
@@ -465,7 +467,7 @@ void train_cnn(cnn& net, const dataset& data, const train_options& opt, std::vec
       const auto [l, c] = m.backward(X.data(), y.data(), b, G, dIn, scratch);
       loss += l;
       correct += c;
-      m.step(opt.lr, opt.momentum, first);
+      m.step(lr, opt.momentum, first);
       first = false;
       if (tty && (start / B) % 50 == 0)
         std::fprintf(stderr, "\repoch %zu/%zu  %5.1f%%  loss %.4f", e, opt.epochs,

@@ -69,7 +69,13 @@ cnn make_lenet5(sim::activation_fn act, std::size_t classes = 10);
 // as nn::train does for MLPs; the trained network holds the rounded values.
 // Convolutions are im2col + OpenBLAS sgemm forward and backward.
 // Reproducible for a seed and thread count.
-void train_cnn(cnn& net, const dataset& data, const train_options& opt, std::vector<epoch_report>* log = nullptr);
+// The options of nn::train and a step schedule of the learning rate.
+struct cnn_train_options : train_options {
+  // after each epoch listed (1-based), the learning rate is multiplied by lr_gamma
+  std::vector<std::size_t> lr_steps;
+  double lr_gamma = 0.1;
+};
+void train_cnn(cnn& net, const dataset& data, const cnn_train_options& opt, std::vector<epoch_report>* log = nullptr);
 
 // Test accuracy (fraction in [0, 1]) of the network as stored, in binary32
 // (single) or binary64.
