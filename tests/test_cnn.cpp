@@ -214,20 +214,21 @@ TEST_CASE("cnn gradients of every layer kind against central finite differences"
 
 // Hidden: LeNet-5 on MNIST (data from $MPACC_DATA or ./data). Prints the test
 // accuracy after each epoch and the time per epoch.
-TEST_CASE("LeNet-5 on MNIST, quantization-aware (e4m3-ieee weights)", "[.][mnist-cnn]") {
+TEST_CASE("LeNet-5 on MNIST (or $MPACC_CNN_DATASET), quantization-aware (e4m3-ieee weights)", "[.][mnist-cnn]") {
   const auto dir = nn::default_data_dir();
-  if (!std::filesystem::exists(dir / "mnist")) {
-    WARN("no MNIST under " << dir.string());
+  const std::string name = std::getenv("MPACC_CNN_DATASET") ? std::getenv("MPACC_CNN_DATASET") : "mnist";
+  if (!std::filesystem::exists(dir / name)) {
+    WARN("no " << name << " under " << dir.string());
     return;
   }
-  const auto train = nn::load_dataset(dir, "mnist", true);
-  const auto test = nn::load_dataset(dir, "mnist", false);
+  const auto train = nn::load_dataset(dir, name, true);
+  const auto test = nn::load_dataset(dir, name, false);
   // the defaults reach 99 %; the environment varies them
   nn::cnn_train_options opt;
   opt.lr = 0.01;
   opt.epochs = 15;
   opt.lr_steps = {10};
-  auto env = [](const char* name) { return std::getenv(name); };
+  auto env = [](const char* var) { return std::getenv(var); };
   if (env("MPACC_CNN_EPOCHS")) opt.epochs = std::strtoul(env("MPACC_CNN_EPOCHS"), nullptr, 10);
   if (env("MPACC_CNN_LR")) opt.lr = std::strtod(env("MPACC_CNN_LR"), nullptr);
   if (env("MPACC_CNN_STEP")) opt.lr_steps = {std::strtoul(env("MPACC_CNN_STEP"), nullptr, 10)};
@@ -251,9 +252,10 @@ TEST_CASE("LeNet-5 on MNIST, quantization-aware (e4m3-ieee weights)", "[.][mnist
   const double acc32 = nn::evaluate_cnn_native(net, test, true);
   const double acc64 = nn::evaluate_cnn_native(net, test, false);
   std::printf(
-      "LeNet-5 %s, weights %s, lr %g (x%g after epoch %zu), %zu epochs, %.1f s: test accuracy binary32 %.4f, "
+      "%s: LeNet-5 %s, weights %s, lr %g (x%g after epoch %zu), %zu epochs, %.1f s: test accuracy binary32 %.4f, "
       "binary64 %.4f\n",
-      std::string(sim::to_string(act.kind)).c_str(), opt.storage ? sim::to_string(*opt.storage).c_str() : "binary32",
-      opt.lr, opt.lr_gamma, opt.lr_steps.empty() ? std::size_t{0} : opt.lr_steps[0], opt.epochs, secs, acc32, acc64);
-  CHECK(acc32 >= 0.99);
+      name.c_str(), std::string(sim::to_string(act.kind)).c_str(),
+      opt.storage ? sim::to_string(*opt.storage).c_str() : "binary32", opt.lr, opt.lr_gamma,
+      opt.lr_steps.empty() ? std::size_t{0} : opt.lr_steps[0], opt.epochs, secs, acc32, acc64);
+  CHECK(acc32 >= (name == "mnist" ? 0.99 : 0.90));
 }

@@ -918,7 +918,11 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
     throw std::invalid_argument("dense: W has " + std::to_string(n_in) + " columns but X has " +
                                 std::to_string(X.cols));
   Y.assign(batch * n_out, 0.0);
-  std::vector<unsigned> flags(batch * n_out, 0);
+  // each output's flags, kept only when asked for; the counts are taken as
+  // the outputs are stored
+  std::vector<unsigned> flags(out_flags ? batch * n_out : 0, 0);
+  unsigned* const fl = out_flags ? flags.data() : nullptr;
+  std::size_t c_inexact = 0, c_underflow = 0, c_overflow = 0, c_invalid = 0, c_saturated = 0;
   const int nt = thread_count(threads);
   if (P.vector) {
     std::vector<span_info> xspan(batch);
@@ -959,7 +963,8 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
     if (P.kernel == dense_kernel::avx2) kernel_fn = avx2::run_block;
     if (P.kernel == dense_kernel::avx512) kernel_fn = avx512::run_block;
 #endif
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) \
+    reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       // block-major: consecutive tasks of a thread reuse the same strip of W^T
       const std::size_t g = static_cast<std::size_t>(t) % sample_groups,
@@ -992,13 +997,20 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
         for (std::size_t lane = 0; lane < 8 && T.i0 + lane < n_out; ++lane) {
           const std::size_t o = (s0 + static_cast<std::size_t>(k)) * n_out + T.i0 + lane;
           Y[o] = T.out[k][lane];
-          flags[o] = T.flags[k][lane];
+          const unsigned f = T.flags[k][lane];
+          if (fl) fl[o] = f;
+          c_inexact += f & flag::inexact;
+          c_underflow += (f / flag::underflow) & 1;
+          c_overflow += (f / flag::overflow) & 1;
+          c_invalid += (f / flag::invalid) & 1;
+          c_saturated += (f / flag::saturated) & 1;
         }
     }
   } else {
     const std::uint64_t words = words_per_dot(n_in, spec.base);
     const auto tasks = static_cast<std::ptrdiff_t>(batch * n_out);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) \
+    reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       const std::size_t s = static_cast<std::size_t>(t) / n_out, i = static_cast<std::size_t>(t) % n_out;
       accumulation a = spec.base;
@@ -1006,11 +1018,22 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       const auto r = dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a,
                          (first_row * n_out + static_cast<std::uint64_t>(t)) * words);
       Y[static_cast<std::size_t>(t)] = r.value;
-      flags[static_cast<std::size_t>(t)] = r.flags;
+      const unsigned f = r.flags;
+      if (fl) fl[static_cast<std::size_t>(t)] = f;
+      c_inexact += f & flag::inexact;
+      c_underflow += (f / flag::underflow) & 1;
+      c_overflow += (f / flag::overflow) & 1;
+      c_invalid += (f / flag::invalid) & 1;
+      c_saturated += (f / flag::saturated) & 1;
     }
   }
   layer_flags lf;
-  for (unsigned f : flags) lf.add(f);
+  lf.outputs = batch * n_out;
+  lf.inexact = c_inexact;
+  lf.underflow = c_underflow;
+  lf.overflow = c_overflow;
+  lf.invalid = c_invalid;
+  lf.saturated = c_saturated;
   if (out_flags) *out_flags = std::move(flags);
   return lf;
 }
