@@ -382,6 +382,24 @@ TEST_CASE("conv: the deterministic bound per output is never violated (exact ref
           conv.run(D.X.data(), D.batch, Y, 2, &F);
           const auto bound = sim::conv2d_bounds(D.s, D.X.data(), D.batch, D.W, D.b, spec);
           REQUIRE(bound.size() == Y.size());
+          // any gamma: the deterministic one gives the same; the probabilistic
+          // one (lambda = 5) is per output that of sim::accumulation_bound on the patch
+          CHECK(sim::conv2d_bounds(D.s, D.X.data(), D.batch, D.W, D.b, spec, sim::gamma_deterministic, 0) == bound);
+          const auto prob = sim::conv2d_bounds(D.s, D.X.data(), D.batch, D.W, D.b, spec, sim::gamma_probabilistic, 5.0);
+          std::size_t differ = 0;
+          std::vector<double> patch(D.s.patch());
+          for (std::size_t smp = 0; smp < D.batch; ++smp)
+            for (std::size_t c = 0; c < D.s.c_out; ++c)
+              for (std::size_t pix = 0; pix < D.s.out_h() * D.s.out_w(); ++pix) {
+                sim::conv_patch(D.s, D.X.data() + smp * D.s.in_size(), pix / D.s.out_w(), pix % D.s.out_w(),
+                                patch.data());
+                sim::accumulation a = spec.base;
+                a.acc = spec.acc.formats[spec.acc.index[c]];
+                const double want = sim::accumulation_bound({D.W.data() + c * D.s.patch(), D.s.patch()}, patch, D.b[c],
+                                                            a, sim::gamma_probabilistic, 5.0);
+                differ += prob[(smp * D.s.c_out + c) * D.s.out_h() * D.s.out_w() + pix] != want;
+              }
+          CHECK(differ == 0);
           std::size_t violated = 0;
           ref::mpfr_float err(8000);
           for (std::size_t o = 0; o < Y.size(); ++o) {

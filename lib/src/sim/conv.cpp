@@ -263,6 +263,11 @@ layer_flags conv2d(const conv2d_shape& shape, const double* X, std::size_t batch
 
 std::vector<double> conv2d_bounds(const conv2d_shape& s, const double* X, std::size_t batch, std::span<const double> W,
                                   std::span<const double> b, const layer_spec& spec) {
+  return conv2d_bounds(s, X, batch, W, b, spec, gamma_deterministic, 0);
+}
+
+std::vector<double> conv2d_bounds(const conv2d_shape& s, const double* X, std::size_t batch, std::span<const double> W,
+                                  std::span<const double> b, const layer_spec& spec, gamma_fn gamma, double param) {
   s.validate();
   if (W.size() != s.weights() || b.size() != s.c_out) throw std::invalid_argument("conv2d_bounds: sizes");
   const std::size_t ohw = s.out_h() * s.out_w(), K = s.patch(), C = s.c_out;
@@ -272,7 +277,7 @@ std::vector<double> conv2d_bounds(const conv2d_shape& s, const double* X, std::s
   for (const auto& f : spec.acc.formats) {
     accumulation a = spec.base;
     a.acc = f;
-    models.push_back(make_bound_model(K, a, gamma_deterministic, 0));
+    models.push_back(make_bound_model(K, a, gamma, param));
   }
   std::vector<double> out(batch * C * ohw);
   const auto n = static_cast<std::ptrdiff_t>(batch * ohw);

@@ -108,6 +108,11 @@ layer_flags conv2d(const conv2d_shape& shape, const double* X, std::size_t batch
 // Not valid for outputs whose flags include overflow (see deterministic_bound).
 std::vector<double> conv2d_bounds(const conv2d_shape& shape, const double* X, std::size_t batch,
                                   std::span<const double> W, std::span<const double> b, const layer_spec& spec);
+// The same with gamma_k(u) replaced by gamma(k, u, param) (e.g.
+// gamma_probabilistic, param = lambda: the Higham-Mary bound per output).
+std::vector<double> conv2d_bounds(const conv2d_shape& shape, const double* X, std::size_t batch,
+                                  std::span<const double> W, std::span<const double> b, const layer_spec& spec,
+                                  gamma_fn gamma, double param);
 
 // --- pooling -------------------------------------------------------------
 
