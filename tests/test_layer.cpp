@@ -332,3 +332,27 @@ TEST_CASE("every kernel: a negative value rounded to zero gives -0, in every mod
     }
   }
 }
+
+TEST_CASE("dense layer: span_rows for the exactness proof changes no bit", "[sim][layer]") {
+  const auto L = make_layer(9, 30, 17, 21, 1.0);
+  sim::layer_spec spec;
+  spec.base.ord = {sim::order::kind::blocked, 8};
+  spec.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
+  const sim::prepared_dense layer({L.W.data(), L.n_out, L.n_in}, L.b, spec);
+  const sim::matrix_view X{L.X.data(), L.batch, L.n_in};
+  std::vector<double> y1, y2, y3;
+  layer.run(X, y1, 1);
+  // one row holding every value of three rows (a superset), and a row of huge
+  // values with a low bit (the proof fails: the slower exact path runs)
+  std::vector<double> groups, wide(L.n_in, 0x1p+40);
+  wide[0] = 0x1p-40;
+  for (std::size_t g = 0; g < 3; ++g)
+    groups.insert(groups.end(), L.X.begin() + static_cast<std::ptrdiff_t>(g * 3 * L.n_in),
+                  L.X.begin() + static_cast<std::ptrdiff_t>((g * 3 + 3) * L.n_in));
+  layer.run(X, y2, 1, nullptr, 0, {groups.data(), 3, 3 * L.n_in}, 3);
+  layer.run(X, y3, 1, nullptr, 0, {wide.data(), 1, L.n_in}, L.batch);
+  std::size_t diff = 0;
+  for (std::size_t k = 0; k < y1.size(); ++k) diff += !test::same(y1[k], y2[k]) + !test::same(y1[k], y3[k]);
+  CHECK(diff == 0);
+  CHECK_THROWS_WITH(layer.run(X, y2, 1, nullptr, 0, {groups.data(), 2, 3 * L.n_in}, 3), Catch::Contains("cover"));
+}

@@ -203,8 +203,10 @@ layer_flags prepared_conv2d::run(const double* X, std::size_t batch, std::vector
     B.cols.resize(rows * K);
     im2col_rows(s, X, s0 * ohw, rows, B.cols.data(), inner);
     for (std::size_t pass = 0; pass < P.passes.size(); ++pass) {
-      const layer_flags pf = P.passes[pass].run({B.cols.data(), rows, K}, B.Yp, inner, keep_flags ? &B.Fp : nullptr,
-                                                (first_sample + s0) * ohw);
+      // the exactness proof summarizes each sample's image, not its oh*ow patches
+      const layer_flags pf =
+          P.passes[pass].run({B.cols.data(), rows, K}, B.Yp, inner, keep_flags ? &B.Fp : nullptr,
+                             (first_sample + s0) * ohw, {X + s0 * s.in_size(), ns, s.in_size()}, ohw);
       if (!keep_flags) {
         B.lf.outputs += pf.outputs;
         B.lf.inexact += pf.inexact;

@@ -910,13 +910,15 @@ std::size_t prepared_dense::outputs() const noexcept { return p_->n_out; }
 const layer_spec& prepared_dense::spec() const noexcept { return p_->spec; }
 
 layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads, std::vector<unsigned>* out_flags,
-                                std::size_t first_row) const {
+                                std::size_t first_row, matrix_view span_rows, std::size_t rows_per_span) const {
   const impl& P = *p_;
   const layer_spec& spec = P.spec;
   const std::size_t batch = X.rows, n_in = P.n_in, n_out = P.n_out;
   if (X.cols != n_in)
     throw std::invalid_argument("dense: W has " + std::to_string(n_in) + " columns but X has " +
                                 std::to_string(X.cols));
+  if (span_rows.data && (rows_per_span == 0 || span_rows.rows * rows_per_span < batch))
+    throw std::invalid_argument("dense: span_rows does not cover every row of X");
   Y.assign(batch * n_out, 0.0);
   // each output's flags, kept only when asked for; the counts are taken as
   // the outputs are stored
@@ -925,20 +927,29 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
   std::size_t c_inexact = 0, c_underflow = 0, c_overflow = 0, c_invalid = 0, c_saturated = 0;
   const int nt = thread_count(threads);
   if (P.vector) {
-    std::vector<span_info> xspan(batch);
-    const auto batch_s = static_cast<std::ptrdiff_t>(batch);
-#pragma omp parallel for num_threads(nt) schedule(static) if (batch * n_in >= 32768)
-    for (std::ptrdiff_t s = 0; s < batch_s; ++s)
-      xspan[static_cast<std::size_t>(s)] = row_span(X.row(static_cast<std::size_t>(s)), n_in);
+    // the bit span of each row (or of the row of span_rows that covers it)
+    const bool own = span_rows.data == nullptr;
+    if (own) {
+      span_rows = X;
+      rows_per_span = 1;
+    }
+    const std::size_t nspan = (batch + rows_per_span - 1) / rows_per_span;
+    std::vector<span_info> sspan(nspan);
+    const auto nspan_s = static_cast<std::ptrdiff_t>(nspan);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nspan * span_rows.cols >= 32768)
+    for (std::ptrdiff_t s = 0; s < nspan_s; ++s)
+      sspan[static_cast<std::size_t>(s)] = row_span(span_rows.row(static_cast<std::size_t>(s)), span_rows.cols);
+    auto xspan = [&](std::size_t r) -> const span_info& { return sspan[r / rows_per_span]; };
     auto task_exact = [&](std::size_t blk, std::size_t s0, int ns) {
       if (!P.wspan[blk].finite || !P.bspan[blk].finite) return false;
       int lo = std::min(P.grid_lo[blk], P.bspan[blk].lo);
       double xmax = 0;
       int xlo = 100000;
       for (int k = 0; k < ns; ++k) {
-        if (!xspan[s0 + k].finite) return false;
-        xlo = std::min(xlo, xspan[s0 + k].lo);
-        xmax = std::max(xmax, xspan[s0 + k].max);
+        const span_info& sp = xspan(s0 + static_cast<std::size_t>(k));
+        if (!sp.finite) return false;
+        xlo = std::min(xlo, sp.lo);
+        xmax = std::max(xmax, sp.max);
       }
       if (P.wspan[blk].lo < 100000 && xlo < 100000) lo = std::min(lo, P.wspan[blk].lo + xlo);
       if (spec.base.product) lo = std::min(lo, grid_lsb(*spec.base.product));
