@@ -13,7 +13,7 @@
 #include <string>
 #include <filesystem>
 
-#include "mpacc/nn/cnn.hpp"
+#include "mpacc/nn/train_cnn.hpp"
 #include "mpacc/sim/random.hpp"
 #include "support.hpp"
 

@@ -204,6 +204,18 @@ TEST_CASE("conv2d shapes: output sizes, patch, validation", "[sim][conv]") {
                     Catch::Contains("weights"));
   CHECK_THROWS_WITH(sim::conv2d(s, X.data(), 1, std::vector<double>(54), std::vector<double>(2), spec, Y),
                     Catch::Contains("bias"));
+  // a map without formats: base.acc everywhere
+  sim::layer_spec by_base;
+  by_base.base.acc = sim::formats::binary16;
+  std::vector<double> Y1, Y2, Wv(54), bv(3);
+  for (std::size_t i = 0; i < X.size(); ++i) X[i] = 1.0 + 0x1p-8 * static_cast<double>(i);
+  for (std::size_t i = 0; i < Wv.size(); ++i) Wv[i] = 0.25 + 0x1p-9 * static_cast<double>(i);
+  sim::conv2d(s, X.data(), 1, Wv, bv, by_base, Y1);
+  sim::layer_spec uniform16;
+  uniform16.acc = sim::precision_map::uniform(sim::formats::binary16);
+  sim::conv2d(s, X.data(), 1, Wv, bv, uniform16, Y2);
+  CHECK(Y1 == Y2);
+  CHECK(sim::conv2d_bounds(s, X.data(), 1, Wv, bv, by_base) == sim::conv2d_bounds(s, X.data(), 1, Wv, bv, uniform16));
   spec.acc.index = {0, 0};
   CHECK_THROWS_WITH(sim::conv2d(s, X.data(), 1, std::vector<double>(54), std::vector<double>(3), spec, Y),
                     Catch::Contains("precision map"));

@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "mpacc/nn/cnn.hpp"
+#include "mpacc/nn/train_cnn.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
 

@@ -127,9 +127,19 @@ struct prepared_conv2d::impl {
   std::vector<std::uint8_t> pass_of;  // per (channel, pixel): which pass; empty: pass 0 everywhere
 };
 
+namespace {
+// A map without formats means base.acc for every component.
+layer_spec resolve(const layer_spec& spec) {
+  layer_spec s = spec;
+  if (s.acc.formats.empty()) s.acc = precision_map::uniform(s.base.acc);
+  return s;
+}
+}  // namespace
+
 prepared_conv2d::prepared_conv2d(const conv2d_shape& shape, std::span<const double> W, std::span<const double> b,
-                                 const layer_spec& spec)
+                                 const layer_spec& spec_in)
     : p_(std::make_shared<impl>()) {
+  const layer_spec spec = resolve(spec_in);
   shape.validate();
   impl& P = *p_;
   P.shape = shape;
@@ -140,7 +150,6 @@ prepared_conv2d::prepared_conv2d(const conv2d_shape& shape, std::span<const doub
   if (b.size() != shape.c_out)
     throw std::invalid_argument("conv2d: bias of " + std::to_string(b.size()) + " values for " +
                                 std::to_string(shape.c_out) + " output channels");
-  if (spec.acc.formats.empty()) throw std::invalid_argument("conv2d: the precision map has no format");
   const std::size_t ohw = shape.out_h() * shape.out_w();
   const std::size_t nidx = spec.acc.index.size();
   if (nidx != 0 && nidx != shape.c_out && nidx != shape.c_out * ohw)
@@ -269,7 +278,8 @@ std::vector<double> conv2d_bounds(const conv2d_shape& s, const double* X, std::s
 }
 
 std::vector<double> conv2d_bounds(const conv2d_shape& s, const double* X, std::size_t batch, std::span<const double> W,
-                                  std::span<const double> b, const layer_spec& spec, gamma_fn gamma, double param) {
+                                  std::span<const double> b, const layer_spec& spec_in, gamma_fn gamma, double param) {
+  const layer_spec spec = resolve(spec_in);
   s.validate();
   if (W.size() != s.weights() || b.size() != s.c_out) throw std::invalid_argument("conv2d_bounds: sizes");
   const std::size_t ohw = s.out_h() * s.out_w(), K = s.patch(), C = s.c_out;

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Convolutional networks (issue 14, phase 1): a simple description — a
-// sequence of convolutions, pooling, flatten and dense layers — with native
-// training (OpenBLAS sgemm through im2col, quantization-aware as nn::train)
-// and native evaluation. The simulated and reference passes over it come
-// with the generalized network description.
+// sequence of convolutions, pooling, flatten and dense layers. Training and
+// native evaluation: nn/train_cnn.hpp. The simulated and reference passes
+// over it come with the generalized network description.
 #pragma once
 
 #include <cstddef>
@@ -12,9 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "mpacc/nn/data.hpp"
 #include "mpacc/nn/network.hpp"
-#include "mpacc/nn/train.hpp"
 #include "mpacc/sim/activation.hpp"
 #include "mpacc/sim/conv.hpp"
 
@@ -60,36 +57,5 @@ struct cnn {
 // pool 2; conv 6->16 5x5, act, max pool 2; flatten (400); dense 120, act; dense
 // 84, act; dense `classes` (identity). Zero weights.
 cnn make_lenet5(sim::activation_fn act, std::size_t classes = 10);
-
-// Trains the network in place from PyTorch's default initialization
-// (weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = c_in*kh*kw
-// or n_in, drawn from opt.seed): minibatch SGD with momentum, softmax
-// cross-entropy, the forward pass on weights and biases rounded to
-// opt.storage (straight-through gradients on a binary32 master copy), exactly
-// as nn::train does for MLPs; the trained network holds the rounded values.
-// Convolutions are im2col + OpenBLAS sgemm forward and backward.
-// Reproducible for a seed and thread count.
-// The options of nn::train and a step schedule of the learning rate.
-struct cnn_train_options : train_options {
-  // after each epoch listed (1-based), the learning rate is multiplied by lr_gamma
-  std::vector<std::size_t> lr_steps;
-  double lr_gamma = 0.1;
-};
-void train_cnn(cnn& net, const dataset& data, const cnn_train_options& opt, std::vector<epoch_report>* log = nullptr);
-
-// Test accuracy (fraction in [0, 1]) of the network as stored, in binary32
-// (single) or binary64.
-double evaluate_cnn_native(const cnn& net, const dataset& data, bool single, int threads = 0);
-
-// Logits of a batch (rows of data-set layout) in binary64, as stored.
-std::vector<double> cnn_forward_native(const cnn& net, const double* X, std::size_t batch);
-
-namespace detail {
-// Mean cross-entropy of the batch and its gradients with respect to every
-// weight and bias (dW[k], db[k] for layer k; empty for layers without
-// weights), in binary64, no rounding: for the finite-difference tests.
-double cnn_loss_and_gradients(const cnn& net, const double* X, const std::uint8_t* labels, std::size_t batch,
-                              std::vector<std::vector<double>>& dW, std::vector<std::vector<double>>& db);
-}  // namespace detail
 
 }  // namespace mpacc::nn

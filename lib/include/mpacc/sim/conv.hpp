@@ -62,8 +62,9 @@ std::uint64_t conv_first_word(const conv2d_shape& s, const accumulation& a, std:
 //
 // W: c_out x c_in x kh x kw (PyTorch's layout), b: c_out; both stored values.
 // spec: the accumulation model (mode incl. stochastic, product model, order,
-// saturation, via, seed) and the accumulator map. A *component* of a
-// convolution is an (output channel, output pixel) pair; the map's index is
+// saturation, via, seed) and the accumulator map (a map without formats means
+// base.acc everywhere). A *component* of a convolution is an (output channel,
+// output pixel) pair; the map's index is
 //   - empty: formats[0] everywhere;
 //   - of size c_out: one format per output channel (every pixel of channel c
 //     uses formats[index[c]]): one dense pass;
