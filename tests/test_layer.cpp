@@ -318,3 +318,61 @@ TEST_CASE("every kernel path is exercised and asserted: automatic choice and eac
     CHECK_THROWS_WITH(sim::set_dense_kernel_choice("avx512"), Catch::Contains("not available on this processor"));
   CHECK(sim::dense_kernel_choice() == "auto");
 }
+
+TEST_CASE("every kernel: a negative value rounded to zero gives -0, in every mode", "[sim][layer]") {
+  // small negative terms and sums that round to zero in e4m3-ieee (smallest
+  // subnormal 2^-9, so below 2^-10 in magnitude) toward zero, upward, to
+  // nearest and sometimes stochastically (the AVX-512 kernel once returned +0)
+  const std::size_t n_in = 3, n_out = 8, batch = 4;
+  std::vector<double> W(n_out * n_in, 0.0), X(batch * n_in, 0.0), b(n_out);
+  for (std::size_t i = 0; i < n_out; ++i) {
+    W[i * n_in] = 0.5;
+    b[i] = -0x1p-11 - std::ldexp(1.0, -14 - static_cast<int>(i));
+  }
+  for (std::size_t s = 0; s < batch; ++s) X[s * n_in] = -std::ldexp(1.0, -13 - static_cast<int>(s));
+  for (const sim::dense_kernel kernel : available_kernels()) {
+    const forced_kernel force(kernel);
+    for (rounding mode : sim::all_roundings) {
+      sim::layer_spec spec;
+      spec.base.mode = mode;
+      spec.base.seed = 3;
+      spec.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
+      const layer_data L{batch, n_in, n_out, X, W, b};
+      std::string first;
+      INFO(sim::to_string(kernel) << " " << sim::to_string(mode));
+      const std::size_t bad = compare_with_dot(L, spec, 1, first);
+      INFO(first);
+      CHECK(bad == 0);
+      if (mode == rounding::toward_zero || mode == rounding::upward || mode == rounding::nearest_even ||
+          mode == rounding::nearest_away) {
+        std::vector<double> Y;
+        sim::dense({X.data(), batch, n_in}, {W.data(), n_out, n_in}, b, spec, Y, 1);
+        for (double y : Y) CHECK((y == 0 && std::signbit(y)));
+      }
+    }
+  }
+}
+
+TEST_CASE("dense layer: span_rows for the exactness proof changes no bit", "[sim][layer]") {
+  const auto L = make_layer(9, 30, 17, 21, 1.0);
+  sim::layer_spec spec;
+  spec.base.ord = {sim::order::kind::blocked, 8};
+  spec.acc = sim::precision_map::uniform(sim::formats::e4m3_ieee);
+  const sim::prepared_dense layer({L.W.data(), L.n_out, L.n_in}, L.b, spec);
+  const sim::matrix_view X{L.X.data(), L.batch, L.n_in};
+  std::vector<double> y1, y2, y3;
+  layer.run(X, y1, 1);
+  // one row holding every value of three rows (a superset), and a row of huge
+  // values with a low bit (the proof fails: the slower exact path runs)
+  std::vector<double> groups, wide(L.n_in, 0x1p+40);
+  wide[0] = 0x1p-40;
+  for (std::size_t g = 0; g < 3; ++g)
+    groups.insert(groups.end(), L.X.begin() + static_cast<std::ptrdiff_t>(g * 3 * L.n_in),
+                  L.X.begin() + static_cast<std::ptrdiff_t>((g * 3 + 3) * L.n_in));
+  layer.run(X, y2, 1, nullptr, 0, {groups.data(), 3, 3 * L.n_in}, 3);
+  layer.run(X, y3, 1, nullptr, 0, {wide.data(), 1, L.n_in}, L.batch);
+  std::size_t diff = 0;
+  for (std::size_t k = 0; k < y1.size(); ++k) diff += !test::same(y1[k], y2[k]) + !test::same(y1[k], y3[k]);
+  CHECK(diff == 0);
+  CHECK_THROWS_WITH(layer.run(X, y2, 1, nullptr, 0, {groups.data(), 2, 3 * L.n_in}, 3), Catch::Contains("cover"));
+}

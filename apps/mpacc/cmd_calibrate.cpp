@@ -60,8 +60,8 @@ int run_calibrate(const calibrate_cli& o) {
   const auto p = analysis::static_precision(cfg, levels, sel.ladder);
   auto j = nlohmann::json::parse(p.to_json());
   analysis::write_atomic(o.out, j.dump(2) + "\n");
-  std::printf("static configuration: %s, tau %g, quantile %g of %zu calibration images\n", o.indicator.c_str(),
-              o.tau, o.quantile, calib.rows);
+  std::printf("static configuration: %s, tau %g, quantile %g of %zu calibration images\n", o.indicator.c_str(), o.tau,
+              o.quantile, calib.rows);
   for (std::size_t k = 0; k < levels.size(); ++k) {
     std::printf("  layer %zu:", k + 1);
     const auto& m = p.maps[k];

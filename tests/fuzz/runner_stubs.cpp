@@ -25,7 +25,8 @@ namespace mpacc::sim {
 prepared_dense::prepared_dense(matrix_view, std::span<const double>, const layer_spec&) {
   not_in_the_fuzz_build("sim::prepared_dense");
 }
-layer_flags prepared_dense::run(matrix_view, std::vector<double>&, int, std::vector<unsigned>*) const {
+layer_flags prepared_dense::run(matrix_view, std::vector<double>&, int, std::vector<unsigned>*, std::size_t,
+                                matrix_view, std::size_t) const {
   not_in_the_fuzz_build("sim::prepared_dense::run");
 }
 }  // namespace mpacc::sim

@@ -384,6 +384,11 @@ template <rounding Mode, bool Subnormals, bool Unclamped = false>
     const __m512i tb = _mm512_castpd_si512(t);
     r0 = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_mask_add_epi64(tb, up, tb, one)), cs);
   }
+  // A result of zero is t - cs = +0 whatever y's sign: give it y's sign (a
+  // negative value rounded to zero is -0). Other results already have y's
+  // sign, so OR-ing it in changes nothing there.
+  r0 = _mm512_castsi512_pd(
+      _mm512_or_si512(_mm512_castpd_si512(r0), _mm512_and_si512(_mm512_castpd_si512(y), sign_mask)));
   const __mmask8 changed = _mm512_cmp_pd_mask(r0, y, _CMP_NEQ_OQ);
   fl.inexact |= changed;
   // tiny before rounding: |y| < 2^emin, i.e. 2^e < 2^emin
@@ -669,6 +674,32 @@ struct span_info {
   }
 };
 
+// The span of a row, as span_info::add over its values, without branches
+// (the input rows of a layer are summarized once per run; for a convolution
+// lowered by im2col there are as many rows as output pixels).
+span_info row_span(const double* x, std::size_t n) noexcept {
+  int lo = 100000;
+  double mx = 0;
+  bool bad = false;
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::uint64_t b = std::bit_cast<std::uint64_t>(x[j]) & 0x7fffffffffffffffULL;
+    const std::uint64_t E = b >> 52;
+    bad |= E == 0x7ff;
+    const std::uint64_t m = (b & 0x000fffffffffffffULL) | (E ? 0x0010000000000000ULL : 0);
+    const int l = static_cast<int>(E ? E : 1) - 1075 + std::countr_zero(m | (std::uint64_t{1} << 63));
+    lo = std::min(lo, b ? l : 100000);
+    mx = std::max(mx, std::bit_cast<double>(b));
+  }
+  span_info r;
+  if (bad) {
+    r.finite = false;
+  } else {
+    r.lo = lo;
+    r.max = mx;
+  }
+  return r;
+}
+
 // Smallest quantum exponent of f's grid.
 int grid_lsb(const format& f) noexcept { return f.subnormals ? f.emin - f.p + 1 : f.emin - f.p + 1; }
 
@@ -843,7 +874,7 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
   P.Wt.assign(n_in * P.ldw, 0.0);
   P.bias.assign(P.ldw, 0.0);
   const auto n_in_s = static_cast<std::ptrdiff_t>(n_in);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_in * n_out >= 32768)
   for (std::ptrdiff_t j = 0; j < n_in_s; ++j)
     for (std::size_t i = 0; i < n_out; ++i) P.Wt[static_cast<std::size_t>(j) * P.ldw + i] = W.row(i)[j];
   for (std::size_t i = 0; i < n_out; ++i) P.bias[i] = b[i];
@@ -861,7 +892,7 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
   P.grid_lo.assign(P.blocks, 100000);
   P.acc_max.assign(P.blocks, 0.0);
   const auto blocks_s = static_cast<std::ptrdiff_t>(P.blocks);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_in * n_out >= 32768)
   for (std::ptrdiff_t blk = 0; blk < blocks_s; ++blk) {
     const auto bk = static_cast<std::size_t>(blk);
     for (std::size_t i = bk * 8; i < std::min(bk * 8 + 8, n_out); ++i) {
@@ -879,30 +910,47 @@ std::size_t prepared_dense::inputs() const noexcept { return p_->n_in; }
 std::size_t prepared_dense::outputs() const noexcept { return p_->n_out; }
 const layer_spec& prepared_dense::spec() const noexcept { return p_->spec; }
 
-layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads,
-                                std::vector<unsigned>* out_flags) const {
+layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads, std::vector<unsigned>* out_flags,
+                                std::size_t first_row, matrix_view span_rows, std::size_t rows_per_span) const {
   const impl& P = *p_;
   const layer_spec& spec = P.spec;
   const std::size_t batch = X.rows, n_in = P.n_in, n_out = P.n_out;
   if (X.cols != n_in)
     throw std::invalid_argument("dense: W has " + std::to_string(n_in) + " columns but X has " +
                                 std::to_string(X.cols));
+  if (span_rows.data && (rows_per_span == 0 || span_rows.rows * rows_per_span < batch))
+    throw std::invalid_argument("dense: span_rows does not cover every row of X");
   Y.assign(batch * n_out, 0.0);
-  std::vector<unsigned> flags(batch * n_out, 0);
+  // each output's flags, kept only when asked for; the counts are taken as
+  // the outputs are stored
+  std::vector<unsigned> flags(out_flags ? batch * n_out : 0, 0);
+  unsigned* const fl = out_flags ? flags.data() : nullptr;
+  std::size_t c_inexact = 0, c_underflow = 0, c_overflow = 0, c_invalid = 0, c_saturated = 0;
   const int nt = thread_count(threads);
   if (P.vector) {
-    std::vector<span_info> xspan(batch);
-    for (std::size_t s = 0; s < batch; ++s)
-      for (std::size_t j = 0; j < n_in; ++j) xspan[s].add(X.row(s)[j]);
+    // the bit span of each row (or of the row of span_rows that covers it)
+    const bool own = span_rows.data == nullptr;
+    if (own) {
+      span_rows = X;
+      rows_per_span = 1;
+    }
+    const std::size_t nspan = (batch + rows_per_span - 1) / rows_per_span;
+    std::vector<span_info> sspan(nspan);
+    const auto nspan_s = static_cast<std::ptrdiff_t>(nspan);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nspan * span_rows.cols >= 32768)
+    for (std::ptrdiff_t s = 0; s < nspan_s; ++s)
+      sspan[static_cast<std::size_t>(s)] = row_span(span_rows.row(static_cast<std::size_t>(s)), span_rows.cols);
+    auto xspan = [&](std::size_t r) -> const span_info& { return sspan[r / rows_per_span]; };
     auto task_exact = [&](std::size_t blk, std::size_t s0, int ns) {
       if (!P.wspan[blk].finite || !P.bspan[blk].finite) return false;
       int lo = std::min(P.grid_lo[blk], P.bspan[blk].lo);
       double xmax = 0;
       int xlo = 100000;
       for (int k = 0; k < ns; ++k) {
-        if (!xspan[s0 + k].finite) return false;
-        xlo = std::min(xlo, xspan[s0 + k].lo);
-        xmax = std::max(xmax, xspan[s0 + k].max);
+        const span_info& sp = xspan(s0 + static_cast<std::size_t>(k));
+        if (!sp.finite) return false;
+        xlo = std::min(xlo, sp.lo);
+        xmax = std::max(xmax, sp.max);
       }
       if (P.wspan[blk].lo < 100000 && xlo < 100000) lo = std::min(lo, P.wspan[blk].lo + xlo);
       if (spec.base.product) lo = std::min(lo, grid_lsb(*spec.base.product));
@@ -927,7 +975,8 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
     if (P.kernel == dense_kernel::avx2) kernel_fn = avx2::run_block;
     if (P.kernel == dense_kernel::avx512) kernel_fn = avx512::run_block;
 #endif
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) \
+    reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       // block-major: consecutive tasks of a thread reuse the same strip of W^T
       const std::size_t g = static_cast<std::size_t>(t) % sample_groups,
@@ -943,7 +992,7 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       T.ns = ns;
       for (int k = 0; k < ns; ++k) {
         T.rows[k] = X.row(s0 + static_cast<std::size_t>(k));
-        T.first_word[k] = ((s0 + static_cast<std::size_t>(k)) * n_out + T.i0) * words;
+        T.first_word[k] = ((first_row + s0 + static_cast<std::size_t>(k)) * n_out + T.i0) * words;
       }
       T.bias = bias;
       T.acc = &P.accL[blk];
@@ -960,25 +1009,43 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
         for (std::size_t lane = 0; lane < 8 && T.i0 + lane < n_out; ++lane) {
           const std::size_t o = (s0 + static_cast<std::size_t>(k)) * n_out + T.i0 + lane;
           Y[o] = T.out[k][lane];
-          flags[o] = T.flags[k][lane];
+          const unsigned f = T.flags[k][lane];
+          if (fl) fl[o] = f;
+          c_inexact += f & flag::inexact;
+          c_underflow += (f / flag::underflow) & 1;
+          c_overflow += (f / flag::overflow) & 1;
+          c_invalid += (f / flag::invalid) & 1;
+          c_saturated += (f / flag::saturated) & 1;
         }
     }
   } else {
     const std::uint64_t words = words_per_dot(n_in, spec.base);
     const auto tasks = static_cast<std::ptrdiff_t>(batch * n_out);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) \
+    reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       const std::size_t s = static_cast<std::size_t>(t) / n_out, i = static_cast<std::size_t>(t) % n_out;
       accumulation a = spec.base;
       a.acc = spec.acc.of(i);
-      const auto r =
-          dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a, static_cast<std::uint64_t>(t) * words);
+      const auto r = dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a,
+                         (first_row * n_out + static_cast<std::uint64_t>(t)) * words);
       Y[static_cast<std::size_t>(t)] = r.value;
-      flags[static_cast<std::size_t>(t)] = r.flags;
+      const unsigned f = r.flags;
+      if (fl) fl[static_cast<std::size_t>(t)] = f;
+      c_inexact += f & flag::inexact;
+      c_underflow += (f / flag::underflow) & 1;
+      c_overflow += (f / flag::overflow) & 1;
+      c_invalid += (f / flag::invalid) & 1;
+      c_saturated += (f / flag::saturated) & 1;
     }
   }
   layer_flags lf;
-  for (unsigned f : flags) lf.add(f);
+  lf.outputs = batch * n_out;
+  lf.inexact = c_inexact;
+  lf.underflow = c_underflow;
+  lf.overflow = c_overflow;
+  lf.invalid = c_invalid;
+  lf.saturated = c_saturated;
   if (out_flags) *out_flags = std::move(flags);
   return lf;
 }

@@ -19,6 +19,8 @@
 
 #include "mpacc/sim/accumulate.hpp"
 #include "mpacc/sim/activation.hpp"
+#include "mpacc/sim/conv.hpp"
+#include "mpacc/sim/layer.hpp"
 
 namespace mpacc::analysis {
 
@@ -78,5 +80,20 @@ double gamma_deterministic(int k, double u, double param) noexcept;
 double gamma_probabilistic(int k, double u, double lambda) noexcept;
 // Unit roundoff of a rounding to f in `mode`: 2^-p for nearest modes, 2^(1-p) otherwise.
 double unit_roundoff(const sim::format& f, sim::rounding mode) noexcept;
+
+// Convolutions (sim/conv.hpp): the bound of every output of a layer.
+// The deterministic bound (make_bound_model with gamma_deterministic) on
+// |v_hat - v| of every output, v the exact sum of the same patch (padded terms
+// are 0 and add nothing, but they keep their place in the order, so the other
+// terms' rounding counts are those of the inner product actually computed).
+// Same layout as Y. The accumulator of each output is spec.acc as above.
+// Not valid for outputs whose flags include overflow (see deterministic_bound).
+std::vector<double> conv2d_bounds(const sim::conv2d_shape& shape, const double* X, std::size_t batch,
+                                  std::span<const double> W, std::span<const double> b, const sim::layer_spec& spec);
+// The same with gamma_k(u) replaced by gamma(k, u, param) (e.g.
+// gamma_probabilistic, param = lambda: the Higham-Mary bound per output).
+std::vector<double> conv2d_bounds(const sim::conv2d_shape& shape, const double* X, std::size_t batch,
+                                  std::span<const double> W, std::span<const double> b, const sim::layer_spec& spec,
+                                  gamma_fn gamma, double param);
 
 }  // namespace mpacc::analysis

@@ -71,7 +71,18 @@ class prepared_dense {
   prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec);
   // Y (batch x n_out, row-major, resized) = X W^T + b; see dense(). With
   // `flags`, also each output's own flags (sim::flag bits, batch x n_out).
-  layer_flags run(matrix_view X, std::vector<double>& Y, int threads = 0, std::vector<unsigned>* flags = nullptr) const;
+  // `first_row` numbers the rows of X for the stochastic stream: row r is
+  // row first_row + r of a larger batch (its output i takes the words from
+  // ((first_row + r) * n_out + i) * words_per_dot(n_in) on), so a batch run in
+  // pieces gives the bits of the whole batch run at once.
+  // `span_rows`, when given, stands for X in the proof that a task is exact
+  // in binary64 (docs/design.md, exact-span shortcut): row r of X is
+  // summarized by row r / rows_per_span of span_rows, which must hold every
+  // non-zero value of that row (more values only make the proof more
+  // conservative; the results are the same bits either way). A convolution
+  // passes the input images for its im2col rows: 25 times fewer values.
+  layer_flags run(matrix_view X, std::vector<double>& Y, int threads = 0, std::vector<unsigned>* flags = nullptr,
+                  std::size_t first_row = 0, matrix_view span_rows = {}, std::size_t rows_per_span = 1) const;
   [[nodiscard]] std::size_t inputs() const noexcept;
   [[nodiscard]] std::size_t outputs() const noexcept;
   [[nodiscard]] const layer_spec& spec() const noexcept;
