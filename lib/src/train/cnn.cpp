@@ -1,74 +1,23 @@
 // SPDX-License-Identifier: MIT
 // Training and native evaluation of convolutional networks (nn/cnn.hpp):
 // convolutions as im2col + GEMM (OpenBLAS), forward and backward.
+#include "mpacc/train/cnn.hpp"
+
 #include <cblas.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdio>
 #include <stdexcept>
 
-#include "mpacc/train/cnn.hpp"
+#include "common.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
 
 namespace mpacc::train {
 
 using namespace nn;
+using namespace detail;
 
 namespace {
-
-void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
-          const float* B, std::size_t ldb, float* C, std::size_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
-              static_cast<int>(N), static_cast<int>(K), 1.0f, A, static_cast<int>(lda), B, static_cast<int>(ldb), 0.0f,
-              C, static_cast<int>(ldc));
-}
-void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A, std::size_t lda,
-          const double* B, std::size_t ldb, double* C, std::size_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
-              static_cast<int>(N), static_cast<int>(K), 1.0, A, static_cast<int>(lda), B, static_cast<int>(ldb), 0.0, C,
-              static_cast<int>(ldc));
-}
-
-template <class T>
-T act_value(const sim::activation_fn& f, T v) {
-  switch (f.kind) {
-    case sim::activation::identity:
-      return v;
-    case sim::activation::relu:
-      return v > 0 ? v : T(0);
-    case sim::activation::leaky_relu:
-      return v > 0 ? v : static_cast<T>(f.slope) * v;
-    case sim::activation::tanh:
-      return std::tanh(v);
-    default:
-      return static_cast<T>(sim::apply(f, static_cast<double>(v)));
-  }
-}
-
-// dLoss/dZ from dLoss/dA in place: tanh from the stored output (1 - A^2),
-// the others from the pre-activation
-template <class T>
-void act_backward(const sim::activation_fn& f, const std::vector<T>& Z, const std::vector<T>& A, T* G, std::size_t n) {
-  switch (f.kind) {
-    case sim::activation::identity:
-      return;
-    case sim::activation::relu:
-      for (std::size_t t = 0; t < n; ++t) G[t] = Z[t] > 0 ? G[t] : T(0);
-      return;
-    case sim::activation::leaky_relu:
-      for (std::size_t t = 0; t < n; ++t) G[t] *= Z[t] > 0 ? T(1) : static_cast<T>(f.slope);
-      return;
-    case sim::activation::tanh:
-      for (std::size_t t = 0; t < n; ++t) G[t] *= 1 - A[t] * A[t];
-      return;
-    default:
-      for (std::size_t t = 0; t < n; ++t) G[t] *= static_cast<T>(sim::derivative(f, static_cast<double>(Z[t])));
-  }
-}
 
 // im2col rows (s, oy, ox) x (ci, ky, kx) of a batch, +0 in the padding
 template <class T>
@@ -125,14 +74,10 @@ void col2im_t(const sim::conv2d_shape& s, const T* dcols, std::size_t batch, T* 
 // A network in precision T with forward/backward buffers for a batch.
 template <class T>
 struct model {
-  struct layer {
-    int type = 0;  // cnn_layer index: 0 conv, 1 pool, 2 flatten, 3 dense
+  struct layer : param_layer<T> {  // n_in, n_out per sample; pooling and flatten without W, b
+    int type = 0;                  // cnn_layer index: 0 conv, 1 pool, 2 flatten, 3 dense
     sim::conv2d_shape cs;
     pool_layer pl;
-    std::size_t n_in = 0, n_out = 0;  // per sample
-    sim::activation_fn act;
-    std::vector<T> W, b, Wq, bq, vW, vb, dW, db;
-    std::vector<T> Z, A;               // batch x n_out
     std::vector<T> cols, tmp;          // conv: im2col of the input; GEMM result (rows x c_out)
     std::vector<std::uint32_t> where;  // max pooling: the chosen input per output
   };
@@ -149,8 +94,7 @@ struct model {
         m.cs = c->shape;
         m.n_out = c->shape.out_size();
         m.act = c->act;
-        m.W.assign(c->W.begin(), c->W.end());
-        m.b.assign(c->b.begin(), c->b.end());
+        m.load(c->W, c->b);
       } else if (const auto* p = std::get_if<pool_layer>(&v)) {
         m.pl = *p;
         m.n_out = p->shape.out_size();
@@ -160,36 +104,10 @@ struct model {
         const auto& d = std::get<dense_layer>(v);
         m.n_out = d.n_out;
         m.act = d.act;
-        m.W.assign(d.W.begin(), d.W.end());
-        m.b.assign(d.b.begin(), d.b.end());
+        m.load(d.W, d.b);
       }
-      m.Wq = m.W;
-      m.bq = m.b;
-      m.vW.assign(m.W.size(), 0);
-      m.vb.assign(m.b.size(), 0);
-      m.dW.assign(m.W.size(), 0);
-      m.db.assign(m.b.size(), 0);
       cur = m.n_out;
       L.push_back(std::move(m));
-    }
-  }
-
-  void quantize(const std::optional<sim::format>& f, std::vector<double>& buf) {
-    for (auto& l : L) {
-      if (l.W.empty()) continue;
-      if (!f) {
-        l.Wq = l.W;
-        l.bq = l.b;
-        continue;
-      }
-      const sim::round_spec spec{*f, sim::rounding::nearest_even, true, 0};
-      auto q = [&](const std::vector<T>& src, std::vector<T>& dst) {
-        buf.assign(src.begin(), src.end());
-        sim::round_array(buf, buf, spec, 0, 1);
-        std::copy(buf.begin(), buf.end(), dst.begin());
-      };
-      q(l.W, l.Wq);
-      q(l.b, l.bq);
     }
   }
 
@@ -228,14 +146,7 @@ struct model {
       } else if (l.type == 1) {
         pool_forward(l, in, B);
       } else {
-        l.Z.resize(B * l.n_out);
-        gemm(false, true, B, l.n_out, l.n_in, in, l.n_in, l.Wq.data(), l.n_in, l.Z.data(), l.n_out);
-        for (std::size_t smp = 0; smp < B; ++smp)
-          for (std::size_t i = 0; i < l.n_out; ++i) {
-            T& z = l.Z[smp * l.n_out + i];
-            z += l.bq[i];
-            l.A[smp * l.n_out + i] = act_value(l.act, z);
-          }
+        l.dense_forward(in, B);
       }
     }
   }
@@ -310,23 +221,7 @@ struct model {
   // number correct; fills dW, db (gradients of the mean loss)
   std::pair<double, std::size_t> backward(const T* X, const std::uint8_t* y, std::size_t B, std::vector<T>& G,
                                           std::vector<T>& dIn, std::vector<T>& scratch) {
-    auto& out = L.back();
-    const std::size_t C = out.n_out;
-    G.assign(B * C, 0);
-    double loss = 0;
-    std::size_t correct = 0;
-    for (std::size_t smp = 0; smp < B; ++smp) {
-      const T* z = out.A.data() + smp * C;
-      const T mx = *std::max_element(z, z + C);
-      double sum = 0;
-      for (std::size_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(z[c] - mx));
-      const double lse = std::log(sum) + static_cast<double>(mx);
-      loss += lse - static_cast<double>(z[y[smp]]);
-      correct += static_cast<std::size_t>(std::max_element(z, z + C) - z) == y[smp];
-      for (std::size_t c = 0; c < C; ++c)
-        G[smp * C + c] = static_cast<T>((std::exp(static_cast<double>(z[c]) - lse) - (c == y[smp] ? 1.0 : 0.0)) /
-                                        static_cast<double>(B));
-    }
+    const auto result = softmax_cross_entropy(L.back().A.data(), y, B, L.back().n_out, G);
     // G holds dLoss/dA of layer k
     for (std::size_t k = L.size(); k-- > 0;) {
       auto& l = L[k];
@@ -362,39 +257,12 @@ struct model {
           G.swap(dIn);
         }
       } else {
-        gemm(true, false, l.n_out, l.n_in, B, G.data(), l.n_out, in, l.n_in, l.dW.data(), l.n_in);
-        std::fill(l.db.begin(), l.db.end(), T(0));
-        for (std::size_t smp = 0; smp < B; ++smp)
-          for (std::size_t i = 0; i < l.n_out; ++i) l.db[i] += G[smp * l.n_out + i];
-        if (need_input_grad) {
-          dIn.resize(B * l.n_in);
-          gemm(false, false, B, l.n_in, l.n_out, G.data(), l.n_out, l.Wq.data(), l.n_in, dIn.data(), l.n_in);
-          G.swap(dIn);
-        }
+        l.dense_backward(in, B, G, dIn, need_input_grad);
       }
     }
-    return {loss, correct};
-  }
-
-  void step(double lr, double mu, bool first) {
-    const T m = static_cast<T>(mu), r = static_cast<T>(lr);
-    for (auto& l : L) {
-      auto upd = [&](std::vector<T>& w, std::vector<T>& v, const std::vector<T>& g) {
-        for (std::size_t k = 0; k < w.size(); ++k) {
-          v[k] = first ? g[k] : m * v[k] + g[k];
-          w[k] -= r * v[k];
-        }
-      };
-      upd(l.W, l.vW, l.dW);
-      upd(l.b, l.vb, l.db);
-    }
+    return result;
   }
 };
-
-std::uint64_t below(sim::random_stream& rng, std::uint64_t n) {
-  __extension__ typedef unsigned __int128 u128;
-  return static_cast<std::uint64_t>((static_cast<u128>(rng()) * n) >> 64);
-}
 
 template <class T>
 void copy_back(cnn& net, const model<T>& m) {
@@ -402,28 +270,16 @@ void copy_back(cnn& net, const model<T>& m) {
     std::visit(
         [&](auto& l) {
           using L = std::decay_t<decltype(l)>;
-          if constexpr (std::is_same_v<L, conv_layer> || std::is_same_v<L, dense_layer>) {
-            l.W.assign(m.L[k].W.begin(), m.L[k].W.end());
-            l.b.assign(m.L[k].b.begin(), m.L[k].b.end());
-          }
+          if constexpr (std::is_same_v<L, conv_layer> || std::is_same_v<L, dense_layer>) m.L[k].store(l.W, l.b);
         },
         net.layers[k]);
-}
-
-void check_data(const cnn& net, const io::dataset& data) {
-  net.validate();
-  if (net.inputs() != data.cols)
-    throw std::invalid_argument("the network takes " + std::to_string(net.inputs()) + " inputs, the data has " +
-                                std::to_string(data.cols) + " features");
 }
 
 }  // namespace
 
 void train_cnn(cnn& net, const io::dataset& data, const cnn_train_options& opt, std::vector<epoch_report>* log) {
   check_data(net, data);
-  if (net.outputs() < 10) throw std::invalid_argument("the output layer needs at least 10 classes");
-  if (opt.batch == 0 || opt.epochs == 0) throw std::invalid_argument("batch size and epochs must be positive");
-  if (opt.threads > 0) openblas_set_num_threads(opt.threads);
+  check_options(net.outputs(), opt);
   sim::random_stream rng(opt.seed);
   for (auto& v : net.layers)
     std::visit(
@@ -435,64 +291,23 @@ void train_cnn(cnn& net, const io::dataset& data, const cnn_train_options& opt, 
               fan_in = l.shape.patch();
             else
               fan_in = l.n_in;
-            const double bound = 1 / std::sqrt(static_cast<double>(fan_in));
-            for (auto& w : l.W) w = static_cast<float>((rng.uniform() * 2 - 1) * bound);
-            for (auto& b : l.b) b = static_cast<float>((rng.uniform() * 2 - 1) * bound);
+            init_uniform(l.W, l.b, fan_in, rng);
           }
         },
         v);
   model<float> m(net);
-  const std::size_t N = data.rows, B = opt.batch;
-  std::vector<std::size_t> order(N);
-  for (std::size_t i = 0; i < N; ++i) order[i] = i;
-  std::vector<float> X(B * data.cols), G, dIn, scratch;
-  std::vector<std::uint8_t> y(B);
-  std::vector<double> qbuf;
-  const bool tty = opt.progress && isatty(fileno(stderr));
-  bool first = true;
-  double lr = opt.lr;
-  for (std::size_t e = 1; e <= opt.epochs; ++e) {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (e > 1 && std::find(opt.lr_steps.begin(), opt.lr_steps.end(), e - 1) != opt.lr_steps.end()) lr *= opt.lr_gamma;
-    for (std::size_t i = N; i > 1; --i) std::swap(order[i - 1], order[below(rng, i)]);
-    double loss = 0;
-    std::size_t correct = 0;
-    for (std::size_t start = 0; start < N; start += B) {
-      const std::size_t b = std::min(B, N - start);
-      for (std::size_t s = 0; s < b; ++s) {
-        const double* src = data.row(order[start + s]);
-        std::copy(src, src + data.cols, X.begin() + static_cast<std::ptrdiff_t>(s * data.cols));
-        y[s] = data.y[order[start + s]];
-      }
-      m.quantize(opt.storage, qbuf);
-      m.forward(X.data(), b);
-      const auto [l, c] = m.backward(X.data(), y.data(), b, G, dIn, scratch);
-      loss += l;
-      correct += c;
-      m.step(lr, opt.momentum, first);
-      first = false;
-      if (tty && (start / B) % 50 == 0)
-        std::fprintf(stderr, "\repoch %zu/%zu  %5.1f%%  loss %.4f", e, opt.epochs,
-                     100.0 * static_cast<double>(start + b) / static_cast<double>(N),
-                     loss / static_cast<double>(start + b));
-    }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    epoch_report rep{e, loss / static_cast<double>(N), static_cast<double>(correct) / static_cast<double>(N), secs};
-    if (tty) std::fprintf(stderr, "\r%60s\r", "");
-    if (log) log->push_back(rep);
-    if (opt.on_epoch) opt.on_epoch(rep);
-  }
+  std::vector<float> G, dIn, scratch;
+  run_epochs(
+      m, data, opt, opt.lr_steps, opt.lr_gamma, rng, log,
+      [&](const float* X, const std::uint8_t* y, std::size_t b) { return m.backward(X, y, b, G, dIn, scratch); });
   copy_back(net, m);
   if (opt.storage) {
-    const sim::round_spec spec{*opt.storage, sim::rounding::nearest_even, true, 0};
+    const sim::round_spec spec = storage_spec(*opt.storage);
     for (auto& v : net.layers)
       std::visit(
           [&](auto& l) {
             using L = std::decay_t<decltype(l)>;
-            if constexpr (std::is_same_v<L, conv_layer> || std::is_same_v<L, dense_layer>) {
-              sim::round_array(l.W, l.W, spec);
-              sim::round_array(l.b, l.b, spec);
-            }
+            if constexpr (std::is_same_v<L, conv_layer> || std::is_same_v<L, dense_layer>) round_params(l.W, l.b, spec);
           },
           v);
   }
@@ -501,29 +316,7 @@ void train_cnn(cnn& net, const io::dataset& data, const cnn_train_options& opt, 
 double evaluate_cnn_native(const cnn& net, const io::dataset& data, bool single, int threads) {
   check_data(net, data);
   if (threads > 0) openblas_set_num_threads(threads);
-  std::size_t correct = 0;
-  const std::size_t B = 500;
-  auto run = [&](auto tag) {
-    using T = decltype(tag);
-    model<T> m(net);
-    std::vector<T> X;
-    for (std::size_t start = 0; start < data.rows; start += B) {
-      const std::size_t b = std::min(B, data.rows - start);
-      X.assign(data.x.begin() + static_cast<std::ptrdiff_t>(start * data.cols),
-               data.x.begin() + static_cast<std::ptrdiff_t>((start + b) * data.cols));
-      m.forward(X.data(), b);
-      const auto& out = m.L.back();
-      for (std::size_t s = 0; s < b; ++s) {
-        const T* z = out.A.data() + s * out.n_out;
-        correct += static_cast<std::size_t>(std::max_element(z, z + out.n_out) - z) == data.y[start + s];
-      }
-    }
-  };
-  if (single)
-    run(float{});
-  else
-    run(double{});
-  return static_cast<double>(correct) / static_cast<double>(data.rows);
+  return native_accuracy<model>(net, data, single, 500);
 }
 
 std::vector<double> cnn_forward_native(const cnn& net, const double* X, std::size_t batch) {
@@ -541,12 +334,7 @@ double detail::cnn_loss_and_gradients(const cnn& net, const double* X, const std
   m.forward(X, batch);
   const auto [loss, correct] = m.backward(X, labels, batch, G, dIn, scratch);
   (void)correct;
-  dW.clear();
-  db.clear();
-  for (auto& l : m.L) {
-    dW.push_back(l.dW);
-    db.push_back(l.db);
-  }
+  collect_gradients(m.L, dW, db);
   return loss / static_cast<double>(batch);
 }
 
