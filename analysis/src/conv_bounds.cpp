@@ -7,13 +7,14 @@
 
 namespace mpacc::analysis {
 
-std::vector<double> conv2d_bounds(const sim::conv2d_shape& s, const double* X, std::size_t batch, std::span<const double> W,
-                                  std::span<const double> b, const sim::layer_spec& spec) {
+std::vector<double> conv2d_bounds(const sim::conv2d_shape& s, const double* X, std::size_t batch,
+                                  std::span<const double> W, std::span<const double> b, const sim::layer_spec& spec) {
   return conv2d_bounds(s, X, batch, W, b, spec, gamma_deterministic, 0);
 }
 
-std::vector<double> conv2d_bounds(const sim::conv2d_shape& s, const double* X, std::size_t batch, std::span<const double> W,
-                                  std::span<const double> b, const sim::layer_spec& spec_in, gamma_fn gamma, double param) {
+std::vector<double> conv2d_bounds(const sim::conv2d_shape& s, const double* X, std::size_t batch,
+                                  std::span<const double> W, std::span<const double> b, const sim::layer_spec& spec_in,
+                                  gamma_fn gamma, double param) {
   const sim::layer_spec spec = spec_in.resolved();
   s.validate();
   if (W.size() != s.weights() || b.size() != s.c_out) throw std::invalid_argument("conv2d_bounds: sizes");
