@@ -262,7 +262,7 @@ std::string extensions_script(const sweep_config& c, const group& g, const std::
       "set title " +
       gnuplot_quote(g.network + " (" + g.order + "), " + g.indicators[0] +
                     ": output error against cost per strategy family, uniform " + sim::to_string(c.mix.high) + " = 1") +
-      " font ',10'\nset logscale y\nset format y '10^%L'\nset grid\nset key inside top right font ',9' box opaque\n"
+      " font ',10'\nset logscale y\nset format y '10^%L'\nset grid\nset key inside bottom left font ',9' box opaque\n"
       "set offsets graph 0.04, graph 0.04, 0, 0\n"
       "set xlabel 'cost per accumulated term (estimates included)'\n"
       "set ylabel 'mean KL(softmax(reference) || softmax(mixed))'\nplot ";
