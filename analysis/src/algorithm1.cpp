@@ -153,21 +153,25 @@ selection::kind parse_baseline(std::string_view text) {
                               "' (baselines: random, random-active, smallest, oracle-pre, oracle-local, oracle-gain)");
 }
 
+double nearest_rank(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+  const std::size_t k = std::min(v.size() - 1, rank == 0 ? 0 : rank - 1);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end(), [](double a, double b) {
+    return (std::isnan(b) && !std::isnan(a)) || a < b;  // NaN last, as +inf
+  });
+  return std::isnan(v[k]) ? std::numeric_limits<double>::infinity() : v[k];
+}
+
 quantiles quantiles_of(std::vector<double>& v) {
   quantiles q;
   q.n = v.size();
   if (v.empty()) return q;
   for (auto& x : v)
     if (std::isnan(x)) x = std::numeric_limits<double>::infinity();
-  auto at = [&](double p) {
-    const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
-    const std::size_t k = std::min(v.size() - 1, rank == 0 ? 0 : rank - 1);
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-    return v[k];
-  };
-  q.q50 = at(0.5);
-  q.q90 = at(0.9);
-  q.q99 = at(0.99);
+  q.q50 = nearest_rank(v, 0.5);
+  q.q90 = nearest_rank(v, 0.9);
+  q.q99 = nearest_rank(v, 0.99);
   q.max = *std::max_element(v.begin(), v.end());
   return q;
 }
@@ -710,15 +714,8 @@ std::vector<std::vector<std::uint8_t>> calibrate_levels(const mixed_runner& runn
     const double u0 = unit_roundoff(fmt[0], cfg.precision.rounding);
     levels[k].assign(n, static_cast<std::uint8_t>(M - 1));
     for (std::size_t i = 0; i < n; ++i) {
-      for (std::size_t s = 0; s < B; ++s) {
-        const double v = r.trace[k].score[s * n + i];
-        column[s] = std::isnan(v) ? std::numeric_limits<double>::infinity() : v;
-      }
-      // nearest rank: the value of rank ceil(q B) (q = 0: the smallest)
-      const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(B)));
-      const std::size_t at = std::min(B - 1, rank == 0 ? 0 : rank - 1);
-      std::nth_element(column.begin(), column.begin() + static_cast<std::ptrdiff_t>(at), column.end());
-      const double sc = column[at];
+      for (std::size_t s = 0; s < B; ++s) column[s] = r.trace[k].score[s * n + i];
+      const double sc = nearest_rank(column, q);
       for (std::size_t j = 0; j + 1 < M; ++j) {
         const double scale = j == 0 ? 1.0 : unit_roundoff(fmt[j], cfg.precision.rounding) / u0;
         if (sc * scale <= sel.tau) {

@@ -145,6 +145,9 @@ std::string_view to_string(selection::kind k) noexcept;
 // throws std::invalid_argument naming the token and the choices.
 selection::kind parse_baseline(std::string_view text);
 
+// The nearest-rank p-quantile of v (the value of rank ceil(p n); p = 0: the
+// smallest), NaN counting as +inf; 0 for an empty v. Reorders v.
+double nearest_rank(std::vector<double>& v, double p);
 // Quantiles of a set of non-negative values (the struct of validate.hpp).
 // Nearest-rank quantiles (q = the value of rank ceil(q n)); NaN sorts last
 // (as +inf). Reorders `values`.
