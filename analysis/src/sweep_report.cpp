@@ -268,8 +268,13 @@ std::string extensions_script(const sweep_config& c, const group& g, const std::
       "set ylabel 'mean KL(softmax(reference) || softmax(mixed))'\nplot ";
   std::string sep;
   for (std::size_t k = 0; k < fams.size(); ++k) {
+    bool finite = false;  // a family whose KL is infinite everywhere (inf or NaN logits) has no point
+    for (const auto* r : g.rows)
+      finite |=
+          r->strategy == fams[k] && r->indicator == g.indicators[0] && r->kl_mean > 0 && std::isfinite(r->kl_mean);
     s += sep + f + " index " + std::to_string(k) + " using 2:3 with linespoints pt 7 ps 0.8 lc rgb '" +
-         kColours[k % 7] + "' title " + gnuplot_quote(fams[k] + " (tau from right to left)");
+         kColours[k % 7] + "' title " +
+         gnuplot_quote(fams[k] + (finite ? " (tau from right to left)" : ": KL infinite at every tau, not drawn"));
     sep = ", ";
   }
   s += sep + f + " index " + std::to_string(fams.size()) +
@@ -281,10 +286,14 @@ std::string extensions_data(const sweep_config& c, const group& g, const std::ve
   std::string d;
   for (const auto& fam : fams) {
     d += "# " + fam + ": tau cost kl\n";
+    bool any = false;
     for (double tau : sorted_taus(c))
       if (const auto* r = g.find(fam, g.indicators[0], tau))
-        if (r->kl_mean > 0 && std::isfinite(r->kl_mean))
+        if (r->kl_mean > 0 && std::isfinite(r->kl_mean)) {
           d += fmt("%.6g", tau) + " " + fmt("%.6g", r->weighted_cost) + " " + fmt("%.6g", r->kl_mean) + "\n";
+          any = true;
+        }
+    if (!any) d += "0 nan nan\n";  // keeps the block, so that the next ones keep their index
     d += "\n\n";
   }
   d += "# uniform strategies: name cost kl\n";
