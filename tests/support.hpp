@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mpacc/sim/format.hpp"
+#include "mpacc/sim/layer.hpp"
 #include "mpacc/sim/random.hpp"
 
 namespace mpacc::test {
@@ -99,5 +100,21 @@ inline std::vector<double> random_inputs(const sim::format& f, std::size_t n, st
   }
   return v;
 }
+
+// The dense kernels this processor can run (the scalar path first).
+inline std::vector<sim::dense_kernel> available_kernels() {
+  std::vector<sim::dense_kernel> k = {sim::dense_kernel::scalar, sim::dense_kernel::portable};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k.push_back(sim::dense_kernel::avx2);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) k.push_back(sim::dense_kernel::avx512);
+  return k;
+}
+
+// Forces a dense kernel for a scope; back to "auto" at the end.
+struct forced_kernel {
+  explicit forced_kernel(sim::dense_kernel k) { sim::set_dense_kernel_choice(sim::to_string(k)); }
+  ~forced_kernel() { sim::set_dense_kernel_choice("auto"); }
+  forced_kernel(const forced_kernel&) = delete;
+  forced_kernel& operator=(const forced_kernel&) = delete;
+};
 
 }  // namespace mpacc::test

@@ -99,20 +99,6 @@ conv_data make_random(const sim::conv2d_shape& s, std::size_t batch, std::uint64
   return D;
 }
 
-std::vector<sim::dense_kernel> available_kernels() {
-  std::vector<sim::dense_kernel> k = {sim::dense_kernel::scalar, sim::dense_kernel::portable};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k.push_back(sim::dense_kernel::avx2);
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) k.push_back(sim::dense_kernel::avx512);
-  return k;
-}
-
-struct forced_kernel {
-  explicit forced_kernel(sim::dense_kernel k) { sim::set_dense_kernel_choice(sim::to_string(k)); }
-  ~forced_kernel() { sim::set_dense_kernel_choice("auto"); }
-  forced_kernel(const forced_kernel&) = delete;
-  forced_kernel& operator=(const forced_kernel&) = delete;
-};
-
 // the accumulator of output (c, oy, ox) under spec's map
 const sim::format& acc_of(const sim::conv2d_shape& s, const sim::layer_spec& spec, std::size_t c, std::size_t pix) {
   const auto& idx = spec.acc.index;
@@ -292,8 +278,8 @@ TEST_CASE("simulated conv equals sim::dot per output: every kernel, mode, order,
       make_random(shape(3, 4, 7, 9, 2, 3, 2, 1, 1, 1), 2, 2, 1),
       make_random(shape(1, 3, 3, 3, 5, 5, 1, 1, 2, 2), 3, 3, 2),
   };
-  for (const sim::dense_kernel kernel : available_kernels()) {
-    const forced_kernel force(kernel);
+  for (const sim::dense_kernel kernel : test::available_kernels()) {
+    const test::forced_kernel force(kernel);
     for (std::size_t ci = 0; ci < cases.size(); ++ci)
       for (rounding mode : sim::all_roundings)
         for (const auto& ord : all_orders)

@@ -85,22 +85,6 @@ layer_data make_corner_layer(std::size_t batch, std::size_t n_in, std::size_t n_
   return L;
 }
 
-// The kernels this processor can run (the scalar path first).
-std::vector<sim::dense_kernel> available_kernels() {
-  std::vector<sim::dense_kernel> k = {sim::dense_kernel::scalar, sim::dense_kernel::portable};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k.push_back(sim::dense_kernel::avx2);
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) k.push_back(sim::dense_kernel::avx512);
-  return k;
-}
-
-// Forces a kernel for a scope; back to "auto" at the end.
-struct forced_kernel {
-  explicit forced_kernel(sim::dense_kernel k) { sim::set_dense_kernel_choice(sim::to_string(k)); }
-  ~forced_kernel() { sim::set_dense_kernel_choice("auto"); }
-  forced_kernel(const forced_kernel&) = delete;
-  forced_kernel& operator=(const forced_kernel&) = delete;
-};
-
 std::size_t compare_with_dot(const layer_data& L, const sim::layer_spec& spec, int threads, std::string& first) {
   std::vector<double> Y;
   const auto lf = sim::dense({L.X.data(), L.batch, L.n_in}, {L.W.data(), L.n_out, L.n_in}, L.b, spec, Y, threads);
@@ -141,8 +125,8 @@ TEST_CASE("dense layer equals sim::dot per component on every kernel, mode, orde
   std::vector<layer_data> layers = {make_layer(7, 37, 21, 1, 1.0), make_layer(5, 16, 8, 2, 300.0),
                                     make_layer(4, 9, 13, 3, 0.001), make_layer(3, 0, 5, 4, 1.0),
                                     make_wide_layer(6, 29, 19, 6)};
-  for (const sim::dense_kernel kernel : available_kernels()) {
-    const forced_kernel force(kernel);
+  for (const sim::dense_kernel kernel : test::available_kernels()) {
+    const test::forced_kernel force(kernel);
     for (const auto& L : layers)
       for (rounding mode : sim::all_roundings)
         for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}, sim::order{K::blocked, 5},
@@ -187,8 +171,8 @@ TEST_CASE(
                                          sim::formats::e4m3,
                                          sim::parse_format("p=5,emin=-6,emax=7,subnormals=off"),
                                          sim::parse_format("p=11,emin=-14,emax=15,subnormals=off,inf=off")};
-  for (const sim::dense_kernel kernel : available_kernels()) {
-    const forced_kernel force(kernel);
+  for (const sim::dense_kernel kernel : test::available_kernels()) {
+    const test::forced_kernel force(kernel);
     for (std::size_t li = 0; li < layers.size(); ++li)
       for (rounding mode : sim::all_roundings)
         for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 4}, sim::order{K::pairwise, 8}})
@@ -220,9 +204,9 @@ TEST_CASE(
 
 TEST_CASE("dense layer: same bits for any thread count; stochastic reproducible", "[sim][layer]") {
   const auto L = make_layer(13, 100, 70, 5, 1.0);
-  for (const sim::dense_kernel kernel : available_kernels())
+  for (const sim::dense_kernel kernel : test::available_kernels())
     for (rounding mode : sim::all_roundings) {
-      const forced_kernel force(kernel);
+      const test::forced_kernel force(kernel);
       sim::layer_spec spec;
       spec.base.mode = mode;
       spec.base.ord = {sim::order::kind::blocked, 8};
@@ -281,7 +265,7 @@ TEST_CASE("an empty precision map means base.acc for every component", "[sim][la
 
 TEST_CASE("every kernel path is exercised and asserted: automatic choice and each forced kernel", "[sim][layer]") {
   using K = sim::order::kind;
-  const auto kernels = available_kernels();
+  const auto kernels = test::available_kernels();
   const sim::dense_kernel best = kernels.back();
   if (best != sim::dense_kernel::avx512) WARN("this processor has no AVX-512: that kernel is not tested here");
   const auto L = make_layer(6, 41, 19, 7, 1.0);
@@ -310,7 +294,7 @@ TEST_CASE("every kernel path is exercised and asserted: automatic choice and eac
   sim::layer_spec wide;
   wide.acc = sim::precision_map::uniform(sim::parse_format("p=52,emin=-1000,emax=900"));
   for (const sim::dense_kernel k : kernels) {
-    const forced_kernel force(k);
+    const test::forced_kernel force(k);
     CHECK(sim::dense_kernel_for(wide) == sim::dense_kernel::scalar);
   }
   CHECK_THROWS_WITH(sim::set_dense_kernel_choice("avx9000"), Catch::Contains("unknown kernel choice"));
@@ -330,8 +314,8 @@ TEST_CASE("every kernel: a negative value rounded to zero gives -0, in every mod
     b[i] = -0x1p-11 - std::ldexp(1.0, -14 - static_cast<int>(i));
   }
   for (std::size_t s = 0; s < batch; ++s) X[s * n_in] = -std::ldexp(1.0, -13 - static_cast<int>(s));
-  for (const sim::dense_kernel kernel : available_kernels()) {
-    const forced_kernel force(kernel);
+  for (const sim::dense_kernel kernel : test::available_kernels()) {
+    const test::forced_kernel force(kernel);
     for (rounding mode : sim::all_roundings) {
       sim::layer_spec spec;
       spec.base.mode = mode;
