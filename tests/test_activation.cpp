@@ -169,7 +169,7 @@ double scaled_error(double got, const exact& e) {
 
 // phi(v) itself (leaky ReLU's slope * v is exact at P bits)
 mpfr_float exact_apply(const sim::activation_fn& f, double x) {
-  const mpfr_float v = num(x);
+  mpfr_float v = num(x);
   mpfr_float t(P);
   switch (f.kind) {
     case activation::identity:

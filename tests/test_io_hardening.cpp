@@ -27,7 +27,7 @@ namespace fs = std::filesystem;
 namespace {
 
 fs::path temp_dir() {
-  const fs::path d = fs::temp_directory_path() / ("mpacc_test_io_" + std::to_string(::getpid()));
+  fs::path d = fs::temp_directory_path() / ("mpacc_test_io_" + std::to_string(::getpid()));
   fs::create_directories(d);
   return d;
 }
@@ -41,7 +41,7 @@ std::string error_of(const std::function<void()>& f) {
   try {
     f();
   } catch (const std::exception& e) {
-    const std::string m = e.what();
+    std::string m = e.what();
     INFO(m);
     CHECK(m.find('\n') == std::string::npos);
     return m;

@@ -27,7 +27,7 @@ namespace fs = std::filesystem;
 namespace {
 
 fs::path temp_dir() {
-  const fs::path d = fs::temp_directory_path() / ("mpacc_test_nn_" + std::to_string(::getpid()));
+  fs::path d = fs::temp_directory_path() / ("mpacc_test_nn_" + std::to_string(::getpid()));
   fs::create_directories(d);
   return d;
 }
@@ -37,7 +37,8 @@ void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& b) {
       .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
-std::vector<std::uint8_t> idx_bytes(std::vector<std::uint32_t> dims, std::size_t payload, std::uint8_t type = 8) {
+std::vector<std::uint8_t> idx_bytes(const std::vector<std::uint32_t>& dims, std::size_t payload,
+                                    std::uint8_t type = 8) {
   std::vector<std::uint8_t> b = {0, 0, type, static_cast<std::uint8_t>(dims.size())};
   for (auto d : dims)
     for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<std::uint8_t>(d >> s));

@@ -700,8 +700,9 @@ span_info row_span(const double* x, std::size_t n) noexcept {
   return r;
 }
 
-// Smallest quantum exponent of f's grid.
-int grid_lsb(const format& f) noexcept { return f.subnormals ? f.emin - f.p + 1 : f.emin - f.p + 1; }
+// Smallest quantum exponent of f's grid: the spacing of the subnormals, and of the
+// binade [2^emin, 2^(emin+1)) without subnormals, is 2^(emin-p+1) either way.
+int grid_lsb(const format& f) noexcept { return f.emin - f.p + 1; }
 
 }  // namespace
 
@@ -774,8 +775,7 @@ bool vectorizable(const layer_spec& spec) noexcept {
     return vector_format_ok(spec.base.acc) && (!spec.base.product || vector_format_ok(*spec.base.product));
   for (const auto& f : spec.acc.formats)
     if (!vector_format_ok(f)) return false;
-  if (spec.base.product && !vector_format_ok(*spec.base.product)) return false;
-  return true;
+  return !spec.base.product || vector_format_ok(*spec.base.product);
 }
 
 }  // namespace
