@@ -11,8 +11,8 @@ packages=(
   libgnuplot-iostream-dev libboost-iostreams-dev libboost-system-dev libboost-filesystem-dev gnuplot-nox
   # the fuzz preset: clang and its compiler-rt (libFuzzer, ASan/UBSan runtimes for clang)
   clang libclang-rt-14-dev
-  # the code style check of scripts/test.sh
-  clang-format
+  # the code style check and the static checks of scripts/test.sh
+  clang-format clang-tidy
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs the dependencies, checks the code style (clang-format), builds mpacc
-# and runs the default test tier, then
+# Installs the dependencies, checks the code style (clang-format) and runs the
+# static checks (clang-tidy over lib/, analysis/ and apps/), builds mpacc and runs
+# the default test tier, then
 # builds the libFuzzer targets of the file and text parsers (clang, the fuzz
 # preset: the parser sources and six targets) and runs each for a few seconds.
 # Usage: bash scripts/test.sh            (the slow tier: ctest --preset ci -L exhaustive;
@@ -10,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/format.sh --check
+bash scripts/tidy.sh --check
 cmake --preset ci
 cmake --build --preset ci -j2
 ctest --preset ci -L default
