@@ -14,8 +14,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char** environ;
-
 namespace mpacc::analysis {
 
 namespace fs = std::filesystem;
@@ -106,6 +104,9 @@ namespace {
 // Removes a file when it goes out of scope (unless released).
 struct remove_on_exit {
   fs::path file;
+  explicit remove_on_exit(fs::path f) : file(std::move(f)) {}
+  remove_on_exit(const remove_on_exit&) = delete;
+  remove_on_exit& operator=(const remove_on_exit&) = delete;
   ~remove_on_exit() {
     std::error_code ec;
     if (!file.empty()) fs::remove(file, ec);

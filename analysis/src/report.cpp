@@ -183,7 +183,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   // keep gnuplot's 'index' numbering aligned: empty layers get empty blocks
   std::string data = "# layer  kappa_dot*kappa_act  relative_error_of_y";
   for (std::size_t layer = 1; layer <= r.layer_sizes.size(); ++layer)
-    data += "\n\n# layer " + std::to_string(layer) + "\n" + (scatter.count(layer) ? scatter[layer] : "1 nan\n");
+    data += "\n\n# layer " + std::to_string(layer) + "\n" + (scatter.contains(layer) ? scatter[layer] : "1 nan\n");
   write_atomic(dir / "err_vs_kappa.dat", data + "\n");
   if (!first) draw(dir, "err_vs_kappa", plot + "\n");
 

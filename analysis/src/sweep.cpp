@@ -203,7 +203,7 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
     std::size_t last = first;
     while (last < mine.size() && all[mine[last]].network == head.network && all[mine[last]].order == head.order) ++last;
     const auto& ns = c.networks[head.network];
-    if (!nets.count(head.network)) {
+    if (!nets.contains(head.network)) {
       nets[head.network] = obtain_network(c, ns, data_dir);
       tests[head.network] = io::load_dataset(data_dir, ns.dataset, false, c.samples);
       if (c.input_scale != 1)
@@ -421,7 +421,7 @@ std::vector<result_row> merge_sweep(const sweep_config& c, double wall_seconds) 
   }
   if (found.empty()) throw std::runtime_error(c.out.string() + ": no shard-*.csv to merge (run the sweep first)");
   for (std::size_t i = 0; i < count; ++i)
-    if (!found.count(i))
+    if (!found.contains(i))
       throw std::runtime_error(c.out.string() + ": shard " + std::to_string(i) + " of " + std::to_string(count) +
                                " is missing");
   // canonical order: the job list, and within a job the order rows_of gives

@@ -581,7 +581,7 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
   // (first indicator, tau = 0.1 or the closest) against the number of hidden layers
   std::map<std::string, std::vector<const network_spec*>> families;
   for (const auto& n : c.networks)
-    if (n.hidden.size() >= 1 &&
+    if (!n.hidden.empty() &&
         std::all_of(n.hidden.begin(), n.hidden.end(), [&](std::size_t w) { return w == n.hidden[0]; }))
       families[n.dataset + "-" + n.act + "-w" + std::to_string(n.hidden[0])].push_back(&n);
   const auto gs = groups_of(c, rows);

@@ -583,7 +583,7 @@ validation_result validate(const nn::mlp& model, const reference_data& refd, con
     if (k < L) {
       for (auto& t : stats) merged.merge(t[k]);
     } else {
-      merged = std::move(total);
+      std::swap(merged, total);  // the last pass: total is not used after it
     }
     layer_summary sm;
     sm.layer = k < L ? k + 1 : 0;

@@ -54,10 +54,8 @@ std::string hex(double v) {
   return buf;
 }
 
-}  // namespace mpacc::app
-
-int main(int argc, char** argv) {
-  using namespace mpacc::app;
+// The command line, parsed and run; main() adds the last safety net.
+int run_main(int argc, char** argv) {
   CLI::App app{
       "mpacc: floating-point error analysis of neural-network inference\n"
       "Exit status: 0 success; 2 bad usage (an option or a value on the command line); 3 a\n"
@@ -116,4 +114,17 @@ int main(int argc, char** argv) {
     return exit_internal;
   }
   return exit_usage;
+}
+
+}  // namespace mpacc::app
+
+int main(int argc, char** argv) {
+  // run_main reports every error itself; this catches what escapes it (an
+  // allocation failure while the command line is being set up)
+  try {
+    return mpacc::app::run_main(argc, argv);
+  } catch (...) {
+    std::fputs("mpacc: internal error while setting up the command line (please report it)\n", stderr);
+    return mpacc::app::exit_internal;
+  }
 }

@@ -272,7 +272,7 @@ dataset load_dataset(const std::filesystem::path& data_dir, const std::string& n
     throw std::runtime_error("unknown dataset '" + sim::printable(name) + "' (datasets: mnist, fashion-mnist)");
   const std::string prefix = train ? "train" : "t10k";
   auto find = [&](const std::string& base) {
-    const auto p = data_dir / name / base;
+    auto p = data_dir / name / base;
     if (std::filesystem::exists(p)) return p;
     if (std::filesystem::exists(p.string() + ".gz")) return std::filesystem::path(p.string() + ".gz");
     throw std::runtime_error(p.string() + ": not found (run scripts/fetch-data.sh " + name + ")");

@@ -441,6 +441,9 @@ std::string extract(std::string_view b, const zip_entry& e, std::uint64_t data, 
     if (inflateInit2(&zs, -15) != Z_OK) throw std::runtime_error(where + ": zlib init failed");
     struct guard {
       z_stream& z;
+      explicit guard(z_stream& s) : z(s) {}
+      guard(const guard&) = delete;
+      guard& operator=(const guard&) = delete;
       ~guard() { inflateEnd(&z); }
     } g{zs};
     const char* in = b.data() + data;
@@ -583,8 +586,10 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
       const zip_entry* after = nullptr;
       for (const auto& e : list)
         if (e.layer > k && (!after || e.layer < after->layer)) after = &e;
-      throw std::runtime_error(name + ": member " + in_quotes(after->name) + " without W" + std::to_string(k) +
-                               " and b" + std::to_string(k) + " (layers are numbered 1, 2, ... without gaps)");
+      // (some member has layer `last` > k, so `after` is set)
+      throw std::runtime_error(name + ": member " + (after ? in_quotes(after->name) : std::string("?")) + " without W" +
+                               std::to_string(k) + " and b" + std::to_string(k) +
+                               " (layers are numbered 1, 2, ... without gaps)");
     }
     throw std::runtime_error(name + ": layer " + std::to_string(k) + " needs both W" + std::to_string(k) + " and b" +
                              std::to_string(k) + " (" + (w ? "b" : "W") + std::to_string(k) + " is missing)");

@@ -180,6 +180,7 @@ reference_sample reference_engine::sample(std::span<const double> x, const refer
         terms.push_back(std::move(bt));
         if (emax != LONG_MIN) need = static_cast<mpfr_prec_t>(emax - lsbmin + 64);
         std::vector<mpfr_ptr> ptrs;
+        ptrs.reserve(terms.size());
         for (auto& t : terms) ptrs.push_back(t.get());
         if (opt.exact) mpfr_set_prec(vi.get(), std::max<mpfr_prec_t>(need, 2));
         mpfr_sum(vi.get(), ptrs.data(), ptrs.size(), MPFR_RNDN);

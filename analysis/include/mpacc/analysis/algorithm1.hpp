@@ -185,10 +185,10 @@ struct mixed_result {
   std::vector<layer_trace> trace;
 };
 
-// KL(softmax(p) || softmax(q)) of two logit vectors of length n, in nats,
-// through log-softmax (no overflow for any finite logits); +inf when q holds
+// KL(softmax(zp) || softmax(zq)) of two logit vectors of length C, in nats,
+// through log-softmax (no overflow for any finite logits); +inf when zq holds
 // a non-finite value.
-double kl_softmax(const double* p, const double* q, std::size_t n);
+double kl_softmax(const double* zp, const double* zq, std::size_t C);
 
 // Wilson score interval (95 %: z = 1.959964) for k successes in n trials.
 struct interval {

@@ -87,7 +87,7 @@ sweep_config reproduce_config(bool full);
 // Reads a JSON config (keys as in sweep_config; see apps/configs/). Throws
 // std::runtime_error naming the file and the key.
 sweep_config load_sweep_config(const std::filesystem::path& file);
-sweep_config parse_sweep_config(const std::string& json_text, const std::string& where);
+sweep_config parse_sweep_config(const std::string& text, const std::string& file);
 std::string to_json(const sweep_config& cfg);
 
 // One result: a network, an order, a strategy (uniform-low, uniform-high,
@@ -112,10 +112,10 @@ std::string to_csv(const result_row& r);
 // Strict: every field present and well formed; throws std::runtime_error saying which.
 result_row parse_csv_row(const std::string& line);
 
-// Runs jobs shard_index, shard_index + shard_count, ... of the sweep and
+// Runs jobs shard, shard + shards, ... of the sweep and
 // writes <out>/shard-<i>-of-<n>.csv. Jobs are deterministic, so the merged
 // result does not depend on the number of shards.
-void run_sweep(const sweep_config& cfg, std::size_t shard_index = 0, std::size_t shard_count = 1);
+void run_sweep(const sweep_config& c, std::size_t shard = 0, std::size_t shards = 1);
 
 // Merges every shard CSV of <out> into <out>/results.csv (canonical order),
 // writes manifest.json, report.md and the figures. Returns the rows.

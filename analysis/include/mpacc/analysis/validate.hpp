@@ -156,13 +156,13 @@ std::vector<double> stored_reference_inputs(const io::dataset& data, std::size_t
 reference_data compute_reference(const nn::mlp& net, const io::dataset& data, const validate_options& opt,
                                  const nn::precision_config& p);
 
-// Runs the simulated pass nn::simulate(net, X, p) and checks every component
+// Runs the simulated pass nn::simulate(model, X, p) and checks every component
 // against the reference (computed by compute_reference with the same storage
 // formats of weights, biases and inputs; std::invalid_argument otherwise).
 // Every field of p is honoured: per-layer accumulators and component maps,
 // product model, mode, order, saturation, via, seed, and the activations'
 // format, rounding mode and saturation (which enter the output bounds).
-validation_result validate(const nn::mlp& net, const reference_data& ref, const nn::precision_config& p,
+validation_result validate(const nn::mlp& model, const reference_data& refd, const nn::precision_config& p,
                            const validate_options& opt);
 
 // Writes <dir>/components.csv, <dir>/summary.json (with `manifest` merged in

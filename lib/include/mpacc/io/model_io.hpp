@@ -33,7 +33,7 @@ inline constexpr std::uint64_t max_npz_total = std::uint64_t{1} << 31;   // all 
 // code, a CRC mismatch, trailing bytes.
 nn::mlp load_model(const std::filesystem::path& file, std::string* metadata = nullptr);
 // The same on bytes in memory; `name` stands for the file in messages.
-nn::mlp parse_model(std::span<const std::uint8_t> bytes, const std::string& name, std::string* metadata = nullptr);
+nn::mlp parse_model(std::span<const std::uint8_t> data, const std::string& name, std::string* metadata = nullptr);
 
 // Imports arrays W1, b1, W2, b2, ... (W_k of shape (n_out, n_in) as in
 // PyTorch's Linear.weight, b_k of shape (n_out,), float32 or float64,
