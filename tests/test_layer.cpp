@@ -360,3 +360,61 @@ TEST_CASE("dense layer: span_rows for the exactness proof changes no bit", "[sim
   CHECK(diff == 0);
   CHECK_THROWS_WITH(layer.run(X, y2, 1, nullptr, 0, {groups.data(), 2, 3 * L.n_in}, 3), Catch::Contains("cover"));
 }
+
+TEST_CASE("dense layer: run_selected gives the selected outputs' bits and flags, NaN elsewhere", "[sim][layer]") {
+  // 13 samples (not a multiple of 4), 21 components (not a multiple of 8);
+  // selections from none to all, random and by whole blocks, on every kernel,
+  // every mode (stochastic: the words of the output's own position), two
+  // threads, and rows numbered from first_row
+  const auto L = make_layer(13, 40, 21, 31, 1.0);
+  const sim::matrix_view X{L.X.data(), L.batch, L.n_in};
+  const std::size_t N = L.batch * L.n_out;
+  std::vector<std::vector<std::uint8_t>> needs;
+  needs.emplace_back(N, 0);
+  needs.emplace_back(N, 1);
+  for (const double density : {0.02, 0.2, 0.7}) {
+    sim::random_stream rng(static_cast<std::uint64_t>(density * 1000));
+    std::vector<std::uint8_t> n(N);
+    for (auto& v : n) v = rng.uniform() < density ? 1 : 0;
+    needs.push_back(n);
+  }
+  {
+    std::vector<std::uint8_t> n(N, 0);  // the last (partial) block of samples 3 and 12 only
+    for (std::size_t i = 16; i < 21; ++i) n[3 * L.n_out + i] = n[12 * L.n_out + i] = 1;
+    needs.push_back(n);
+  }
+  for (const sim::dense_kernel kernel : test::available_kernels())
+    for (rounding mode : sim::all_roundings) {
+      const test::forced_kernel force(kernel);
+      sim::layer_spec spec;
+      spec.base.mode = mode;
+      spec.base.ord = {sim::order::kind::blocked, 8};
+      spec.base.saturate = true;
+      spec.base.seed = 5;
+      spec.acc.formats = {sim::formats::e4m3_ieee, sim::formats::binary16};
+      for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>(i % 3 == 0));
+      const sim::prepared_dense layer({L.W.data(), L.n_out, L.n_in}, L.b, spec);
+      REQUIRE(sim::dense_kernel_for(spec) == kernel);
+      std::vector<double> all, part;
+      std::vector<unsigned> fa, fp;
+      layer.run(X, all, 1, &fa, 100);
+      for (std::size_t q = 0; q < needs.size(); ++q) {
+        const auto lf = layer.run_selected(X, needs[q], part, 2, &fp, 100);
+        std::size_t bad = 0, selected = 0;
+        for (std::size_t t = 0; t < N; ++t) {
+          if (needs[q][t]) {
+            ++selected;
+            bad += !test::same(part[t], all[t]) || fp[t] != fa[t];
+          } else {
+            bad += !std::isnan(part[t]) || fp[t] != 0;
+          }
+        }
+        INFO("kernel=" << sim::to_string(kernel) << " mode=" << sim::to_string(mode) << " selection " << q);
+        CHECK(bad == 0);
+        CHECK(lf.outputs == selected);
+      }
+    }
+  std::vector<double> y;
+  const sim::prepared_dense layer({L.W.data(), L.n_out, L.n_in}, L.b, sim::layer_spec{});
+  CHECK_THROWS_WITH(layer.run_selected(X, std::vector<std::uint8_t>(N - 1, 1), y), Catch::Contains("selection"));
+}

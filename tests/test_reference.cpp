@@ -4,6 +4,7 @@
 // 2P passes agreeing within their stated bounds, MPFR activations against 4P,
 // exact zeros, cancellation, saturation, the binary64 tier within its bound of
 // the MPFR tier, and the Boost.Multiprecision entry points (ref/multiprecision.hpp).
+#include <bit>
 #include <catch2/catch.hpp>
 #include <gmp.h>
 
@@ -276,6 +277,36 @@ TEST_CASE("binary64 tier within its bound of the MPFR tier", "[ref][reference]")
     INFO(sim::to_string(a));
     CHECK(bad == 0);
     CHECK(checked > 0);
+  }
+}
+
+TEST_CASE("binary64 tier: a batch gives the bits of its rows run one by one", "[ref][reference]") {
+  // fast_forward runs samples in groups sharing each pass over W: the group
+  // (and the tail of a batch that is not a multiple of it) must not change a bit
+  for (auto a : {sim::activation::relu, sim::activation::tanh}) {
+    const auto net = random_net({37, 29, 11}, {a}, 5 + static_cast<std::uint64_t>(a), 1.5);
+    sim::random_stream rng(77);
+    const std::size_t rows = 7;
+    std::vector<double> X(rows * 37);
+    for (auto& x : X) x = (rng.uniform() * 2 - 1) * 4;
+    const auto all = nn::fast_forward(net, {X.data(), rows, 37}, 2);
+    std::size_t differ = 0, compared = 0;
+    for (std::size_t s = 0; s < rows; ++s) {
+      const auto one = nn::fast_forward(net, {X.data() + s * 37, 1, 37}, 1);
+      for (std::size_t k = 0; k < net.layers.size(); ++k)
+        for (std::size_t i = 0; i < one.layers[k].n; ++i) {
+          const std::size_t t = s * all.layers[k].n + i;
+          const auto& A = all.layers[k];
+          const auto& O = one.layers[k];
+          differ += std::bit_cast<std::uint64_t>(A.v_hi[t]) != std::bit_cast<std::uint64_t>(O.v_hi[i]);
+          differ += std::bit_cast<std::uint64_t>(A.v_bound[t]) != std::bit_cast<std::uint64_t>(O.v_bound[i]);
+          differ += std::bit_cast<std::uint64_t>(A.y_hi[t]) != std::bit_cast<std::uint64_t>(O.y_hi[i]);
+          differ += std::bit_cast<std::uint64_t>(A.y_bound[t]) != std::bit_cast<std::uint64_t>(O.y_bound[i]);
+          compared += 4;
+        }
+    }
+    CHECK(compared == 4 * rows * (29 + 11));
+    CHECK(differ == 0);
   }
 }
 

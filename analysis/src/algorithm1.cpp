@@ -412,9 +412,14 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
     const std::vector<double>* vl = &v0_low_;
     const std::vector<double>* vh = k == 0 && sel.type != kind::uniform_low ? &v0_high() : &v0_high_;
     const std::vector<unsigned>* fl = &v0_low_flags_;
+    // Layers after the first: the high pass computes every component only
+    // where all of them are used (uniform high; the oracle-gain key; a trace),
+    // else only the components at the top level, once the levels are known
+    // (prepared_dense::run_selected: the same bits)
+    const bool high_whole = sel.type == kind::uniform_high || sel.type == kind::oracle_gain || sel.keep_trace;
     if (k > 0) {
       if (sel.type != kind::uniform_high) low_[k].run(X, v_low, thr, overflow_aware ? &low_flags : nullptr);
-      if (sel.type != kind::uniform_low) high_[k].run(X, v_high, thr);
+      if (sel.type != kind::uniform_low && high_whole) high_[k].run(X, v_high, thr);
       vl = &v_low;
       vh = &v_high;
       fl = &low_flags;
@@ -507,7 +512,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
           // a key per component; the largest keys first, ties by index
           std::vector<double> key(l.n_out);
           const double* vt = oracle ? v_true.data() + s * l.n_out : nullptr;
-          const double* vhs = vh->data() + s * l.n_out;
+          const double* vhs = sel.type == kind::oracle_gain ? vh->data() + s * l.n_out : nullptr;
           for (std::size_t i = 0; i < l.n_out; ++i) {
             switch (sel.type) {
               case kind::smallest:
@@ -539,6 +544,11 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
           mask[t] = top;
           ++res.overflow_recomputed;
         }
+    if (k > 0 && sel.type != kind::uniform_low && !high_whole) {
+      std::vector<std::uint8_t> need(mask.size());
+      for (std::size_t t = 0; t < mask.size(); ++t) need[t] = mask[t] == top;
+      high_[k].run_selected(X, need, v_high, thr);
+    }
     // the mixed output, its costs, the counts; layer 0's activated low and
     // high outputs are shared by all runs (phi is applied element by element)
     std::vector<double> out(B * l.n_out);

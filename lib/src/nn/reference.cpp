@@ -258,51 +258,62 @@ forward_result reference_engine::forward(sim::matrix_view X, const reference_opt
 
 namespace {
 
-// One layer of the binary64 tier for one sample, 8 output components at a
-// time (Wt: n_in x ldw, column i = row i of W) so the Dot2 recurrences of the
-// 8 components run side by side in SIMD lanes. Compiled for x86-64-v4, v3 and
-// the baseline (hardware FMA in the first two) on x86-64; for the baseline elsewhere.
+// One layer of the binary64 tier for up to kFastGroup samples, 8 output
+// components at a time (Wt: n_in x ldw, column i = row i of W) so the Dot2
+// recurrences of the 8 components run side by side in SIMD lanes, and each
+// strip of W^T read from memory serves every sample of the group (one sample
+// at a time streamed the whole W per sample). Sample r's arithmetic is the same
+// sequence of operations whatever the group size, so its bits are too
+// (tests/test_reference.cpp compares a batch with its rows run one by one).
+// in[r], in_bound[r]: n_in values; v[r], vb[r]: ldw values. Compiled for
+// x86-64-v4, v3 and the baseline (hardware FMA in the first two) on x86-64;
+// for the baseline elsewhere.
+constexpr std::size_t kFastGroup = 4;
 #if defined(__x86_64__)
 #define MPACC_FAST_LAYER_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
 #else
 #define MPACC_FAST_LAYER_CLONES
 #endif
 MPACC_FAST_LAYER_CLONES void fast_layer(const double* Wt, std::size_t ldw, const double* bias, std::size_t n_in,
-                                        std::size_t n_out, const double* in, const double* in_bound, double* v,
-                                        double* vb) {
+                                        std::size_t n_out, std::size_t ns, const double* const* in,
+                                        const double* const* in_bound, double* const* v, double* const* vb) {
   const double n1 = static_cast<double>(n_in + 1);
   const double g = n1 * kU / (1 - n1 * kU);
   const double infl = 1 + 2 * (n1 + 2) * kU;
   for (std::size_t i0 = 0; i0 < n_out; i0 += 8) {
-    double p[8] = {}, c[8] = {}, absum[8] = {}, prop[8] = {};
+    double p[kFastGroup][8] = {}, c[kFastGroup][8] = {}, absum[kFastGroup][8] = {}, prop[kFastGroup][8] = {};
     for (std::size_t j = 0; j < n_in; ++j) {
-      const double xj = in[j], bj = in_bound[j];
       const double* w = Wt + j * ldw + i0;
+      for (std::size_t r = 0; r < kFastGroup; ++r) {
+        if (r >= ns) break;
+        const double xj = in[r][j], bj = in_bound[r][j];
 #pragma omp simd
-      for (int k = 0; k < 8; ++k) {
-        const double h = w[k] * xj;
-        const double e = std::fma(w[k], xj, -h);
-        const double s = p[k] + h;
-        const double bb = s - p[k];
-        const double q = (p[k] - (s - bb)) + (h - bb);
-        p[k] = s;
-        c[k] += q + e;
-        absum[k] += std::fabs(h);
-        prop[k] += std::fabs(w[k]) * bj;
+        for (int k = 0; k < 8; ++k) {
+          const double h = w[k] * xj;
+          const double e = std::fma(w[k], xj, -h);
+          const double s = p[r][k] + h;
+          const double bb = s - p[r][k];
+          const double q = (p[r][k] - (s - bb)) + (h - bb);
+          p[r][k] = s;
+          c[r][k] += q + e;
+          absum[r][k] += std::fabs(h);
+          prop[r][k] += std::fabs(w[k]) * bj;
+        }
       }
     }
-    for (int k = 0; k < 8 && i0 + static_cast<std::size_t>(k) < n_out; ++k) {
-      const std::size_t i = i0 + static_cast<std::size_t>(k);
-      const double s = p[k] + bias[i];
-      const double bb = s - p[k];
-      const double q = (p[k] - (s - bb)) + (bias[i] - bb);
-      const double val = s + (c[k] + q);
-      v[i] = val;
-      // |v - exact(in)| <= (u|v| + gamma^2 S) / (1 - u) + propagated input bounds;
-      // S and prop are computed in binary64: inflate by (1 + 2(n+2)u)
-      const double S = absum[k] + std::fabs(bias[i]);
-      vb[i] = ((kU * std::fabs(val) + g * g * S * (1 + 2 * kU)) / (1 - kU) + prop[k]) * infl;
-    }
+    for (std::size_t r = 0; r < ns; ++r)
+      for (int k = 0; k < 8 && i0 + static_cast<std::size_t>(k) < n_out; ++k) {
+        const std::size_t i = i0 + static_cast<std::size_t>(k);
+        const double s = p[r][k] + bias[i];
+        const double bb = s - p[r][k];
+        const double q = (p[r][k] - (s - bb)) + (bias[i] - bb);
+        const double val = s + (c[r][k] + q);
+        v[r][i] = val;
+        // |v - exact(in)| <= (u|v| + gamma^2 S) / (1 - u) + propagated input bounds;
+        // S and prop are computed in binary64: inflate by (1 + 2(n+2)u)
+        const double S = absum[r][k] + std::fabs(bias[i]);
+        vb[r][i] = ((kU * std::fabs(val) + g * g * S * (1 + 2 * kU)) / (1 - kU) + prop[r][k]) * infl;
+      }
   }
 }
 
@@ -329,37 +340,56 @@ forward_result fast_forward(const mlp& net, sim::matrix_view X, int threads) {
     ldw.push_back(ld);
   }
   const int nt = sim::thread_count(threads);
-  const auto batch = static_cast<std::ptrdiff_t>(X.rows);
+  const std::size_t groups = (X.rows + kFastGroup - 1) / kFastGroup;
+  const auto groups_s = static_cast<std::ptrdiff_t>(groups);
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (std::ptrdiff_t s = 0; s < batch; ++s) {
-    std::vector<double> in(X.row(static_cast<std::size_t>(s)), X.row(static_cast<std::size_t>(s)) + X.cols);
-    std::vector<double> in_bound(X.cols, 0.0);
+  for (std::ptrdiff_t gs = 0; gs < groups_s; ++gs) {
+    const std::size_t s0 = static_cast<std::size_t>(gs) * kFastGroup;
+    const std::size_t ns = std::min(kFastGroup, X.rows - s0);
+    std::vector<double> in[kFastGroup], in_bound[kFastGroup], v[kFastGroup], vb[kFastGroup];
+    for (std::size_t q = 0; q < ns; ++q) {
+      in[q].assign(X.row(s0 + q), X.row(s0 + q) + X.cols);
+      in_bound[q].assign(X.cols, 0.0);
+    }
     for (std::size_t k = 0; k < net.layers.size(); ++k) {
       const auto& layer = net.layers[k];
       auto& lv = r.layers[k];
-      std::vector<double> v(ldw[k]), vb(ldw[k]), out(layer.n_out), out_bound(layer.n_out);
-      fast_layer(Wt[k].data(), ldw[k], B[k].data(), layer.n_in, layer.n_out, in.data(), in_bound.data(), v.data(),
-                 vb.data());
+      const double* inp[kFastGroup] = {};
+      const double* inb[kFastGroup] = {};
+      double* vp[kFastGroup] = {};
+      double* vbp[kFastGroup] = {};
+      for (std::size_t q = 0; q < ns; ++q) {
+        v[q].assign(ldw[k], 0.0);
+        vb[q].assign(ldw[k], 0.0);
+        inp[q] = in[q].data();
+        inb[q] = in_bound[q].data();
+        vp[q] = v[q].data();
+        vbp[q] = vb[q].data();
+      }
+      fast_layer(Wt[k].data(), ldw[k], B[k].data(), layer.n_in, layer.n_out, ns, inp, inb, vp, vbp);
       const double L = sim::lipschitz(layer.act);
       const auto kind = layer.act.kind;
-      for (std::size_t i = 0; i < layer.n_out; ++i) {
-        const std::size_t at = static_cast<std::size_t>(s) * lv.n + i;
-        const double y = sim::apply(layer.act, v[i]);
-        // identity and ReLU are exact; leaky ReLU rounds slope * v once;
-        // libm functions: 4 ulps assumed (8u|y|)
-        const double act_err = (kind == sim::activation::identity || kind == sim::activation::relu) ? 0.0
-                               : kind == sim::activation::leaky_relu                                ? kU * std::fabs(y)
-                                                                     : 8 * kU * std::fabs(y);
-        const double yb = (L * vb[i] + act_err) * (1 + 4 * kU);
-        lv.v_hi[at] = v[i];
-        lv.v_bound[at] = vb[i];
-        lv.y_hi[at] = y;
-        lv.y_bound[at] = yb;
-        out[i] = y;
-        out_bound[i] = yb;
+      for (std::size_t q = 0; q < ns; ++q) {
+        std::vector<double> out(layer.n_out), out_bound(layer.n_out);
+        for (std::size_t i = 0; i < layer.n_out; ++i) {
+          const std::size_t at = (s0 + q) * lv.n + i;
+          const double y = sim::apply(layer.act, v[q][i]);
+          // identity and ReLU are exact; leaky ReLU rounds slope * v once;
+          // libm functions: 4 ulps assumed (8u|y|)
+          const double act_err = (kind == sim::activation::identity || kind == sim::activation::relu) ? 0.0
+                                 : kind == sim::activation::leaky_relu ? kU * std::fabs(y)
+                                                                       : 8 * kU * std::fabs(y);
+          const double yb = (L * vb[q][i] + act_err) * (1 + 4 * kU);
+          lv.v_hi[at] = v[q][i];
+          lv.v_bound[at] = vb[q][i];
+          lv.y_hi[at] = y;
+          lv.y_bound[at] = yb;
+          out[i] = y;
+          out_bound[i] = yb;
+        }
+        in[q] = std::move(out);
+        in_bound[q] = std::move(out_bound);
       }
-      in = std::move(out);
-      in_bound = std::move(out_bound);
     }
   }
   return r;

@@ -912,6 +912,20 @@ const layer_spec& prepared_dense::spec() const noexcept { return p_->spec; }
 
 layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threads, std::vector<unsigned>* out_flags,
                                 std::size_t first_row, matrix_view span_rows, std::size_t rows_per_span) const {
+  return run_impl(X, nullptr, Y, threads, out_flags, first_row, span_rows, rows_per_span);
+}
+
+layer_flags prepared_dense::run_selected(matrix_view X, std::span<const std::uint8_t> need, std::vector<double>& Y,
+                                         int threads, std::vector<unsigned>* flags, std::size_t first_row) const {
+  if (need.size() != X.rows * p_->n_out)
+    throw std::invalid_argument("dense: the selection has " + std::to_string(need.size()) + " entries for " +
+                                std::to_string(X.rows) + " x " + std::to_string(p_->n_out) + " outputs");
+  return run_impl(X, need.data(), Y, threads, flags, first_row, {}, 1);
+}
+
+layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, std::vector<double>& Y, int threads,
+                                     std::vector<unsigned>* out_flags, std::size_t first_row, matrix_view span_rows,
+                                     std::size_t rows_per_span) const {
   const impl& P = *p_;
   const layer_spec& spec = P.spec;
   const std::size_t batch = X.rows, n_in = P.n_in, n_out = P.n_out;
@@ -920,7 +934,8 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
                                 std::to_string(X.cols));
   if (span_rows.data && (rows_per_span == 0 || span_rows.rows * rows_per_span < batch))
     throw std::invalid_argument("dense: span_rows does not cover every row of X");
-  Y.assign(batch * n_out, 0.0);
+  // outputs not selected are NaN (never read as values by mistake)
+  Y.assign(batch * n_out, need ? std::numeric_limits<double>::quiet_NaN() : 0.0);
   // each output's flags, kept only when asked for; the counts are taken as
   // the outputs are stored
   std::vector<unsigned> flags(out_flags ? batch * n_out : 0, 0);
@@ -941,13 +956,13 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
     for (std::ptrdiff_t s = 0; s < nspan_s; ++s)
       sspan[static_cast<std::size_t>(s)] = row_span(span_rows.row(static_cast<std::size_t>(s)), span_rows.cols);
     auto xspan = [&](std::size_t r) -> const span_info& { return sspan[r / rows_per_span]; };
-    auto task_exact = [&](std::size_t blk, std::size_t s0, int ns) {
+    auto task_exact = [&](std::size_t blk, const std::size_t* rows, int ns) {
       if (!P.wspan[blk].finite || !P.bspan[blk].finite) return false;
       int lo = std::min(P.grid_lo[blk], P.bspan[blk].lo);
       double xmax = 0;
       int xlo = 100000;
       for (int k = 0; k < ns; ++k) {
-        const span_info& sp = xspan(s0 + static_cast<std::size_t>(k));
+        const span_info& sp = xspan(rows[k]);
         if (!sp.finite) return false;
         xlo = std::min(xlo, sp.lo);
         xmax = std::max(xmax, sp.max);
@@ -963,8 +978,32 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       return hi - lo <= 53 && hi <= 970;
     };
     const lane_formats* prodP = spec.base.product ? &P.prodL : nullptr;
+    // The tasks: block-major, each block's samples in groups of 4. All samples
+    // (no selection): task t = (block t / groups, samples 4g .. 4g + 3). With a
+    // selection, a block runs only on the samples that need one of its 8
+    // components, in increasing order, 4 at a time (any 4 rows make a task:
+    // each output is computed alone, so its bits do not depend on the others).
     const std::size_t sample_groups = (batch + 3) / 4;
-    const auto tasks = static_cast<std::ptrdiff_t>(sample_groups * P.blocks);
+    std::vector<std::uint32_t> sel_rows;             // per block, its samples
+    std::vector<std::size_t> sel_start, task_start;  // per block: first of sel_rows, first task
+    std::size_t n_tasks = sample_groups * P.blocks;
+    if (need) {
+      sel_start.assign(P.blocks + 1, 0);
+      task_start.assign(P.blocks + 1, 0);
+      for (std::size_t blk = 0; blk < P.blocks; ++blk) {
+        const std::size_t lo = blk * 8, hi = std::min(lo + 8, n_out);
+        for (std::size_t r = 0; r < batch; ++r) {
+          const std::uint8_t* nr = need + r * n_out;
+          bool any = false;
+          for (std::size_t i = lo; i < hi; ++i) any |= nr[i] != 0;
+          if (any) sel_rows.push_back(static_cast<std::uint32_t>(r));
+        }
+        sel_start[blk + 1] = sel_rows.size();
+        task_start[blk + 1] = task_start[blk] + (sel_start[blk + 1] - sel_start[blk] + 3) / 4;
+      }
+      n_tasks = task_start[P.blocks];
+    }
+    const auto tasks = static_cast<std::ptrdiff_t>(n_tasks);
     const double* Wt = P.Wt.data();
     const double* bias = P.bias.data();
     const std::size_t ldw = P.ldw;
@@ -979,11 +1018,23 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
     reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       // block-major: consecutive tasks of a thread reuse the same strip of W^T
-      const std::size_t g = static_cast<std::size_t>(t) % sample_groups,
-                        blk = static_cast<std::size_t>(t) / sample_groups;
-      const std::size_t s0 = g * 4;
-      const int ns = static_cast<int>(std::min<std::size_t>(4, batch - s0));
-      const bool exact = task_exact(blk, s0, ns);
+      const auto tu = static_cast<std::size_t>(t);
+      std::size_t blk = 0, rows[4] = {};
+      int ns = 0;
+      if (need) {
+        blk =
+            static_cast<std::size_t>(std::upper_bound(task_start.begin(), task_start.end(), tu) - task_start.begin()) -
+            1;
+        const std::size_t first = sel_start[blk] + (tu - task_start[blk]) * 4;
+        ns = static_cast<int>(std::min<std::size_t>(4, sel_start[blk + 1] - first));
+        for (int k = 0; k < ns; ++k) rows[k] = sel_rows[first + static_cast<std::size_t>(k)];
+      } else {
+        blk = tu / sample_groups;
+        const std::size_t s0 = (tu % sample_groups) * 4;
+        ns = static_cast<int>(std::min<std::size_t>(4, batch - s0));
+        for (int k = 0; k < ns; ++k) rows[k] = s0 + static_cast<std::size_t>(k);
+      }
+      const bool exact = task_exact(blk, rows, ns);
       block_task T;
       T.Wt = Wt;
       T.ldw = ldw;
@@ -991,8 +1042,8 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       T.i0 = blk * 8;
       T.ns = ns;
       for (int k = 0; k < ns; ++k) {
-        T.rows[k] = X.row(s0 + static_cast<std::size_t>(k));
-        T.first_word[k] = ((first_row + s0 + static_cast<std::size_t>(k)) * n_out + T.i0) * words;
+        T.rows[k] = X.row(rows[k]);
+        T.first_word[k] = ((first_row + rows[k]) * n_out + T.i0) * words;
       }
       T.bias = bias;
       T.acc = &P.accL[blk];
@@ -1007,7 +1058,8 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
       kernel_fn(T);
       for (int k = 0; k < ns; ++k)
         for (std::size_t lane = 0; lane < 8 && T.i0 + lane < n_out; ++lane) {
-          const std::size_t o = (s0 + static_cast<std::size_t>(k)) * n_out + T.i0 + lane;
+          const std::size_t o = rows[k] * n_out + T.i0 + lane;
+          if (need && need[o] == 0) continue;
           Y[o] = T.out[k][lane];
           const unsigned f = T.flags[k][lane];
           if (fl) fl[o] = f;
@@ -1025,6 +1077,7 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
     reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       const std::size_t s = static_cast<std::size_t>(t) / n_out, i = static_cast<std::size_t>(t) % n_out;
+      if (need && need[static_cast<std::size_t>(t)] == 0) continue;
       accumulation a = spec.base;
       a.acc = spec.acc.of(i);
       const auto r = dot({P.W.data() + i * n_in, n_in}, {X.row(s), n_in}, P.b[i], a,
@@ -1040,7 +1093,9 @@ layer_flags prepared_dense::run(matrix_view X, std::vector<double>& Y, int threa
     }
   }
   layer_flags lf;
-  lf.outputs = batch * n_out;
+  lf.outputs =
+      need ? static_cast<std::size_t>(std::count_if(need, need + batch * n_out, [](std::uint8_t v) { return v != 0; }))
+           : batch * n_out;
   lf.inexact = c_inexact;
   lf.underflow = c_underflow;
   lf.overflow = c_overflow;

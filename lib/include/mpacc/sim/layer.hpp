@@ -83,11 +83,22 @@ class prepared_dense {
   // passes the input images for its im2col rows: 25 times fewer values.
   layer_flags run(matrix_view X, std::vector<double>& Y, int threads = 0, std::vector<unsigned>* flags = nullptr,
                   std::size_t first_row = 0, matrix_view span_rows = {}, std::size_t rows_per_span = 1) const;
+  // Only the selected outputs: Y[r * n_out + i] for need[r * n_out + i] != 0,
+  // the same bits (and flags) as run() gives them; the others are quiet NaN
+  // (flags 0). need: batch x n_out. The vector kernels run each block of 8
+  // components only on the samples that need one of them, so the cost follows
+  // the number of (sample, block of 8) pairs selected. The returned counts
+  // cover the selected outputs (outputs = their number).
+  layer_flags run_selected(matrix_view X, std::span<const std::uint8_t> need, std::vector<double>& Y, int threads = 0,
+                           std::vector<unsigned>* flags = nullptr, std::size_t first_row = 0) const;
   [[nodiscard]] std::size_t inputs() const noexcept;
   [[nodiscard]] std::size_t outputs() const noexcept;
   [[nodiscard]] const layer_spec& spec() const noexcept;
 
  private:
+  layer_flags run_impl(matrix_view X, const std::uint8_t* need, std::vector<double>& Y, int threads,
+                       std::vector<unsigned>* flags, std::size_t first_row, matrix_view span_rows,
+                       std::size_t rows_per_span) const;
   struct impl;
   std::shared_ptr<impl> p_;
 };
