@@ -184,6 +184,14 @@ expect_status "eval: a CNN model, simulated" 0 "accuracy simulated" \
   "$MPACC" eval --model "$cnndir/lenet.mpnn" --data "$cnndir" --acc binary16
 expect_error "eval: precision for another depth (CNN)" "2 accumulator formats for a network of 8 layers" "" \
   eval --model "$cnndir/lenet.mpnn" --data "$cnndir" --precision "acc=binary16,binary16"
+expect_status "validate: a CNN model file" 0 "deterministic violations: 0 propagated (v 0, y 0), 0 per inner product" \
+  "$MPACC" validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --samples 3 --acc e4m3-ieee,binary16 \
+  --order recursive,blocked:8 --out "$cnndir/v" --no-plots
+grep -q '"kind": "maxpool"' "$cnndir/v/binary16_recursive/summary.json" ||
+  { echo "FAIL: CNN validate summary lacks the layer kinds"; fails=$((fails + 1)); }
+expect_status "validate: a CNN, --precision with per-layer accumulators" 0 "deterministic violations: 0 propagated" \
+  "$MPACC" validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --samples 2 --reference-bits 100 --out "$cnndir/v" --no-plots \
+  --precision "acc=binary16,e4m3-ieee,bfloat16,e4m3-ieee,e4m3-ieee,binary16,e5m2,binary16;saturate=on;act=bfloat16"
 expect_error "train: --lr-steps for an MLP" "--lr-steps: only for --arch lenet5" "" train --lr-steps 3 --out "$cnndir/m.mpnn" --data "$cnndir"
 rm -rf "$cnndir"
 

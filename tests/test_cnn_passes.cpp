@@ -16,6 +16,7 @@
 
 #include <boost/multiprecision/gmp.hpp>
 
+#include "mpacc/analysis/validate.hpp"
 #include "mpacc/io/model_io.hpp"
 #include "mpacc/nn/cnn_passes.hpp"
 #include "mpacc/ref/accumulate.hpp"
@@ -558,4 +559,122 @@ TEST_CASE("cnn reference pass is exact for a ReLU CNN (against GMP rationals), a
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// 5. validate on convolutional networks
+
+namespace {
+
+io::dataset random_images(std::size_t rows, std::size_t cols, std::uint64_t seed) {
+  io::dataset d;
+  d.name = "random";
+  d.rows = rows;
+  d.cols = cols;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(-0.5, 2.8);  // MNIST-like after normalization
+  d.x.resize(rows * cols);
+  for (auto& v : d.x) v = u(rng);
+  d.y.assign(rows, 0);
+  return d;
+}
+
+// 2x7x7 -> conv 2->4 3x3 s1 p1 (act) -> maxpool 2 s2 p1 (4x4x4) -> conv 4->3 3x3 s2 p1 (act, 3x2x2)
+// -> avgpool 2 s1 (3x1x1) -> flatten 3 -> dense 3x6 (act) -> dense 6x4
+nn::cnn random_cnn(std::uint64_t seed, sim::activation_fn act) {
+  filler fill{std::mt19937_64(seed), -1, 0};
+  nn::cnn net;
+  net.c = 2;
+  net.h = net.w = 7;
+  nn::conv_layer c1;
+  c1.shape = conv_shape(2, 7, 7, 4, 3, 1, 1);
+  c1.act = act;
+  fill(c1.W, c1.shape.weights());
+  fill(c1.b, 4);
+  nn::conv_layer c2;
+  c2.shape = conv_shape(4, 4, 4, 3, 3, 2, 1);
+  c2.act = act;
+  fill(c2.W, c2.shape.weights());
+  fill(c2.b, 3);
+  nn::dense_layer d1, d2;
+  d1.n_in = 3;
+  d1.n_out = 6;
+  d1.act = act;
+  fill(d1.W, 18);
+  fill(d1.b, 6);
+  d2.n_in = 6;
+  d2.n_out = 4;
+  fill(d2.W, 24);
+  fill(d2.b, 4);
+  net.layers = {c1,
+                pool(nn::pool_layer::kind::max, 4, 7, 7, 2, 2, 1),
+                c2,
+                pool(nn::pool_layer::kind::avg, 3, 2, 2, 2, 1),
+                nn::flatten_layer{3, 1, 1},
+                d1,
+                d2};
+  net.validate();
+  return net;
+}
+
+}  // namespace
+
+TEST_CASE("validate on random tiny CNNs: the deterministic bound is never violated", "[cnn][validate]") {
+  analysis::validate_options opt;
+  opt.csv_samples = 2;
+  opt.threads = 2;
+  const auto data = random_images(12, 2 * 7 * 7, 77);
+  std::size_t checked = 0, nonzero = 0;
+  for (std::uint64_t seed : {1, 2, 3})
+    for (const auto act : {sim::activation_fn{sim::activation::relu}, sim::activation_fn{sim::activation::tanh}}) {
+      const auto net = random_cnn(seed, act);
+      for (const char* acc : {"e4m3-ieee", "e4m3-ieee;saturate=on", "binary16", "bfloat16"})
+        for (const char* ord : {"recursive", "blocked:8"}) {
+          const auto p = nn::parse_precision(std::string("acc=") + acc + ";order=" + ord);
+          INFO("seed " << seed << ", " << sim::to_string(act.kind) << ", " << p.to_string());
+          const auto ref = analysis::compute_reference(net, data, opt, p);
+          const auto r = analysis::validate(net, ref, p, opt);
+          REQUIRE(r.layers.size() == net.layers.size() + 1);
+          CHECK(r.layer_kinds ==
+                std::vector<std::string>{"conv", "maxpool", "conv", "avgpool", "flatten", "dense", "dense"});
+          CHECK(r.violations() == 0);
+          const auto& t = r.total();
+          CHECK(t.components == 12 * (196 + 64 + 12 + 3 + 3 + 6 + 4));
+          // everything covered: e4m3's range holds these sums
+          CHECK(t.uncovered == 0);
+          // per inner product: convolutions, the average pooling's sums and dense layers
+          CHECK(t.local_checked == 12 * (196 + 12 + 3 + 6 + 4));
+          CHECK(t.local_violations == 0);
+          checked += t.components;
+          for (std::size_t k = 0; k < net.layers.size(); ++k) nonzero += r.layers[k].err_over_bound_y.max > 0;
+          // the CSV rows: every component of the first samples, in layer order
+          REQUIRE(r.csv_rows.size() == 2);
+          CHECK(r.csv_rows[0].size() == t.components / 12);
+        }
+    }
+  CHECK(checked > 20000);
+  CHECK(nonzero > 100);  // errors are measured, not all zero
+}
+
+TEST_CASE("validate on a CNN detects a bound that does not hold", "[cnn][validate]") {
+  // the same check with the accumulator's unit roundoff understated: a bound of
+  // binary16 applied to a bfloat16 pass (via a wrong reference) must be caught
+  analysis::validate_options opt;
+  opt.csv_samples = 0;
+  const auto data = random_images(8, 2 * 7 * 7, 5);
+  const auto net = random_cnn(9, {sim::activation::relu});
+  auto p = nn::parse_precision("acc=bfloat16;order=recursive");
+  auto ref = analysis::compute_reference(net, data, opt, p);
+  // perturb the reference of one convolution output by far more than any bound
+  ref.ref.layers[0].v_hi[5] += 1.0;
+  ref.ref.layers[0].y_hi[5] += 1.0;
+  const auto r = analysis::validate(net, ref, p, opt);
+  CHECK(r.layers[0].violations_v >= 1);
+  CHECK(r.violations() >= 1);
+  // and a maximum's reference moved: the max-pool component is flagged
+  auto ref2 = analysis::compute_reference(net, data, opt, p);
+  ref2.ref.layers[1].y_hi[3] += 0.5;
+  ref2.ref.layers[1].v_hi[3] += 0.5;
+  const auto r2 = analysis::validate(net, ref2, p, opt);
+  CHECK(r2.layers[1].violations_y >= 1);
 }

@@ -94,6 +94,53 @@ act_model make_act_model(const nn::precision_config& p) {
   return a;
 }
 
+void record_component(const component_result& c, uncovered_cause cause, bool unexplained, double u, double u_act,
+                      double kn, const double* st_term, layer_stats& st) {
+  ++st.components;
+  if (unexplained) {
+    // a non-finite simulated value that nothing explains
+    st.viol_v += !std::isfinite(c.v_sim);
+    st.viol_y += 1;
+  } else if (cause != uncovered_cause::none) {
+    ++st.uncovered;
+    ++st.causes[static_cast<std::size_t>(cause)];
+  } else {
+    // !(a <= b): a NaN counts as a violation
+    st.viol_v += !(c.err_v <= c.bound_v);
+    st.viol_y += !(c.err_y <= c.bound_y);
+    st.pviol_v += !(c.err_v <= c.prob_bound_v);
+    st.pviol_y += !(c.err_y <= c.prob_bound_y);
+    st.ratio_v.push_back(ratio(c.err_v, c.bound_v));
+    st.ratio_y.push_back(ratio(c.err_y, c.bound_y));
+    // relative size of the bound, where it has one (exact zeros, e.g. inactive ReLU units, left out)
+    if (c.v_ref != 0) st.relb_v.push_back(c.bound_v / std::fabs(c.v_ref));
+    if (c.y_ref != 0) st.relb_y.push_back(c.bound_y / std::fabs(c.y_ref));
+    const double est_v = u * kn;  // kappa_dot u |v|
+    const double kk = c.kappa_act * c.kappa_dot;
+    const double est_y = (std::isfinite(kk) ? kk * u + u_act : kInf) * std::fabs(c.y_ref);
+    if (c.err_v > 0)
+      st.est_v.push_back(est_v / c.err_v);
+    else
+      ++st.zero_v;
+    if (c.err_y > 0) {
+      if (!std::isnan(est_y)) st.est_y.push_back(est_y / c.err_y);
+    } else {
+      ++st.zero_y;
+    }
+    st.act_dom += c.act_dominated;
+    st.pratio_max = std::max(st.pratio_max, ratio(c.err_y, c.prob_bound_y));
+    if (c.y_ref != 0 && std::isfinite(kk) && c.kappa_act > 0) {
+      st.rel_err.push_back(c.err_y / std::fabs(c.y_ref));
+      st.kappa.push_back(kk);
+    }
+    if (std::isfinite(c.kappa_dot)) st.kdot.push_back(c.kappa_dot);
+    if (st_term) {
+      st.store_max = std::max(st.store_max, *st_term);
+      st.store_rel_max = std::max(st.store_rel_max, ratio(*st_term, c.bound_v));
+    }
+  }
+}
+
 component_result inner_component(const inner_operands& o, const layer_models& M, const act_model& A,
                                  const sim::activation_fn& act, const nn::layer_values& R,
                                  const nn::simulated_layer& sim_layer, std::size_t at, unsigned upstream,
@@ -214,50 +261,7 @@ component_result inner_component(const inner_operands& o, const layer_models& M,
   }
   c.cause = static_cast<std::uint8_t>(cause);
 
-  // statistics
-  ++st.components;
-  if (unexplained) {
-    // a non-finite simulated value that nothing explains
-    st.viol_v += !std::isfinite(c.v_sim);
-    st.viol_y += 1;
-  } else if (cause != uncovered_cause::none) {
-    ++st.uncovered;
-    ++st.causes[static_cast<std::size_t>(cause)];
-  } else {
-    // !(a <= b): a NaN counts as a violation
-    st.viol_v += !(c.err_v <= c.bound_v);
-    st.viol_y += !(c.err_y <= c.bound_y);
-    st.pviol_v += !(c.err_v <= c.prob_bound_v);
-    st.pviol_y += !(c.err_y <= c.prob_bound_y);
-    st.ratio_v.push_back(ratio(c.err_v, c.bound_v));
-    st.ratio_y.push_back(ratio(c.err_y, c.bound_y));
-    // relative size of the bound, where it has one (exact zeros, e.g. inactive ReLU units, left out)
-    if (c.v_ref != 0) st.relb_v.push_back(c.bound_v / std::fabs(c.v_ref));
-    if (c.y_ref != 0) st.relb_y.push_back(c.bound_y / std::fabs(c.y_ref));
-    const double est_v = M.u_acc[o.format] * kn;  // kappa_dot u |v|
-    const double kk = c.kappa_act * c.kappa_dot;
-    const double est_y = (std::isfinite(kk) ? kk * M.u_acc[o.format] + A.u_act : kInf) * std::fabs(c.y_ref);
-    if (c.err_v > 0)
-      st.est_v.push_back(est_v / c.err_v);
-    else
-      ++st.zero_v;
-    if (c.err_y > 0) {
-      if (!std::isnan(est_y)) st.est_y.push_back(est_y / c.err_y);
-    } else {
-      ++st.zero_y;
-    }
-    st.act_dom += c.act_dominated;
-    st.pratio_max = std::max(st.pratio_max, ratio(c.err_y, c.prob_bound_y));
-    if (c.y_ref != 0 && std::isfinite(kk) && c.kappa_act > 0) {
-      st.rel_err.push_back(c.err_y / std::fabs(c.y_ref));
-      st.kappa.push_back(kk);
-    }
-    if (std::isfinite(c.kappa_dot)) st.kdot.push_back(c.kappa_dot);
-    if (first_layer) {
-      st.store_max = std::max(st.store_max, st_term);
-      st.store_rel_max = std::max(st.store_rel_max, ratio(st_term, c.bound_v));
-    }
-  }
+  record_component(c, cause, unexplained, M.u_acc[o.format], A.u_act, kn, first_layer ? &st_term : nullptr, st);
   return c;
 }
 
@@ -350,29 +354,10 @@ std::vector<double> stored_reference_inputs(const io::dataset& data, std::size_t
 
 reference_data compute_reference(const nn::mlp& net, const io::dataset& data, const validate_options& opt,
                                  const nn::precision_config& p) {
-  const sim::format& input_format = p.inputs;
-  const auto t0 = std::chrono::steady_clock::now();
-  reference_data r;
-  r.rows = opt.samples > 0 ? std::min(opt.samples, data.rows) : data.rows;
-  r.cols = data.cols;
-  r.kind = opt.ref_inputs;
-  r.input_format = input_format;
-  r.weights = p.weights;
-  r.biases = p.biases;
-  r.inputs.assign(data.x.begin(), data.x.begin() + static_cast<std::ptrdiff_t>(r.rows * r.cols));
-  std::vector<double> stored;
-  const std::vector<double>* x = &r.inputs;
-  if (r.kind == reference_inputs::stored) {
-    stored = stored_reference_inputs(data, r.rows, input_format);
-    x = &stored;
-  }
-  nn::reference_options ro;
-  ro.precision = opt.precision;
-  ro.threads = opt.threads;
-  const nn::mlp stored_net = nn::stored_network(net, p);
-  r.ref = nn::reference_engine(stored_net).forward({x->data(), r.rows, r.cols}, ro);
-  r.seconds = seconds_since(t0);
-  return r;
+  return compute_reference_with(data, opt, p, [&](sim::matrix_view X, const nn::reference_options& ro) {
+    const nn::mlp stored_net = nn::stored_network(net, p);
+    return nn::reference_engine(stored_net).forward(X, ro);
+  });
 }
 
 validation_result validate(const nn::mlp& model, const reference_data& refd, const nn::precision_config& p,

@@ -197,6 +197,36 @@ struct layer_stats {
 
 inline double ratio(double err, double bound) { return bound > 0 ? err / bound : (err > 0 ? kInf : 0.0); }
 
+// compute_reference for a network whose reference pass is forward(X, options):
+// the data as the reference takes them (stored in p.inputs, or exact), the
+// storage formats recorded, the time measured.
+template <class Forward>
+reference_data compute_reference_with(const io::dataset& data, const validate_options& opt,
+                                      const nn::precision_config& p, Forward&& forward) {
+  const sim::format& input_format = p.inputs;
+  const auto t0 = std::chrono::steady_clock::now();
+  reference_data r;
+  r.rows = opt.samples > 0 ? std::min(opt.samples, data.rows) : data.rows;
+  r.cols = data.cols;
+  r.kind = opt.ref_inputs;
+  r.input_format = input_format;
+  r.weights = p.weights;
+  r.biases = p.biases;
+  r.inputs.assign(data.x.begin(), data.x.begin() + static_cast<std::ptrdiff_t>(r.rows * r.cols));
+  std::vector<double> stored;
+  const std::vector<double>* x = &r.inputs;
+  if (r.kind == reference_inputs::stored) {
+    stored = stored_reference_inputs(data, r.rows, input_format);
+    x = &stored;
+  }
+  nn::reference_options ro;
+  ro.precision = opt.precision;
+  ro.threads = opt.threads;
+  r.ref = forward(sim::matrix_view{x->data(), r.rows, r.cols}, ro);
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
 // The bound models of one layer whose inner products have n terms, per
 // accumulator format of its map, and what the summaries report of it.
 struct layer_models {
@@ -238,6 +268,13 @@ component_result inner_component(const inner_operands& o, const layer_models& M,
                                  const sim::activation_fn& act, const nn::layer_values& R,
                                  const nn::simulated_layer& sim_layer, std::size_t at, unsigned upstream,
                                  bool first_layer, std::size_t lambdas, layer_stats& st);
+
+// Adds a component to the statistics: its violations or why it is uncovered,
+// tightness, the first-order estimate (u: the accumulator's unit roundoff,
+// u_act the activation's, kn = |w|^T|x| + |b| on the reference's inputs), the
+// storage term of the data (layer 1 only, else null).
+void record_component(const component_result& c, uncovered_cause cause, bool unexplained, double u, double u_act,
+                      double kn, const double* st_term, layer_stats& st);
 
 // The per-layer summaries and the total from the per-thread statistics
 // stats[thread][layer]; per layer its bound models' failure probabilities and
