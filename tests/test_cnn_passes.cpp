@@ -678,3 +678,30 @@ TEST_CASE("validate on a CNN detects a bound that does not hold", "[cnn][validat
   const auto r2 = analysis::validate(net, ref2, p, opt);
   CHECK(r2.layers[1].violations_y >= 1);
 }
+
+TEST_CASE("validate on a CNN with per-channel and per-pixel accumulator maps", "[cnn][validate]") {
+  analysis::validate_options opt;
+  opt.csv_samples = 1;
+  const auto data = random_images(10, 2 * 7 * 7, 31);
+  const auto net = random_cnn(4, {sim::activation::relu});
+  auto p = nn::parse_precision("acc=e4m3-ieee;order=blocked:8;saturate=on");
+  p.maps.assign(net.layers.size(), {});
+  p.maps[0] = {{sim::formats::e4m3_ieee, sim::formats::binary16}, {0, 1, 0, 1}};  // per channel (4)
+  p.maps[2].formats = {sim::formats::bfloat16, sim::formats::e5m2, sim::formats::binary16};
+  for (std::size_t i = 0; i < 12; ++i) p.maps[2].index.push_back(static_cast<std::uint8_t>(i % 3));  // per pixel
+  const auto ref = analysis::compute_reference(net, data, opt, p);
+  const auto r = analysis::validate(net, ref, p, opt);
+  CHECK(r.violations() == 0);
+  CHECK(r.total().uncovered == 0);
+  // the binary16 channels' bounds are tighter than the e4m3 channels' on the same kind of sums
+  double e4 = 0, b16 = 0;
+  for (std::size_t i = 0; i < 196; ++i) {
+    const auto& c = r.csv_rows[0][i];
+    if (c.v_ref == 0 || !std::isfinite(c.kappa_dot)) continue;
+    // relative to |w|^T|x| + |b| = kappa_dot |v|
+    const double rel = c.bound_local / (c.kappa_dot * std::fabs(c.v_ref));
+    double& worst = (i / 49) % 2 == 0 ? e4 : b16;
+    worst = std::max(worst, rel);
+  }
+  CHECK(b16 < e4 / 4);
+}
