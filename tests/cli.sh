@@ -161,6 +161,40 @@ expect_error "validate: bad lambdas" "--lambdas: 'x' is not a positive number" "
 expect_error "validate: bad reference inputs" "unknown reference inputs 'maybe'" "" validate --model "$fixture" --reference-inputs maybe
 rm -rf "$evaldir"
 
+# LeNet-5 (a convolutional network) on a tiny 28x28 data set: train, eval, validate
+cnndir=$(mktemp -d)
+mkdir -p "$cnndir/mnist"
+idx_images() {  # idx_images FILE N: N 28x28 images of a fixed byte pattern (bash strings hold no NUL, tr drops 0x0a)
+  { printf '\x00\x00\x08\x03\x00\x00\x00'; printf "\\x$(printf %02x "$2")"; printf '\x00\x00\x00\x1c\x00\x00\x00\x1c'
+    yes $'\x10\x80\xff\x01\x40\x02\x03\xc8\x20\x04\x05' | tr -d '\n' | head -c $(($2 * 784)); } > "$1"
+}
+idx_labels() {
+  { printf '\x00\x00\x08\x01\x00\x00\x00'; printf "\\x$(printf %02x "$2")"
+    for ((i = 0; i < $2; i++)); do printf "\\x0$((i % 10))"; done; } > "$1"
+}
+idx_images "$cnndir/mnist/train-images-idx3-ubyte" 40
+idx_labels "$cnndir/mnist/train-labels-idx1-ubyte" 40
+idx_images "$cnndir/mnist/t10k-images-idx3-ubyte" 6
+idx_labels "$cnndir/mnist/t10k-labels-idx1-ubyte" 6
+expect_status "train: lenet5" 0 "model written to $cnndir/lenet.mpnn" \
+  "$MPACC" train --arch lenet5 --epochs 2 --lr-steps 1 --batch 8 --threads 1 --data "$cnndir" --out "$cnndir/lenet.mpnn"
+expect_status "eval: a CNN model file" 0 "1x28x28,conv1x6k5p2-relu,maxpool2,conv6x16k5-relu,maxpool2,flatten,dense400x120-relu,dense120x84-relu,dense84x10" \
+  "$MPACC" eval --model "$cnndir/lenet.mpnn" --data "$cnndir" --precision "acc=e4m3-ieee"
+expect_status "eval: a CNN model, simulated" 0 "accuracy simulated" \
+  "$MPACC" eval --model "$cnndir/lenet.mpnn" --data "$cnndir" --acc binary16
+expect_error "eval: precision for another depth (CNN)" "2 accumulator formats for a network of 8 layers" "" \
+  eval --model "$cnndir/lenet.mpnn" --data "$cnndir" --precision "acc=binary16,binary16"
+expect_status "validate: a CNN model file" 0 "deterministic violations: 0 propagated (v 0, y 0), 0 per inner product" \
+  "$MPACC" validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --samples 3 --acc e4m3-ieee,binary16 \
+  --order recursive,blocked:8 --out "$cnndir/v" --no-plots
+grep -q '"kind": "maxpool"' "$cnndir/v/binary16_recursive/summary.json" ||
+  { echo "FAIL: CNN validate summary lacks the layer kinds"; fails=$((fails + 1)); }
+expect_status "validate: a CNN, --precision with per-layer accumulators" 0 "deterministic violations: 0 propagated" \
+  "$MPACC" validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --samples 2 --reference-bits 100 --out "$cnndir/v" --no-plots \
+  --precision "acc=binary16,e4m3-ieee,bfloat16,e4m3-ieee,e4m3-ieee,binary16,e5m2,binary16;saturate=on;act=bfloat16"
+expect_error "train: --lr-steps for an MLP" "--lr-steps: only for --arch lenet5" "" train --lr-steps 3 --out "$cnndir/m.mpnn" --data "$cnndir"
+rm -rf "$cnndir"
+
 # sweeps: configuration errors name the file and the key
 cfgdir=$(mktemp -d)
 printf '{"networks": [], "taus": [1]}' > "$cfgdir/empty.json"

@@ -71,6 +71,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
     const auto& l = r.layers[li];
     nlohmann::json e;
     e["layer"] = l.layer == 0 ? nlohmann::json("all") : nlohmann::json(l.layer);
+    if (l.layer && l.layer <= r.layer_kinds.size()) e["kind"] = r.layer_kinds[l.layer - 1];
     if (l.layer) {
       e["unit_roundoff"] = r.layer_u[l.layer - 1];
       e["roundings_per_term_max"] = r.layer_kmax[l.layer - 1];

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "mpacc/analysis/validate.hpp"
+#include "validate_internal.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -48,534 +49,226 @@ std::size_t validation_result::violations() const {
   return n;
 }
 
-namespace {
+namespace validate_detail {
 
-constexpr double kU64 = 0x1p-53;
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr unsigned kOutOfRange = sim::flag::overflow | sim::flag::saturated | sim::flag::invalid;
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// |a - (hi + lo)|, the error of a binary64 value against a double-double
-double dd_error(double a, double hi, double lo) {
-  if (!std::isfinite(a)) return kInf;
-  return std::fabs((a - hi) - lo);
-}
-
-// Average ranks (ties share their mean rank).
-std::vector<double> ranks(const std::vector<double>& v) {
-  std::vector<std::size_t> idx(v.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return v[a] < v[b]; });
-  std::vector<double> r(v.size());
-  for (std::size_t i = 0; i < idx.size();) {
-    std::size_t j = i;
-    while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
-    const double mean = (static_cast<double>(i) + static_cast<double>(j)) / 2 + 1;
-    for (std::size_t k = i; k <= j; ++k) r[idx[k]] = mean;
-    i = j + 1;
-  }
-  return r;
-}
-
-double spearman(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.size() < 3) return 0;
-  const auto ra = ranks(a), rb = ranks(b);
-  const double n = static_cast<double>(a.size());
-  const double mean = (n + 1) / 2;
-  double sab = 0, saa = 0, sbb = 0;
-  for (std::size_t i = 0; i < ra.size(); ++i) {
-    sab += (ra[i] - mean) * (rb[i] - mean);
-    saa += (ra[i] - mean) * (ra[i] - mean);
-    sbb += (rb[i] - mean) * (rb[i] - mean);
-  }
-  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0;
-}
-
-double quantile(std::vector<double>& v, double q) {
-  if (v.empty()) return 0;
-  const auto k = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
-quantiles quantiles_of(std::vector<double>& v) {
-  quantiles q;
-  q.n = v.size();
-  if (v.empty()) return q;
-  q.q50 = quantile(v, 0.5);
-  q.q90 = quantile(v, 0.9);
-  q.q99 = quantile(v, 0.99);
-  q.max = *std::max_element(v.begin(), v.end());
-  return q;
-}
-
-// Clopper-Pearson interval of a binomial proportion (95 %).
-void binomial_interval(std::size_t k, std::size_t n, double& lo, double& hi) {
-  lo = 0;
-  hi = 1;
-  if (n == 0) return;
-  const double a = 0.05;
-  const double kd = static_cast<double>(k), nd = static_cast<double>(n);
-  if (k > 0) lo = boost::math::ibeta_inv(kd, nd - kd + 1, a / 2);
-  if (k < n) hi = boost::math::ibeta_inv(kd + 1, nd - kd, 1 - a / 2);
-}
-
-// Dot2 (Ogita, Rump, Oishi 2005) of w and x plus b: the sum as hi + lo, with
-// |hi + lo - exact| <= 2 gamma_{n+1}^2 sum |w_j x_j| + |b| (+ underflow terms,
-// covered by the caller's tolerance).
-struct dot2 {
-  double hi = 0, lo = 0;
-};
-dot2 dot2_of(const double* w, const double* x, std::size_t n, double b) {
-  double p = b, s = 0;
-  for (std::size_t j = 0; j < n; ++j) {
-    const double h = w[j] * x[j];
-    const double r = std::fma(w[j], x[j], -h);
-    const double q = p + h;
-    const double z = q - p;
-    s += ((p - (q - z)) + (h - z)) + r;
-    p = q;
-  }
-  return {p, s};
-}
-
-// Whether |v_sim - exact| > bound, decided exactly: from Dot2 where its error
-// leaves no doubt, from the exact inner product (MPFR) otherwise.
-class local_error {
- public:
-  local_error(const double* w, const double* x, std::size_t n, double b, double v_sim, double abs_sum)
-      : w_(w), x_(x), n_(n), b_(b), v_(v_sim) {
-    const auto d = dot2_of(w, x, n, b);
-    approx_ = std::fabs((v_sim - d.hi) - d.lo);
-    const double g = static_cast<double>(n + 2) * kU64 / (1 - static_cast<double>(n + 2) * kU64);
-    tol_ = 4 * g * g * abs_sum + 0x1p-50 * approx_ + static_cast<double>(4 * n + 8) * 0x1p-1074;
-  }
-  [[nodiscard]] double approx() const noexcept { return approx_; }
-  bool exceeds(double bound) {
-    if (approx_ - tol_ > bound) return true;
-    if (approx_ + tol_ <= bound) return false;
-    if (!exact_) {
-      const auto e = ref::dot_exact({w_, n_}, {x_, n_}, b_);
-      ref::mpfr_float d(mpfr_get_prec(e.value.get()) + 64);
-      mpfr_sub_d(d.get(), e.value.get(), v_, MPFR_RNDN);  // exact: enough bits
-      mpfr_abs(d.get(), d.get(), MPFR_RNDN);
-      exact_.emplace(std::move(d));
-    }
-    return mpfr_cmp_d(exact_->get(), bound) > 0;
-  }
-
- private:
-  const double *w_, *x_;
-  std::size_t n_;
-  double b_, v_, approx_ = 0, tol_ = 0;
-  std::optional<ref::mpfr_float> exact_;
-};
-
-// per-thread accumulation of the summaries
-struct layer_stats {
-  std::size_t components = 0, uncovered = 0, viol_v = 0, viol_y = 0, pviol_v = 0, pviol_y = 0;
-  std::array<std::size_t, uncovered_causes> causes{};
-  std::size_t local_checked = 0, local_viol = 0, local_vacuous = 0, zero_v = 0, zero_y = 0, act_dom = 0;
-  std::vector<std::size_t> lp_viol, lp_vacuous, lp_viol_nv;  // per lambda
-  double pratio_max = 0, store_max = 0, store_rel_max = 0;
-  std::vector<double> ratio_v, ratio_y, relb_v, relb_y, est_v, est_y, rel_err, kappa, kdot;
-  explicit layer_stats(std::size_t lambdas = 0) : lp_viol(lambdas), lp_vacuous(lambdas), lp_viol_nv(lambdas) {}
-  void merge(layer_stats& o) {
-    components += o.components;
-    uncovered += o.uncovered;
-    viol_v += o.viol_v;
-    viol_y += o.viol_y;
-    pviol_v += o.pviol_v;
-    pviol_y += o.pviol_y;
-    for (std::size_t c = 0; c < causes.size(); ++c) causes[c] += o.causes[c];
-    local_checked += o.local_checked;
-    local_viol += o.local_viol;
-    local_vacuous += o.local_vacuous;
-    zero_v += o.zero_v;
-    zero_y += o.zero_y;
-    act_dom += o.act_dom;
-    lp_viol.resize(o.lp_viol.size());
-    lp_vacuous.resize(o.lp_viol.size());
-    lp_viol_nv.resize(o.lp_viol.size());
-    for (std::size_t t = 0; t < o.lp_viol.size(); ++t) {
-      lp_viol[t] += o.lp_viol[t];
-      lp_vacuous[t] += o.lp_vacuous[t];
-      lp_viol_nv[t] += o.lp_viol_nv[t];
-    }
-    pratio_max = std::max(pratio_max, o.pratio_max);
-    store_max = std::max(store_max, o.store_max);
-    store_rel_max = std::max(store_rel_max, o.store_rel_max);
-    for (auto [to, from] : {std::pair{&ratio_v, &o.ratio_v},
-                            {&ratio_y, &o.ratio_y},
-                            {&relb_v, &o.relb_v},
-                            {&relb_y, &o.relb_y},
-                            {&est_v, &o.est_v},
-                            {&est_y, &o.est_y},
-                            {&rel_err, &o.rel_err},
-                            {&kappa, &o.kappa},
-                            {&kdot, &o.kdot}}) {
-      to->insert(to->end(), from->begin(), from->end());
-      std::vector<double>().swap(*from);
-    }
-  }
-};
-
-double ratio(double err, double bound) { return bound > 0 ? err / bound : (err > 0 ? kInf : 0.0); }
-
-}  // namespace
-
-std::vector<double> stored_reference_inputs(const io::dataset& data, std::size_t rows,
-                                            const sim::format& input_format) {
-  rows = std::min(rows, data.rows);
-  auto stored = nn::store_inputs({data.x.data(), rows, data.cols}, input_format);
-  for (std::size_t t = 0; t < stored.size(); ++t)
-    if (!std::isfinite(stored[t]))
-      throw std::invalid_argument("input " + std::to_string(t % data.cols) + " of sample " +
-                                  std::to_string(t / data.cols) + " (" + std::to_string(data.x[t]) +
-                                  ") is not finite once stored in " + sim::to_string(input_format) +
-                                  ": use a wider input format, or exact reference inputs");
-  return stored;
-}
-
-reference_data compute_reference(const nn::mlp& net, const io::dataset& data, const validate_options& opt,
-                                 const nn::precision_config& p) {
-  const sim::format& input_format = p.inputs;
-  const auto t0 = std::chrono::steady_clock::now();
-  reference_data r;
-  r.rows = opt.samples > 0 ? std::min(opt.samples, data.rows) : data.rows;
-  r.cols = data.cols;
-  r.kind = opt.ref_inputs;
-  r.input_format = input_format;
-  r.weights = p.weights;
-  r.biases = p.biases;
-  r.inputs.assign(data.x.begin(), data.x.begin() + static_cast<std::ptrdiff_t>(r.rows * r.cols));
-  std::vector<double> stored;
-  const std::vector<double>* x = &r.inputs;
-  if (r.kind == reference_inputs::stored) {
-    stored = stored_reference_inputs(data, r.rows, input_format);
-    x = &stored;
-  }
-  nn::reference_options ro;
-  ro.precision = opt.precision;
-  ro.threads = opt.threads;
-  const nn::mlp stored_net = nn::stored_network(net, p);
-  r.ref = nn::reference_engine(stored_net).forward({x->data(), r.rows, r.cols}, ro);
-  r.seconds = seconds_since(t0);
-  return r;
-}
-
-validation_result validate(const nn::mlp& model, const reference_data& refd, const nn::precision_config& p,
-                           const validate_options& opt) {
-  model.validate();
-  p.check(model.layers.size());
-  auto same = [](const std::optional<sim::format>& a, const std::optional<sim::format>& b) {
-    return a.has_value() == b.has_value() && (!a || *a == *b);
-  };
-  if (!same(refd.weights, p.weights) || !same(refd.biases, p.biases))
-    throw std::invalid_argument(
-        "validate: the reference was computed on weights stored differently from the configuration's");
-  const nn::mlp net = nn::stored_network(model, p);  // what both passes compute with
-  const std::size_t rows = refd.rows, L = net.layers.size();
-  if (refd.cols != net.inputs()) throw std::invalid_argument("validate: reference inputs do not match the network");
-  if (refd.kind == reference_inputs::stored && !(refd.input_format == p.inputs))
-    throw std::invalid_argument("validate: the reference was computed on inputs stored in " +
-                                sim::to_string(refd.input_format) + ", the configuration stores them in " +
-                                sim::to_string(p.inputs));
-  validation_result res;
-  res.config = p.to_string();
-  res.precision = p;
-  res.ref_inputs = refd.kind;
-  const auto t0 = std::chrono::steady_clock::now();
-
-  // 1. the simulated pass, all samples, and the stored inputs with their flags
-  const auto run = nn::simulate(model, {refd.inputs.data(), rows, refd.cols}, p, opt.threads);
-  for (const auto& l : net.layers) res.layer_sizes.push_back(l.n_out);
-  std::vector<unsigned> in_flags;
-  const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, p.inputs, &in_flags);
-  res.inputs_stored = xin.size();
-  for (unsigned f : in_flags) {
-    res.inputs_inexact += (f & sim::flag::inexact) != 0;
-    res.inputs_overflow += (f & kOutOfRange) != 0;
-  }
-  res.seconds_simulation = seconds_since(t0);
-  const auto t1 = std::chrono::steady_clock::now();
-
-  // 2. bound models per layer and accumulator format
+layer_models make_layer_models(std::size_t n, const sim::layer_spec& spec, const validate_options& opt) {
+  layer_models m;
   const std::size_t NL = opt.lambdas.size();
-  std::vector<sim::layer_spec> specs;
-  for (std::size_t k = 0; k < L; ++k) specs.push_back(p.layer_spec(k));
-  std::vector<std::vector<analysis::bound_model>> det(L), prob(L);
-  std::vector<std::vector<std::vector<analysis::bound_model>>> lprob(L);  // [layer][format][lambda]
-  std::vector<std::vector<double>> gamma_k(L), u_acc(L);
-  std::vector<double> fail_prop(L, 0);  // per-product failure at opt.lambda, worst format
-  std::vector<std::vector<double>> fail_local(L, std::vector<double>(NL, 0));
-  for (std::size_t k = 0; k < L; ++k) {
-    const std::size_t n = net.layers[k].n_in;
-    for (std::size_t f = 0; f < specs[k].acc.formats.size(); ++f) {
-      sim::accumulation a = specs[k].base;
-      a.acc = specs[k].acc.formats[f];
-      det[k].push_back(analysis::make_bound_model(n, a, analysis::gamma_deterministic, 0));
-      prob[k].push_back(analysis::make_bound_model(n, a, analysis::gamma_probabilistic, opt.lambda));
-      lprob[k].emplace_back();
-      for (double lam : opt.lambdas)
-        lprob[k][f].push_back(analysis::make_bound_model(n, a, analysis::gamma_probabilistic, lam));
-      const auto counts = sim::rounding_counts(n, a.ord);
-      const int kmax = counts.empty() ? 1 : *std::max_element(counts.begin(), counts.end());
-      const double u = analysis::unit_roundoff(a.acc, a.mode);
-      u_acc[k].push_back(u);
-      gamma_k[k].push_back(analysis::gamma_deterministic(kmax, u, 0));
-      // the union runs over the rounding errors of the inner product: one per step
-      const std::uint64_t steps = sim::words_per_dot(n, a);
-      if (f == 0) {
-        res.layer_u.push_back(u);
-        res.layer_gamma.push_back(gamma_k[k].back());
-        res.layer_kmax.push_back(kmax);
-        res.layer_steps.push_back(steps);
-      }
-      fail_prop[k] = std::max(fail_prop[k], 1 - probabilistic_confidence(steps, u, opt.lambda));
-      for (std::size_t t = 0; t < NL; ++t)
-        fail_local[k][t] = std::max(fail_local[k][t], 1 - probabilistic_confidence(steps, u, opt.lambdas[t]));
+  m.fail_local.assign(NL, 0);
+  for (std::size_t f = 0; f < spec.acc.formats.size(); ++f) {
+    sim::accumulation a = spec.base;
+    a.acc = spec.acc.formats[f];
+    m.det.push_back(analysis::make_bound_model(n, a, analysis::gamma_deterministic, 0));
+    m.prob.push_back(analysis::make_bound_model(n, a, analysis::gamma_probabilistic, opt.lambda));
+    m.lprob.emplace_back();
+    for (double lam : opt.lambdas)
+      m.lprob[f].push_back(analysis::make_bound_model(n, a, analysis::gamma_probabilistic, lam));
+    const auto counts = sim::rounding_counts(n, a.ord);
+    const int kmax = counts.empty() ? 1 : *std::max_element(counts.begin(), counts.end());
+    const double u = analysis::unit_roundoff(a.acc, a.mode);
+    m.u_acc.push_back(u);
+    m.gamma_k.push_back(analysis::gamma_deterministic(kmax, u, 0));
+    // the union runs over the rounding errors of the inner product: one per step
+    const std::uint64_t steps = sim::words_per_dot(n, a);
+    if (f == 0) {
+      m.u0 = u;
+      m.gamma0 = m.gamma_k.back();
+      m.kmax0 = kmax;
+      m.steps0 = steps;
     }
+    m.fail_prop = std::max(m.fail_prop, 1 - probabilistic_confidence(steps, u, opt.lambda));
+    for (std::size_t t = 0; t < NL; ++t)
+      m.fail_local[t] = std::max(m.fail_local[t], 1 - probabilistic_confidence(steps, u, opt.lambdas[t]));
   }
-  // inputs are stored with nearest-even; activations in p.act_rounding (a
-  // directed or stochastic rounding errs by up to a whole ulp, subnormal quantum included)
-  const double u_in = p.inputs.unit_roundoff();
-  const double eta_in = p.inputs.min_positive() / 2;
-  const double u_act = analysis::unit_roundoff(p.act, p.act_rounding);
-  res.u_act = u_act;
+  return m;
+}
+
+act_model make_act_model(const nn::precision_config& p) {
+  // activations in p.act_rounding (a directed or stochastic rounding errs by up
+  // to a whole ulp, subnormal quantum included)
+  act_model a;
+  a.u_act = analysis::unit_roundoff(p.act, p.act_rounding);
   const bool act_nearest =
       p.act_rounding == sim::rounding::nearest_even || p.act_rounding == sim::rounding::nearest_away;
-  const double eta_act = act_nearest ? p.act.min_positive() / 2 : p.act.min_positive();
-  const bool exact_inputs = refd.kind == reference_inputs::exact;
+  a.eta_act = act_nearest ? p.act.min_positive() / 2 : p.act.min_positive();
+  return a;
+}
 
-  const std::size_t csv_n = std::min(opt.csv_samples, rows);
-  res.csv_rows.assign(csv_n, {});
-  const int nt = sim::thread_count(opt.threads);
-  std::vector<std::vector<layer_stats>> stats(static_cast<std::size_t>(nt),
-                                              std::vector<layer_stats>(L, layer_stats(NL)));
-  const auto nrows = static_cast<std::ptrdiff_t>(rows);
-#pragma omp parallel num_threads(nt)
-  {
-#ifdef _OPENMP
-    auto& my = stats[static_cast<std::size_t>(omp_get_thread_num())];
-#else
-    auto& my = stats[0];
-#endif
-    std::vector<double> eps, eps_p, next_eps, next_eps_p, sl(NL);
-    std::vector<const double*> lth(NL);
-#pragma omp for schedule(dynamic, 8)
-    for (std::ptrdiff_t si = 0; si < nrows; ++si) {
-      const auto s = static_cast<std::size_t>(si);
-      const double* x_exact = refd.inputs.data() + s * refd.cols;
-      const double* x_sim = xin.data() + s * refd.cols;
-      const unsigned* xf = in_flags.data() + s * refd.cols;
-      // errors of the layer's inputs against the reference's inputs
-      eps.resize(refd.cols);
-      unsigned upstream = 0;
-      for (std::size_t j = 0; j < refd.cols; ++j) {
-        upstream |= xf[j];
-        if ((xf[j] & kOutOfRange) || !std::isfinite(x_sim[j]))
-          eps[j] = kInf;
-        else
-          eps[j] = exact_inputs ? u_in * std::fabs(x_exact[j]) + eta_in : 0.0;
-      }
-      eps_p = eps;
-      for (std::size_t k = 0; k < L; ++k) {
-        const auto& l = net.layers[k];
-        const auto& R = refd.ref.layers[k];
-        const auto& r = run[k];
-        const double* in_sim = k == 0 ? x_sim : run[k - 1].y.data() + s * l.n_in;
-        bool in_finite = true;
-        for (std::size_t j = 0; j < l.n_in && in_finite; ++j) in_finite = std::isfinite(in_sim[j]);
-        const double* in_y_ref = k == 0 ? nullptr : refd.ref.layers[k - 1].y_hi.data() + s * l.n_in;
-        next_eps.assign(l.n_out, 0);
-        next_eps_p.assign(l.n_out, 0);
-        unsigned next_upstream = upstream;
-        auto& st = my[k];
-        const double infl = 1 + 2 * (static_cast<double>(l.n_in) + 2) * kU64;
-        for (std::size_t i = 0; i < l.n_out; ++i) {
-          const std::size_t at = s * l.n_out + i;
-          const std::size_t fi = specs[k].acc.index.empty() ? 0 : specs[k].acc.index[i];
-          const auto& D = det[k][fi];
-          const auto& Pm = prob[k][fi];
-          for (std::size_t t = 0; t < NL; ++t) {
-            lth[t] = lprob[k][fi][t].theta.data();
-            sl[t] = 0;
-          }
-          const double* w = l.row(i);
-          // sd, sp: accumulation bounds on the simulated inputs; pd, pp: propagated
-          // input errors; kn: |w|^T|x| + |b| on the reference's inputs; an: on the
-          // simulated ones; st_term: the storage error of the data (layer 1)
-          double sd = 0, sp = 0, pd = 0, pp = 0, kn = std::fabs(l.b[i]), an = std::fabs(l.b[i]), st_term = 0;
-          for (std::size_t j = 0; j < l.n_in; ++j) {
-            const double aw = std::fabs(w[j]);
-            const double t = std::fabs(w[j] * in_sim[j]);
-            if (t != 0) {  // theta can be huge: never 0 * inf
-              sd += t * D.theta[j];
-              sp += t * Pm.theta[j];
-              for (std::size_t q = 0; q < NL; ++q) sl[q] += t * lth[q][j];
-              an += t;
-            }
-            if (aw != 0) {
-              pd += aw * eps[j];
-              pp += aw * eps_p[j];
-            }
-            if (k == 0) {
-              const double xr = exact_inputs ? x_exact[j] : x_sim[j];
-              kn += std::fabs(w[j] * xr);
-              st_term += aw * std::fabs(x_exact[j] - x_sim[j]);
-            } else {
-              kn += std::fabs(w[j] * in_y_ref[j]);
-            }
-          }
-          component_result c;
-          c.v_ref = R.v_hi[at];
-          c.y_ref = R.y_hi[at];
-          c.v_sim = r.v[at];
-          c.y_sim = r.y[at];
-          c.flags = r.flags[at];
-          c.flags_act = r.act_flags[at];
-          c.flags_in = upstream;
-          next_upstream |= c.flags | c.flags_act;
-          c.err_v = dd_error(c.v_sim, R.v_hi[at], R.v_lo[at]);
-          c.err_y = dd_error(c.y_sim, R.y_hi[at], R.y_lo[at]);
-          c.kappa_dot = kappa_ratio(kn, c.v_ref);
-          c.kappa_act = sim::kappa_act(l.act, c.v_ref);
-
-          // why this component could not be bounded, if it cannot
-          auto cause = uncovered_cause::none;
-          const auto from_upstream = k == 0 ? uncovered_cause::input : uncovered_cause::inherited;
-          bool unexplained = false;  // a non-finite value with no cause: a violation
-          if (!std::isfinite(pd))
-            cause = from_upstream;
-          else if (c.flags & (sim::flag::overflow | sim::flag::saturated))
-            cause = uncovered_cause::accumulation;
-          else if (!std::isfinite(c.v_sim)) {
-            if (!in_finite || (c.flags & sim::flag::invalid))
-              cause = from_upstream;
-            else
-              unexplained = true;
-          } else if ((c.flags_act & kOutOfRange) || !std::isfinite(c.y_sim)) {
-            if (c.flags_act & kOutOfRange)
-              cause = uncovered_cause::activation;
-            else
-              unexplained = true;
-          } else if (!std::isfinite(c.v_ref) || !std::isfinite(c.y_ref))
-            cause = uncovered_cause::reference;
-
-          // the per-inner-product checks (need finite inputs and no overflow in the sum)
-          c.err_local = kNaN;
-          c.bound_local = (sd + std::fabs(l.b[i]) * D.bias_coef + D.eta) * D.margin;
-          const bool local_ok =
-              in_finite && std::isfinite(c.v_sim) && !(c.flags & (sim::flag::overflow | sim::flag::saturated));
-          if (local_ok) {
-            local_error le(w, in_sim, l.n_in, l.b[i], c.v_sim, an);
-            c.err_local = le.approx();
-            ++st.local_checked;
-            if (le.exceeds(c.bound_local)) ++st.local_viol;
-            if (c.bound_local >= an) ++st.local_vacuous;
-            for (std::size_t q = 0; q < NL; ++q) {
-              const auto& M = lprob[k][fi][q];
-              const double b = (sl[q] + std::fabs(l.b[i]) * M.bias_coef + M.eta) * M.margin;
-              const bool vac = b >= an;
-              const bool v = le.exceeds(b);
-              st.lp_vacuous[q] += vac;
-              st.lp_viol[q] += v;
-              st.lp_viol_nv[q] += v && !vac;
-            }
-          }
-
-          if (cause == uncovered_cause::none && !unexplained) {
-            c.bound_v = (sd + std::fabs(l.b[i]) * D.bias_coef + D.eta) * D.margin + pd * infl + R.v_bound[at];
-            c.prob_bound_v = (sp + std::fabs(l.b[i]) * Pm.bias_coef + Pm.eta) * Pm.margin + pp * infl + R.v_bound[at];
-            // output: mean-value bound over [v_sim - bound, v_sim + bound], libm's
-            // error (0 for identity/ReLU), the rounding to the activation format
-            const double phi = sim::apply(l.act, c.v_sim);
-            const bool exact_act = l.act.kind == sim::activation::identity || l.act.kind == sim::activation::relu;
-            // libm's error: relative (4 ulps, tested against MPFR) plus two subnormal quanta
-            // for results below 2^-1022
-            const double libm =
-                exact_act ? 0.0
-                          : (l.act.kind == sim::activation::leaky_relu ? kU64 : 8 * kU64) * std::fabs(phi) + 0x1p-1073;
-            const double round_act = u_act / (1 - u_act) * std::fabs(c.y_sim) + eta_act;
-            double pre = 0;
-            auto out_bound = [&](double bv) {
-              pre = max_derivative(l.act, c.v_sim - bv, c.v_sim + bv) * bv;
-              return (pre + libm + round_act) * (1 + 4 * kU64) + R.y_bound[at];
-            };
-            c.bound_y = out_bound(c.bound_v);
-            // only where the pre-activation's error reaches the output at all (not for a
-            // ReLU unit inactive on the whole interval, whose bound is the rounding alone)
-            c.act_dominated = pre > 0 && libm + round_act > pre;
-            c.prob_bound_y = out_bound(c.prob_bound_v);
-            c.first_order = c.kappa_act * c.kappa_dot * gamma_k[k][fi] + u_act;
-            if (!std::isfinite(c.bound_v) || !std::isfinite(c.bound_y)) cause = uncovered_cause::bound;
-          }
-          if (cause != uncovered_cause::none || unexplained) {
-            c.bound_v = c.bound_y = c.prob_bound_v = c.prob_bound_y = kInf;
-            c.first_order = kInf;
-          }
-          c.cause = static_cast<std::uint8_t>(cause);
-          next_eps[i] = c.bound_y;
-          next_eps_p[i] = c.prob_bound_y;
-
-          // statistics
-          ++st.components;
-          if (unexplained) {
-            // a non-finite simulated value that nothing explains
-            st.viol_v += !std::isfinite(c.v_sim);
-            st.viol_y += 1;
-          } else if (cause != uncovered_cause::none) {
-            ++st.uncovered;
-            ++st.causes[static_cast<std::size_t>(cause)];
-          } else {
-            // !(a <= b): a NaN counts as a violation
-            st.viol_v += !(c.err_v <= c.bound_v);
-            st.viol_y += !(c.err_y <= c.bound_y);
-            st.pviol_v += !(c.err_v <= c.prob_bound_v);
-            st.pviol_y += !(c.err_y <= c.prob_bound_y);
-            st.ratio_v.push_back(ratio(c.err_v, c.bound_v));
-            st.ratio_y.push_back(ratio(c.err_y, c.bound_y));
-            // relative size of the bound, where it has one (exact zeros, e.g. inactive ReLU units, left out)
-            if (c.v_ref != 0) st.relb_v.push_back(c.bound_v / std::fabs(c.v_ref));
-            if (c.y_ref != 0) st.relb_y.push_back(c.bound_y / std::fabs(c.y_ref));
-            const double est_v = u_acc[k][fi] * kn;  // kappa_dot u |v|
-            const double kk = c.kappa_act * c.kappa_dot;
-            const double est_y = (std::isfinite(kk) ? kk * u_acc[k][fi] + u_act : kInf) * std::fabs(c.y_ref);
-            if (c.err_v > 0)
-              st.est_v.push_back(est_v / c.err_v);
-            else
-              ++st.zero_v;
-            if (c.err_y > 0) {
-              if (!std::isnan(est_y)) st.est_y.push_back(est_y / c.err_y);
-            } else {
-              ++st.zero_y;
-            }
-            st.act_dom += c.act_dominated;
-            st.pratio_max = std::max(st.pratio_max, ratio(c.err_y, c.prob_bound_y));
-            if (c.y_ref != 0 && std::isfinite(kk) && c.kappa_act > 0) {
-              st.rel_err.push_back(c.err_y / std::fabs(c.y_ref));
-              st.kappa.push_back(kk);
-            }
-            if (std::isfinite(c.kappa_dot)) st.kdot.push_back(c.kappa_dot);
-            if (k == 0) {
-              st.store_max = std::max(st.store_max, st_term);
-              st.store_rel_max = std::max(st.store_rel_max, ratio(st_term, c.bound_v));
-            }
-          }
-          if (s < csv_n) res.csv_rows[s].push_back(c);
-        }
-        upstream = next_upstream;
-        eps.swap(next_eps);
-        eps_p.swap(next_eps_p);
-      }
+void record_component(const component_result& c, uncovered_cause cause, bool unexplained, double u, double u_act,
+                      double kn, const double* st_term, layer_stats& st) {
+  ++st.components;
+  if (unexplained) {
+    // a non-finite simulated value that nothing explains
+    st.viol_v += !std::isfinite(c.v_sim);
+    st.viol_y += 1;
+  } else if (cause != uncovered_cause::none) {
+    ++st.uncovered;
+    ++st.causes[static_cast<std::size_t>(cause)];
+  } else {
+    // !(a <= b): a NaN counts as a violation
+    st.viol_v += !(c.err_v <= c.bound_v);
+    st.viol_y += !(c.err_y <= c.bound_y);
+    st.pviol_v += !(c.err_v <= c.prob_bound_v);
+    st.pviol_y += !(c.err_y <= c.prob_bound_y);
+    st.ratio_v.push_back(ratio(c.err_v, c.bound_v));
+    st.ratio_y.push_back(ratio(c.err_y, c.bound_y));
+    // relative size of the bound, where it has one (exact zeros, e.g. inactive ReLU units, left out)
+    if (c.v_ref != 0) st.relb_v.push_back(c.bound_v / std::fabs(c.v_ref));
+    if (c.y_ref != 0) st.relb_y.push_back(c.bound_y / std::fabs(c.y_ref));
+    const double est_v = u * kn;  // kappa_dot u |v|
+    const double kk = c.kappa_act * c.kappa_dot;
+    const double est_y = (std::isfinite(kk) ? kk * u + u_act : kInf) * std::fabs(c.y_ref);
+    if (c.err_v > 0)
+      st.est_v.push_back(est_v / c.err_v);
+    else
+      ++st.zero_v;
+    if (c.err_y > 0) {
+      if (!std::isnan(est_y)) st.est_y.push_back(est_y / c.err_y);
+    } else {
+      ++st.zero_y;
+    }
+    st.act_dom += c.act_dominated;
+    st.pratio_max = std::max(st.pratio_max, ratio(c.err_y, c.prob_bound_y));
+    if (c.y_ref != 0 && std::isfinite(kk) && c.kappa_act > 0) {
+      st.rel_err.push_back(c.err_y / std::fabs(c.y_ref));
+      st.kappa.push_back(kk);
+    }
+    if (std::isfinite(c.kappa_dot)) st.kdot.push_back(c.kappa_dot);
+    if (st_term) {
+      st.store_max = std::max(st.store_max, *st_term);
+      st.store_rel_max = std::max(st.store_rel_max, ratio(*st_term, c.bound_v));
     }
   }
-  // 3. summaries
+}
+
+component_result inner_component(const inner_operands& o, const layer_models& M, const act_model& A,
+                                 const sim::activation_fn& act, const nn::layer_values& R,
+                                 const nn::simulated_layer& sim_layer, std::size_t at, unsigned upstream,
+                                 bool first_layer, std::size_t NL, layer_stats& st) {
+  // sd, sp: accumulation bounds on the simulated inputs; pd, pp: propagated
+  // input errors; kn: |w|^T|x| + |b| on the reference's inputs; an: on the
+  // simulated ones; st_term: the storage error of the data (layer 1)
+  const double* w = o.w;
+  const std::size_t n_in = o.n;
+  const double bias = o.b;
+  const auto& D = M.det[o.format];
+  const auto& Pm = M.prob[o.format];
+  std::vector<const double*> lth(NL);
+  std::vector<double> sl(NL, 0.0);
+  for (std::size_t t = 0; t < NL; ++t) lth[t] = M.lprob[o.format][t].theta.data();
+  const double infl = 1 + 2 * (static_cast<double>(n_in) + 2) * kU64;
+  double sd = 0, sp = 0, pd = 0, pp = 0, kn = std::fabs(bias), an = std::fabs(bias), st_term = 0;
+  for (std::size_t j = 0; j < n_in; ++j) {
+    const double aw = std::fabs(w[j]);
+    const double t = std::fabs(w[j] * o.x_sim[j]);
+    if (t != 0) {  // theta can be huge: never 0 * inf
+      sd += t * D.theta[j];
+      sp += t * Pm.theta[j];
+      for (std::size_t q = 0; q < NL; ++q) sl[q] += t * lth[q][j];
+      an += t;
+    }
+    if (aw != 0) {
+      pd += aw * o.eps[j];
+      pp += aw * o.eps_p[j];
+    }
+    kn += std::fabs(w[j] * o.x_ref[j]);
+    if (o.x_exact) st_term += aw * std::fabs(o.x_exact[j] - o.x_sim[j]);
+  }
+  component_result c;
+  c.v_ref = R.v_hi[at];
+  c.y_ref = R.y_hi[at];
+  c.v_sim = sim_layer.v[at];
+  c.y_sim = sim_layer.y[at];
+  c.flags = sim_layer.flags[at];
+  c.flags_act = sim_layer.act_flags[at];
+  c.flags_in = upstream;
+  c.err_v = dd_error(c.v_sim, R.v_hi[at], R.v_lo[at]);
+  c.err_y = dd_error(c.y_sim, R.y_hi[at], R.y_lo[at]);
+  c.kappa_dot = kappa_ratio(kn, c.v_ref);
+  c.kappa_act = sim::kappa_act(act, c.v_ref);
+
+  // why this component could not be bounded, if it cannot
+  auto cause = uncovered_cause::none;
+  const auto from_upstream = first_layer ? uncovered_cause::input : uncovered_cause::inherited;
+  bool unexplained = false;  // a non-finite value with no cause: a violation
+  if (!std::isfinite(pd))
+    cause = from_upstream;
+  else if (c.flags & (sim::flag::overflow | sim::flag::saturated))
+    cause = uncovered_cause::accumulation;
+  else if (!std::isfinite(c.v_sim)) {
+    if (!o.in_finite || (c.flags & sim::flag::invalid))
+      cause = from_upstream;
+    else
+      unexplained = true;
+  } else if ((c.flags_act & kOutOfRange) || !std::isfinite(c.y_sim)) {
+    if (c.flags_act & kOutOfRange)
+      cause = uncovered_cause::activation;
+    else
+      unexplained = true;
+  } else if (!std::isfinite(c.v_ref) || !std::isfinite(c.y_ref))
+    cause = uncovered_cause::reference;
+
+  // the per-inner-product checks (need finite inputs and no overflow in the sum)
+  c.err_local = kNaN;
+  c.bound_local = (sd + std::fabs(bias) * D.bias_coef + D.eta) * D.margin;
+  const bool local_ok =
+      o.in_finite && std::isfinite(c.v_sim) && !(c.flags & (sim::flag::overflow | sim::flag::saturated));
+  if (local_ok) {
+    local_error le(w, o.x_sim, n_in, bias, c.v_sim, an);
+    c.err_local = le.approx();
+    ++st.local_checked;
+    if (le.exceeds(c.bound_local)) ++st.local_viol;
+    if (c.bound_local >= an) ++st.local_vacuous;
+    for (std::size_t q = 0; q < NL; ++q) {
+      const auto& Mq = M.lprob[o.format][q];
+      const double b = (sl[q] + std::fabs(bias) * Mq.bias_coef + Mq.eta) * Mq.margin;
+      const bool vac = b >= an;
+      const bool v = le.exceeds(b);
+      st.lp_vacuous[q] += vac;
+      st.lp_viol[q] += v;
+      st.lp_viol_nv[q] += v && !vac;
+    }
+  }
+
+  if (cause == uncovered_cause::none && !unexplained) {
+    c.bound_v = (sd + std::fabs(bias) * D.bias_coef + D.eta) * D.margin + pd * infl + R.v_bound[at];
+    c.prob_bound_v = (sp + std::fabs(bias) * Pm.bias_coef + Pm.eta) * Pm.margin + pp * infl + R.v_bound[at];
+    // output: mean-value bound over [v_sim - bound, v_sim + bound], libm's
+    // error (0 for identity/ReLU), the rounding to the activation format
+    const double phi = sim::apply(act, c.v_sim);
+    const bool exact_act = act.kind == sim::activation::identity || act.kind == sim::activation::relu;
+    // libm's error: relative (4 ulps, tested against MPFR) plus two subnormal quanta
+    // for results below 2^-1022
+    const double libm =
+        exact_act ? 0.0 : (act.kind == sim::activation::leaky_relu ? kU64 : 8 * kU64) * std::fabs(phi) + 0x1p-1073;
+    const double round_act = A.u_act / (1 - A.u_act) * std::fabs(c.y_sim) + A.eta_act;
+    double pre = 0;
+    auto out_bound = [&](double bv) {
+      pre = max_derivative(act, c.v_sim - bv, c.v_sim + bv) * bv;
+      return (pre + libm + round_act) * (1 + 4 * kU64) + R.y_bound[at];
+    };
+    c.bound_y = out_bound(c.bound_v);
+    // only where the pre-activation's error reaches the output at all (not for a
+    // ReLU unit inactive on the whole interval, whose bound is the rounding alone)
+    c.act_dominated = pre > 0 && libm + round_act > pre;
+    c.prob_bound_y = out_bound(c.prob_bound_v);
+    c.first_order = c.kappa_act * c.kappa_dot * M.gamma_k[o.format] + A.u_act;
+    if (!std::isfinite(c.bound_v) || !std::isfinite(c.bound_y)) cause = uncovered_cause::bound;
+  }
+  if (cause != uncovered_cause::none || unexplained) {
+    c.bound_v = c.bound_y = c.prob_bound_v = c.prob_bound_y = kInf;
+    c.first_order = kInf;
+  }
+  c.cause = static_cast<std::uint8_t>(cause);
+
+  record_component(c, cause, unexplained, M.u_acc[o.format], A.u_act, kn, first_layer ? &st_term : nullptr, st);
+  return c;
+}
+
+void summarize(std::vector<std::vector<layer_stats>>& stats, const std::vector<double>& fail_prop,
+               const std::vector<std::vector<double>>& fail_local, const std::vector<std::size_t>& outputs,
+               const validate_options& opt, validation_result& res) {
+  const std::size_t L = outputs.size(), NL = opt.lambdas.size();
   layer_stats total(NL);
   double upstream_failure = 0;  // sum over the inner products of earlier layers
   for (std::size_t k = 0; k <= L; ++k) {
@@ -622,7 +315,7 @@ validation_result validate(const nn::mlp& model, const reference_data& refd, con
     if (k < L) {
       const double f = upstream_failure + fail_prop[k];
       if (f < 1) sm.prob_propagated_failure = f;
-      upstream_failure += static_cast<double>(net.layers[k].n_out) * fail_prop[k];
+      upstream_failure += static_cast<double>(outputs[k]) * fail_prop[k];
     }
     sm.spearman = spearman(merged.rel_err, merged.kappa);
     sm.spearman_n = merged.rel_err.size();
@@ -640,6 +333,159 @@ validation_result validate(const nn::mlp& model, const reference_data& refd, con
     res.layers.push_back(sm);
     if (k < L) total.merge(merged);
   }
+}
+
+}  // namespace validate_detail
+
+using namespace validate_detail;
+
+std::vector<double> stored_reference_inputs(const io::dataset& data, std::size_t rows,
+                                            const sim::format& input_format) {
+  rows = std::min(rows, data.rows);
+  auto stored = nn::store_inputs({data.x.data(), rows, data.cols}, input_format);
+  for (std::size_t t = 0; t < stored.size(); ++t)
+    if (!std::isfinite(stored[t]))
+      throw std::invalid_argument("input " + std::to_string(t % data.cols) + " of sample " +
+                                  std::to_string(t / data.cols) + " (" + std::to_string(data.x[t]) +
+                                  ") is not finite once stored in " + sim::to_string(input_format) +
+                                  ": use a wider input format, or exact reference inputs");
+  return stored;
+}
+
+reference_data compute_reference(const nn::mlp& net, const io::dataset& data, const validate_options& opt,
+                                 const nn::precision_config& p) {
+  return compute_reference_with(data, opt, p, [&](sim::matrix_view X, const nn::reference_options& ro) {
+    const nn::mlp stored_net = nn::stored_network(net, p);
+    return nn::reference_engine(stored_net).forward(X, ro);
+  });
+}
+
+validation_result validate(const nn::mlp& model, const reference_data& refd, const nn::precision_config& p,
+                           const validate_options& opt) {
+  model.validate();
+  p.check(model.layers.size());
+  auto same = [](const std::optional<sim::format>& a, const std::optional<sim::format>& b) {
+    return a.has_value() == b.has_value() && (!a || *a == *b);
+  };
+  if (!same(refd.weights, p.weights) || !same(refd.biases, p.biases))
+    throw std::invalid_argument(
+        "validate: the reference was computed on weights stored differently from the configuration's");
+  const nn::mlp net = nn::stored_network(model, p);  // what both passes compute with
+  const std::size_t rows = refd.rows, L = net.layers.size();
+  if (refd.cols != net.inputs()) throw std::invalid_argument("validate: reference inputs do not match the network");
+  if (refd.kind == reference_inputs::stored && !(refd.input_format == p.inputs))
+    throw std::invalid_argument("validate: the reference was computed on inputs stored in " +
+                                sim::to_string(refd.input_format) + ", the configuration stores them in " +
+                                sim::to_string(p.inputs));
+  validation_result res;
+  res.config = p.to_string();
+  res.precision = p;
+  res.ref_inputs = refd.kind;
+  const auto t0 = std::chrono::steady_clock::now();
+
+  // 1. the simulated pass, all samples, and the stored inputs with their flags
+  const auto run = nn::simulate(model, {refd.inputs.data(), rows, refd.cols}, p, opt.threads);
+  for (const auto& l : net.layers) res.layer_sizes.push_back(l.n_out);
+  std::vector<unsigned> in_flags;
+  const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, p.inputs, &in_flags);
+  res.inputs_stored = xin.size();
+  for (unsigned f : in_flags) {
+    res.inputs_inexact += (f & sim::flag::inexact) != 0;
+    res.inputs_overflow += (f & kOutOfRange) != 0;
+  }
+  res.seconds_simulation = seconds_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+
+  // 2. bound models per layer and accumulator format
+  const std::size_t NL = opt.lambdas.size();
+  std::vector<sim::layer_spec> specs;
+  std::vector<layer_models> models;
+  std::vector<double> fail_prop;
+  std::vector<std::vector<double>> fail_local;
+  for (std::size_t k = 0; k < L; ++k) {
+    specs.push_back(p.layer_spec(k).resolved());
+    models.push_back(make_layer_models(net.layers[k].n_in, specs[k], opt));
+    res.layer_u.push_back(models[k].u0);
+    res.layer_gamma.push_back(models[k].gamma0);
+    res.layer_kmax.push_back(models[k].kmax0);
+    res.layer_steps.push_back(models[k].steps0);
+    fail_prop.push_back(models[k].fail_prop);
+    fail_local.push_back(models[k].fail_local);
+  }
+  // inputs are stored with nearest-even
+  const double u_in = p.inputs.unit_roundoff();
+  const double eta_in = p.inputs.min_positive() / 2;
+  const act_model A = make_act_model(p);
+  res.u_act = A.u_act;
+  const bool exact_inputs = refd.kind == reference_inputs::exact;
+
+  const std::size_t csv_n = std::min(opt.csv_samples, rows);
+  res.csv_rows.assign(csv_n, {});
+  const int nt = sim::thread_count(opt.threads);
+  std::vector<std::vector<layer_stats>> stats(static_cast<std::size_t>(nt),
+                                              std::vector<layer_stats>(L, layer_stats(NL)));
+  const auto nrows = static_cast<std::ptrdiff_t>(rows);
+#pragma omp parallel num_threads(nt)
+  {
+#ifdef _OPENMP
+    auto& my = stats[static_cast<std::size_t>(omp_get_thread_num())];
+#else
+    auto& my = stats[0];
+#endif
+    std::vector<double> eps, eps_p, next_eps, next_eps_p;
+#pragma omp for schedule(dynamic, 8)
+    for (std::ptrdiff_t si = 0; si < nrows; ++si) {
+      const auto s = static_cast<std::size_t>(si);
+      const double* x_exact = refd.inputs.data() + s * refd.cols;
+      const double* x_sim = xin.data() + s * refd.cols;
+      const unsigned* xf = in_flags.data() + s * refd.cols;
+      // errors of the layer's inputs against the reference's inputs
+      eps.resize(refd.cols);
+      unsigned upstream = 0;
+      for (std::size_t j = 0; j < refd.cols; ++j) {
+        upstream |= xf[j];
+        if ((xf[j] & kOutOfRange) || !std::isfinite(x_sim[j]))
+          eps[j] = kInf;
+        else
+          eps[j] = exact_inputs ? u_in * std::fabs(x_exact[j]) + eta_in : 0.0;
+      }
+      eps_p = eps;
+      for (std::size_t k = 0; k < L; ++k) {
+        const auto& l = net.layers[k];
+        const auto& R = refd.ref.layers[k];
+        const auto& r = run[k];
+        inner_operands ops;
+        ops.n = l.n_in;
+        ops.x_sim = k == 0 ? x_sim : run[k - 1].y.data() + s * l.n_in;
+        for (std::size_t j = 0; j < l.n_in && ops.in_finite; ++j) ops.in_finite = std::isfinite(ops.x_sim[j]);
+        ops.x_ref = k == 0 ? (exact_inputs ? x_exact : x_sim) : refd.ref.layers[k - 1].y_hi.data() + s * l.n_in;
+        ops.x_exact = k == 0 ? x_exact : nullptr;
+        ops.eps = eps.data();
+        ops.eps_p = eps_p.data();
+        next_eps.assign(l.n_out, 0);
+        next_eps_p.assign(l.n_out, 0);
+        unsigned next_upstream = upstream;
+        for (std::size_t i = 0; i < l.n_out; ++i) {
+          const std::size_t at = s * l.n_out + i;
+          ops.format = specs[k].acc.index.empty() ? 0 : specs[k].acc.index[i];
+          ops.w = l.row(i);
+          ops.b = l.b[i];
+          const component_result c = inner_component(ops, models[k], A, l.act, R, r, at, upstream, k == 0, NL, my[k]);
+          next_upstream |= c.flags | c.flags_act;
+          next_eps[i] = c.bound_y;
+          next_eps_p[i] = c.prob_bound_y;
+          if (s < csv_n) res.csv_rows[s].push_back(c);
+        }
+        upstream = next_upstream;
+        eps.swap(next_eps);
+        eps_p.swap(next_eps_p);
+      }
+    }
+  }
+  // 3. summaries
+  std::vector<std::size_t> outputs;
+  for (const auto& l : net.layers) outputs.push_back(l.n_out);
+  summarize(stats, fail_prop, fail_local, outputs, opt, res);
   res.seconds_bounds = seconds_since(t1);
   return res;
 }

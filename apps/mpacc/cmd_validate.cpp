@@ -99,8 +99,9 @@ void print_summary(const std::string& name, const analysis::validation_result& r
   }
 }
 
-int run_validate(const validate_cli& o) {
-  nn::mlp net = io::load_any(o.model, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01});
+// An MLP or a convolutional network (analysis::compute_reference and validate have both overloads).
+template <class Net>
+int validate_network(const Net& net, const validate_cli& o) {
   analysis::validate_options opt;
   opt.samples = o.samples;
   opt.csv_samples = o.csv_samples;
@@ -235,6 +236,12 @@ int run_validate(const validate_cli& o) {
   return 0;
 }
 
+int run_validate(const validate_cli& o) {
+  if (io::is_cnn_model(o.model)) return validate_network(io::load_cnn(o.model), o);
+  return validate_network(
+      io::load_any(o.model, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01}), o);
+}
+
 }  // namespace
 
 command add_validate_command(CLI::App& app) {
@@ -248,7 +255,7 @@ command add_validate_command(CLI::App& app) {
       "Exit status: 0 every component bounded and no violation; 3 a deterministic bound was violated\n"
       "(a bug); 4 some components are not covered (overflow, saturation, inf or NaN: see the summary);\n"
       "2 bad usage, 5 bad input data.");
-  sub->add_option("--model", o->model, "model file (.mpnn or .npz)")->required();
+  sub->add_option("--model", o->model, "model file (.mpnn, MLP or CNN, or .npz)")->required();
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
   auto* samples = sub->add_option("--samples", o->samples, "first N test images (0: all 10,000)")

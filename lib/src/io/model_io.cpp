@@ -2,6 +2,7 @@
 #include "mpacc/io/model_io.hpp"
 
 #include "mpacc/io/data.hpp"
+#include "model_internal.hpp"
 
 #include <zlib.h>
 
@@ -22,81 +23,15 @@ namespace mpacc::io {
 using nn::dense_layer;
 using nn::mlp;
 
-namespace {
+using detail::as_bytes;
+using detail::as_chars;
+using detail::naming_file;
+using detail::reader;
+using detail::writer;
 
-constexpr char kMagic[8] = {'M', 'P', 'A', 'C', 'C', 'N', 'N', '\0'};
-constexpr std::uint32_t kVersion = 1;
+namespace detail {
 
-struct writer {
-  std::string buf;
-  template <class T>
-  void put(T v) {
-    static_assert(std::endian::native == std::endian::little, "mpacc model files are little-endian");
-    char b[sizeof(T)];
-    std::memcpy(b, &v, sizeof(T));
-    buf.append(b, sizeof(T));
-  }
-  void put_bytes(const void* p, std::size_t n) { buf.append(static_cast<const char*>(p), n); }
-};
-
-// Bounds-checked little-endian reads from the bytes of a model file.
-struct reader {
-  std::string_view b;
-  std::size_t pos = 0;
-  const std::string& file;
-  void need(std::uint64_t n, const char* what) const {
-    if (b.size() - pos < n)
-      throw std::runtime_error(file + ": truncated model file (reading " + what + " at byte " + std::to_string(pos) +
-                               ")");
-  }
-  template <class T>
-  T get(const char* what) {
-    need(sizeof(T), what);
-    T v;
-    std::memcpy(&v, b.data() + pos, sizeof(T));
-    pos += sizeof(T);
-    return v;
-  }
-};
-
-std::string_view as_chars(std::span<const std::uint8_t> bytes) {
-  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
-}
-
-std::span<const std::uint8_t> as_bytes(const std::string& s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-
-// An allocation failure or a length error, whatever its cause, becomes one line naming the file.
-template <class F>
-auto naming_file(const std::string& name, F&& f) {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    throw std::runtime_error(name + ": out of memory");
-  } catch (const std::length_error&) {
-    throw std::runtime_error(name + ": sizes too large");
-  }
-}
-
-}  // namespace
-
-void save_model(const mlp& net, const std::filesystem::path& file, const std::string& metadata) {
-  net.validate();
-  writer w;
-  w.put_bytes(kMagic, 8);
-  w.put<std::uint32_t>(kVersion);
-  w.put<std::uint32_t>(static_cast<std::uint32_t>(net.layers.size()));
-  w.put<std::uint64_t>(metadata.size());
-  w.put_bytes(metadata.data(), metadata.size());
-  for (const auto& l : net.layers) {
-    w.put<std::uint64_t>(l.n_in);
-    w.put<std::uint64_t>(l.n_out);
-    w.put<std::uint8_t>(static_cast<std::uint8_t>(l.act.kind));
-    w.put<double>(l.act.slope);
-    w.put_bytes(l.W.data(), l.W.size() * sizeof(double));
-    w.put_bytes(l.b.data(), l.b.size() * sizeof(double));
-  }
+void write_model_bytes(writer& w, const std::filesystem::path& file) {
   const auto crc = static_cast<std::uint32_t>(crc32_z(0L, reinterpret_cast<const Bytef*>(w.buf.data()), w.buf.size()));
   w.put<std::uint32_t>(crc);
   // temporary file in the same folder, then rename: the target is never half-written
@@ -121,16 +56,49 @@ void save_model(const mlp& net, const std::filesystem::path& file, const std::st
   }
 }
 
+void check_model_crc(const reader& r, std::span<const std::uint8_t> data, const std::string& name) {
+  r.need(4, "checksum");
+  if (r.pos + 4 != data.size())
+    throw std::runtime_error(name + ": " + std::to_string(data.size() - r.pos - 4) + " unexpected trailing bytes");
+  std::uint32_t stored_crc;
+  std::memcpy(&stored_crc, data.data() + r.pos, 4);
+  const auto crc = static_cast<std::uint32_t>(crc32_z(0L, data.data(), r.pos));
+  if (crc != stored_crc) throw std::runtime_error(name + ": checksum mismatch (file corrupted)");
+}
+
+}  // namespace detail
+
+void save_model(const mlp& net, const std::filesystem::path& file, const std::string& metadata) {
+  net.validate();
+  writer w;
+  w.put_bytes(detail::kModelMagic, 8);
+  w.put<std::uint32_t>(detail::kMlpVersion);
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(net.layers.size()));
+  w.put<std::uint64_t>(metadata.size());
+  w.put_bytes(metadata.data(), metadata.size());
+  for (const auto& l : net.layers) {
+    w.put<std::uint64_t>(l.n_in);
+    w.put<std::uint64_t>(l.n_out);
+    w.put<std::uint8_t>(static_cast<std::uint8_t>(l.act.kind));
+    w.put<double>(l.act.slope);
+    w.put_bytes(l.W.data(), l.W.size() * sizeof(double));
+    w.put_bytes(l.b.data(), l.b.size() * sizeof(double));
+  }
+  detail::write_model_bytes(w, file);
+}
+
 mlp parse_model(std::span<const std::uint8_t> data, const std::string& name, std::string* metadata) {
   return naming_file(name, [&] {
     const std::string_view bytes = as_chars(data);
     reader r{bytes, 0, name};
     r.need(8, "magic");
-    if (std::memcmp(bytes.data(), kMagic, 8) != 0)
+    if (std::memcmp(bytes.data(), detail::kModelMagic, 8) != 0)
       throw std::runtime_error(name + ": not an mpacc model file (bad magic; .npz files are imported by extension)");
     r.pos = 8;
     const auto version = r.get<std::uint32_t>("version");
-    if (version != kVersion)
+    if (version == detail::kCnnVersion)
+      throw std::runtime_error(name + ": a convolutional network's model file (version 2); this reader takes MLPs");
+    if (version != detail::kMlpVersion)
       throw std::runtime_error(name + ": model file version " + std::to_string(version) +
                                " is not supported (expected 1)");
     const auto n_layers = r.get<std::uint32_t>("layer count");
@@ -167,13 +135,7 @@ mlp parse_model(std::span<const std::uint8_t> data, const std::string& name, std
       r.pos += l.b.size() * sizeof(double);
       net.layers.push_back(std::move(l));
     }
-    r.need(4, "checksum");
-    if (r.pos + 4 != bytes.size())
-      throw std::runtime_error(name + ": " + std::to_string(bytes.size() - r.pos - 4) + " unexpected trailing bytes");
-    std::uint32_t stored_crc;
-    std::memcpy(&stored_crc, bytes.data() + r.pos, 4);
-    const auto crc = static_cast<std::uint32_t>(crc32_z(0L, data.data(), r.pos));
-    if (crc != stored_crc) throw std::runtime_error(name + ": checksum mismatch (file corrupted)");
+    detail::check_model_crc(r, data, name);
     try {
       net.validate();
     } catch (const std::invalid_argument& e) {

@@ -28,6 +28,7 @@ void walk(const cnn& net, F&& f) {
     std::visit(
         [&](const auto& l) {
           using T = std::decay_t<decltype(l)>;
+          f(k, name, cur, l);  // first: validate() must check a shape before its output size is computed
           if constexpr (std::is_same_v<T, conv_layer>) {
             next = {l.shape.c_out, l.shape.out_h(), l.shape.out_w()};
           } else if constexpr (std::is_same_v<T, pool_layer>) {
@@ -37,7 +38,6 @@ void walk(const cnn& net, F&& f) {
           } else {
             next = {l.n_out, 1, 1};
           }
-          f(k, name, cur, l);
         },
         net.layers[k]);
     cur = next;

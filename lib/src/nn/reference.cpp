@@ -14,6 +14,7 @@
 #include "mpacc/ref/activation.hpp"
 #include "mpacc/ref/fixed_point.hpp"
 #include "mpacc/ref/long_accumulator.hpp"
+#include "reference_internal.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -39,34 +40,6 @@ forward_result allocate_result(const mlp& net, std::size_t rows) {
   return r;
 }
 
-// Splits a P-bit value into binary64 parts summing to it exactly; false when
-// a part would fall below binary64's range (then the caller uses MPFR products).
-bool split(const ref::mpfr_float& y, std::vector<double>& parts) {
-  parts.clear();
-  if (mpfr_zero_p(y.get())) {
-    parts.push_back(mpfr_signbit(y.get()) ? -0.0 : 0.0);
-    return true;
-  }
-  ref::mpfr_float r = y;
-  for (int k = 0; k < 64 && !mpfr_zero_p(r.get()); ++k) {
-    const double d = mpfr_get_d(r.get(), MPFR_RNDN);
-    if (!std::isfinite(d) || (d != 0 && std::fabs(d) < 0x1p-1000)) return false;
-    parts.push_back(d);
-    mpfr_sub_d(r.get(), r.get(), d, MPFR_RNDN);  // exact: r's low bits
-  }
-  return mpfr_zero_p(r.get());
-}
-
-// |x| * 2^-P as a binary64 upper bound (never 0 for x != 0, even when it
-// is below binary64's range)
-double scaled_abs_up(const ref::mpfr_float& x, mpfr_prec_t P) {
-  if (mpfr_zero_p(x.get())) return 0;
-  ref::mpfr_float t(x.precision());
-  mpfr_abs(t.get(), x.get(), MPFR_RNDN);
-  mpfr_mul_2si(t.get(), t.get(), -static_cast<long>(P), MPFR_RNDN);  // exact
-  return mpfr_get_d(t.get(), MPFR_RNDU);
-}
-
 void check_input(const mlp& net, std::span<const double> x, const reference_options& opt) {
   net.validate();
   if (x.size() != net.inputs())
@@ -86,6 +59,89 @@ void check_input(const mlp& net, std::span<const double> x, const reference_opti
 }
 
 }  // namespace
+
+namespace detail {
+
+bool split(const ref::mpfr_float& y, std::vector<double>& parts) {
+  parts.clear();
+  if (mpfr_zero_p(y.get())) {
+    parts.push_back(mpfr_signbit(y.get()) ? -0.0 : 0.0);
+    return true;
+  }
+  ref::mpfr_float r = y;
+  for (int k = 0; k < 64 && !mpfr_zero_p(r.get()); ++k) {
+    const double d = mpfr_get_d(r.get(), MPFR_RNDN);
+    if (!std::isfinite(d) || (d != 0 && std::fabs(d) < 0x1p-1000)) return false;
+    parts.push_back(d);
+    mpfr_sub_d(r.get(), r.get(), d, MPFR_RNDN);  // exact: r's low bits
+  }
+  return mpfr_zero_p(r.get());
+}
+
+double scaled_abs_up(const ref::mpfr_float& x, mpfr_prec_t P) {
+  if (mpfr_zero_p(x.get())) return 0;
+  ref::mpfr_float t(x.precision());
+  mpfr_abs(t.get(), x.get(), MPFR_RNDN);
+  mpfr_mul_2si(t.get(), t.get(), -static_cast<long>(P), MPFR_RNDN);  // exact
+  return mpfr_get_d(t.get(), MPFR_RNDU);
+}
+
+void reference_dot(ref::mpfr_float& vi, const double* w, std::size_t n, const std::vector<double>* const* parts,
+                   const ref::mpfr_float* const* vals, bool use_parts, double b, bool exact,
+                   ref::long_accumulator& acc) {
+  bool ok = use_parts;
+  if (ok) {
+    acc.clear();
+    for (std::size_t j = 0; j < n && ok; ++j)
+      if (parts[j])
+        for (double p : *parts[j]) ok = ok && acc.add_product(w[j], p);
+    acc.add(b);
+  }
+  if (ok) {
+    if (exact)
+      acc.exact_to(vi);
+    else
+      acc.round_to(vi);
+    return;
+  }
+  // slow exact path: MPFR products (exact at their precision) and mpfr_sum
+  std::vector<ref::mpfr_float> terms;
+  terms.reserve(n + 1);
+  mpfr_prec_t need = 64;
+  long emax = LONG_MIN, lsbmin = LONG_MAX;
+  for (std::size_t j = 0; j < n; ++j) {
+    if (!vals[j]) continue;
+    const ref::mpfr_float& yj = *vals[j];
+    ref::mpfr_float t(yj.precision() + 53);
+    mpfr_mul_d(t.get(), yj.get(), w[j], MPFR_RNDN);  // exact
+    if (!mpfr_zero_p(t.get())) {
+      emax = std::max<long>(emax, mpfr_get_exp(t.get()));
+      lsbmin = std::min<long>(lsbmin, mpfr_get_exp(t.get()) - t.precision());
+    }
+    terms.push_back(std::move(t));
+  }
+  ref::mpfr_float bt(53, b);
+  if (b != 0) {
+    emax = std::max<long>(emax, mpfr_get_exp(bt.get()));
+    lsbmin = std::min<long>(lsbmin, mpfr_get_exp(bt.get()) - 53);
+  }
+  terms.push_back(std::move(bt));
+  if (emax != LONG_MIN) need = static_cast<mpfr_prec_t>(emax - lsbmin + 64);
+  std::vector<mpfr_ptr> ptrs;
+  ptrs.reserve(terms.size());
+  for (auto& t : terms) ptrs.push_back(t.get());
+  if (exact) mpfr_set_prec(vi.get(), std::max<mpfr_prec_t>(need, 2));
+  mpfr_sum(vi.get(), ptrs.data(), ptrs.size(), MPFR_RNDN);
+}
+
+void double_double(const ref::mpfr_float& val, double& hi, double& lo, ref::mpfr_float& scratch) {
+  hi = mpfr_get_d(val.get(), MPFR_RNDN);
+  mpfr_set_prec(scratch.get(), val.precision() + 64);
+  mpfr_sub_d(scratch.get(), val.get(), hi, MPFR_RNDN);
+  lo = mpfr_get_d(scratch.get(), MPFR_RNDN);
+}
+
+}  // namespace detail
 
 struct reference_engine::impl {
   const mlp* net = nullptr;
@@ -135,65 +191,32 @@ reference_sample reference_engine::sample(std::span<const double> x, const refer
     const ref::int_weights& IW = p_->iw[li];
     const ref::int_inputs IX = IW.ok ? ref::make_int_inputs(*in_values) : ref::int_inputs{};
     const bool int_path = IW.ok && IX.ok;
+    std::vector<const std::vector<double>*> part_ptrs(layer.n_in);
+    std::vector<const ref::mpfr_float*> val_ptrs(layer.n_in);
+    for (std::size_t j = 0; j < layer.n_in; ++j) {
+      part_ptrs[j] = &parts[j];
+      val_ptrs[j] = &(*in_values)[j];
+    }
     std::vector<mp_limb_t> pos, negacc;
     mpz_t z;
     mpz_init(z);
     for (std::size_t i = 0; i < layer.n_out; ++i) {
       const double* w = layer.row(i);
       ref::mpfr_float vi(opt.exact ? 2 : opt.precision);
-      bool ok = split_ok && !int_path;
-      if (int_path) ref::int_dot(vi, IW, IX, i, layer.n_in, layer.b[i], opt.exact, pos, negacc, z);
-      if (ok) {
-        acc.clear();
-        for (std::size_t j = 0; j < layer.n_in && ok; ++j)
-          for (double p : parts[j]) ok = ok && acc.add_product(w[j], p);
-        acc.add(layer.b[i]);
-      }
-      if (int_path) {
-        // done above
-      } else if (ok) {
-        if (opt.exact)
-          acc.exact_to(vi);
-        else
-          acc.round_to(vi);
-      } else {
-        // slow exact path: MPFR products (exact at their precision) and mpfr_sum
-        std::vector<ref::mpfr_float> terms;
-        terms.reserve(layer.n_in + 1);
-        mpfr_prec_t need = 64;
-        long emax = LONG_MIN, lsbmin = LONG_MAX;
-        for (std::size_t j = 0; j < layer.n_in; ++j) {
-          const ref::mpfr_float& yj = (*in_values)[j];
-          ref::mpfr_float t(yj.precision() + 53);
-          mpfr_mul_d(t.get(), yj.get(), w[j], MPFR_RNDN);  // exact
-          if (!mpfr_zero_p(t.get())) {
-            emax = std::max<long>(emax, mpfr_get_exp(t.get()));
-            lsbmin = std::min<long>(lsbmin, mpfr_get_exp(t.get()) - t.precision());
-          }
-          terms.push_back(std::move(t));
-        }
-        ref::mpfr_float bt(53, layer.b[i]);
-        if (layer.b[i] != 0) {
-          emax = std::max<long>(emax, mpfr_get_exp(bt.get()));
-          lsbmin = std::min<long>(lsbmin, mpfr_get_exp(bt.get()) - 53);
-        }
-        terms.push_back(std::move(bt));
-        if (emax != LONG_MIN) need = static_cast<mpfr_prec_t>(emax - lsbmin + 64);
-        std::vector<mpfr_ptr> ptrs;
-        ptrs.reserve(terms.size());
-        for (auto& t : terms) ptrs.push_back(t.get());
-        if (opt.exact) mpfr_set_prec(vi.get(), std::max<mpfr_prec_t>(need, 2));
-        mpfr_sum(vi.get(), ptrs.data(), ptrs.size(), MPFR_RNDN);
-      }
+      if (int_path)
+        ref::int_dot(vi, IW, IX, i, layer.n_in, layer.b[i], opt.exact, pos, negacc, z);
+      else
+        detail::reference_dot(vi, w, layer.n_in, part_ptrs.data(), val_ptrs.data(), split_ok, layer.b[i], opt.exact,
+                              acc);
       // bound: propagated input errors + one rounding at P bits
       double prop = 0;
       for (std::size_t j = 0; j < layer.n_in; ++j) prop += std::fabs(w[j]) * in_bound[j];
       prop *= 1 + static_cast<double>(layer.n_in + 2) * kU * 2;
-      vb[i] = prop + (opt.exact ? 0.0 : scaled_abs_up(vi, opt.precision));
+      vb[i] = prop + (opt.exact ? 0.0 : detail::scaled_abs_up(vi, opt.precision));
       // activation
       ref::mpfr_float yi(opt.exact ? vi.precision() + 54 : opt.precision);
       ref::activate(yi, vi, layer.act);
-      yb[i] = (L * vb[i]) * (1 + 4 * kU) + (opt.exact ? 0.0 : scaled_abs_up(yi, opt.precision) * fa);
+      yb[i] = (L * vb[i]) * (1 + 4 * kU) + (opt.exact ? 0.0 : detail::scaled_abs_up(yi, opt.precision) * fa);
       v.push_back(std::move(vi));
       y.push_back(std::move(yi));
     }
@@ -201,7 +224,7 @@ reference_sample reference_engine::sample(std::span<const double> x, const refer
     // next layer's input
     split_ok = true;
     parts.assign(layer.n_out, {});
-    for (std::size_t i = 0; i < layer.n_out && split_ok; ++i) split_ok = split(y[i], parts[i]);
+    for (std::size_t i = 0; i < layer.n_out && split_ok; ++i) split_ok = detail::split(y[i], parts[i]);
     in_bound = yb;
     out.v.push_back(std::move(v));
     out.y.push_back(std::move(y));
@@ -235,12 +258,7 @@ forward_result reference_engine::forward(sim::matrix_view X, const reference_opt
         ref::mpfr_float t(1);
         for (std::size_t i = 0; i < lv.n; ++i) {
           const std::size_t at = static_cast<std::size_t>(s) * lv.n + i;
-          auto dd = [&](const ref::mpfr_float& val, double& hi, double& lo) {
-            hi = mpfr_get_d(val.get(), MPFR_RNDN);
-            mpfr_set_prec(t.get(), val.precision() + 64);
-            mpfr_sub_d(t.get(), val.get(), hi, MPFR_RNDN);
-            lo = mpfr_get_d(t.get(), MPFR_RNDN);
-          };
+          auto dd = [&](const ref::mpfr_float& val, double& hi, double& lo) { detail::double_double(val, hi, lo, t); };
           dd(one.v[k][i], lv.v_hi[at], lv.v_lo[at]);
           dd(one.y[k][i], lv.y_hi[at], lv.y_lo[at]);
           lv.v_bound[at] = one.v_bound[k][i];

@@ -12,6 +12,12 @@ namespace mpacc::nn {
 
 unsigned apply_activation(const dense_layer& l, const sim::format& act_format, std::vector<double>& v, int threads,
                           std::vector<unsigned>* flags, sim::rounding mode, bool saturate, std::uint64_t seed) {
+  return apply_activation(l.act, act_format, v, threads, flags, mode, saturate, seed);
+}
+
+unsigned apply_activation(const sim::activation_fn& act, const sim::format& act_format, std::vector<double>& v,
+                          int threads, std::vector<unsigned>* flags, sim::rounding mode, bool saturate,
+                          std::uint64_t seed) {
   const auto n = static_cast<std::ptrdiff_t>(v.size());
   if (flags) flags->assign(v.size(), 0);
   unsigned all = 0;
@@ -19,7 +25,7 @@ unsigned apply_activation(const dense_layer& l, const sim::format& act_format, s
   for (std::ptrdiff_t t = 0; t < n; ++t) {
     auto& x = v[static_cast<std::size_t>(t)];
     unsigned fl = 0;
-    const double phi = sim::apply(l.act, x);
+    const double phi = sim::apply(act, x);
     if (std::isfinite(x) && !std::isfinite(phi)) fl |= std::isnan(phi) ? sim::flag::invalid : sim::flag::overflow;
     const std::uint64_t word =
         mode == sim::rounding::stochastic ? sim::random_bits(seed, static_cast<std::uint64_t>(t)) : 0;

@@ -17,6 +17,7 @@
 #include "mpacc/analysis/bounds.hpp"
 #include "mpacc/analysis/reference_inputs.hpp"
 #include "mpacc/io/data.hpp"
+#include "mpacc/nn/cnn.hpp"
 #include "mpacc/nn/precision.hpp"
 #include "mpacc/nn/reference.hpp"
 
@@ -122,6 +123,7 @@ struct validation_result {
   std::vector<layer_summary> layers;                    // per layer, then the total (layer 0)
   std::vector<std::vector<component_result>> csv_rows;  // [sample][component over layers]
   std::vector<std::size_t> layer_sizes;
+  std::vector<std::string> layer_kinds;      // convolutional networks: conv, maxpool, avgpool, flatten, dense
   std::vector<double> layer_u, layer_gamma;  // accumulator unit roundoff and (1+u)^kmax - 1 (first format)
   std::vector<int> layer_kmax;               // largest rounding count of a term, bias rounding included
   std::vector<std::uint64_t> layer_steps;    // rounding steps of one inner product
@@ -163,6 +165,20 @@ reference_data compute_reference(const nn::mlp& net, const io::dataset& data, co
 // product model, mode, order, saturation, via, seed, and the activations'
 // format, rounding mode and saturation (which enter the output bounds).
 validation_result validate(const nn::mlp& model, const reference_data& refd, const nn::precision_config& p,
+                           const validate_options& opt);
+
+// The same for a convolutional network (docs/cnn.md, "Validation"): the
+// reference pass nn::reference_forward(cnn) on the stored network, and the
+// simulated pass nn::simulate(cnn, X, p) checked per layer and component
+// (conv: per output channel and pixel, NCHW order; pooling and flatten
+// layers too). Convolution and dense components are bounded exactly as the
+// MLP's neurons (the patch's terms, padded positions exact zeros); max
+// pooling: |max x^ - max x| <= max |x^_i - x_i| (no rounding), kappa_dot =
+// max |x_i| / |max x_i|; average pooling: the window sum's accumulation bound
+// divided by the window size, plus one rounding of the quotient.
+reference_data compute_reference(const nn::cnn& net, const io::dataset& data, const validate_options& opt,
+                                 const nn::precision_config& p);
+validation_result validate(const nn::cnn& net, const reference_data& ref, const nn::precision_config& p,
                            const validate_options& opt);
 
 // Writes <dir>/components.csv, <dir>/summary.json (with `manifest` merged in

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "mpacc/nn/cnn.hpp"
 #include "mpacc/nn/network.hpp"
 
 namespace mpacc::io {
@@ -53,5 +54,23 @@ nn::mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, 
 // anything else through load_model.
 nn::mlp load_any(const std::filesystem::path& file, sim::activation_fn hidden = {sim::activation::relu},
                  std::string* metadata = nullptr);
+
+// --- convolutional networks (version 2 of the model file: a layer list) ----
+
+// Writes a convolutional network (version 2 of the format: the input shape and
+// every layer's kind, shape, activation and parameters; docs/model-format.md),
+// through a temporary file renamed into place as save_model does.
+void save_model(const nn::cnn& net, const std::filesystem::path& file, const std::string& metadata = "");
+// Reads a model file as a convolutional network: version 2 as written above,
+// or version 1 (an MLP) as the dense-only network on n_in x 1 x 1 inputs.
+// Throws std::runtime_error, one line naming the file and the problem (as
+// load_model; also an unknown layer kind, a zero stride or size, a size over
+// max_layer_size, more than 2^31 weights in a layer, shapes that do not chain).
+nn::cnn load_cnn(const std::filesystem::path& file, std::string* metadata = nullptr);
+nn::cnn parse_cnn(std::span<const std::uint8_t> bytes, const std::string& name, std::string* metadata = nullptr);
+// Whether `file` is a version-2 (convolutional) model file: its first 12 bytes
+// are the magic and version 2. False for anything else (an MLP file, .npz, a
+// missing file); the loaders then say what is wrong.
+bool is_cnn_model(const std::filesystem::path& file);
 
 }  // namespace mpacc::io

@@ -24,6 +24,11 @@ namespace mpacc::nn {
 unsigned apply_activation(const dense_layer& l, const sim::format& act_format, std::vector<double>& v, int threads = 0,
                           std::vector<unsigned>* flags = nullptr, sim::rounding mode = sim::rounding::nearest_even,
                           bool saturate = false, std::uint64_t seed = 0);
+// The same for any activation (the layers of a convolutional network).
+unsigned apply_activation(const sim::activation_fn& act, const sim::format& act_format, std::vector<double>& v,
+                          int threads = 0, std::vector<unsigned>* flags = nullptr,
+                          sim::rounding mode = sim::rounding::nearest_even, bool saturate = false,
+                          std::uint64_t seed = 0);
 
 // One layer of a simulated pass (batch x n_out, row-major).
 struct simulated_layer {

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+// Shared by the model-file readers and writers (model_io.cpp: MLPs and .npz;
+// cnn_io.cpp: convolutional networks): the bounds-checked reader, the byte
+// writer, the atomic write and the one-line error wrapper. Not installed.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <new>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace mpacc::io::detail {
+
+inline constexpr char kModelMagic[8] = {'M', 'P', 'A', 'C', 'C', 'N', 'N', '\0'};
+inline constexpr std::uint32_t kMlpVersion = 1;  // dense layers only
+inline constexpr std::uint32_t kCnnVersion = 2;  // a layer list (docs/model-format.md)
+
+struct writer {
+  std::string buf;
+  template <class T>
+  void put(T v) {
+    static_assert(std::endian::native == std::endian::little, "mpacc model files are little-endian");
+    char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));
+    buf.append(b, sizeof(T));
+  }
+  void put_bytes(const void* p, std::size_t n) { buf.append(static_cast<const char*>(p), n); }
+};
+
+// Bounds-checked little-endian reads from the bytes of a model file.
+struct reader {
+  std::string_view b;
+  std::size_t pos = 0;
+  const std::string& file;
+  void need(std::uint64_t n, const char* what) const {
+    if (b.size() - pos < n)
+      throw std::runtime_error(file + ": truncated model file (reading " + what + " at byte " + std::to_string(pos) +
+                               ")");
+  }
+  template <class T>
+  T get(const char* what) {
+    need(sizeof(T), what);
+    T v;
+    std::memcpy(&v, b.data() + pos, sizeof(T));
+    pos += sizeof(T);
+    return v;
+  }
+};
+
+inline std::string_view as_chars(std::span<const std::uint8_t> bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+inline std::span<const std::uint8_t> as_bytes(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+// An allocation failure or a length error, whatever its cause, becomes one line naming the file.
+template <class F>
+auto naming_file(const std::string& name, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    throw std::runtime_error(name + ": out of memory");
+  } catch (const std::length_error&) {
+    throw std::runtime_error(name + ": sizes too large");
+  }
+}
+
+// Appends the CRC-32 of w.buf and writes it to `file` through a temporary file
+// in the same folder renamed into place (model_io.cpp).
+void write_model_bytes(writer& w, const std::filesystem::path& file);
+// Checks the trailing CRC-32 of a model file whose content ends at r.pos
+// (throws std::runtime_error naming trailing bytes or a mismatch).
+void check_model_crc(const reader& r, std::span<const std::uint8_t> data, const std::string& name);
+
+}  // namespace mpacc::io::detail
