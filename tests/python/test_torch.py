@@ -111,3 +111,25 @@ def test_e4m3_pass_through_algorithm1(trained):
     assert alg.disagreements <= low.disagreements
     random = runner.run("random-active", counts=alg)
     assert [c.sum() for c in random.counts] == [c.sum() for c in alg.counts]
+
+
+def test_from_torch_rejects_what_it_cannot_convert():
+    nn = torch.nn
+    with pytest.raises(ValueError, match="Conv2d"):
+        mpacc.from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()))
+    with pytest.raises(ValueError, match="does not follow a Linear"):
+        mpacc.from_torch(nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Tanh()))
+    with pytest.raises(ValueError, match="does not follow a Linear"):
+        mpacc.from_torch(nn.Sequential(nn.ReLU(), nn.Linear(3, 2)))
+    with pytest.raises(ValueError, match="approximate"):
+        mpacc.from_torch(nn.Sequential(nn.Linear(3, 2), nn.GELU(approximate="tanh")))
+    with pytest.raises(ValueError, match="Sequential"):
+        mpacc.from_torch(nn.Linear(3, 2))
+    # nested Sequentials, no bias, leaky ReLU's slope, Dropout
+    m = nn.Sequential(nn.Sequential(nn.Linear(3, 4, bias=False), nn.LeakyReLU(0.125)), nn.Dropout(0.5),
+                      nn.Linear(4, 2))
+    net = mpacc.from_torch(m)
+    assert net.arch == "3-4-2" and net.activations == ["leaky-relu", "identity"]
+    W, b, act, slope = net.layer(0)
+    assert slope == 0.125 and np.all(b == 0)
+    assert np.array_equal(W, m.state_dict()["0.0.weight"].double().numpy())

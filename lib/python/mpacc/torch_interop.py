@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """PyTorch interop: torch.nn.Sequential <-> mpacc.Network.
 
-from_torch reads the parameters directly (Linear.weight is n_out x n_in,
-the same layout as mpacc's W); float32 parameters become float64 exactly.
+from_torch reads the model's state_dict (Linear.weight is n_out x n_in, the
+same layout as mpacc's W); float32 parameters become float64 exactly.
 Supported modules: Linear, the activations ReLU, Tanh, Sigmoid, GELU
 (approximate='none'), SiLU, LeakyReLU, Identity, and the no-ops of inference
 (Flatten before the first Linear, Dropout). Anything else raises ValueError
@@ -35,35 +35,34 @@ def _activation(module):
     return None
 
 
-def _flatten(model):
-    """The leaf modules of nested Sequentials, in order."""
+def _leaves(model, prefix=""):
+    """(state_dict key prefix, module) of the leaf modules of nested Sequentials, in order."""
     if isinstance(model, torch.nn.Sequential):
         out = []
-        for m in model:
-            out.extend(_flatten(m))
+        for name, m in model.named_children():
+            out.extend(_leaves(m, prefix + name + "."))
         return out
-    return [model]
+    return [(prefix, model)]
 
 
 def from_torch(model):
     """Converts `model`, a torch.nn.Sequential (nested ones are flattened) of
     Linear layers each optionally followed by one activation, into an
-    mpacc.Network. The parameters are read from the modules (the state_dict's
-    tensors), converted to float64 without rounding. A Linear layer without a
-    following activation gets 'identity' (the last one: the logits)."""
+    mpacc.Network. The weights and biases are the tensors of
+    model.state_dict() (keys '<path>.weight', '<path>.bias'), converted to
+    float64 without rounding. A Linear layer without a following activation
+    gets 'identity' (the last one: the logits)."""
     if not isinstance(model, torch.nn.Sequential):
         raise ValueError("from_torch: expected a torch.nn.Sequential, got %s" % type(model).__name__)
-    layers = []  # [W, b, act, slope]
-    for i, m in enumerate(_flatten(model)):
-        name = "module %d (%s)" % (i, type(m).__name__)
+    state = model.state_dict()
+    layers = []  # [W, b, act, slope, activation given]
+    for i, (prefix, m) in enumerate(_leaves(model)):
+        name = "module %d '%s' (%s)" % (i, prefix[:-1], type(m).__name__)
         if isinstance(m, torch.nn.Linear):
-            with torch.no_grad():
-                W = m.weight.detach().cpu().to(torch.float64).numpy().copy()
-                if m.bias is not None:
-                    b = m.bias.detach().cpu().to(torch.float64).numpy().copy()
-                else:
-                    b = np.zeros(W.shape[0])
-            layers.append([W, b, "identity", 0.01])
+            W = state[prefix + "weight"].detach().cpu().to(torch.float64).numpy().copy()
+            key = prefix + "bias"
+            b = state[key].detach().cpu().to(torch.float64).numpy().copy() if key in state else np.zeros(W.shape[0])
+            layers.append([W, b, "identity", 0.01, False])
             continue
         if isinstance(m, (torch.nn.Identity, torch.nn.Dropout)):
             continue
@@ -75,10 +74,10 @@ def from_torch(model):
         if act is None:
             raise ValueError("from_torch: %s is not supported (Linear, ReLU, Tanh, Sigmoid, GELU, SiLU, "
                              "LeakyReLU, Identity, Dropout, a leading Flatten)" % name)
-        if not layers or layers[-1][2] != "identity" or layers[-1][4:]:
+        if not layers or layers[-1][4]:
             raise ValueError("from_torch: %s does not follow a Linear layer directly" % name)
         layers[-1][2], layers[-1][3] = act
-        layers[-1].append("set")  # marks the activation as given
+        layers[-1][4] = True
     if not layers:
         raise ValueError("from_torch: the model has no Linear layer")
     return _core.Network([tuple(l[:4]) for l in layers])
