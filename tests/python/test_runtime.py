@@ -72,15 +72,15 @@ def test_no_memory_growth_under_repeated_calls():
     mpacc.register_indicator("test-mem", lambda v: np.abs(v.v_low) < 0.5, lambda v: 1.0)
 
     def work():
-        y, f = mpacc.round(x, "e4m3", flags="each")
+        y, f = mpacc.round(x, "e4m3", flags="each", threads=1)
         mpacc.round(x, "binary16", mode="stochastic", seed=3, threads=1)
         mpacc.dot(W[0], X[0], 0.5, acc="bfloat16")
-        mpacc.dense(X, W, b, acc="e4m3-ieee", flags=True)
-        mpacc.simulate(net, X, "acc=bfloat16")
-        mpacc.reference(net, X[:2], bits=100)
+        mpacc.dense(X, W, b, acc="e4m3-ieee", flags=True, threads=1)
+        mpacc.simulate(net, X, "acc=bfloat16", threads=1)
+        mpacc.reference(net, X[:2], bits=100, threads=1)
         p = mpacc.PrecisionConfig(mpacc.PrecisionConfig("acc=e4m3").to_dict())
         p.to_json()
-        r = mpacc.MixedRunner(net, X, labels).run("algorithm1", indicator="test-mem", keep_trace=True)
+        r = mpacc.MixedRunner(net, X, labels, threads=1).run("algorithm1", indicator="test-mem", keep_trace=True)
         r.logits, r.trace, r.counts
         try:
             mpacc.Format("bogus")
