@@ -51,15 +51,5 @@ def bits(a):
     return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
 
 
-def same_bits(a, b):
-    """Bit for bit, except that any two NaNs match: the vectorized sim::round_array
-    returns a NaN with the sign of the input where the scalar sim::round returns
-    +NaN (an overflow or infinity rounded to a format without infinities, e.g.
-    e4m3; docs/python.md). NaN-ness itself must match."""
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    b = np.ascontiguousarray(b, dtype=np.float64)
-    return a.shape == b.shape and bool(np.all((bits(a) == bits(b)) | (np.isnan(a) & np.isnan(b))))
-
-
 def u64(*values):
     return struct.pack("<%dQ" % len(values), *values)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mpacc
-from conftest import bits, same_bits, u64
+from conftest import bits, u64
 
 FORMATS = ["binary32", "tf32", "binary16", "bfloat16", "e5m2", "e4m3", "e4m3-ieee", "e3m2", "e2m1",
            "p=5,emin=-7,emax=8,inf=off,max=480"]
@@ -48,7 +48,7 @@ def test_round_every_mode(oracle, fmt):
                 ref_f = np.frombuffer(out[8 * n:], dtype=np.uint32)
                 what = "%s %s sat=%s sub=%s" % (fmt, mode, sat, sub)
                 assert np.array_equal(bits(y), bits(ref_y)), what
-                assert same_bits(y2, ref_y), what + " (round_array path)"
+                assert np.array_equal(bits(y2), bits(ref_y)), what + " (round_array path)"
                 assert np.array_equal(each, ref_f), what
                 assert all_flags == int(np.bitwise_or.reduce(ref_f)), what
 
