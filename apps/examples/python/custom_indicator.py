@@ -60,6 +60,7 @@ with open(out_csv, "w") as f:
         print("%-12s tau %-5g recomputed %6.2f %%  accuracy %.3f  disagreements %3d  KL %.3g  cost %.3f"
               % (ind, tau, 100 * r.fraction, r.accuracy, r.disagreements, r.kl_mean, r.weighted_cost))
 print("written", out_csv)
-# a sanity check of the sweep: recomputing more never happens at a larger tau
-fr = [r.fraction for ind, tau, r in rows if ind == "kdot-norm"]
+# a sanity check of the sweep: in the first layer (the same inputs for every tau) a
+# smaller tau recomputes at least the components a larger one does
+fr = [r.fraction_per_layer[0] for ind, tau, r in rows if ind == "kdot-norm"]
 sys.exit(0 if all(a <= b for a, b in zip(fr, fr[1:])) and fr[-1] > 0 else 1)
