@@ -170,7 +170,8 @@ indicator=name) and every other registry user then call it like a built-in one.
                  per sample and layer at the low format's cost (None: 0).
 
 Exceptions raised in the callables propagate out of MixedRunner.run. Registering an
-existing name replaces it.)doc";
+existing name replaces it; as for the C++ registry, register (or replace) indicators
+only while no run is in progress in another thread.)doc";
 
 }  // namespace
 
