@@ -13,6 +13,8 @@ packages=(
   clang libclang-rt-14-dev
   # the code style check and the static checks of scripts/test.sh
   clang-format clang-tidy
+  # the Python module (lib/python) and its tests: pybind11, NumPy, pytest, PyTorch
+  python3-dev python3-pybind11 pybind11-dev python3-numpy python3-pytest python3-torch
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -116,6 +116,8 @@ MPACC_CLONES unsigned round_ne_kernel(const double* __restrict in, double* __res
   const double scale = P.scale, top = P.top, cmin = P.cmin, c_nosub = P.c_nosub, min_normal = P.min_normal, max = P.max,
                ovf = P.overflow_value;
   const std::uint64_t ovf_bits = std::bit_cast<std::uint64_t>(ovf);
+  // a NaN replacing an overflow is +NaN, as the scalar rounding returns (no sign copied)
+  const std::uint64_t sign_kept_on_overflow = std::isnan(ovf) ? 0 : ~std::uint64_t{0};
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint64_t b = std::bit_cast<std::uint64_t>(in[i]);
     const std::uint64_t sign = b & detail::sign_mask;
@@ -135,7 +137,7 @@ MPACC_CLONES unsigned round_ne_kernel(const double* __restrict in, double* __res
     inexact |= inexact_i;
     underflow |= inexact_i & tiny;
     overflow |= finite & big;
-    out[i] = std::bit_cast<double>(rb | sign);
+    out[i] = std::bit_cast<double>(rb | (sign & (~big | sign_kept_on_overflow)));
   }
   return (inexact ? flag::inexact : 0u) | (underflow ? flag::underflow : 0u) | (overflow ? flag::overflow : 0u);
 }
