@@ -263,11 +263,11 @@ struct inner_operands {
 };
 // Computes the component at index `at` of the layer (R: the reference's
 // values, sim: the simulated layer), its bounds, cause and statistics (added
-// to st), exactly as for a neuron of an MLP.
+// to st), exactly as for a neuron of an MLP; NL: the number of local-bound lambdas.
 component_result inner_component(const inner_operands& o, const layer_models& M, const act_model& A,
                                  const sim::activation_fn& act, const nn::layer_values& R,
                                  const nn::simulated_layer& sim_layer, std::size_t at, unsigned upstream,
-                                 bool first_layer, std::size_t lambdas, layer_stats& st);
+                                 bool first_layer, std::size_t NL, layer_stats& st);
 
 // Adds a component to the statistics: its violations or why it is uncovered,
 // tightness, the first-order estimate (u: the accumulator's unit roundoff,

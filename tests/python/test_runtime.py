@@ -39,9 +39,18 @@ def python_progress_during(call):
 
 def test_gil_released_in_long_calls():
     rng = np.random.default_rng(1)
-    X = rng.standard_normal((300, 512))
     W = rng.standard_normal((512, 512))
     b = np.zeros(512)
+    # a batch large enough that one call lasts over 0.05 s on this machine (a fast,
+    # idle processor needs more rows than a loaded one)
+    rows = 300
+    while True:
+        X = rng.standard_normal((rows, 512))
+        start = time.perf_counter()
+        mpacc.dense(X, W, b, acc="binary16", threads=1)
+        if time.perf_counter() - start > 0.1 or rows >= 300 * 64:
+            break
+        rows *= 2
 
     def dense():
         start = time.perf_counter()

@@ -129,9 +129,11 @@ struct py_callable {
   py_callable(const py_callable&) = delete;
   py_callable& operator=(const py_callable&) = delete;
   ~py_callable() {
-    if (Py_IsInitialized() != 0) {
+    if (Py_IsInitialized() == 0) return;
+    try {
       py::gil_scoped_acquire gil;
       Py_DECREF(obj);
+    } catch (...) {  // the GIL could not be taken: leak the reference rather than terminate
     }
   }
   [[nodiscard]] py::object get() const { return py::reinterpret_borrow<py::object>(obj); }
@@ -270,7 +272,7 @@ component_samples rows).)doc",
           "recomputed components per [layer][sample]")
       .def_property_readonly(
           "logits",
-          [](py::object self) {
+          [](const py::object& self) {
             const auto& r = self.cast<const analysis::mixed_result&>();
             const std::size_t n = r.samples ? r.logits.size() / r.samples : 0;
             return view(r.logits.data(), {static_cast<py::ssize_t>(r.samples), static_cast<py::ssize_t>(n)}, self);
@@ -389,42 +391,42 @@ threads: -1 = the runner's. Returns a MixedResult.)doc",
       .def_property_readonly("last", [](const py_layer_view& v) { return v.get().last(); })
       .def_property_readonly(
           "x",
-          [](py::object self) {
+          [](const py::object& self) {
             const auto& lv = self.cast<const py_layer_view&>().get();
             return lv_array(self, lv.x, lv.batch, lv.n_in);
           },
           "the layer's (mixed) input, batch x n_in")
       .def_property_readonly(
           "v_low",
-          [](py::object self) {
+          [](const py::object& self) {
             const auto& lv = self.cast<const py_layer_view&>().get();
             return lv_array(self, lv.v_low, lv.batch, lv.n_out);
           },
           "the low-precision pre-activations, batch x n_out")
       .def_property_readonly(
           "W",
-          [](py::object self) {
+          [](const py::object& self) {
             const auto& lv = self.cast<const py_layer_view&>().get();
             return lv_array(self, lv.weights->W.data(), lv.n_out, lv.n_in);
           },
           "the stored weights, n_out x n_in")
       .def_property_readonly(
           "b",
-          [](py::object self) {
+          [](const py::object& self) {
             const auto& lv = self.cast<const py_layer_view&>().get();
             return view(lv.weights->b.data(), {static_cast<py::ssize_t>(lv.n_out)}, self);
           },
           "the stored biases")
       .def_property_readonly(
           "row_norms",
-          [](py::object self) {
+          [](const py::object& self) {
             const auto& lv = self.cast<const py_layer_view&>().get();
             return view(lv.row_norms->data(), {static_cast<py::ssize_t>(lv.row_norms->size())}, self);
           },
           "||w_i||_2 per row")
       .def(
           "abs_numerator",
-          [](py::object self) {
+          [](const py::object& self) {
             const auto& lv = self.cast<const py_layer_view&>().get();
             const auto& a = lv.abs_numerator();
             return lv_array(self, a.data(), lv.batch, lv.n_out);
@@ -432,7 +434,7 @@ threads: -1 = the runner's. Returns a MixedResult.)doc",
           "the low-precision accumulation of |W||x| + |b| (batch x n_out), computed on first use")
       .def_property_readonly(
           "score",
-          [](py::object self) {
+          [](const py::object& self) {
             const auto& v = self.cast<const py_layer_view&>();
             const auto& lv = v.get();
             if (!v.score) throw std::runtime_error("LayerView.score: only in compute(), not in overhead()");
@@ -473,6 +475,9 @@ threads: -1 = the runner's. Returns a MixedResult.)doc",
           auto holder = py::cast(py_layer_view{&lv, &score});
           struct reset {  // the views must not outlive the call
             py::object h;
+            explicit reset(py::object o) : h(std::move(o)) {}
+            reset(const reset&) = delete;
+            reset& operator=(const reset&) = delete;
             ~reset() { h.cast<py_layer_view&>() = py_layer_view{}; }
           } guard{holder};
           py::object r = c->get()(holder);
@@ -492,6 +497,9 @@ threads: -1 = the runner's. Returns a MixedResult.)doc",
           auto holder = py::cast(py_layer_view{&lv, nullptr});
           struct reset {
             py::object h;
+            explicit reset(py::object o) : h(std::move(o)) {}
+            reset(const reset&) = delete;
+            reset& operator=(const reset&) = delete;
             ~reset() { h.cast<py_layer_view&>() = py_layer_view{}; }
           } guard{holder};
           return o->get()(holder).cast<double>();

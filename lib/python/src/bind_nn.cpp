@@ -162,7 +162,9 @@ act_rounding, act_saturate (docs/design.md). to_dict()/to_json()/to_string() wri
           "every field as a dict (the JSON keys)")
       .def("check", &nn::precision_config::check, py::arg("layers"),
            "Raises ValueError when the per-layer lists do not fit a network of `layers` layers.")
-      .def(py::self == py::self)
+      .def(
+          "__eq__", [](const nn::precision_config& a, const nn::precision_config& b) { return a == b; },
+          py::is_operator())
       .def("__repr__", [](const nn::precision_config& p) { return "PrecisionConfig('" + p.to_string() + "')"; })
       .def(py::pickle([](const nn::precision_config& p) { return p.to_json(); },
                       [](const std::string& s) { return nn::parse_precision_json(s); }))

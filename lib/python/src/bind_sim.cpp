@@ -192,7 +192,8 @@ builds one. Wherever a format is expected, its name is accepted too.)doc")
       .def_property_readonly(
           "name", [](const sim::format& f) { return sim::to_string(f); },
           "the name of a named format, else its custom description")
-      .def(py::self == py::self)
+      .def(
+          "__eq__", [](const sim::format& a, const sim::format& b) { return a == b; }, py::is_operator())
       .def("__hash__", [](const sim::format& f) { return py::hash(py::str(sim::to_string(f))); })
       .def("__repr__", &format_repr)
       .def("__str__", [](const sim::format& f) { return sim::to_string(f); })

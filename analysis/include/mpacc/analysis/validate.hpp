@@ -178,7 +178,7 @@ validation_result validate(const nn::mlp& model, const reference_data& refd, con
 // divided by the window size, plus one rounding of the quotient.
 reference_data compute_reference(const nn::cnn& net, const io::dataset& data, const validate_options& opt,
                                  const nn::precision_config& p);
-validation_result validate(const nn::cnn& net, const reference_data& ref, const nn::precision_config& p,
+validation_result validate(const nn::cnn& model, const reference_data& refd, const nn::precision_config& p,
                            const validate_options& opt);
 
 // Writes <dir>/components.csv, <dir>/summary.json (with `manifest` merged in

@@ -67,7 +67,7 @@ void save_model(const nn::cnn& net, const std::filesystem::path& file, const std
 // load_model; also an unknown layer kind, a zero stride or size, a size over
 // max_layer_size, more than 2^31 weights in a layer, shapes that do not chain).
 nn::cnn load_cnn(const std::filesystem::path& file, std::string* metadata = nullptr);
-nn::cnn parse_cnn(std::span<const std::uint8_t> bytes, const std::string& name, std::string* metadata = nullptr);
+nn::cnn parse_cnn(std::span<const std::uint8_t> data, const std::string& name, std::string* metadata = nullptr);
 // Whether `file` is a version-2 (convolutional) model file: its first 12 bytes
 // are the magic and version 2. False for anything else (an MLP file, .npz, a
 // missing file); the loaders then say what is wrong.
