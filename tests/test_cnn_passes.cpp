@@ -312,6 +312,16 @@ TEST_CASE("cnn model files: truncated and corrupted files give one runtime_error
   std::filesystem::remove_all(tmp_dir);
 }
 
+TEST_CASE("conv2d_shape::validate refuses more than 2^31 weights without overflowing", "[cnn][io]") {
+  // c_in kh kw = 2^72 wrapped to 0 in 64 bits before the check was made by division
+  auto s = conv_shape(std::size_t{1} << 24, std::size_t{1} << 24, std::size_t{1} << 24, 1, std::size_t{1} << 24, 1, 0);
+  CHECK_THROWS_AS(s.validate(), std::invalid_argument);
+  s = conv_shape(std::size_t{1} << 20, 8, 8, std::size_t{1} << 12, 1, 1, 0);  // 2^32 weights
+  CHECK_THROWS_AS(s.validate(), std::invalid_argument);
+  s = conv_shape(std::size_t{1} << 19, 8, 8, std::size_t{1} << 12, 1, 1, 0);  // exactly 2^31
+  CHECK_NOTHROW(s.validate());
+}
+
 // ---------------------------------------------------------------------------
 // 3. the simulated pass
 
