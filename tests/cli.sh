@@ -192,6 +192,11 @@ grep -q '"kind": "maxpool"' "$cnndir/v/binary16_recursive/summary.json" ||
 expect_status "validate: a CNN, --precision with per-layer accumulators" 0 "deterministic violations: 0 propagated" \
   "$MPACC" validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --samples 2 --reference-bits 100 --out "$cnndir/v" --no-plots \
   --precision "acc=binary16,e4m3-ieee,bfloat16,e4m3-ieee,e4m3-ieee,binary16,e5m2,binary16;saturate=on;act=bfloat16"
+expect_status "train: lenet5 with tanh" 0 "model written to $cnndir/lenet-tanh.mpnn" \
+  "$MPACC" train --arch lenet5 --act tanh --epochs 1 --batch 8 --threads 1 --data "$cnndir" --out "$cnndir/lenet-tanh.mpnn"
+expect_status "validate: a tanh CNN" 0 "deterministic violations: 0 propagated (v 0, y 0), 0 per inner product" \
+  "$MPACC" validate --model "$cnndir/lenet-tanh.mpnn" --data "$cnndir" --samples 3 --acc bfloat16 --order pairwise \
+  --out "$cnndir/v" --no-plots
 expect_error "train: --lr-steps for an MLP" "--lr-steps: only for --arch lenet5" "" train --lr-steps 3 --out "$cnndir/m.mpnn" --data "$cnndir"
 rm -rf "$cnndir"
 

@@ -312,6 +312,16 @@ TEST_CASE("cnn model files: truncated and corrupted files give one runtime_error
   std::filesystem::remove_all(tmp_dir);
 }
 
+TEST_CASE("conv2d_shape::validate refuses more than 2^31 weights without overflowing", "[cnn][io]") {
+  // c_in kh kw = 2^72 wrapped to 0 in 64 bits before the check was made by division
+  auto s = conv_shape(std::size_t{1} << 24, std::size_t{1} << 24, std::size_t{1} << 24, 1, std::size_t{1} << 24, 1, 0);
+  CHECK_THROWS_AS(s.validate(), std::invalid_argument);
+  s = conv_shape(std::size_t{1} << 20, 8, 8, std::size_t{1} << 12, 1, 1, 0);  // 2^32 weights
+  CHECK_THROWS_AS(s.validate(), std::invalid_argument);
+  s = conv_shape(std::size_t{1} << 19, 8, 8, std::size_t{1} << 12, 1, 1, 0);  // exactly 2^31
+  CHECK_NOTHROW(s.validate());
+}
+
 // ---------------------------------------------------------------------------
 // 3. the simulated pass
 
@@ -704,4 +714,29 @@ TEST_CASE("validate on a CNN with per-channel and per-pixel accumulator maps", "
     worst = std::max(worst, rel);
   }
   CHECK(b16 < e4 / 4);
+}
+
+TEST_CASE("validate on a CNN: stochastic and directed rounding, via, rounded products, exact reference inputs",
+          "[cnn][validate]") {
+  analysis::validate_options opt;
+  opt.csv_samples = 0;
+  const auto data = random_images(8, 2 * 7 * 7, 13);
+  for (const auto act : {sim::activation_fn{sim::activation::relu}, sim::activation_fn{sim::activation::tanh}}) {
+    const auto net = random_cnn(21, act);
+    for (const char* text : {"acc=bfloat16;rounding=stochastic;seed=3;order=pairwise",
+                             "acc=e5m2;rounding=toward-zero;product=binary16;order=blocked:8",
+                             "acc=e4m3-ieee;via=binary32;order=recursive;act=bfloat16;act_rounding=upward",
+                             "acc=binary16;inputs=bfloat16;order=blocked:8"}) {
+      for (const auto inputs : {analysis::reference_inputs::stored, analysis::reference_inputs::exact}) {
+        INFO(text << ", reference inputs " << analysis::to_string(inputs));
+        opt.ref_inputs = inputs;
+        const auto p = nn::parse_precision(text);
+        const auto ref = analysis::compute_reference(net, data, opt, p);
+        const auto r = analysis::validate(net, ref, p, opt);
+        CHECK(r.violations() == 0);
+        CHECK(r.total().components == 8 * 288);
+        CHECK(r.total().uncovered == 0);
+      }
+    }
+  }
 }

@@ -43,6 +43,34 @@ write("model", "no_chain", model([(3, 2, 1, 0.0), (3, 1, 0, 0.0)]))
 write("model", "version2", model([(1, 1, 0, 0.0)], version=2))
 
 
+# --- convolutional networks' model files (version 2, docs/model-format.md)
+def cnn_model(chw, layers, meta=b"", crc_ok=True):
+    b = b"MPACCNN\0" + struct.pack("<IIQ", 2, len(layers), len(meta)) + meta
+    b += struct.pack("<QQQ", *chw)
+    for kind, dims, act, n_weights, n_bias in layers:
+        b += struct.pack("<B", kind) + b"".join(struct.pack("<Q", d) for d in dims)
+        if act is not None:
+            b += struct.pack("<Bd", act, 0.01)
+        b += b"".join(struct.pack("<d", 0.25 * (k % 5) - 0.5) for k in range(n_weights))
+        b += b"".join(struct.pack("<d", 0.125 * k) for k in range(n_bias))
+    crc = zlib.crc32(b) ^ (0 if crc_ok else 1)
+    return b + struct.pack("<I", crc)
+
+
+# 1x6x6 -> conv 1->2 3x3 p1 relu -> maxpool 2 -> avgpool 3 s3 (2x1x1) -> flatten -> dense 2x3
+cnn_ok = cnn_model((1, 6, 6), [
+    (1, (1, 6, 6, 2, 3, 3, 1, 1, 1, 1), 1, 18, 2),
+    (2, (2, 6, 6, 2, 2, 2, 2, 0, 0), None, 0, 0),
+    (3, (2, 3, 3, 3, 3, 3, 3, 1, 1), None, 0, 0),
+    (4, (2, 1, 1), None, 0, 0),
+    (0, (2, 3), 0, 6, 3)], b'{"note":"seed"}')
+write("cnn_model", "ok", cnn_ok)
+write("cnn_model", "bad_crc", cnn_model((1, 1, 1), [(0, (1, 1), 0, 1, 1)], crc_ok=False))
+write("cnn_model", "truncated", cnn_ok[:90])
+write("cnn_model", "mlp_version1", ok)
+write("cnn_model", "no_chain", cnn_model((1, 4, 4), [(4, (1, 4, 4), None, 0, 0), (0, (15, 2), 0, 30, 2)]))
+
+
 # --- .npy / .npz
 # the .npy writer of the committed test fixture (tests/data/make_npz_fixture.py)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))

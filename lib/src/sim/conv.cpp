@@ -15,49 +15,13 @@ namespace mpacc::sim {
 
 namespace {
 
-constexpr std::size_t max_axis = std::size_t{1} << 24;
 // below this many elements (or terms) a loop runs on the calling thread: a
 // parallel region costs more than the work
 constexpr std::size_t parallel_min = std::size_t{1} << 15;
 // im2col rows per piece of a batch (the lowered piece then stays in cache)
 constexpr std::size_t default_piece_rows = 4096;
 
-std::string dims(std::size_t a, std::size_t b) { return std::to_string(a) + "x" + std::to_string(b); }
-
 }  // namespace
-
-void conv2d_shape::validate() const {
-  for (const auto& [v, name] : {std::pair{c_in, "c_in"},
-                                {h, "h"},
-                                {w, "w"},
-                                {c_out, "c_out"},
-                                {kh, "kh"},
-                                {kw, "kw"},
-                                {stride_h, "stride_h"},
-                                {stride_w, "stride_w"}})
-    if (v == 0 || v > max_axis)
-      throw std::invalid_argument(std::string("conv2d: ") + name + " = " + std::to_string(v) +
-                                  " (must be in 1 .. 2^24)");
-  if (pad_h > max_axis || pad_w > max_axis) throw std::invalid_argument("conv2d: padding beyond 2^24");
-  if (kh > h + 2 * pad_h || kw > w + 2 * pad_w)
-    throw std::invalid_argument("conv2d: kernel " + dims(kh, kw) + " larger than the padded input " +
-                                dims(h + 2 * pad_h, w + 2 * pad_w));
-  if (patch() > (std::size_t{1} << 31) || c_out * patch() > (std::size_t{1} << 31))
-    throw std::invalid_argument("conv2d: more than 2^31 weights");
-}
-
-void pool2d_shape::validate() const {
-  for (const auto& [v, name] :
-       {std::pair{c, "c"}, {h, "h"}, {w, "w"}, {kh, "kh"}, {kw, "kw"}, {stride_h, "stride_h"}, {stride_w, "stride_w"}})
-    if (v == 0 || v > max_axis)
-      throw std::invalid_argument(std::string("pool2d: ") + name + " = " + std::to_string(v) +
-                                  " (must be in 1 .. 2^24)");
-  if (2 * pad_h > kh || 2 * pad_w > kw)
-    throw std::invalid_argument("pool2d: padding " + dims(pad_h, pad_w) + " more than half the window " + dims(kh, kw));
-  if (kh > h + 2 * pad_h || kw > w + 2 * pad_w)
-    throw std::invalid_argument("pool2d: window " + dims(kh, kw) + " larger than the padded input " +
-                                dims(h + 2 * pad_h, w + 2 * pad_w));
-}
 
 // ---------------------------------------------------------------------------
 // im2col
