@@ -50,6 +50,20 @@ struct reader {
     pos += sizeof(T);
     return v;
   }
+  // The header fields after the version, common to both versions: the layer
+  // count (at most `limit`, returned) and the metadata (copied to `metadata`
+  // when given, skipped otherwise).
+  std::uint32_t layers_and_metadata(std::uint32_t limit, std::string* metadata) {
+    const auto n_layers = get<std::uint32_t>("layer count");
+    if (n_layers > limit)
+      throw std::runtime_error(file + ": " + std::to_string(n_layers) + " layers, over the limit of " +
+                               std::to_string(limit));
+    const auto meta_len = get<std::uint64_t>("metadata length");
+    need(meta_len, "metadata");
+    if (metadata) metadata->assign(b.data() + pos, meta_len);
+    pos += meta_len;
+    return n_layers;
+  }
 };
 
 inline std::string_view as_chars(std::span<const std::uint8_t> bytes) {

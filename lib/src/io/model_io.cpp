@@ -101,14 +101,7 @@ mlp parse_model(std::span<const std::uint8_t> data, const std::string& name, std
     if (version != detail::kMlpVersion)
       throw std::runtime_error(name + ": model file version " + std::to_string(version) +
                                " is not supported (expected 1)");
-    const auto n_layers = r.get<std::uint32_t>("layer count");
-    if (n_layers > max_layers)
-      throw std::runtime_error(name + ": " + std::to_string(n_layers) + " layers, over the limit of " +
-                               std::to_string(max_layers));
-    const auto meta_len = r.get<std::uint64_t>("metadata length");
-    r.need(meta_len, "metadata");
-    if (metadata) metadata->assign(bytes.data() + r.pos, meta_len);
-    r.pos += meta_len;
+    const auto n_layers = r.layers_and_metadata(max_layers, metadata);
     mlp net;
     for (std::uint32_t k = 0; k < n_layers; ++k) {
       dense_layer l;
