@@ -261,7 +261,7 @@ mixed_result cnn_mixed_runner::run(const selection& sel, int threads) const {
       }
       if (matched) {
         if (oracle) {
-          detail::true_values(d, std::vector<double>(X, X + R * d.n_in), R, vt_pm, thr);
+          detail::true_values(d, X == in.data() ? in : cols, R, vt_pm, thr);  // X is one of them
           to_nchw(vt_pm, B, pix, d.n_out, v_true);
         }
         const auto S = static_cast<std::ptrdiff_t>(B);
