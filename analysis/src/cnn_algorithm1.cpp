@@ -112,7 +112,7 @@ cnn_mixed_runner::cnn_mixed_runner(const nn::cnn& net, const io::dataset& data, 
     sim::prepared_dense low(W, d.b, detail::spec_for(cfg, k, cfg.low(k)));
     sim::prepared_dense high(W, d.b, detail::spec_for(cfg, k, cfg.high));
     sim::prepared_dense abs_low({aw.data(), d.n_out, d.n_in}, ab, detail::spec_for(cfg, k, cfg.low(k)));
-    inner_.push_back(inner{std::move(d), std::move(low), std::move(high), std::move(abs_low), std::move(norms)});
+    inner_.emplace_back(inner{std::move(d), std::move(low), std::move(high), std::move(abs_low), std::move(norms)});
   }
   // the binary64 reference, layer by layer
   std::vector<double> in =
