@@ -198,6 +198,15 @@ expect_status "validate: a tanh CNN" 0 "deterministic violations: 0 propagated (
   "$MPACC" validate --model "$cnndir/lenet-tanh.mpnn" --data "$cnndir" --samples 3 --acc bfloat16 --order pairwise \
   --out "$cnndir/v" --no-plots
 expect_error "train: --lr-steps for an MLP" "--lr-steps: only for --arch lenet5" "" train --lr-steps 3 --out "$cnndir/m.mpnn" --data "$cnndir"
+expect_status "cnn-sweep: Algorithm 1 on a CNN" 0 "results: $cnndir/s/results.csv" \
+  "$MPACC" cnn-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir" --samples 4 --taus 1,0.1 \
+  --indicators kprime-companion --baselines random-active,oracle-local --seeds 2 --out "$cnndir/s" --threads 1
+# uniform-low, uniform-high, exact; per tau: algorithm1, 2 random-active seeds, oracle-local; the header
+[[ $(wc -l < "$cnndir/s/results.csv") -eq 12 ]] && grep -q "^mnist-lenet,blocked:8,algorithm1,kprime-companion," "$cnndir/s/results.csv" ||
+  { echo "FAIL: cnn-sweep results.csv"; fails=$((fails + 1)); }
+expect_error "cnn-sweep: an unknown baseline" "unknown baseline 'oracle'" "" \
+  cnn-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir" --baselines oracle
+expect_error "cnn-sweep: an MLP model" "is not a CNN model file" "" cnn-sweep --model "$fixture" --data "$cnndir"
 rm -rf "$cnndir"
 
 # sweeps: configuration errors name the file and the key

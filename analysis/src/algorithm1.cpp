@@ -14,6 +14,7 @@
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "mpacc/sim/threads.hpp"
+#include "algorithm1_internal.hpp"
 
 namespace mpacc::analysis {
 
@@ -196,6 +197,26 @@ double mcnemar_p(std::size_t b, std::size_t c) {
 
 namespace {
 
+// kappa_act(v) > 0 or v = 0 (random-active's candidates), without evaluating
+// tanh's kappa_act (positive up to |v| = 400, where it underflows)
+bool can_matter(const sim::activation_fn& f, double v) {
+  switch (f.kind) {
+    case sim::activation::relu:
+      return v >= 0;
+    case sim::activation::identity:
+    case sim::activation::leaky_relu:
+      return true;
+    case sim::activation::tanh:
+      return !(std::fabs(v) > 400);
+    default:
+      return v == 0 || sim::kappa_act(f, v) > 0;
+  }
+}
+
+}  // namespace
+
+namespace detail {
+
 // plain binary64 inner products (the oracles' notion of the true value: its
 // error is far below any low-precision accumulator's)
 void true_values(const nn::dense_layer& l, const std::vector<double>& x, std::size_t batch, std::vector<double>& v,
@@ -230,23 +251,114 @@ sim::layer_spec spec_for(const mixed_config& cfg, std::size_t k, const sim::form
   return s;
 }
 
-// kappa_act(v) > 0 or v = 0 (random-active's candidates), without evaluating
-// tanh's kappa_act (positive up to |v| = 400, where it underflows)
-bool can_matter(const sim::activation_fn& f, double v) {
-  switch (f.kind) {
-    case sim::activation::relu:
-      return v >= 0;
-    case sim::activation::identity:
-    case sim::activation::leaky_relu:
-      return true;
-    case sim::activation::tanh:
-      return !(std::fabs(v) > 400);
-    default:
-      return v == 0 || sim::kappa_act(f, v) > 0;
+void threshold_levels(const std::vector<double>& score, const std::vector<double>& scale, double tau,
+                      std::vector<std::uint8_t>& mask) {
+  const auto top = static_cast<std::uint8_t>(scale.size());
+  mask.resize(score.size());
+  for (std::size_t t = 0; t < score.size(); ++t) {
+    std::uint8_t lvl = top;
+    for (std::size_t j = 0; j < scale.size(); ++j)
+      if (score[t] * scale[j] <= tau) {
+        lvl = static_cast<std::uint8_t>(j);
+        break;
+      }
+    mask[t] = lvl;
   }
 }
 
-}  // namespace
+void select_matched(const selection& sel, std::size_t k, std::size_t s, std::size_t want, const sim::activation_fn& act,
+                    const double* v, const double* vt, const double* vh, std::size_t n, std::uint8_t* mask) {
+  using kind = selection::kind;
+  std::vector<std::size_t> idx;
+  idx.reserve(n);
+  for (std::size_t i = 0; i < n; ++i)
+    if (sel.type != kind::random_active || can_matter(act, v[i])) idx.push_back(i);
+  const std::size_t take = std::min(want, idx.size());
+  if (sel.type == kind::random || sel.type == kind::random_active) {
+    // the first `take` of a seeded Fisher-Yates shuffle, one stream per (layer, sample)
+    sim::random_stream rng(sel.seed ^ (0x9e3779b97f4a7c15ULL * (k + 1)) ^ (s * 0xbf58476d1ce4e5b9ULL));
+    for (std::size_t i = 0; i < take; ++i) {
+      __extension__ typedef unsigned __int128 u128;
+      const std::size_t j = i + static_cast<std::size_t>((static_cast<u128>(rng()) * (idx.size() - i)) >> 64);
+      std::swap(idx[i], idx[j]);
+    }
+  } else {
+    // a key per component; the largest keys first, ties by index
+    std::vector<double> key(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      switch (sel.type) {
+        case kind::smallest:
+          key[i] = -std::fabs(v[i]);
+          break;
+        case kind::oracle_pre:
+          key[i] = std::fabs(v[i] - vt[i]);
+          break;
+        case kind::oracle_local:
+          key[i] = std::fabs(sim::apply(act, v[i]) - sim::apply(act, vt[i]));
+          break;
+        default: {
+          const double y = sim::apply(act, vt[i]);
+          key[i] = std::fabs(sim::apply(act, v[i]) - y) - std::fabs(sim::apply(act, vh[i]) - y);
+        }
+      }
+      if (std::isnan(key[i])) key[i] = std::numeric_limits<double>::infinity();
+    }
+    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(take), idx.end(),
+                      [&](std::size_t a, std::size_t b) { return key[a] > key[b] || (key[a] == key[b] && a < b); });
+  }
+  for (std::size_t i = 0; i < take; ++i) mask[idx[i]] = 1;
+}
+
+double tiles_at(const std::vector<std::uint8_t>& mask, std::size_t batch, std::size_t n_out, std::size_t tile_rows,
+                std::size_t tile_samples, std::uint8_t lvl) {
+  double tiles = 0;
+  const std::size_t R = tile_rows, T = tile_samples;
+  for (std::size_t s0 = 0; s0 < batch; s0 += T)
+    for (std::size_t i0 = 0; i0 < n_out; i0 += R) {
+      const std::size_t s1 = std::min(batch, s0 + T), i1 = std::min(n_out, i0 + R);
+      bool hit = false;
+      for (std::size_t s = s0; s < s1 && !hit; ++s)
+        for (std::size_t i = i0; i < i1 && !hit; ++i) hit = mask[s * n_out + i] == lvl;
+      if (hit) tiles += static_cast<double>((s1 - s0) * (i1 - i0));
+    }
+  return tiles;
+}
+
+void logit_metrics(mixed_result& res, std::vector<double>&& z_all, const std::vector<double>& zr_all,
+                   const std::vector<std::uint8_t>& labels, std::size_t C) {
+  const std::size_t B = res.samples;
+  double err = 0, kl_sum = 0;
+  std::vector<double> kl(B);
+  res.is_correct.assign(B, 0);
+  res.disagrees.assign(B, 0);
+  for (std::size_t s = 0; s < B; ++s) {
+    const double* z = z_all.data() + s * C;
+    const double* zr = zr_all.data() + s * C;
+    const std::size_t a = nn::argmax({z, C});
+    res.is_correct[s] = a == labels[s];
+    res.disagrees[s] = a != nn::argmax({zr, C});
+    res.correct += res.is_correct[s];
+    res.disagreements += res.disagrees[s];
+    double num = 0, den = 0;
+    for (std::size_t c = 0; c < C; ++c) {
+      num = std::max(num, std::fabs(z[c] - zr[c]));
+      den = std::max(den, std::fabs(zr[c]));
+    }
+    err += den > 0 ? num / den : num;
+    kl[s] = kl_softmax(zr, z, C);
+    kl_sum += kl[s];
+  }
+  res.accuracy = static_cast<double>(res.correct) / static_cast<double>(B);
+  res.mean_relative_error = err / static_cast<double>(B);
+  res.kl_mean = kl_sum / static_cast<double>(B);
+  res.kl_q99 = quantiles_of(kl).q99;
+  res.logits = std::move(z_all);
+}
+
+}  // namespace detail
+
+using detail::spec_for;
+using detail::true_values;
 
 double kl_softmax(const double* zp, const double* zq, std::size_t C) {
   auto lse = [C](const double* z) {
@@ -470,15 +582,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
       std::vector<double> scale(M - 1, 1.0);
       const double u0 = unit_roundoff(level_fmt[0], cfg_.precision.rounding);
       for (std::size_t j = 1; j + 1 < M; ++j) scale[j] = unit_roundoff(level_fmt[j], cfg_.precision.rounding) / u0;
-      for (std::size_t t = 0; t < score.size(); ++t) {
-        std::uint8_t lvl = top;
-        for (std::size_t j = 0; j + 1 < M; ++j)
-          if (score[t] * scale[j] <= sel.tau) {
-            lvl = static_cast<std::uint8_t>(j);
-            break;
-          }
-        mask[t] = lvl;
-      }
+      detail::threshold_levels(score, scale, sel.tau, mask);
       overhead = ind->overhead(lv);
     }
     if (matched) {
@@ -494,48 +598,9 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
       for (std::ptrdiff_t ss = 0; ss < S; ++ss) {
         const auto s = static_cast<std::size_t>(ss);
         const std::size_t want = std::min((*sel.counts)[k][s], l.n_out);
-        const double* v = vl->data() + s * l.n_out;
-        std::vector<std::size_t> idx;
-        idx.reserve(l.n_out);
-        for (std::size_t i = 0; i < l.n_out; ++i)
-          if (sel.type != kind::random_active || can_matter(l.act, v[i])) idx.push_back(i);
-        const std::size_t take = std::min(want, idx.size());
-        if (sel.type == kind::random || sel.type == kind::random_active) {
-          // the first `take` of a seeded Fisher-Yates shuffle, one stream per (layer, sample)
-          sim::random_stream rng(sel.seed ^ (0x9e3779b97f4a7c15ULL * (k + 1)) ^ (s * 0xbf58476d1ce4e5b9ULL));
-          for (std::size_t i = 0; i < take; ++i) {
-            __extension__ typedef unsigned __int128 u128;
-            const std::size_t j = i + static_cast<std::size_t>((static_cast<u128>(rng()) * (idx.size() - i)) >> 64);
-            std::swap(idx[i], idx[j]);
-          }
-        } else {
-          // a key per component; the largest keys first, ties by index
-          std::vector<double> key(l.n_out);
-          const double* vt = oracle ? v_true.data() + s * l.n_out : nullptr;
-          const double* vhs = sel.type == kind::oracle_gain ? vh->data() + s * l.n_out : nullptr;
-          for (std::size_t i = 0; i < l.n_out; ++i) {
-            switch (sel.type) {
-              case kind::smallest:
-                key[i] = -std::fabs(v[i]);
-                break;
-              case kind::oracle_pre:
-                key[i] = std::fabs(v[i] - vt[i]);
-                break;
-              case kind::oracle_local:
-                key[i] = std::fabs(sim::apply(l.act, v[i]) - sim::apply(l.act, vt[i]));
-                break;
-              default: {
-                const double y = sim::apply(l.act, vt[i]);
-                key[i] = std::fabs(sim::apply(l.act, v[i]) - y) - std::fabs(sim::apply(l.act, vhs[i]) - y);
-              }
-            }
-            if (std::isnan(key[i])) key[i] = std::numeric_limits<double>::infinity();
-          }
-          std::partial_sort(
-              idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(take), idx.end(),
-              [&](std::size_t a, std::size_t b) { return key[a] > key[b] || (key[a] == key[b] && a < b); });
-        }
-        for (std::size_t i = 0; i < take; ++i) mask[s * l.n_out + idx[i]] = 1;
+        detail::select_matched(
+            sel, k, s, want, l.act, vl->data() + s * l.n_out, oracle ? v_true.data() + s * l.n_out : nullptr,
+            sel.type == kind::oracle_gain ? vh->data() + s * l.n_out : nullptr, l.n_out, mask.data() + s * l.n_out);
       }
     }
     if (overflow_aware)
@@ -579,17 +644,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
     // tiles of tile_rows components x tile_samples samples: a tile with any
     // component at level j pays for the whole tile at level j
     auto tiles_at = [&](std::uint8_t lvl) {
-      double tiles = 0;
-      const std::size_t R = cfg_.tile_rows, T = cfg_.tile_samples;
-      for (std::size_t s0 = 0; s0 < B; s0 += T)
-        for (std::size_t i0 = 0; i0 < l.n_out; i0 += R) {
-          const std::size_t s1 = std::min(B, s0 + T), i1 = std::min(l.n_out, i0 + R);
-          bool hit = false;
-          for (std::size_t s = s0; s < s1 && !hit; ++s)
-            for (std::size_t i = i0; i < i1 && !hit; ++i) hit = mask[s * l.n_out + i] == lvl;
-          if (hit) tiles += static_cast<double>((s1 - s0) * (i1 - i0));
-        }
-      return tiles;
+      return detail::tiles_at(mask, B, l.n_out, cfg_.tile_rows, cfg_.tile_samples, lvl);
     };
     if (sel.type == kind::uniform_high) {
       cost += all * c_high;
@@ -641,33 +696,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
   res.weighted_cost = cost / cost_high;
   res.tile_cost = tile_cost / cost_high;
   const std::size_t C = net_.outputs();
-  const auto& zr_all = ref_y_.back();
-  double err = 0, kl_sum = 0;
-  std::vector<double> kl(B);
-  res.is_correct.assign(B, 0);
-  res.disagrees.assign(B, 0);
-  for (std::size_t s = 0; s < B; ++s) {
-    const double* z = in.data() + s * C;
-    const double* zr = zr_all.data() + s * C;
-    const std::size_t a = nn::argmax({z, C});
-    res.is_correct[s] = a == labels_[s];
-    res.disagrees[s] = a != nn::argmax({zr, C});
-    res.correct += res.is_correct[s];
-    res.disagreements += res.disagrees[s];
-    double num = 0, den = 0;
-    for (std::size_t c = 0; c < C; ++c) {
-      num = std::max(num, std::fabs(z[c] - zr[c]));
-      den = std::max(den, std::fabs(zr[c]));
-    }
-    err += den > 0 ? num / den : num;
-    kl[s] = kl_softmax(zr, z, C);
-    kl_sum += kl[s];
-  }
-  res.accuracy = static_cast<double>(res.correct) / static_cast<double>(B);
-  res.mean_relative_error = err / static_cast<double>(B);
-  res.kl_mean = kl_sum / static_cast<double>(B);
-  res.kl_q99 = quantiles_of(kl).q99;
-  res.logits = std::move(in);
+  detail::logit_metrics(res, std::move(in), ref_y_.back(), labels_, C);
   return res;
 }
 

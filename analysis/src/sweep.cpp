@@ -127,6 +127,27 @@ std::string shard_line(const sweep_config& c, std::size_t shard, std::size_t sha
          config_hash(c) + "\n";
 }
 
+std::string diagnostics_data(const std::vector<layer_diagnostics>& d, double u) {
+  // one block per layer: kappa_dot kappa_act rel_error kappa_dot*u
+  std::string s = "# per layer (blocks): kappa_dot kappa_act relative_error kappa_dot*u_low\n";
+  for (std::size_t k = 0; k < d.size(); ++k) {
+    s += "\n\n# layer " + std::to_string(k + 1) + "\n";
+    for (std::size_t t = 0; t < d[k].kappa_dot.size(); ++t) {
+      put_number(s, d[k].kappa_dot[t]);
+      s += ' ';
+      put_number(s, d[k].kappa_act[t]);
+      s += ' ';
+      put_number(s, d[k].rel_error[t]);
+      s += ' ';
+      put_number(s, d[k].kappa_dot[t] * u);
+      s += '\n';
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
 result_row row_of(const std::string& net, const std::string& order, const std::string& strategy,
                   const std::string& indicator, double tau, std::size_t seed, const mixed_result& r) {
   result_row x;
@@ -160,27 +181,6 @@ void pair_with(result_row& x, const mixed_result& mine, const std::string& other
   }
   x.mcnemar_p = mcnemar_p(x.mcnemar_b, x.mcnemar_c);
 }
-
-std::string diagnostics_data(const std::vector<layer_diagnostics>& d, double u) {
-  // one block per layer: kappa_dot kappa_act rel_error kappa_dot*u
-  std::string s = "# per layer (blocks): kappa_dot kappa_act relative_error kappa_dot*u_low\n";
-  for (std::size_t k = 0; k < d.size(); ++k) {
-    s += "\n\n# layer " + std::to_string(k + 1) + "\n";
-    for (std::size_t t = 0; t < d[k].kappa_dot.size(); ++t) {
-      put_number(s, d[k].kappa_dot[t]);
-      s += ' ';
-      put_number(s, d[k].kappa_act[t]);
-      s += ' ';
-      put_number(s, d[k].rel_error[t]);
-      s += ' ';
-      put_number(s, d[k].kappa_dot[t] * u);
-      s += '\n';
-    }
-  }
-  return s;
-}
-
-}  // namespace
 
 void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
   if (shards == 0 || shard >= shards) throw std::invalid_argument("shard index must be below the shard count");

@@ -26,6 +26,7 @@ command add_eval_command(CLI::App& app);
 command add_validate_command(CLI::App& app);
 command add_calibrate_command(CLI::App& app);
 command add_sweep_command(CLI::App& app);
+command add_cnn_sweep_command(CLI::App& app);
 command add_merge_command(CLI::App& app);
 command add_reproduce_command(CLI::App& app);
 

@@ -78,6 +78,7 @@ int run_main(int argc, char** argv) {
   add(add_validate_command);
   add(add_calibrate_command);
   add(add_sweep_command);
+  add(add_cnn_sweep_command);
   add(add_merge_command);
   add(add_reproduce_command);
   try {

@@ -108,6 +108,12 @@ struct result_row {
   double mcnemar_p = 1;
 };
 std::string csv_header();
+// The row of run r (its metrics, fraction and costs), as the sweep writes it.
+result_row row_of(const std::string& net, const std::string& order, const std::string& strategy,
+                  const std::string& indicator, double tau, std::size_t seed, const mixed_result& r);
+// Pairs row x (of run `mine`) with run `other` (named other_name) on the same
+// images: McNemar's counts and p-value of their argmax disagreements.
+void pair_with(result_row& x, const mixed_result& mine, const std::string& other_name, const mixed_result& other);
 std::string to_csv(const result_row& r);
 // Strict: every field present and well formed; throws std::runtime_error saying which.
 result_row parse_csv_row(const std::string& line);
