@@ -158,7 +158,7 @@ def test_reference_agrees_with_torch_float64(torch_cnn, mnist_subset):
     # mpacc's reference pass (200 bits, rounded to binary64) against torch's float64
     # forward on the 200 MNIST test images, layer by layer: torch's only errors are its
     # own binary64 roundings, at most gamma_n(2^-53) |W||x| for an inner product of n
-    # terms and ~2^-52 |y| for tanh-free layers, far below the stated 1e-12 relative bound
+    # terms and ~2^-52 |y| for tanh-free layers, far below the stated 1e-13 relative bound (observed: 5e-16)
     torch, model = torch_cnn
     X = mnist_subset[0]
     net = mpacc.from_torch(model, input_shape=(1, 28, 28))
@@ -173,7 +173,7 @@ def test_reference_agrees_with_torch_float64(torch_cnn, mnist_subset):
             y = ref[k]["y"]
             assert y.shape == yt.shape, k
             scale = np.max(np.abs(yt))
-            assert np.max(np.abs(y - yt)) <= 1e-12 * scale, "layer %d" % (k + 1)
+            assert np.max(np.abs(y - yt)) <= 1e-13 * scale, "layer %d" % (k + 1)
         # the argmax of the logits is the same wherever the top two are apart
         assert np.array_equal(np.argmax(ref[-1]["y"], axis=1), np.argmax(yt, axis=1))
 
