@@ -13,6 +13,9 @@
 //       -> Y (batch x n_out), flags (u32, batch x n_out)
 //   oracle alg1 MODEL PRECISION HIGH INDICATOR TAU   < rows cols (u64) X labels(u8)
 //       -> layers(u64), per layer its recomputed mask (u8, rows x n_out), then logits
+//   oracle cnn MODEL PRECISION   < rows cols (u64) X      (a CNN model file, nn::simulate(cnn))
+//       -> layers(u64), per layer n (u64, outputs per sample), v, y (rows x n), flags (u32, rows x n)
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -24,6 +27,7 @@
 
 #include "mpacc/analysis/algorithm1.hpp"
 #include "mpacc/io/model_io.hpp"
+#include "mpacc/nn/cnn_passes.hpp"
 #include "mpacc/nn/precision.hpp"
 #include "mpacc/ref/accumulate.hpp"
 #include "mpacc/sim/accumulate.hpp"
@@ -159,6 +163,22 @@ int main(int argc, char** argv) try {
     put(static_cast<std::uint64_t>(r.trace.size()));
     for (const auto& t : r.trace) put_n(t.recomputed);
     put_n(r.logits);
+  } else if (arg[0] == "cnn" && arg.size() == 3) {
+    const auto net = io::load_cnn(arg[1]);
+    const auto p = nn::parse_precision(arg[2]);
+    const auto rows = get<std::uint64_t>(), cols = get<std::uint64_t>();
+    const auto X = get_n<double>(rows * cols);
+    const auto r = nn::simulate(net, {X.data(), rows, cols}, p, 1);
+    put(static_cast<std::uint64_t>(r.size()));
+    for (const auto& l : r) {
+      const std::uint64_t n = rows ? l.y.size() / rows : 0;
+      put(n);
+      put_n(l.v);
+      put_n(l.y);
+      std::vector<std::uint32_t> fl(l.y.size(), 0);
+      if (l.flags.size() == fl.size()) std::copy(l.flags.begin(), l.flags.end(), fl.begin());
+      put_n(fl);
+    }
   } else {
     throw std::runtime_error("oracle: unknown command or wrong argument count");
   }

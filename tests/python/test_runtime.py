@@ -79,6 +79,11 @@ def test_no_memory_growth_under_repeated_calls():
     net = mpacc.Network([(W, b, "relu"), (rng.standard_normal((10, 16)), np.zeros(10), "identity")])
     labels = np.zeros(20, dtype=np.uint8)
     mpacc.register_indicator("test-mem", lambda v: np.abs(v.v_low) < 0.5, lambda v: 1.0)
+    # a CNN whose simulate() results are 125 kB per array (20 x 4 x 14 x 14 doubles: 19 MB if leaked)
+    cnn = mpacc.CNN((1, 16, 16), [{"type": "conv", "W": rng.standard_normal((4, 1, 3, 3)), "act": "relu"},
+                                  {"type": "maxpool", "kernel": 2}, {"type": "flatten"},
+                                  {"type": "dense", "W": rng.standard_normal((3, 196))}])
+    Xc = rng.standard_normal((20, 1, 16, 16))
 
     def work():
         y, f = mpacc.round(x, "e4m3", flags="each", threads=1)
@@ -87,6 +92,9 @@ def test_no_memory_growth_under_repeated_calls():
         mpacc.dense(X, W, b, acc="e4m3-ieee", flags=True, threads=1)
         mpacc.simulate(net, X, "acc=bfloat16", threads=1)
         mpacc.reference(net, X[:2], bits=100, threads=1)
+        mpacc.simulate(cnn, Xc, "acc=e4m3-ieee", threads=1)
+        mpacc.reference(cnn, Xc[:2], bits=100, threads=1)
+        cnn.layers
         p = mpacc.PrecisionConfig(mpacc.PrecisionConfig("acc=e4m3").to_dict())
         p.to_json()
         r = mpacc.MixedRunner(net, X, labels, threads=1).run("algorithm1", indicator="test-mem", keep_trace=True)

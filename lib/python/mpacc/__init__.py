@@ -16,11 +16,13 @@ from . import _core
 __all__ = [n for n in dir(_core) if not n.startswith("_")] + ["from_torch", "to_torch"]
 
 
-def from_torch(model):
+def from_torch(model, input_shape=None):
     """Converts a torch.nn.Sequential of Linear layers and activations into an
-    mpacc Network from its state (see mpacc.torch_interop.from_torch)."""
+    mpacc Network from its state; with input_shape=(c, h, w), one with Conv2d,
+    MaxPool2d, AvgPool2d and Flatten too into an mpacc CNN (see
+    mpacc.torch_interop.from_torch)."""
     from .torch_interop import from_torch as convert
-    return convert(model)
+    return convert(model, input_shape)
 
 
 def to_torch(net, dtype=None):

@@ -16,8 +16,6 @@
 
 namespace mpacc::python {
 
-namespace {
-
 std::string act_name(const sim::activation_fn& f) { return std::string(sim::to_string(f.kind)); }
 
 sim::activation_fn parse_act(const std::string& text, double slope) {
@@ -25,6 +23,8 @@ sim::activation_fn parse_act(const std::string& text, double slope) {
   std::replace(t.begin(), t.end(), '_', '-');
   return {sim::parse_activation(t), slope};
 }
+
+namespace {
 
 // A layer given as (W, b, act) or (W, b, act, slope).
 nn::dense_layer layer_from(const py::handle& item, std::size_t k) {
@@ -62,15 +62,15 @@ py::dict layer_dict(nn::layer_values&& l, std::size_t batch) {
   return d;
 }
 
+py::object opt_format(const std::optional<sim::format>& f) { return f ? py::cast(*f) : py::none(); }
+
+}  // namespace
+
 py::list forward_list(nn::forward_result&& r) {
   py::list out;
   for (auto& l : r.layers) out.append(layer_dict(std::move(l), r.batch));
   return out;
 }
-
-py::object opt_format(const std::optional<sim::format>& f) { return f ? py::cast(*f) : py::none(); }
-
-}  // namespace
 
 nn::precision_config make_precision(const py::object& spec) {
   if (spec.is_none()) return {};

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "mpacc/nn/precision.hpp"
+#include "mpacc/nn/reference.hpp"
+#include "mpacc/sim/activation.hpp"
 #include "mpacc/sim/accumulate.hpp"
 #include "mpacc/sim/format.hpp"
 #include "mpacc/sim/layer.hpp"
@@ -88,9 +90,18 @@ std::span<const double> as_span(const f64_array& a, const char* what);
 // string or a compact string; None gives the defaults.
 nn::precision_config make_precision(const py::object& spec);
 
+// An activation's name ('leaky-relu'), and one parsed from its name ('_' or '-').
+std::string act_name(const sim::activation_fn& f);
+sim::activation_fn parse_act(const std::string& text, double slope);
+
+// The reference pass's layers as dicts of (batch x n) arrays 'v', 'v_lo', 'y',
+// 'y_lo', 'v_bound', 'y_bound' (bind_nn.cpp).
+py::list forward_list(nn::forward_result&& r);
+
 void bind_sim(py::module_& m);
 void bind_nn(py::module_& m);
 void bind_analysis(py::module_& m);
+void bind_cnn(py::module_& m);
 
 }  // namespace mpacc::python
 

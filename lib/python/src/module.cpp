@@ -72,4 +72,5 @@ PYBIND11_MODULE(_core, m) {
   mpacc::python::bind_sim(m);
   mpacc::python::bind_nn(m);
   mpacc::python::bind_analysis(m);
+  mpacc::python::bind_cnn(m);
 }
