@@ -192,6 +192,12 @@ grep -q '"kind": "maxpool"' "$cnndir/v/binary16_recursive/summary.json" ||
 expect_status "validate: a CNN, --precision with per-layer accumulators" 0 "deterministic violations: 0 propagated" \
   "$MPACC" validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --samples 2 --reference-bits 100 --out "$cnndir/v" --no-plots \
   --precision "acc=binary16,e4m3-ieee,bfloat16,e4m3-ieee,e4m3-ieee,binary16,e5m2,binary16;saturate=on;act=bfloat16"
+expect_error "eval: --npz-arch names an architecture" "--npz-arch: 'vgg' is not an architecture (lenet5)" "" \
+  eval --model "$cnndir/lenet.npz" --data "$cnndir" --npz-arch vgg
+expect_error "validate: --npz-arch takes an .npz file" "--npz-arch: the model must be an .npz file" "" \
+  validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --npz-arch lenet5
+expect_error "eval: --npz-arch on a missing file" "$cnndir/none.npz" "" \
+  eval --model "$cnndir/none.npz" --data "$cnndir" --npz-arch lenet5
 expect_status "train: lenet5 with tanh" 0 "model written to $cnndir/lenet-tanh.mpnn" \
   "$MPACC" train --arch lenet5 --act tanh --epochs 1 --batch 8 --threads 1 --data "$cnndir" --out "$cnndir/lenet-tanh.mpnn"
 expect_status "validate: a tanh CNN" 0 "deterministic violations: 0 propagated (v 0, y 0), 0 per inner product" \

@@ -451,3 +451,82 @@ TEST_CASE("round and dot tokens: only C numbers, and values below MPFR's range s
   CHECK((round("0.0e99999999999999999999", sim::rounding::upward, v) && v == 0));
   CHECK((round("1e-00000000000000000000000001", sim::rounding::nearest_even, v) && v == 0.1));
 }
+
+TEST_CASE("npz for a CNN: weights in PyTorch's layouts go into the architecture's layers, else one line", "[nn][io]") {
+  const auto d = temp_dir();
+  // conv 1->2 k2 on 1x3x3 (output 2x2x2), flatten, dense 8->2
+  nn::cnn arch;
+  arch.c = 1;
+  arch.h = arch.w = 3;
+  nn::conv_layer conv;
+  conv.shape = {1, 3, 3, 2, 2, 2};
+  conv.W.assign(8, 0.0);
+  conv.b.assign(2, 0.0);
+  conv.act = {sim::activation::relu};
+  arch.layers.emplace_back(conv);
+  arch.layers.emplace_back(nn::flatten_layer{2, 2, 2});
+  nn::dense_layer dense;
+  dense.n_in = 8;
+  dense.n_out = 2;
+  dense.W.assign(16, 0.0);
+  dense.b.assign(2, 0.0);
+  dense.act = {sim::activation::identity};
+  arch.layers.emplace_back(dense);
+  REQUIRE_NOTHROW(arch.validate());
+  std::vector<double> w1(8), w2(16);
+  for (std::size_t i = 0; i < 8; ++i) w1[i] = 0.5 * static_cast<double>(i) - 1;
+  for (std::size_t i = 0; i < 16; ++i) w2[i] = 0.25 * static_cast<double>(i);
+  const member W1{"W1.npy", npy_f8("(2, 1, 2, 2)", w1)}, b1{"b1.npy", npy_f8("(2,)", {1, -1})},
+      W2{"W2.npy", npy_f8("(2, 8)", w2), true}, b2{"b2.npy", npy_f8("(2,)", {0.125, 3})};
+  write_file(d / "ok.npz", zip({W1, b1, W2, b2}));
+  const auto net = io::import_npz_cnn(d / "ok.npz", arch);
+  CHECK(net.arch() == arch.arch());
+  CHECK(std::get<nn::conv_layer>(net.layers[0]).W == w1);
+  CHECK(std::get<nn::conv_layer>(net.layers[0]).b == std::vector<double>{1, -1});
+  CHECK(std::get<nn::dense_layer>(net.layers[2]).W == w2);
+  CHECK(std::get<nn::dense_layer>(net.layers[2]).b == std::vector<double>{0.125, 3});
+  auto err = [&](const std::vector<member>& ms) {
+    write_file(d / "bad.npz", zip(ms));
+    return error_of([&] { (void)io::import_npz_cnn(d / "bad.npz", arch); });
+  };
+  // a conv weight in another layout (c_in, c_out, ...), a Linear weight transposed
+  CHECK_THAT(err({{"W1.npy", npy_f8("(1, 2, 2, 2)", w1)}, b1, W2, b2}),
+             Catch::Contains("W1") && Catch::Contains("(2, 1, 2, 2)") && Catch::Contains("Conv2d"));
+  CHECK_THAT(err({W1, b1, {"W2.npy", npy_f8("(8, 2)", w2)}, b2}),
+             Catch::Contains("W2") && Catch::Contains("(2, 8)") && Catch::Contains("Linear"));
+  CHECK_THAT(err({W1, {"b1.npy", npy_f8("(3,)", {1, 2, 3})}, W2, b2}),
+             Catch::Contains("b1") && Catch::Contains("(2,)"));
+  CHECK_THAT(err({W1, b1}), Catch::Contains("no W2"));
+  CHECK_THAT(err({W1, b1, W2, b2, {"W3.npy", npy_f8("(1, 2)", {1, 2})}, {"b3.npy", npy_f8("(1,)", {0})}}),
+             Catch::Contains("W3 has no layer"));
+  CHECK_THAT(err({W1, b1, {"W2.npy", npy_f8("(2, 8)", std::vector<double>(16, NAN))}, b2}),
+             Catch::Contains("bad.npz") && Catch::Contains("finite"));
+  // LeNet-5 (nn::make_lenet5) takes five pairs in this order
+  const auto lenet = nn::make_lenet5({sim::activation::relu});
+  std::vector<member> ms;
+  std::size_t k = 0;
+  for (const auto& l : lenet.layers) {
+    std::string shape;
+    std::size_t n = 0, out = 0;
+    if (const auto* c = std::get_if<nn::conv_layer>(&l)) {
+      shape = "(" + std::to_string(c->shape.c_out) + ", " + std::to_string(c->shape.c_in) + ", 5, 5)";
+      n = c->shape.weights();
+      out = c->shape.c_out;
+    } else if (const auto* dl = std::get_if<nn::dense_layer>(&l)) {
+      shape = "(" + std::to_string(dl->n_out) + ", " + std::to_string(dl->n_in) + ")";
+      n = dl->n_out * dl->n_in;
+      out = dl->n_out;
+    } else {
+      continue;
+    }
+    ++k;
+    ms.push_back({"W" + std::to_string(k) + ".npy", npy_f8(shape, std::vector<double>(n, 0.5)), true});
+    ms.push_back(
+        {"b" + std::to_string(k) + ".npy", npy_f8("(" + std::to_string(out) + ",)", std::vector<double>(out, 1))});
+  }
+  CHECK(k == 5);
+  write_file(d / "lenet.npz", zip(ms));
+  const auto ln = io::import_npz_cnn(d / "lenet.npz", lenet);
+  CHECK(std::get<nn::dense_layer>(ln.layers.back()).W == std::vector<double>(840, 0.5));
+  fs::remove_all(d);
+}

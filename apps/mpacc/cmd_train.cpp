@@ -136,7 +136,7 @@ struct eval_cli {
   std::string acc, order = "blocked:8", product = "exact", rounding = "nearest-even", act_format = "binary32";
   std::string input_format = "binary32";
   std::string storage = "none";
-  std::string precision, precision_file;
+  std::string precision, precision_file, npz_arch;
   std::size_t limit = 0;
   int threads = 0;
   std::vector<CLI::Option*> precision_options;  // the single-choice options --precision replaces
@@ -212,6 +212,7 @@ int eval_network(Net net, const eval_cli& o) {
 
 int run_eval(const eval_cli& o) {
   if (o.model.empty()) throw usage_error("--model: a model file is required");
+  if (!o.npz_arch.empty()) return eval_network(npz_cnn(o.model, o.npz_arch, parse_act(o.act)), o);
   if (io::is_cnn_model(o.model)) return eval_network(io::load_cnn(o.model), o);
   return eval_network(io::load_any(o.model, parse_act(o.act)), o);
 }
@@ -256,6 +257,8 @@ command add_eval_command(CLI::App& app) {
       ->required();
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
+  sub->add_option("--npz-arch", o->npz_arch,
+                  "lenet5: the .npz holds a LeNet-5's W1,b1,...,W5,b5 in PyTorch's layouts (docs/cnn.md)");
   o->precision_options = {
       sub->add_option("--storage", o->storage, "round weights and biases to this format first, or none")
           ->capture_default_str(),

@@ -26,7 +26,7 @@ struct validate_cli {
   std::string model, dataset = "mnist", act = "relu", data, out = "results/validate";
   std::string acc = "e4m3-ieee", order = "blocked:8", product = "exact", rounding = "nearest-even";
   std::string saturate = "off", input_format = "binary32", act_format = "binary32", storage = "none";
-  std::string precision, precision_file;
+  std::string precision, precision_file, npz_arch;
   std::vector<CLI::Option*> precision_options;  // the single-choice options --precision replaces
   std::size_t samples = 1000, csv_samples = 20;
   double lambda = 5;
@@ -237,6 +237,9 @@ int validate_network(const Net& net, const validate_cli& o) {
 }
 
 int run_validate(const validate_cli& o) {
+  if (!o.npz_arch.empty())
+    return validate_network(
+        npz_cnn(o.model, o.npz_arch, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01}), o);
   if (io::is_cnn_model(o.model)) return validate_network(io::load_cnn(o.model), o);
   return validate_network(
       io::load_any(o.model, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01}), o);
@@ -258,6 +261,8 @@ command add_validate_command(CLI::App& app) {
   sub->add_option("--model", o->model, "model file (.mpnn, MLP or CNN, or .npz)")->required();
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
+  sub->add_option("--npz-arch", o->npz_arch,
+                  "lenet5: the .npz holds a LeNet-5's W1,b1,...,W5,b5 in PyTorch's layouts (docs/cnn.md)");
   auto* samples = sub->add_option("--samples", o->samples, "first N test images (0: all 10,000)")
                       ->check(CLI::Range(std::size_t{0}, std::size_t{100000000}))
                       ->capture_default_str();

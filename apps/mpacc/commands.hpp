@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "mpacc/nn/cnn.hpp"
 #include "mpacc/nn/precision.hpp"
 
 namespace mpacc::app {
@@ -67,5 +68,11 @@ std::optional<nn::precision_config> precision_from_options(const std::string& co
 
 // C99 hex float of a double as the README's interface prints it: "0x1.8p+3", "nan", "inf", "-inf".
 std::string hex(double v);
+
+// --npz-arch: the architecture whose weights an .npz file holds in PyTorch's
+// layouts (io::import_npz_cnn); only "lenet5" (nn::make_lenet5 with the
+// hidden activation `act`). usage_error for another name or a model file that
+// is not .npz.
+nn::cnn npz_cnn(const std::string& model, const std::string& npz_arch, sim::activation_fn act);
 
 }  // namespace mpacc::app

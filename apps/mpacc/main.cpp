@@ -2,12 +2,14 @@
 // mpacc: command-line front end. Thin: parses arguments and calls the library.
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <new>
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "mpacc/io/model_io.hpp"
 #include "mpacc/sim/text.hpp"
 #include "mpacc/version.hpp"
 
@@ -52,6 +54,14 @@ std::string hex(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%a", v);
   return buf;
+}
+
+nn::cnn npz_cnn(const std::string& model, const std::string& npz_arch, sim::activation_fn act) {
+  if (npz_arch != "lenet5")
+    throw usage_error("--npz-arch: '" + printable(npz_arch) + "' is not an architecture (lenet5)");
+  if (std::filesystem::path(model).extension() != ".npz")
+    throw usage_error("--npz-arch: the model must be an .npz file, not '" + printable(model) + "'");
+  return io::import_npz_cnn(model, nn::make_lenet5(act));
 }
 
 // The command line, parsed and run; main() adds the last safety net.

@@ -50,6 +50,20 @@ nn::mlp import_npz(const std::filesystem::path& file, sim::activation_fn hidden)
 // The same on bytes in memory; `name` stands for the file in messages.
 nn::mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, sim::activation_fn hidden);
 
+// Imports the weights of a convolutional network from an .npz file, in
+// PyTorch's layouts, into the layers of `arch` (its shapes and activations;
+// its weights are replaced): the k-th layer with weights (convolution or
+// dense, in order) takes W<k> and b<k> — a convolution's W of shape (c_out,
+// c_in, kh, kw) as Conv2d.weight, a dense layer's (n_out, n_in) as
+// Linear.weight, b of shape (c_out,) or (n_out,). The file must hold exactly
+// these arrays (read as import_npz reads them, with the same checks); a shape
+// that differs from the architecture's, a missing or extra layer, or
+// non-finite values give one std::runtime_error line naming the file and the
+// array. docs/cnn.md shows the PyTorch snippet that writes such a file.
+nn::cnn import_npz_cnn(const std::filesystem::path& file, const nn::cnn& arch);
+// The same on bytes in memory; `name` stands for the file in messages.
+nn::cnn parse_npz_cnn(std::span<const std::uint8_t> bytes, const std::string& name, const nn::cnn& arch);
+
 // Loads a model by extension: ".npz" through import_npz (with `hidden`),
 // anything else through load_model.
 nn::mlp load_any(const std::filesystem::path& file, sim::activation_fn hidden = {sim::activation::relu},
