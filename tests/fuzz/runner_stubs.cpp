@@ -29,6 +29,10 @@ layer_flags prepared_dense::run(matrix_view, std::vector<double>&, int, std::vec
                                 matrix_view, std::size_t) const {
   not_in_the_fuzz_build("sim::prepared_dense::run");
 }
+layer_flags prepared_dense::run_selected(matrix_view, std::span<const std::uint8_t>, std::vector<double>&, int,
+                                         std::vector<unsigned>*, std::size_t) const {
+  not_in_the_fuzz_build("sim::prepared_dense::run_selected");
+}
 }  // namespace mpacc::sim
 
 namespace mpacc::nn {

@@ -231,4 +231,56 @@ bool is_cnn_model(const std::filesystem::path& file) {
   return std::memcmp(head, detail::kModelMagic, 8) == 0 && version == detail::kCnnVersion;
 }
 
+nn::cnn parse_npz_cnn(std::span<const std::uint8_t> bytes, const std::string& name, const nn::cnn& arch) {
+  return detail::naming_file(name, [&] {
+    const auto arrays = detail::read_npz_arrays(detail::as_chars(bytes), name);
+    nn::cnn net = arch;
+    std::size_t k = 0;  // the weighted layers, numbered from 1 as the members
+    for (auto& layer : net.layers) {
+      auto* conv = std::get_if<nn::conv_layer>(&layer);
+      auto* dense = std::get_if<nn::dense_layer>(&layer);
+      if (!conv && !dense) continue;
+      ++k;
+      const std::string wk = "W" + std::to_string(k), bk = "b" + std::to_string(k);
+      const auto wi = arrays.find(wk);
+      const auto bi = arrays.find(bk);
+      if (wi == arrays.end())
+        throw std::runtime_error(name + ": no " + wk + " for layer " + std::to_string(k) + " of " + arch.arch() +
+                                 " (the architecture has more layers with weights than the file)");
+      std::vector<std::size_t> want;
+      if (conv) {
+        const auto& sh = conv->shape;
+        want = {sh.c_out, sh.c_in, sh.kh, sh.kw};
+      } else {
+        want = {dense->n_out, dense->n_in};
+      }
+      const auto& W = wi->second;
+      const auto& B = bi->second;
+      if (W.shape != want)
+        throw std::runtime_error(
+            name + ": " + wk + " has shape " + detail::shape_string(W.shape) + ", layer " + std::to_string(k) +
+            " of the architecture needs " + detail::shape_string(want) +
+            (conv ? " (PyTorch's Conv2d.weight: c_out, c_in, kh, kw)" : " (PyTorch's Linear.weight: n_out, n_in)"));
+      if (B.shape != std::vector<std::size_t>{want[0]})
+        throw std::runtime_error(name + ": " + bk + " must have shape (" + std::to_string(want[0]) + ",)");
+      (conv ? conv->W : dense->W) = W.data;
+      (conv ? conv->b : dense->b) = B.data;
+    }
+    if (arrays.contains("W" + std::to_string(k + 1)))
+      throw std::runtime_error(name + ": W" + std::to_string(k + 1) + " has no layer: the architecture " + arch.arch() +
+                               " has " + std::to_string(k) + " layers with weights");
+    try {
+      net.validate();
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(name + ": " + e.what());
+    }
+    return net;
+  });
+}
+
+nn::cnn import_npz_cnn(const std::filesystem::path& file, const nn::cnn& arch) {
+  const std::string bytes = detail::read_file_capped(file, max_model_file, "an .npz file");
+  return parse_npz_cnn(detail::as_bytes(bytes), file.string(), arch);
+}
+
 }  // namespace mpacc::io

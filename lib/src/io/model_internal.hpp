@@ -11,8 +11,10 @@
 #include <new>
 #include <span>
 #include <stdexcept>
+#include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mpacc::io::detail {
 
@@ -85,6 +87,17 @@ auto naming_file(const std::string& name, F&& f) {
     throw std::runtime_error(name + ": sizes too large");
   }
 }
+
+// An array of an .npy member, as binary64 values in row-major order.
+struct npy_array {
+  std::vector<std::size_t> shape;
+  std::vector<double> data;
+};
+// The arrays W1, b1, ..., WL, bL of an .npz archive (keys without ".npy"), with
+// every check io::import_npz makes on the archive and its members (model_io.cpp).
+std::map<std::string, npy_array> read_npz_arrays(std::string_view bytes, const std::string& name);
+// "(2, 1, 5, 5)"
+std::string shape_string(const std::vector<std::size_t>& shape);
 
 // Appends the CRC-32 of w.buf and writes it to `file` through a temporary file
 // in the same folder renamed into place (model_io.cpp).

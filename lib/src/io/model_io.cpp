@@ -161,10 +161,7 @@ std::uint16_t le16(const char* p) {
 
 std::string in_quotes(std::string_view s) { return "'" + sim::printable(s) + "'"; }
 
-struct npy_array {
-  std::vector<std::size_t> shape;
-  std::vector<double> data;
-};
+using detail::npy_array;
 
 // The header of a .npy file is a Python dict literal, e.g.
 //   {'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }
@@ -569,6 +566,14 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
 
 }  // namespace
 
+std::map<std::string, npy_array> detail::read_npz_arrays(std::string_view bytes, const std::string& name) {
+  return read_npz(bytes, name);
+}
+
+std::string detail::shape_string(const std::vector<std::size_t>& shape) {
+  return shape_text(std::vector<std::uint64_t>(shape.begin(), shape.end()));
+}
+
 mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, sim::activation_fn hidden) {
   return naming_file(name, [&] {
     const auto arrays = read_npz(as_chars(bytes), name);
@@ -602,59 +607,6 @@ mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, sim:
     }
     return net;
   });
-}
-
-nn::cnn parse_npz_cnn(std::span<const std::uint8_t> bytes, const std::string& name, const nn::cnn& arch) {
-  return naming_file(name, [&] {
-    const auto arrays = read_npz(as_chars(bytes), name);
-    nn::cnn net = arch;
-    std::size_t k = 0;  // the weighted layers, numbered from 1 as the members
-    for (auto& layer : net.layers) {
-      auto* conv = std::get_if<nn::conv_layer>(&layer);
-      auto* dense = std::get_if<nn::dense_layer>(&layer);
-      if (!conv && !dense) continue;
-      ++k;
-      const std::string wk = "W" + std::to_string(k), bk = "b" + std::to_string(k);
-      const auto wi = arrays.find(wk);
-      const auto bi = arrays.find(bk);
-      if (wi == arrays.end())
-        throw std::runtime_error(name + ": no " + wk + " for layer " + std::to_string(k) + " of " + arch.arch() +
-                                 " (the architecture has more layers with weights than the file)");
-      std::vector<std::size_t> want;
-      if (conv) {
-        const auto& sh = conv->shape;
-        want = {sh.c_out, sh.c_in, sh.kh, sh.kw};
-      } else {
-        want = {dense->n_out, dense->n_in};
-      }
-      const auto& W = wi->second;
-      const auto& B = bi->second;
-      if (W.shape != want)
-        throw std::runtime_error(
-            name + ": " + wk + " has shape " + shape_text(std::vector<std::uint64_t>(W.shape.begin(), W.shape.end())) +
-            ", layer " + std::to_string(k) + " of the architecture needs " +
-            shape_text(std::vector<std::uint64_t>(want.begin(), want.end())) +
-            (conv ? " (PyTorch's Conv2d.weight: c_out, c_in, kh, kw)" : " (PyTorch's Linear.weight: n_out, n_in)"));
-      if (B.shape != std::vector<std::size_t>{want[0]})
-        throw std::runtime_error(name + ": " + bk + " must have shape (" + std::to_string(want[0]) + ",)");
-      (conv ? conv->W : dense->W) = W.data;
-      (conv ? conv->b : dense->b) = B.data;
-    }
-    if (arrays.contains("W" + std::to_string(k + 1)))
-      throw std::runtime_error(name + ": W" + std::to_string(k + 1) + " has no layer: the architecture " + arch.arch() +
-                               " has " + std::to_string(k) + " layers with weights");
-    try {
-      net.validate();
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(name + ": " + e.what());
-    }
-    return net;
-  });
-}
-
-nn::cnn import_npz_cnn(const std::filesystem::path& file, const nn::cnn& arch) {
-  const std::string bytes = detail::read_file_capped(file, max_model_file, "an .npz file");
-  return parse_npz_cnn(as_bytes(bytes), file.string(), arch);
 }
 
 mlp import_npz(const std::filesystem::path& file, sim::activation_fn hidden) {
