@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+bash scripts/fetch-data.sh mnist  # the Python tests' real MNIST images (sha256-checked)
 bash scripts/format.sh --check
 bash scripts/tidy.sh --check
 cmake --preset ci

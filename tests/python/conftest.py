@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # Shared fixtures of the Python tests (run by the CTest test `python`, which sets
 # PYTHONPATH to the build's package, MPACC_ORACLE to the C++ oracle program and
-# MPACC_TEST_DATA to tests/data).
+# MPACC_TEST_DATA to tests/data and MPACC_DATA to the data folder of scripts/fetch-data.sh,
+# which the test command runs first for MNIST).
 import os
 import struct
 import subprocess
@@ -40,8 +41,8 @@ def test_data():
 
 @pytest.fixture(scope="session")
 def mnist_subset(test_data):
-    """The first 200 MNIST test images (tests/data/mnist-subset), normalized as mpacc does."""
-    X, y = mpacc.load_dataset(os.path.join(test_data, "mnist-subset"), "mnist", train=False)
+    """The first 200 MNIST test images (fetched by scripts/fetch-data.sh), normalized as mpacc does."""
+    X, y = mpacc.load_dataset(_env("MPACC_DATA"), "mnist", train=False, limit=200)
     assert X.shape == (200, 784) and y.shape == (200,)
     return X, y
 

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # PyTorch interop: a torch.nn.Sequential trained in PyTorch (on the 200 real MNIST
-# test images of tests/data/mnist-subset: a few seconds) converted with
+# test images of MNIST, fetched by scripts/fetch-data.sh: a few seconds) converted with
 # mpacc.from_torch; mpacc's binary32 pass agrees with torch's float32 forward within
 # binary32 rounding, and the simulated e4m3 pass runs through Algorithm 1.
 import numpy as np

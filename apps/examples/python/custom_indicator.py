@@ -9,7 +9,8 @@ apps/examples/custom_indicator.cpp).
 The indicator 'kdot-norm' scores a component by its estimated inner-product
 condition number alone, (||w_i|| ||x|| + |b_i|) / |v_low| * u_low, without the
 activation's condition number. The network is a small MLP trained in PyTorch on the
-MNIST images of DATA_DIR (default tests/data/mnist-subset)."""
+first 200 MNIST test images of DATA_DIR (default: the repository's `data`, after
+scripts/fetch-data.sh mnist)."""
 import os
 import sys
 
@@ -30,9 +31,9 @@ def kdot_norm(view):
 mpacc.register_indicator("kdot-norm", kdot_norm, overhead=lambda view: float(view.n_in + view.n_out))
 
 here = os.path.dirname(os.path.abspath(__file__))
-data_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "tests", "data", "mnist-subset")
+data_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "data")
 out_csv = sys.argv[2] if len(sys.argv) > 2 else "results/python-examples/custom_indicator.csv"
-X, y = mpacc.load_dataset(data_dir, "mnist", train=False)
+X, y = mpacc.load_dataset(data_dir, "mnist", train=False, limit=200)
 
 torch.manual_seed(1)
 torch.set_num_threads(1)

@@ -6,8 +6,8 @@ simulated e4m3 and binary16 passes on every component (`mpacc validate` on array
 
     PYTHONPATH=build/dev/python python3 apps/examples/python/validate_torch.py [DATA_DIR] [N]
 
-DATA_DIR holds mnist/ (default: tests/data/mnist-subset, the first 200 test images;
-`data` after scripts/fetch-data.sh for all of them); N images are used (default 200).
+DATA_DIR holds mnist/ (default: the repository's `data`, after scripts/fetch-data.sh
+mnist); the first N test images are used (default 200).
 Exits 3 if a deterministic bound is violated (which would be a bug)."""
 import os
 import sys
@@ -18,7 +18,7 @@ import torch
 import mpacc
 
 here = os.path.dirname(os.path.abspath(__file__))
-data_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "tests", "data", "mnist-subset")
+data_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "data")
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 X, y = mpacc.load_dataset(data_dir, "mnist", train=False, limit=n)
 
