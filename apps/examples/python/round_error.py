@@ -37,11 +37,26 @@ for fmt in ["e4m3", "bfloat16"]:
 data = os.path.join(out, "round_error.dat")
 np.savetxt(data, np.column_stack(columns), header="x " + " ".join(n.replace(" ", ":") for n in names))
 gp = os.path.join(out, "round_error.gp")
+styles = {"nearest_even": "pt 7 ps 0.25 lc rgb '#1b9e77'", "toward_zero": "pt 7 ps 0.25 lc rgb '#d95f02'",
+          "stochastic": "pt 7 ps 0.25 lc rgb '#7570b3'"}
 with open(gp, "w") as f:
-    f.write("set terminal pngcairo size 900,500 noenhanced\nset output '%s'\n" % os.path.join(out, "round_error.png"))
-    f.write("set logscale xy\nset xlabel 'x'\nset ylabel '|round(x) - x| / x'\nset key outside right\n")
-    f.write("plot " + ", ".join("'%s' using 1:%d with lines title '%s'" % (data, i + 2, n)
-                                for i, n in enumerate(names)) + "\n")
+    f.write("set terminal pngcairo size 1100,450 noenhanced\nset output '%s'\n" % os.path.join(out, "round_error.png"))
+    f.write("set datafile missing 'nan'\nset logscale xy\nset xrange [1:16]\nset xtics (1, 2, 4, 8, 16)\n")
+    f.write("set format y '2^{%L}'\nset xlabel 'x'\nset ylabel '|round(x) - x| / x  (exact results not drawn)'\n")
+    f.write("set key bottom right box opaque\nset multiplot layout 1,2\n")
+    for k, fmt in enumerate(["e4m3", "bfloat16"]):
+        fm = mpacc.Format(fmt)
+        u_n, u_d = mpacc.unit_roundoff(fm, "nearest_even"), mpacc.unit_roundoff(fm, "toward_zero")
+        f.write("set title '%s: 2,001 values in [1, 16]'\nset yrange [%g:%g]\nset format y '%%g'\n"
+                % (fmt, u_n / 1e3, u_d * 2))
+        plots = ["%g with lines dt 2 lc rgb 'black' title 'u, nearest-even'" % u_n,
+                 "%g with lines dt 3 lc rgb 'black' title 'u, directed and stochastic'" % u_d]
+        for j, mode in enumerate(["nearest_even", "toward_zero", "stochastic"]):
+            col = 2 + 3 * k + j
+            plots.append("'%s' using 1:(column(%d) > 0 ? column(%d) : 1/0) with points %s title '%s'"
+                         % (data, col, col, styles[mode], mode.replace("_", "-")))
+        f.write("plot " + ", ".join(plots) + "\n")
+    f.write("unset multiplot\n")
 for fmt, mode, ratio in worst:
     print("%-9s %-13s max relative error = %.3f u" % (fmt, mode, ratio))
 if shutil.which("gnuplot"):
