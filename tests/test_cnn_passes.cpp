@@ -170,7 +170,8 @@ TEST_CASE("cnn model files: bit-exact round trip, MLP files, and the MLP reader 
   fill(c.b, 3);
   odd.layers.emplace_back(c);
   odd.layers.emplace_back(pool(nn::pool_layer::kind::avg, 3, c.shape.out_h(), c.shape.out_w(), 2, 1, 1));
-  const auto& ps = std::get<nn::pool_layer>(odd.layers[1]).shape;
+  // A copy: a reference into odd.layers would dangle after the next emplace_back.
+  const auto ps = std::get<nn::pool_layer>(odd.layers[1]).shape;
   odd.layers.emplace_back(nn::flatten_layer{3, ps.out_h(), ps.out_w()});
   nn::dense_layer d;
   d.n_in = ps.out_size();
