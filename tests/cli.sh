@@ -210,6 +210,12 @@ expect_status "cnn-sweep: Algorithm 1 on a CNN" 0 "results: $cnndir/s/results.cs
 # uniform-low, uniform-high, exact; per tau: algorithm1, 2 random-active seeds, oracle-local; the header
 [[ $(wc -l < "$cnndir/s/results.csv") -eq 12 ]] && grep -q "^mnist-lenet,blocked:8,algorithm1,kprime-companion," "$cnndir/s/results.csv" ||
   { echo "FAIL: cnn-sweep results.csv"; fails=$((fails + 1)); }
+# the report of mpacc sweep: conclusions, the table, the manifest, the figure data and (with gnuplot) the figures
+grep -q "^mnist-lenet, blocked:8 (4 test images" "$cnndir/s/report.md" && grep -q "^## mnist-lenet, blocked:8" "$cnndir/s/report.md" &&
+  grep -q '"command": "cnn-sweep"' "$cnndir/s/manifest.json" && [[ -s "$cnndir/s/mnist-lenet-blocked-8.dat" ]] &&
+  grep -q "conv1" "$cnndir/s/mnist-lenet-blocked-8-fraction-tau.gp" &&
+  { ! command -v gnuplot > /dev/null || [[ -s "$cnndir/s/mnist-lenet-blocked-8-pareto.png" ]]; } ||
+  { echo "FAIL: cnn-sweep report.md, manifest.json and figures"; fails=$((fails + 1)); }
 expect_error "cnn-sweep: an unknown baseline" "unknown baseline 'oracle'" "" \
   cnn-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir" --baselines oracle
 expect_error "cnn-sweep: an MLP model" "is not a CNN model file" "" cnn-sweep --model "$fixture" --data "$cnndir"

@@ -484,7 +484,7 @@ std::vector<result_row> merge_sweep(const sweep_config& c, double wall_seconds) 
   m["shards"] = count;
   m["configuration_hash"] = hash;
   write_atomic(c.out / "manifest.json", m.dump(2) + "\n");
-  write_report(c, rows, wall_seconds);
+  write_sweep_report(c, rows, wall_seconds);
   return rows;
 }
 

@@ -21,6 +21,7 @@ namespace mpacc::analysis {
 namespace fs = std::filesystem;
 
 std::string network_name(const network_spec& n) {
+  if (!n.name.empty()) return n.name;
   std::string s = n.dataset + "-" + n.act;
   if (n.hidden != std::vector<std::size_t>{784, 128}) {
     s += "-h";
@@ -54,12 +55,14 @@ sweep_config reproduce_config(bool full) {
                             "",
                             {784, 128},
                             std::string(d) == "mnist" ? std::vector<std::string>{}
-                                                      : std::vector<std::string>{"kprime-companion", "kappa-norm"}});
+                                                      : std::vector<std::string>{"kprime-companion", "kappa-norm"},
+                            "",
+                            {}});
   if (full)
     // depth: MNIST MLPs with 2, 4 and 6 hidden layers of 128 (same recipe), kprime-companion only
     for (const char* a : {"relu", "tanh"})
       for (std::size_t depth : {2, 4, 6})
-        c.networks.push_back({"mnist", a, "", std::vector<std::size_t>(depth, 128), {"kprime-companion"}});
+        c.networks.push_back({"mnist", a, "", std::vector<std::size_t>(depth, 128), {"kprime-companion"}, "", {}});
   c.samples = 0;
   c.epochs = full ? 10 : 2;
   c.train_limit = full ? 0 : 20000;
@@ -227,7 +230,7 @@ sweep_config parse_sweep_config(const std::string& text, const std::string& file
         if (it.key() != "dataset" && it.key() != "act" && it.key() != "model" && it.key() != "hidden" &&
             it.key() != "indicators")
           fail(where + "." + it.key(), "unknown key");
-      network_spec ns{"mnist", "relu", "", {784, 128}, {}};
+      network_spec ns{"mnist", "relu", "", {784, 128}, {}, "", {}};
       if (n.contains("dataset")) ns.dataset = str(n["dataset"], where + ".dataset");
       if (n.contains("act")) ns.act = str(n["act"], where + ".act");
       if (n.contains("model")) ns.model = str(n["model"], where + ".model");

@@ -27,7 +27,4 @@ std::string static_name(double q);
 // "blocked:8" -> "blocked-8" (file names)
 std::string file_safe(std::string s);
 
-// report.md and the figures of a merged sweep
-void write_report(const sweep_config& c, const std::vector<result_row>& rows, double wall_seconds);
-
 }  // namespace mpacc::analysis::detail

@@ -70,6 +70,7 @@ struct group {
   std::string network, order;
   std::vector<std::string> indicators;  // the sweep's indicators for this order
   std::vector<const result_row*> rows;
+  std::vector<std::string> layer_names;  // network_spec::layer_names
   const result_row* find(const std::string& strat, const std::string& ind = "", double tau = 0) const {
     for (const auto* r : rows)
       if (r->strategy == strat && r->indicator == ind && r->tau == tau) return r;
@@ -87,7 +88,7 @@ std::vector<group> groups_of(const sweep_config& c, const std::vector<result_row
   std::vector<group> g;
   for (const auto& n : c.networks)
     for (const auto& o : c.orders) {
-      group x{network_name(n), sim::to_string(o), c.indicators_for(n, o), {}};
+      group x{network_name(n), sim::to_string(o), c.indicators_for(n, o), {}, n.layer_names};
       for (const auto& r : rows)
         if (r.network == x.network && r.order == x.order) x.rows.push_back(&r);
       g.push_back(std::move(x));
@@ -114,6 +115,14 @@ std::string list_or_none(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& t : v) s += (s.empty() ? "" : ", ") + t;
   return s.empty() ? std::string("none") : s;
+}
+
+// "better at tau = 0.1, 0.01; worse at tau = 1": the non-empty lists only
+std::string clauses(const std::vector<std::pair<std::string, std::vector<std::string>>>& parts) {
+  std::string s;
+  for (const auto& [label, taus] : parts)
+    if (!taus.empty()) s += (s.empty() ? "" : "; ") + label + " at tau = " + list_or_none(taus);
+  return s.empty() ? std::string("no tau") : s;
 }
 
 std::vector<double> sorted_taus(const sweep_config& c) {
@@ -184,14 +193,14 @@ std::string conclusions(const sweep_config& c, const std::vector<result_row>& ro
           else
             dearer.push_back(fmt("%g", tau));
         }
-        out += "  " + ind + " against uniform " + sim::to_string(c.mix.high) +
-               " (cost 1): cheaper at tau = " + list_or_none(cheaper) +
-               " (KL as a multiple of uniform high's); at least as costly at tau = " + list_or_none(dearer) + ".\n";
+        out += "  " + ind + " against uniform " + sim::to_string(c.mix.high) + " (cost 1): " +
+               clauses({{"cheaper (KL as a multiple of uniform high's)", cheaper}, {"at least as costly", dearer}}) +
+               ".\n";
       }
       if (rnd)
         out += "  " + ind + " against random-active at the same rate (KL below / within / above the range of " +
-               std::to_string(c.seeds) + " seeds): better at tau = " + list_or_none(better) +
-               "; tie at tau = " + list_or_none(tie) + "; worse at tau = " + list_or_none(worse) + ".\n";
+               std::to_string(c.seeds) + " seeds): " + clauses({{"better", better}, {"tie", tie}, {"worse", worse}}) +
+               ".\n";
     }
   }
   return out;
@@ -410,8 +419,6 @@ std::string kappa_histogram(const fs::path& diag) {
   return d;
 }
 
-}  // namespace
-
 void write_report(const sweep_config& c, const std::vector<result_row>& rows, double wall_seconds) {
   std::string md = "# " + c.name +
                    "\n\nWritten by `mpacc` from `results.csv` (every number below is in it, at full "
@@ -520,7 +527,9 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
                        "component, so the whole high pass is paid)") +
             ": Algorithm 1 per indicator (one point per tau), the "
             "random-active baseline at the same per-layer rates (band: range over seeds), the greedy local oracle "
-            "(not an upper bound), and uniform low and high (uniform binary32 is in the table).*\n\n";
+            "(not an upper bound), and uniform low and high" +
+            (g.find("uniform-binary32") ? std::string(" (uniform binary32 is in the table)") : std::string()) +
+            ".*\n\n";
       // recomputed fraction per layer against tau
       {
         std::string s =
@@ -528,13 +537,20 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
             "set key outside right font ',9'\nset title " +
             gnuplot_quote(g.network + " (" + g.order + "): recomputed fraction per layer") + "\nplot ";
         std::string sep;
-        const std::size_t inds = L * g.indicators.size() <= 6 ? g.indicators.size() : 1;
+        // the layers drawn, with their names (unnamed entries of a named list, e.g. pooling, are not drawn)
+        std::vector<std::pair<std::size_t, std::string>> drawn;
+        for (std::size_t l = 0; l < L; ++l)
+          if (g.layer_names.empty())
+            drawn.emplace_back(l, "layer " + std::to_string(l + 1));
+          else if (l < g.layer_names.size() && !g.layer_names[l].empty())
+            drawn.emplace_back(l, g.layer_names[l]);
+        const std::size_t inds = drawn.size() * g.indicators.size() <= 10 ? g.indicators.size() : 1;
         for (std::size_t k = 0; k < inds; ++k)
-          for (std::size_t l = 0; l < L; ++l) {
+          for (std::size_t j = 0; j < drawn.size(); ++j) {
             s += sep + gnuplot_quote(stem + ".dat") + " index " + std::to_string(k) +
-                 " using 1:" + std::to_string(5 + l) + " with linespoints lw 2 dt " + std::to_string(k + 1) +
-                 " lc rgb '" + kColours[l % 7] + "' title " +
-                 gnuplot_quote(g.indicators[k] + ", layer " + std::to_string(l + 1));
+                 " using 1:" + std::to_string(5 + drawn[j].first) + " with linespoints lw 2 dt " +
+                 std::to_string(k + 1) + " lc rgb '" + kColours[j % 7] + "' title " +
+                 gnuplot_quote(g.indicators[k] + ", " + drawn[j].second);
             sep = ", ";
           }
         draw_plot(c.out, stem + "-fraction-tau", s + "\n", 1000, 600);
@@ -640,6 +656,12 @@ void write_report(const sweep_config& c, const std::vector<result_row>& rows, do
   write_atomic(c.out / "report.md", md);
 }
 
+}  // namespace
+
 }  // namespace detail
+
+void write_sweep_report(const sweep_config& c, const std::vector<result_row>& rows, double wall_seconds) {
+  detail::write_report(c, rows, wall_seconds);
+}
 
 }  // namespace mpacc::analysis

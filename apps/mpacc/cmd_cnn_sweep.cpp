@@ -2,7 +2,7 @@
 // mpacc cnn-sweep: Algorithm 1 and its matched baselines on a convolutional
 // network (analysis/cnn_algorithm1.hpp, docs/cnn.md "Algorithm 1 on
 // convolutional networks"). Writes results.csv rows in the format of mpacc
-// sweep and prints a table.
+// sweep, its report.md, manifest.json and figures, and prints a table.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,7 +10,10 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <variant>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "commands.hpp"
 #include "mpacc/analysis/cnn_algorithm1.hpp"
@@ -19,6 +22,7 @@
 #include "mpacc/io/data.hpp"
 #include "mpacc/io/model_io.hpp"
 #include "mpacc/sim/format.hpp"
+#include "mpacc/version.hpp"
 
 namespace mpacc::app {
 
@@ -51,6 +55,22 @@ void print_row(const analysis::result_row& r, double secs) {
   std::fflush(stdout);
 }
 
+// a name per network layer for the figures: conv1, conv2, ..., dense1, ...;
+// pooling and flatten (never recomputed) unnamed
+std::vector<std::string> layer_names(const nn::cnn& net) {
+  std::vector<std::string> v;
+  std::size_t conv = 0, dense = 0;
+  for (const auto& l : net.layers) {
+    if (std::holds_alternative<nn::conv_layer>(l))
+      v.push_back("conv" + std::to_string(++conv));
+    else if (std::holds_alternative<nn::dense_layer>(l))
+      v.push_back("dense" + std::to_string(++dense));
+    else
+      v.emplace_back();
+  }
+  return v;
+}
+
 int run(const cnn_sweep_cli& o) {
   if (!io::is_cnn_model(o.model))
     throw usage_error("--model: " + o.model +
@@ -65,7 +85,10 @@ int run(const cnn_sweep_cli& o) {
   const auto net = io::load_cnn(o.model);
   const std::filesystem::path data_dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
   const auto test = io::load_dataset(data_dir, o.dataset, false, o.samples);
-  const std::string name = o.name.empty() ? o.dataset + "-" + std::filesystem::path(o.model).stem().string() : o.name;
+  // default: the model file's stem, prefixed with the data set unless it starts with it
+  const std::string stem = std::filesystem::path(o.model).stem().string();
+  const std::string name =
+      !o.name.empty() ? o.name : (stem.rfind(o.dataset + "-", 0) == 0 ? stem : o.dataset + "-" + stem);
   const std::string order = sim::to_string(cfg.precision.order);
   analysis::ensure_writable_dir(o.out);
   const auto t0 = std::chrono::steady_clock::now();
@@ -77,8 +100,10 @@ int run(const cnn_sweep_cli& o) {
       "| strategy | indicator | tau | accuracy [95 %% Wilson] | disagreement | KL mean | fraction recomputed | "
       "cost per term | tile cost | time (s) |\n|---|---|---|---|---|---|---|---|---|---|\n");
   std::string csv = analysis::csv_header();
+  std::vector<analysis::result_row> rows;
   auto emit = [&](const analysis::result_row& r, double secs) {
     csv += analysis::to_csv(r);
+    rows.push_back(r);
     print_row(r, secs);
   };
   using K = analysis::selection::kind;
@@ -103,6 +128,7 @@ int run(const cnn_sweep_cli& o) {
   e.weighted_cost = e.tile_cost = std::nan("");
   e.fraction_per_layer.assign(low.fraction_per_layer.size(), 1.0);
   csv += analysis::to_csv(e);
+  rows.push_back(e);
   for (const auto& ind : o.indicators)
     for (double tau : o.taus) {
       t = std::chrono::steady_clock::now();
@@ -128,8 +154,50 @@ int run(const cnn_sweep_cli& o) {
         }
       }
     }
-  analysis::write_atomic(std::filesystem::path(o.out) / "results.csv", csv);
-  std::printf("\nresults: %s/results.csv (%.1f s in all)\n", o.out.c_str(), seconds_since(t0));
+  const double wall = seconds_since(t0);
+  const std::filesystem::path out(o.out);
+  analysis::write_atomic(out / "results.csv", csv);
+  // report.md and the figures of mpacc sweep, from a configuration that describes this run
+  analysis::sweep_config c;
+  c.name = "cnn-sweep: " + name;
+  analysis::network_spec spec;
+  spec.dataset = o.dataset;
+  spec.act.clear();
+  spec.model = o.model;
+  spec.name = name;
+  spec.layer_names = layer_names(net);
+  c.networks = {spec};
+  c.samples = R.samples();
+  c.taus = o.taus;
+  c.indicators = o.indicators;
+  c.baselines = o.baselines;
+  c.seeds = o.seeds;
+  c.seed = o.seed;
+  c.orders = {cfg.precision.order};
+  c.mix = cfg;
+  c.out = out;
+  c.threads = o.threads;
+  c.diagnostics = false;
+  nlohmann::json m;
+  m["command"] = "cnn-sweep";
+  m["mpacc_version"] = MPACC_VERSION;
+  m["model"] = o.model;
+  m["architecture"] = net.arch();
+  m["dataset"] = o.dataset;
+  m["samples"] = R.samples();
+  m["precision"] = cfg.precision.to_string();
+  m["high"] = sim::to_string(cfg.high);
+  m["taus"] = o.taus;
+  m["indicators"] = o.indicators;
+  m["baselines"] = o.baselines;
+  m["seeds"] = o.seeds;
+  m["seed"] = o.seed;
+  m["threads"] = o.threads;
+  m["wall_seconds"] = wall;
+  analysis::write_atomic(out / "manifest.json", m.dump(2) + "\n");
+  analysis::write_sweep_report(c, rows, wall);
+  std::printf("\nresults: %s/results.csv, report.md, manifest.json and the figures (%.1f s in all)\n", o.out.c_str(),
+              wall);
   return 0;
 }
 
@@ -162,7 +230,9 @@ command add_cnn_sweep_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
   sub->add_option("--seed", o->seed, "base seed of the random baselines")->capture_default_str();
-  sub->add_option("--name", o->name, "network name in the rows (default: <dataset>-<model file stem>)");
+  sub->add_option(
+      "--name", o->name,
+      "network name in the rows (default: the model file stem, prefixed with <dataset>- unless it starts with it)");
   sub->add_option("--out", o->out, "output folder (results.csv)")->capture_default_str();
   sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")->check(CLI::Range(0, 256));
   return [o] { return run(*o); };

@@ -25,8 +25,14 @@ struct network_spec {
   std::vector<std::size_t> hidden = {784, 128};
   // the indicators swept on this network when not all of the sweep's (a subset)
   std::vector<std::string> indicators;
+  // Set by mpacc cnn-sweep for its report, not read from configurations: the
+  // network's name in the rows (empty: network_name's default) and a name per
+  // entry of the rows' fraction_per_layer (empty entries, e.g. pooling, are not
+  // drawn; no names: "layer 1", "layer 2", ...).
+  std::string name;
+  std::vector<std::string> layer_names;
 };
-// "mnist-relu" for the default shape, "mnist-relu-h784x128x128" otherwise.
+// "mnist-relu" for the default shape, "mnist-relu-h784x128x128" otherwise; n.name when set.
 std::string network_name(const network_spec& n);
 
 struct sweep_config {
@@ -126,6 +132,13 @@ void run_sweep(const sweep_config& c, std::size_t shard = 0, std::size_t shards 
 // Merges every shard CSV of <out> into <out>/results.csv (canonical order),
 // writes manifest.json, report.md and the figures. Returns the rows.
 std::vector<result_row> merge_sweep(const sweep_config& cfg, double wall_seconds);
+
+// report.md and the figures (per network and order: the cost-error figure, the
+// recomputed fraction per layer against tau and, when c.diagnostics and the
+// sweep wrote them, the error-against-kappa figures) of the rows of sweep c, in
+// c.out. merge_sweep calls it; mpacc cnn-sweep too, with a configuration that
+// describes its run.
+void write_sweep_report(const sweep_config& c, const std::vector<result_row>& rows, double wall_seconds);
 
 // The printed findings: per network and order, Algorithm 1 against uniform low
 // and high and against random-active at the same rate, with intervals.
