@@ -387,6 +387,32 @@ TEST_CASE("softmax_binary64 and its rounding to a format stay within their bound
   std::printf("with perturbed logits %.3f, errors <= 1e-3 %.3f (max error/bound)\n", pert.hi, pert_small.hi);
 }
 
+TEST_CASE("softmax_binary64: long rows whose sum rounds the same way at every step", "[attention]") {
+  // z = (0, t, t, ..., t): the n - 1 equal terms exp(t) make the recursive sum round by the
+  // same fraction of an ulp throughout each binade, so its error grows linearly with n — the
+  // (1 + u)^(n-1) factor of Theorem 2 is needed (the random rows never show it).
+  const std::size_t n = 4096;
+  double worst = 0, worst_ratio = 0;
+  for (const double t : {-0.3, -2.3e-10, -1.7e-8, -0.1234}) {
+    vec z(n, t);
+    z[0] = 0;
+    const auto sh = analysis::softmax_binary64(z);
+    const auto rho = analysis::softmax_binary64_error(z);
+    const auto s = mp_softmax(exact(z));
+    for (const std::size_t i : {std::size_t{0}, std::size_t{1}, n - 1}) {
+      const double err = absdiff(sh[i], s[i]);
+      const double sv = s[i].to_double();
+      INFO("t " << t << " i " << i << " error " << err / (0x1p-53 * sv) << " u, bound " << rho[i] / 0x1p-53 << " u");
+      CHECK(err <= rho[i] * sv * (1 + 0x1p-40) + analysis::softmax_binary64_abs_error);
+      worst = std::max(worst, err / (0x1p-53 * sv));
+      worst_ratio = std::max(worst_ratio, err / (rho[i] * sv));
+    }
+  }
+  // far beyond the 2c + 1 + ln n = 25.3 u that the bound would be without the sum's term
+  CHECK(worst > 100);
+  std::printf("softmax long rows (n = 4096): error up to %.0f u, error/bound <= %.3f\n", worst, worst_ratio);
+}
+
 TEST_CASE("layer norm: first-order condition numbers are attained and not exceeded", "[attention]") {
   sim::random_stream rng(154);
   tally rel_worst, abs_worst, rel_random;
