@@ -7,7 +7,8 @@
 // never exceeded by random ones, and the perturbation bounds are attained at the
 // vertices that should attain them (so none is loose by construction); (c) the
 // binary64-then-round computations stay within their rounding bounds in several
-// formats and modes. Each case prints its measured tightness (the numbers of the doc).
+// formats and modes; (d) the Jacobian column sums (per-input sensitivities) are attained
+// by single-input perturbations. Each case prints its measured tightness (the numbers of the doc).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -239,6 +240,60 @@ TEST_CASE("softmax: first-order condition numbers are attained and not exceeded"
       "softmax kappa: worst-sign measured/kappa_rel in [%.9f, %.9f], kappa_abs in [%.9f, %.9f]; random signs "
       "<= %.3f, %.3f\n",
       rel_worst.lo, rel_worst.hi, abs_worst.lo, abs_worst.hi, rel_random.hi, abs_random.hi);
+}
+
+// Column sums of the Jacobians: an error in one input alone moves every output with a fixed
+// sign, so sum_i |change of output i| / e tends to the column sum exactly.
+TEST_CASE("per-input sensitivities (Jacobian column sums) are attained", "[attention]") {
+  sim::random_stream rng(157);
+  tally sm, ln;
+  for (int family = 0; family < 6; ++family) {
+    for (int rep = 0; rep < 4; ++rep) {
+      const std::size_t n = 2 + rng() % 16;
+      const vec z = logits(rng, family, n);
+      const auto c = analysis::softmax_logit_sensitivity(z);
+      const auto s = mp_softmax(exact(z));
+      const double e = 0x1p-40;
+      for (std::size_t j = 0; j < n; ++j) {
+        vec eta(n, 0.0), one(n, 1.0);
+        eta[j] = e;
+        const auto sp = mp_softmax(perturbed(z, eta, one));
+        double moved = 0;
+        for (std::size_t i = 0; i < n; ++i) moved += absdiff(sp[i], s[i]);
+        if (c[j] > 1e-50) {
+          INFO("family " << family << " j " << j << " c " << c[j] << " measured " << moved / e);
+          CHECK(moved / e / c[j] == Approx(1).margin(1e-6));
+          sm.add(moved / e / c[j]);
+        }
+      }
+    }
+  }
+  for (int family = 0; family < 5; ++family) {
+    for (int rep = 0; rep < 4; ++rep) {
+      const std::size_t n = 2 + rng() % 30;
+      const vec x = features(rng, family, n);
+      vec gamma, beta;
+      params(rng, n, gamma, beta);
+      const double eps = rep % 2 ? 1e-5 : 1e-12;
+      const auto c = analysis::layer_norm_input_sensitivity(x, gamma, eps);
+      const auto y = mp_layer_norm(exact(x), gamma, beta, eps);
+      double cmax = 1;
+      for (const double v : c) cmax = std::max(cmax, v);
+      const double e = 0x1p-30 / cmax;
+      for (std::size_t j = 0; j < n; ++j) {
+        vec eta(n, 0.0), one(n, 1.0);
+        eta[j] = e;
+        const auto yp = mp_layer_norm(perturbed(x, eta, one), gamma, beta, eps);
+        double moved = 0;
+        for (std::size_t i = 0; i < n; ++i) moved += absdiff(yp[i], y[i]);
+        INFO("family " << family << " j " << j << " c " << c[j] << " measured " << moved / e);
+        CHECK(moved / e / c[j] == Approx(1).margin(1e-6));
+        ln.add(moved / e / c[j]);
+      }
+    }
+  }
+  std::printf("column sums: softmax measured/c in [%.9f, %.9f], layer norm in [%.9f, %.9f]\n", sm.lo, sm.hi, ln.lo,
+              ln.hi);
 }
 
 TEST_CASE("softmax: the perturbation bound holds for every perturbation and is attained", "[attention]") {

@@ -317,6 +317,19 @@ std::vector<double> softmax_kappa_abs(std::span<const double> z) {
   return k;
 }
 
+std::vector<double> softmax_logit_sensitivity(std::span<const double> z) {
+  const auto s = softmax_binary64(z);
+  const std::size_t n = z.size();
+  std::vector<double> c(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    double rest = 0;  // 1 - s_j without cancellation
+    for (std::size_t i = 0; i < n; ++i)
+      if (i != j) rest += s[i];
+    c[j] = 2 * s[j] * rest;
+  }
+  return c;
+}
+
 std::vector<double> softmax_perturbation_bound(std::span<const double> z, std::span<const double> eta) {
   check_sizes(z.size(), eta.size(), "softmax_perturbation_bound");
   return softmax_perturbation(softmax_eval(z), eta);
@@ -381,6 +394,21 @@ std::vector<double> layer_norm_sensitivity_abs(std::span<const double> x, std::s
     a[i] = std::fabs(gamma[i]) * sum / st.sd;
   }
   return a;
+}
+
+std::vector<double> layer_norm_input_sensitivity(std::span<const double> x, std::span<const double> gamma, double eps) {
+  check_sizes(x.size(), gamma.size(), "layer_norm_input_sensitivity");
+  const auto st = layer_norm_eval(x, eps);
+  const std::size_t n = x.size();
+  const double nd = static_cast<double>(n);
+  std::vector<double> c(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    double sum = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      sum += std::fabs(gamma[i]) * std::fabs((i == j ? 1.0 : 0.0) - 1 / nd - st.xh[i] * st.xh[j] / nd);
+    c[j] = sum / st.sd;
+  }
+  return c;
 }
 
 std::vector<double> layer_norm_perturbation_bound(std::span<const double> x, std::span<const double> gamma, double eps,

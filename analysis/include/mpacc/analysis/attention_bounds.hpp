@@ -42,6 +42,12 @@ std::vector<double> softmax_kappa_rel(std::span<const double> z);
 //   kappa_abs_i = sum_j |delta_ij - s_j| = 2 (1 - s_i)    (relative output error per unit eps).
 std::vector<double> softmax_kappa_abs(std::span<const double> z);
 
+// Per logit: how much the whole row of outputs moves per unit absolute error in logit j,
+// to first order (§1): c_j = sum_i |ds_i/dz_j| = 2 s_j (1 - s_j), the column sums of the
+// Jacobian s_i (delta_ij - s_j). Each logit is one inner product of QK^T, so this is the
+// weight of that inner product's error in the attention weights (for Algorithm 1's indicators).
+std::vector<double> softmax_logit_sensitivity(std::span<const double> z);
+
 // Rigorous relative bound (Theorem 1, §2): for every z' with |z'_j - z_j| <= eta_j,
 //   |softmax(z')_i - softmax(z)_i| <= r_i softmax(z)_i,
 //   r_i = max(U_i - 1, 1 - L_i),  U_i = 1 / (s_i + sum_{j != i} s_j exp(-(eta_i + eta_j))),
@@ -92,6 +98,10 @@ std::vector<double> layer_norm_kappa_rel(std::span<const double> x, std::span<co
 //   a_i = |gamma_i| sum_j |J_ij| / sigma_eps.   (The relative condition of y_i w.r.t. absolute
 // perturbations is a_i / |y_i|.)
 std::vector<double> layer_norm_sensitivity_abs(std::span<const double> x, std::span<const double> gamma, double eps);
+
+// Per input: sum_i |dy_i/dx_j| = sum_i |gamma_i| |J_ij| / sigma_eps (§5), the first-order change of
+// the whole output row per unit absolute error in x_j (the column sums of the Jacobian).
+std::vector<double> layer_norm_input_sensitivity(std::span<const double> x, std::span<const double> gamma, double eps);
 
 // Rigorous absolute bound (Theorem 3, §6): for every x' with |x'_j - x_j| <= eta_j, with
 // tau = ||eta||_2 / sqrt(n) < sigma_eps, m = mean_j |x_hat_j| eta_j, F_i = sum_j |J_ij| eta_j,
