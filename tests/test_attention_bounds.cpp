@@ -442,6 +442,37 @@ TEST_CASE("softmax_binary64 and its rounding to a format stay within their bound
   std::printf("with perturbed logits %.3f, errors <= 1e-3 %.3f (max error/bound)\n", pert.hi, pert_small.hi);
 }
 
+// Theorem 2 assumes libm's exp within 4 ulps: 8u relative for normal results, 2^-1072
+// absolute below 2^-1022 (the activations' allowance). Checked here on the softmax's range.
+TEST_CASE("libm exp is within the allowance Theorem 2 assumes", "[attention]") {
+  sim::random_stream rng(158);
+  const auto widest = ref::exponent_range_guard::widest();
+  double worst_ulps = 0;
+  for (int k = 0; k < 20000; ++k) {
+    // t in [-746, 0]: uniform, and dense near 0 and near the underflow threshold
+    double t = -746 * rng.uniform();
+    if (k % 4 == 1) t = -std::ldexp(rng.uniform(), -static_cast<int>(rng() % 60));
+    if (k % 4 == 2) t = -708.4 - 36.7 * rng.uniform();
+    const double e = std::exp(t);
+    mpfr_float x(P, t);
+    mpfr_exp(x.get(), x.get(), MPFR_RNDN);
+    const double ex = x.to_double();
+    if (ex >= 0x1p-1022) {
+      // relative error formed in MPFR (a difference below 2^-1074 would not survive as a double)
+      const double rel = std::fabs(reldiff(mpfr_float(P, e), x));
+      INFO("t " << t << " exp " << e << " relative error " << rel);
+      CHECK(rel <= 8 * 0x1p-53);
+      worst_ulps = std::max(worst_ulps, rel / 0x1p-52);
+    } else {
+      const double err = absdiff(e, x);
+      INFO("t " << t << " exp " << e << " error " << err);
+      CHECK(err <= 0x1p-1072);
+    }
+  }
+  CHECK(std::exp(0.0) == 1.0);
+  std::printf("libm exp: at most %.3f ulps (relative to 2^-52 e^t) on [-746, 0]\n", worst_ulps);
+}
+
 TEST_CASE("softmax_binary64: long rows whose sum rounds the same way at every step", "[attention]") {
   // z = (0, t, t, ..., t): the n - 1 equal terms exp(t) make the recursive sum round by the
   // same fraction of an ulp throughout each binade, so its error grows linearly with n — the
