@@ -75,6 +75,26 @@ sim::dot_result any_dot(std::span<const double> w, std::span<const double> x, do
   return ref::dot_mpfr(w, x, b, a, first);
 }
 
+// rows, cols (u64), the rows x cols inputs (f64) and the labels (u8) from stdin
+io::dataset get_dataset() {
+  io::dataset d;
+  d.rows = get<std::uint64_t>();
+  d.cols = get<std::uint64_t>();
+  d.x = get_n<double>(d.rows * d.cols);
+  d.y = get_n<std::uint8_t>(d.rows);
+  return d;
+}
+
+// an Algorithm 1 run of `indicator` at tau, with its trace
+analysis::selection threshold_selection(const std::string& indicator, const std::string& tau) {
+  analysis::selection sel;
+  sel.type = analysis::selection::kind::threshold;
+  sel.indicator = indicator;
+  sel.tau = std::stod(tau);
+  sel.keep_trace = true;
+  return sel;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -149,17 +169,9 @@ int main(int argc, char** argv) try {
     analysis::mixed_config cfg;
     cfg.precision = nn::parse_precision(arg[2]);
     cfg.high = sim::parse_format(arg[3]);
-    io::dataset d;
-    d.rows = get<std::uint64_t>();
-    d.cols = get<std::uint64_t>();
-    d.x = get_n<double>(d.rows * d.cols);
-    d.y = get_n<std::uint8_t>(d.rows);
+    const auto d = get_dataset();
     analysis::mixed_runner runner(net, d, d.rows, cfg, 1);
-    analysis::selection sel;
-    sel.type = analysis::selection::kind::threshold;
-    sel.indicator = arg[4];
-    sel.tau = std::stod(arg[5]);
-    sel.keep_trace = true;
+    const auto sel = threshold_selection(arg[4], arg[5]);
     const auto r = runner.run(sel);
     put(static_cast<std::uint64_t>(r.trace.size()));
     for (const auto& t : r.trace) put_n(t.recomputed);
@@ -170,17 +182,9 @@ int main(int argc, char** argv) try {
     analysis::mixed_config cfg;
     cfg.precision = nn::parse_precision(arg[2]);
     cfg.high = sim::parse_format(arg[3]);
-    io::dataset d;
-    d.rows = get<std::uint64_t>();
-    d.cols = get<std::uint64_t>();
-    d.x = get_n<double>(d.rows * d.cols);
-    d.y = get_n<std::uint8_t>(d.rows);
+    const auto d = get_dataset();
     const analysis::cnn_mixed_runner runner(net, d, d.rows, cfg, 1);
-    analysis::selection sel;
-    sel.type = analysis::selection::kind::threshold;
-    sel.indicator = arg[4];
-    sel.tau = std::stod(arg[5]);
-    sel.keep_trace = true;
+    const auto sel = threshold_selection(arg[4], arg[5]);
     const auto r = runner.run(sel);
     put(static_cast<std::uint64_t>(r.trace.size()));
     for (const auto& t : r.trace) {
