@@ -219,6 +219,14 @@ grep -q "^mnist-lenet, blocked:8 (4 test images" "$cnndir/s/report.md" && grep -
 expect_error "cnn-sweep: an unknown baseline" "unknown baseline 'oracle'" "" \
   cnn-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir" --baselines oracle
 expect_error "cnn-sweep: an MLP model" "is not a CNN model file" "" cnn-sweep --model "$fixture" --data "$cnndir"
+expect_error "cnn-sweep: a NaN tolerance" "--taus: tolerance nan must be a finite number >= 0" "" \
+  cnn-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir" --taus 1,nan
+expect_error "cnn-sweep: a tolerance twice" "--taus: tolerance 0.1 is listed twice" "" \
+  cnn-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir" --taus 0.1,1,0.1
+expect_error "cnn-sweep: an indicator twice" "--indicators: kappa is listed twice" "" \
+  cnn-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir" --indicators kappa,kprime,kappa
+expect_error "cnn-sweep: a missing model" "--model: $cnndir/none.mpnn: no such file" "" \
+  cnn-sweep --model "$cnndir/none.mpnn" --data "$cnndir"
 rm -rf "$cnndir"
 
 # sweeps: configuration errors name the file and the key

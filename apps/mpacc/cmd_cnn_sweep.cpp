@@ -3,6 +3,7 @@
 // network (analysis/cnn_algorithm1.hpp, docs/cnn.md "Algorithm 1 on
 // convolutional networks"). Writes results.csv rows in the format of mpacc
 // sweep, its report.md, manifest.json and figures, and prints a table.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -72,6 +73,23 @@ std::vector<std::string> layer_names(const nn::cnn& net) {
 }
 
 int run(const cnn_sweep_cli& o) {
+  // the tolerances as a sweep configuration takes them: finite, >= 0, each once
+  for (std::size_t k = 0; k < o.taus.size(); ++k) {
+    const double t = o.taus[k];
+    if (!(t >= 0) || !std::isfinite(t))
+      throw usage_error("--taus: tolerance " + (std::ostringstream() << t).str() + " must be a finite number >= 0");
+    if (std::find(o.taus.begin(), o.taus.begin() + static_cast<std::ptrdiff_t>(k), t) !=
+        o.taus.begin() + static_cast<std::ptrdiff_t>(k))
+      throw usage_error("--taus: tolerance " + (std::ostringstream() << t).str() + " is listed twice");
+  }
+  if (o.taus.empty()) throw usage_error("--taus: at least one tolerance");
+  for (const auto* list : {&o.indicators, &o.baselines})
+    for (std::size_t k = 0; k < list->size(); ++k)
+      if (std::find(list->begin(), list->begin() + static_cast<std::ptrdiff_t>(k), (*list)[k]) !=
+          list->begin() + static_cast<std::ptrdiff_t>(k))
+        throw usage_error(std::string(list == &o.indicators ? "--indicators: " : "--baselines: ") + (*list)[k] +
+                          " is listed twice");
+  if (!std::filesystem::exists(o.model)) throw usage_error("--model: " + o.model + ": no such file");
   if (!io::is_cnn_model(o.model))
     throw usage_error("--model: " + o.model +
                       " is not a CNN model file (mpacc train --arch lenet5); for MLPs use mpacc sweep");
