@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+// Vision transformers (nn/vit.hpp, train/vit.hpp, nn/vit_passes.hpp,
+// io vit model files): the description's checks, gradients of every
+// parameter tensor against central finite differences (which checks the
+// backward pass of every layer: each layer's input gradient reaches the
+// parameters upstream of it), the simulated pass against sim::dot per inner
+// product and against the native binary64 forward pass, model files, and
+// (hidden, [mnist-vit]) training on MNIST or Fashion-MNIST.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mpacc/sim/random.hpp"
+#include "mpacc/train/vit.hpp"
+#include "support.hpp"
+
+using namespace mpacc;
+
+namespace {
+
+// every parameter tensor of a vit with its name, in a fixed order
+std::vector<std::pair<std::string, std::vector<double>*>> tensors(nn::vit& net) {
+  std::vector<std::pair<std::string, std::vector<double>*>> t{
+      {"embed.W", &net.embed.W}, {"embed.b", &net.embed.b}, {"cls", &net.cls}, {"pos", &net.pos}};
+  for (std::size_t k = 0; k < net.blocks.size(); ++k) {
+    auto& b = net.blocks[k];
+    const std::string n = "block" + std::to_string(k + 1) + ".";
+    for (auto& [name, v] : std::vector<std::pair<std::string, std::vector<double>*>>{
+             {"ln1.gamma", &b.ln1.gamma}, {"ln1.beta", &b.ln1.beta}, {"q.W", &b.q.W},     {"q.b", &b.q.b},
+             {"k.W", &b.k.W},             {"k.b", &b.k.b},           {"v.W", &b.v.W},     {"v.b", &b.v.b},
+             {"proj.W", &b.proj.W},       {"proj.b", &b.proj.b},     {"ln2.gamma", &b.ln2.gamma},
+             {"ln2.beta", &b.ln2.beta},   {"fc1.W", &b.fc1.W},       {"fc1.b", &b.fc1.b}, {"fc2.W", &b.fc2.W},
+             {"fc2.b", &b.fc2.b}})
+      t.emplace_back(n + name, v);
+  }
+  t.emplace_back("ln_f.gamma", &net.ln_f.gamma);
+  t.emplace_back("ln_f.beta", &net.ln_f.beta);
+  t.emplace_back("head.W", &net.head.W);
+  t.emplace_back("head.b", &net.head.b);
+  return t;
+}
+
+// A tiny vit (8x8 images, 4x4 patches: 5 tokens) with every parameter drawn
+// uniformly in +-mag (layer-norm gains around 1).
+nn::vit tiny_vit(std::uint64_t seed, std::size_t blocks = 2, double mag = 0.5, std::size_t d = 8,
+                 std::size_t heads = 2, std::size_t hidden = 6) {
+  auto net = nn::make_vit(blocks, d, heads, hidden, 10, 8, 4);
+  sim::random_stream rng(seed);
+  for (auto& [name, v] : tensors(net)) {
+    const bool gain = name.find("gamma") != std::string::npos;
+    for (auto& x : *v) x = (gain ? 1.0 : 0.0) + (rng.uniform() * 2 - 1) * mag;
+  }
+  return net;
+}
+
+std::vector<double> random_images(std::size_t n, std::size_t pixels, std::uint64_t seed) {
+  sim::random_stream rng(seed);
+  std::vector<double> X(n * pixels);
+  for (auto& x : X) x = rng.uniform() * 3 - 0.5;
+  return X;
+}
+
+}  // namespace
+
+TEST_CASE("vit: make_vit, arch, product layers and validate", "[vit]") {
+  auto net = nn::make_vit(2, 64, 4);
+  CHECK(net.arch() == "vit28p7-d64-h4-b2-m256-c10");
+  CHECK(net.tokens() == 17);
+  CHECK(net.d_head() == 16);
+  CHECK(net.inputs() == 784);
+  CHECK(net.product_layers() == 18);
+  const auto names = net.product_layer_names();
+  REQUIRE(names.size() == 18);
+  CHECK(names[0] == "embed");
+  CHECK(names[4] == "block1.scores");
+  CHECK(names[9] == "block2.q");
+  CHECK(names[17] == "head");
+  REQUIRE_NOTHROW(net.validate());
+  CHECK_THROWS_WITH(nn::make_vit(2, 64, 5), Catch::Contains("invalid sizes"));
+  CHECK_THROWS_WITH(nn::make_vit(2, 64, 4, 0, 10, 28, 5), Catch::Contains("invalid sizes"));
+  auto bad = net;
+  bad.blocks[1].k.W.pop_back();
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("block 2 k: W has"));
+  bad = net;
+  bad.blocks[0].fc1.act.kind = sim::activation::relu;
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("block 1 fc1 has activation relu, expected gelu"));
+  bad = net;
+  bad.pos.resize(16 * 64);
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("position embedding: pos has 1024 values, expected 1088"));
+  bad = net;
+  bad.ln_f.gamma[3] = NAN;
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("final norm: gamma holds a non-finite value"));
+  bad = net;
+  bad.blocks[0].fc2.n_in = 128;
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("block 1 fc2 is 128 -> 64, expected 256 -> 64"));
+  bad = net;
+  bad.heads = 3;
+  CHECK_THROWS_WITH(bad.validate(), Catch::Contains("not divisible by 3 heads"));
+}
+
+TEST_CASE("vit: gradients of every parameter against central finite differences", "[vit]") {
+  // two configurations: moderate weights, and large ones (peaked softmax, GELU tails)
+  for (const double mag : {0.5, 1.5}) {
+    auto net = tiny_vit(7 + static_cast<std::uint64_t>(mag * 10), 2, mag);
+    const std::size_t batch = 3;
+    const auto X = random_images(batch, net.inputs(), 99);
+    const std::vector<std::uint8_t> labels{3, 0, 9};
+    nn::vit grad;
+    const double loss = train::detail::vit_loss_and_gradients(net, X.data(), labels.data(), batch, grad);
+    REQUIRE(std::isfinite(loss));
+    auto net_t = tensors(net);
+    auto grad_t = tensors(grad);
+    double worst = 0;
+    std::string worst_at;
+    for (std::size_t k = 0; k < net_t.size(); ++k) {
+      auto& v = *net_t[k].second;
+      const auto& g = *grad_t[k].second;
+      REQUIRE(g.size() == v.size());
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        const double keep = v[i], h = 1e-5 * std::max(1.0, std::abs(keep));
+        nn::vit scratch;
+        v[i] = keep + h;
+        const double up = train::detail::vit_loss_and_gradients(net, X.data(), labels.data(), batch, scratch);
+        v[i] = keep - h;
+        const double down = train::detail::vit_loss_and_gradients(net, X.data(), labels.data(), batch, scratch);
+        v[i] = keep;
+        const double fd = (up - down) / (2 * h);
+        const double rel = std::abs(fd - g[i]) / std::max(1e-3, std::abs(fd) + std::abs(g[i]));
+        if (rel > worst) {
+          worst = rel;
+          worst_at = net_t[k].first + "[" + std::to_string(i) + "]: " + std::to_string(g[i]) + " vs " +
+                     std::to_string(fd);
+        }
+      }
+    }
+    INFO("magnitude " << mag << ", worst " << worst << " at " << worst_at);
+    CHECK(worst < 1e-6);
+  }
+}
+
+TEST_CASE("vit: one block, one head: gradients and a loss that falls under training", "[vit]") {
+  auto net = tiny_vit(3, 1, 0.7, 4, 1, 4);
+  const std::size_t batch = 2;
+  const auto X = random_images(batch, net.inputs(), 5);
+  const std::vector<std::uint8_t> labels{1, 7};
+  nn::vit grad;
+  const double loss = train::detail::vit_loss_and_gradients(net, X.data(), labels.data(), batch, grad);
+  auto net_t = tensors(net);
+  auto grad_t = tensors(grad);
+  double worst = 0;
+  for (std::size_t k = 0; k < net_t.size(); ++k)
+    for (std::size_t i = 0; i < net_t[k].second->size(); ++i) {
+      auto& w = (*net_t[k].second)[i];
+      const double keep = w, h = 1e-5;
+      nn::vit scratch;
+      w = keep + h;
+      const double up = train::detail::vit_loss_and_gradients(net, X.data(), labels.data(), batch, scratch);
+      w = keep - h;
+      const double down = train::detail::vit_loss_and_gradients(net, X.data(), labels.data(), batch, scratch);
+      w = keep;
+      const double fd = (up - down) / (2 * h), g = (*grad_t[k].second)[i];
+      worst = std::max(worst, std::abs(fd - g) / std::max(1e-3, std::abs(fd) + std::abs(g)));
+    }
+  CHECK(worst < 1e-6);
+  // a plain gradient step lowers the loss
+  for (std::size_t k = 0; k < net_t.size(); ++k)
+    for (std::size_t i = 0; i < net_t[k].second->size(); ++i) (*net_t[k].second)[i] -= 0.01 * (*grad_t[k].second)[i];
+  nn::vit scratch;
+  CHECK(train::detail::vit_loss_and_gradients(net, X.data(), labels.data(), batch, scratch) < loss);
+}
+
+TEST_CASE("vit: MNIST or Fashion-MNIST ($MPACC_VIT_DATASET), binary32 training", "[.][mnist-vit]") {
+  const auto dir = io::default_data_dir();
+  const std::string name = std::getenv("MPACC_VIT_DATASET") ? std::getenv("MPACC_VIT_DATASET") : "mnist";
+  if (!std::filesystem::exists(dir / name)) {
+    WARN("no " << name << " under " << dir.string());
+    return;
+  }
+  auto env = [](const char* var) { return std::getenv(var); };
+  const std::size_t limit = env("MPACC_VIT_LIMIT") ? std::strtoul(env("MPACC_VIT_LIMIT"), nullptr, 10) : 0;
+  const auto train = io::load_dataset(dir, name, true, limit);
+  const auto test = io::load_dataset(dir, name, false);
+  train::vit_train_options opt;
+  if (env("MPACC_VIT_EPOCHS")) opt.epochs = std::strtoul(env("MPACC_VIT_EPOCHS"), nullptr, 10);
+  if (env("MPACC_VIT_LR")) opt.lr = std::strtod(env("MPACC_VIT_LR"), nullptr);
+  if (env("MPACC_VIT_BATCH")) opt.batch = std::strtoul(env("MPACC_VIT_BATCH"), nullptr, 10);
+  if (env("MPACC_VIT_WD")) opt.weight_decay = std::strtod(env("MPACC_VIT_WD"), nullptr);
+  if (env("MPACC_VIT_THREADS")) opt.threads = static_cast<int>(std::strtol(env("MPACC_VIT_THREADS"), nullptr, 10));
+  if (env("MPACC_VIT_STORAGE")) {
+    const std::string st = env("MPACC_VIT_STORAGE");
+    opt.storage = st == "none" ? std::nullopt : std::optional<sim::format>(sim::parse_format(st));
+  }
+  const std::size_t blocks = env("MPACC_VIT_BLOCKS") ? std::strtoul(env("MPACC_VIT_BLOCKS"), nullptr, 10) : 2;
+  const std::size_t d = env("MPACC_VIT_D") ? std::strtoul(env("MPACC_VIT_D"), nullptr, 10) : 64;
+  const std::size_t heads = env("MPACC_VIT_HEADS") ? std::strtoul(env("MPACC_VIT_HEADS"), nullptr, 10) : 4;
+  const std::size_t hidden = env("MPACC_VIT_MLP") ? std::strtoul(env("MPACC_VIT_MLP"), nullptr, 10) : 0;
+  opt.progress = false;
+  auto net = nn::make_vit(blocks, d, heads, hidden);
+  opt.on_epoch = [&](const train::epoch_report& r) {
+    std::printf("epoch %zu: loss %.4f, train accuracy %.4f, %.1f s\n", r.epoch, r.loss, r.train_accuracy, r.seconds);
+    std::fflush(stdout);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  train::train_vit(net, train, opt);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double acc32 = train::evaluate_vit_native(net, test, true);
+  const double acc64 = train::evaluate_vit_native(net, test, false);
+  std::printf("%s %s: test accuracy binary32 %.4f, binary64 %.4f, training %.1f s\n", name.c_str(),
+              net.arch().c_str(), acc32, acc64, secs);
+  CHECK(acc32 >= (name == "mnist" ? 0.97 : 0.87));
+}
