@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "mpacc/nn/vit_passes.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/train/vit.hpp"
 #include "support.hpp"
@@ -33,12 +34,22 @@ std::vector<std::pair<std::string, std::vector<double>*>> tensors(nn::vit& net) 
   for (std::size_t k = 0; k < net.blocks.size(); ++k) {
     auto& b = net.blocks[k];
     const std::string n = "block" + std::to_string(k + 1) + ".";
-    for (auto& [name, v] : std::vector<std::pair<std::string, std::vector<double>*>>{
-             {"ln1.gamma", &b.ln1.gamma}, {"ln1.beta", &b.ln1.beta}, {"q.W", &b.q.W},     {"q.b", &b.q.b},
-             {"k.W", &b.k.W},             {"k.b", &b.k.b},           {"v.W", &b.v.W},     {"v.b", &b.v.b},
-             {"proj.W", &b.proj.W},       {"proj.b", &b.proj.b},     {"ln2.gamma", &b.ln2.gamma},
-             {"ln2.beta", &b.ln2.beta},   {"fc1.W", &b.fc1.W},       {"fc1.b", &b.fc1.b}, {"fc2.W", &b.fc2.W},
-             {"fc2.b", &b.fc2.b}})
+    for (auto& [name, v] : std::vector<std::pair<std::string, std::vector<double>*>>{{"ln1.gamma", &b.ln1.gamma},
+                                                                                     {"ln1.beta", &b.ln1.beta},
+                                                                                     {"q.W", &b.q.W},
+                                                                                     {"q.b", &b.q.b},
+                                                                                     {"k.W", &b.k.W},
+                                                                                     {"k.b", &b.k.b},
+                                                                                     {"v.W", &b.v.W},
+                                                                                     {"v.b", &b.v.b},
+                                                                                     {"proj.W", &b.proj.W},
+                                                                                     {"proj.b", &b.proj.b},
+                                                                                     {"ln2.gamma", &b.ln2.gamma},
+                                                                                     {"ln2.beta", &b.ln2.beta},
+                                                                                     {"fc1.W", &b.fc1.W},
+                                                                                     {"fc1.b", &b.fc1.b},
+                                                                                     {"fc2.W", &b.fc2.W},
+                                                                                     {"fc2.b", &b.fc2.b}})
       t.emplace_back(n + name, v);
   }
   t.emplace_back("ln_f.gamma", &net.ln_f.gamma);
@@ -50,8 +61,8 @@ std::vector<std::pair<std::string, std::vector<double>*>> tensors(nn::vit& net) 
 
 // A tiny vit (8x8 images, 4x4 patches: 5 tokens) with every parameter drawn
 // uniformly in +-mag (layer-norm gains around 1).
-nn::vit tiny_vit(std::uint64_t seed, std::size_t blocks = 2, double mag = 0.5, std::size_t d = 8,
-                 std::size_t heads = 2, std::size_t hidden = 6) {
+nn::vit tiny_vit(std::uint64_t seed, std::size_t blocks = 2, double mag = 0.5, std::size_t d = 8, std::size_t heads = 2,
+                 std::size_t hidden = 6) {
   auto net = nn::make_vit(blocks, d, heads, hidden, 10, 8, 4);
   sim::random_stream rng(seed);
   for (auto& [name, v] : tensors(net)) {
@@ -136,8 +147,8 @@ TEST_CASE("vit: gradients of every parameter against central finite differences"
         const double rel = std::abs(fd - g[i]) / std::max(1e-3, std::abs(fd) + std::abs(g[i]));
         if (rel > worst) {
           worst = rel;
-          worst_at = net_t[k].first + "[" + std::to_string(i) + "]: " + std::to_string(g[i]) + " vs " +
-                     std::to_string(fd);
+          worst_at =
+              net_t[k].first + "[" + std::to_string(i) + "]: " + std::to_string(g[i]) + " vs " + std::to_string(fd);
         }
       }
     }
@@ -177,6 +188,185 @@ TEST_CASE("vit: one block, one head: gradients and a loss that falls under train
   CHECK(train::detail::vit_loss_and_gradients(net, X.data(), labels.data(), batch, scratch) < loss);
 }
 
+namespace {
+
+// Every inner product of a simulated pass against sim::dot on the same
+// operands (the stored network's weights, the layer's recorded inputs, the
+// q/k/v/scores outputs for the attention products), with the stochastic word
+// offsets the header documents; returns the number of outputs compared.
+std::size_t check_against_dot(const nn::vit& net_in, const nn::simulated_vit& r, const nn::precision_config& p,
+                              std::size_t first_sample) {
+  const auto net = nn::stored_network(net_in, p);
+  const std::size_t T = net.tokens(), H = net.heads, dh = net.d_head(), d = net.d;
+  const std::size_t batch = r.layers.back().rows;
+  std::size_t compared = 0;
+  auto linear = [&](std::size_t k, const nn::dense_layer& l, std::size_t rows_per_sample) {
+    const auto& L = r.layers[k];
+    REQUIRE(L.cols == l.n_out);
+    REQUIRE(L.in.size() == L.rows * l.n_in);
+    const auto spec = p.layer_spec(k);
+    for (std::size_t row = 0; row < L.rows; ++row)
+      for (std::size_t i = 0; i < l.n_out; ++i) {
+        sim::accumulation a = spec.base;
+        a.acc = spec.acc.of(i);
+        const auto want =
+            sim::dot({l.row(i), l.n_in}, {L.in.data() + row * l.n_in, l.n_in}, l.b[i], a,
+                     ((first_sample * rows_per_sample + row) * l.n_out + i) * sim::words_per_dot(l.n_in, a));
+        INFO("layer " << net.product_layer_names()[k] << " row " << row << " output " << i);
+        REQUIRE(test::same(L.v[row * l.n_out + i], want.value));
+        REQUIRE(L.flags[row * l.n_out + i] == want.flags);
+        ++compared;
+      }
+  };
+  linear(0, net.embed, net.patches());
+  for (std::size_t b = 0; b < net.blocks.size(); ++b) {
+    const auto& B = net.blocks[b];
+    const std::size_t k0 = 1 + 8 * b;
+    linear(k0, B.q, T);
+    linear(k0 + 1, B.k, T);
+    linear(k0 + 2, B.v, T);
+    linear(k0 + 5, B.proj, T);
+    linear(k0 + 6, B.fc1, T);
+    linear(k0 + 7, B.fc2, T);
+    // proj's operands are mix's outputs, fc2's are fc1's: the layers chain
+    CHECK(r.layers[k0 + 5].in == r.layers[k0 + 4].y);
+    CHECK(r.layers[k0 + 7].in == r.layers[k0 + 6].y);
+    const auto& Q = r.layers[k0].y;
+    const auto& K = r.layers[k0 + 1].y;
+    const auto& V = r.layers[k0 + 2].y;
+    const auto& S = r.layers[k0 + 3];
+    const auto& M = r.layers[k0 + 4];
+    REQUIRE(S.rows == batch * H * T);
+    REQUIRE(S.cols == T);
+    REQUIRE(M.rows == batch * T);
+    REQUIRE(M.cols == d);
+    const auto sspec = p.layer_spec(k0 + 3), mspec = p.layer_spec(k0 + 4);
+    for (std::size_t s = 0; s < batch; ++s)
+      for (std::size_t h = 0; h < H; ++h)
+        for (std::size_t i = 0; i < T; ++i) {
+          const std::size_t row = (s * H + h) * T + i;
+          for (std::size_t j = 0; j < T; ++j) {
+            sim::accumulation a = sspec.base;
+            a.acc = sspec.acc.of(j);
+            const auto want =
+                sim::dot({K.data() + (s * T + j) * d + h * dh, dh}, {Q.data() + (s * T + i) * d + h * dh, dh}, 0.0, a,
+                         ((first_sample * H * T + row) * T + j) * sim::words_per_dot(dh, a));
+            INFO("scores s " << s << " h " << h << " i " << i << " j " << j);
+            REQUIRE(test::same(S.v[row * T + j], want.value));
+            REQUIRE(S.flags[row * T + j] == want.flags);
+            ++compared;
+          }
+          for (std::size_t c = 0; c < dh; ++c) {
+            std::vector<double> vcol(T);
+            for (std::size_t j = 0; j < T; ++j) vcol[j] = V[(s * T + j) * d + h * dh + c];
+            sim::accumulation a = mspec.base;
+            a.acc = mspec.acc.of(h * dh + c);
+            const std::size_t at = (s * T + i) * d + h * dh + c;
+            const auto want = sim::dot(vcol, {S.y.data() + row * T, T}, 0.0, a,
+                                       (first_sample * T * d + at) * sim::words_per_dot(T, a));
+            INFO("mix s " << s << " h " << h << " i " << i << " c " << c);
+            REQUIRE(test::same(M.v[at], want.value));
+            REQUIRE(M.flags[at] == want.flags);
+            ++compared;
+          }
+        }
+  }
+  linear(net.product_layers() - 1, net.head, 1);
+  return compared;
+}
+
+}  // namespace
+
+TEST_CASE("vit simulated pass: every inner product is sim::dot on its operands", "[vit]") {
+  const auto net = tiny_vit(11, 2, 0.6);
+  const std::size_t batch = 3;
+  const auto X = random_images(batch, net.inputs(), 12);
+  std::vector<nn::precision_config> configs;
+  configs.push_back(
+      nn::parse_precision("acc=binary16;order=recursive;weights=e4m3-ieee;biases=e4m3-ieee;act=binary16"));
+  configs.push_back(
+      nn::parse_precision("acc=bfloat16;order=blocked:2;rounding=stochastic;seed=77;weights=e4m3-ieee;act=bfloat16;"
+                          "act_rounding=stochastic"));
+  configs.push_back(nn::parse_precision("acc=e5m2;order=pairwise;product=binary16;saturate=on;act=binary32"));
+  {
+    // one accumulator per inner-product layer, a per-component map on the scores and the mix of block 2
+    auto p = nn::parse_precision("acc=binary16;order=blocked:3;act=binary32");
+    p.acc.assign(net.product_layers(), sim::formats::binary16);
+    p.acc[4] = sim::formats::bfloat16;
+    p.acc[17] = sim::formats::binary32;
+    p.maps.assign(net.product_layers(), {});
+    p.maps[12] = {{sim::formats::binary16, sim::formats::e5m2}, std::vector<std::uint8_t>{0, 1, 0, 1, 1}};
+    p.maps[13] = {{sim::formats::binary32, sim::formats::bfloat16}, std::vector<std::uint8_t>{0, 1, 1, 0, 0, 1, 0, 1}};
+    configs.push_back(p);
+  }
+  for (const auto& p : configs) {
+    INFO(p.to_string());
+    const auto r = nn::simulate(net, {X.data(), batch, net.inputs()}, p, 2);
+    REQUIRE(r.layers.size() == net.product_layers());
+    CHECK(check_against_dot(net, r, p, 0) > 1000);
+    // the softmax rows: one rounding of the binary64 softmax of v / sqrt(d_head)
+    if (p.act_rounding == sim::rounding::nearest_even) {
+      const auto& S = r.layers[4];
+      for (std::size_t row = 0; row < S.rows; ++row) {
+        double mx = -INFINITY, sum = 0;
+        for (std::size_t j = 0; j < S.cols; ++j) mx = std::max(mx, S.v[row * S.cols + j] / 2);
+        std::vector<double> e(S.cols);
+        for (std::size_t j = 0; j < S.cols; ++j) sum += e[j] = std::exp(S.v[row * S.cols + j] / 2 - mx);
+        for (std::size_t j = 0; j < S.cols; ++j) {
+          unsigned fl = 0;
+          REQUIRE(
+              test::same(S.y[row * S.cols + j], sim::round(e[j] / sum, p.act, sim::rounding::nearest_even, false, fl)));
+        }
+      }
+    }
+    // pieces of a data set give the bits of one run (stochastic words numbered from first_sample)
+    const auto a = nn::simulate(net, {X.data(), 1, net.inputs()}, p, 1, 0);
+    const auto b = nn::simulate(net, {X.data() + net.inputs(), 2, net.inputs()}, p, 1, 1);
+    for (std::size_t k = 0; k < r.layers.size(); ++k) {
+      std::vector<double> joined = a.layers[k].y;
+      joined.insert(joined.end(), b.layers[k].y.begin(), b.layers[k].y.end());
+      INFO("layer " << k);
+      CHECK(joined == r.layers[k].y);
+    }
+    CHECK(check_against_dot(net, b, p, 1) > 500);
+  }
+}
+
+TEST_CASE("vit simulated pass: binary64 everywhere matches the native binary64 forward pass", "[vit]") {
+  for (const std::uint64_t seed : {21, 22}) {
+    const auto net = tiny_vit(seed, 2, 0.8);
+    const std::size_t batch = 4;
+    const auto X = random_images(batch, net.inputs(), seed + 1);
+    // binary64 accumulators take the MPFR model; binary64 storage keeps every value
+    const auto p =
+        nn::parse_precision("acc=binary64;weights=none;biases=none;inputs=binary64;act=binary64;order=recursive");
+    const auto r = nn::simulate(net, {X.data(), batch, net.inputs()}, p, 2);
+    const auto native = train::vit_forward_native(net, X.data(), batch);
+    REQUIRE(native.size() == r.logits().size());
+    double worst = 0;
+    for (std::size_t t = 0; t < native.size(); ++t)
+      worst = std::max(worst, std::abs(native[t] - r.logits()[t]) / std::max(1.0, std::abs(native[t])));
+    INFO("worst relative difference " << worst);
+    CHECK(worst < 1e-12);
+    CHECK(r.other_flags == 0);  // rounding a binary64 value to binary64 is exact
+  }
+}
+
+TEST_CASE("vit simulated pass: configurations that do not fit are refused", "[vit]") {
+  const auto net = tiny_vit(5, 1, 0.5);
+  const auto X = random_images(1, net.inputs(), 6);
+  auto p = nn::parse_precision("acc=binary16");
+  p.acc.assign(3, sim::formats::binary16);
+  CHECK_THROWS_WITH(nn::simulate(net, {X.data(), 1, net.inputs()}, p), Catch::Contains("10 layers"));
+  p = nn::parse_precision("acc=binary16");
+  p.maps.assign(net.product_layers(), {});
+  p.maps[4] = {{sim::formats::binary16}, std::vector<std::uint8_t>(4, 0)};
+  CHECK_THROWS_WITH(nn::simulate(net, {X.data(), 1, net.inputs()}, p),
+                    Catch::Contains("(block1.scores) has a map of 4 components, expected 5"));
+  CHECK_THROWS_WITH(nn::simulate(net, {X.data(), 1, 63}, nn::parse_precision("acc=binary16")),
+                    Catch::Contains("the network takes 64"));
+}
+
 TEST_CASE("vit: MNIST or Fashion-MNIST ($MPACC_VIT_DATASET), binary32 training", "[.][mnist-vit]") {
   const auto dir = io::default_data_dir();
   const std::string name = std::getenv("MPACC_VIT_DATASET") ? std::getenv("MPACC_VIT_DATASET") : "mnist";
@@ -213,7 +403,7 @@ TEST_CASE("vit: MNIST or Fashion-MNIST ($MPACC_VIT_DATASET), binary32 training",
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double acc32 = train::evaluate_vit_native(net, test, true);
   const double acc64 = train::evaluate_vit_native(net, test, false);
-  std::printf("%s %s: test accuracy binary32 %.4f, binary64 %.4f, training %.1f s\n", name.c_str(),
-              net.arch().c_str(), acc32, acc64, secs);
+  std::printf("%s %s: test accuracy binary32 %.4f, binary64 %.4f, training %.1f s\n", name.c_str(), net.arch().c_str(),
+              acc32, acc64, secs);
   CHECK(acc32 >= (name == "mnist" ? 0.97 : 0.87));
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Training and native evaluation of vision transformers (nn/vit.hpp): the
 // linear maps as OpenBLAS GEMMs over all tokens of a batch, attention, layer
-// norm and GELU as loops (OpenMP over samples), the backward pass written out
+// norm and GELU as plain loops (no OpenMP: its idle threads spin
+// against OpenBLAS's on a loaded machine; measured 32 % of the time in libgomp), the backward pass written out
 // layer by layer, AdamW.
 #include "mpacc/train/vit.hpp"
 
@@ -16,7 +17,6 @@
 #include "common.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
-#include "mpacc/sim/threads.hpp"
 
 namespace mpacc::train {
 
@@ -35,8 +35,8 @@ void gemm_beta(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, co
 void gemm_beta(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A, std::size_t lda,
                const double* B, std::size_t ldb, double beta, double* C, std::size_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
-              static_cast<int>(N), static_cast<int>(K), 1.0, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta, C,
-              static_cast<int>(ldc));
+              static_cast<int>(N), static_cast<int>(K), 1.0, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta,
+              C, static_cast<int>(ldc));
 }
 
 // GELU, the exact form z Phi(z), and its derivative Phi(z) + z phi(z)
@@ -112,9 +112,8 @@ struct norm {
     beta.set(n.beta);
   }
   // Y = gamma xhat + beta; keeps xhat and 1/sigma per row
-  void forward(const T* X, std::size_t rows, std::size_t stride, T* Y, T* xhat, T* rstd, int threads) const {
+  void forward(const T* X, std::size_t rows, std::size_t stride, T* Y, T* xhat, T* rstd) const {
     const auto R = static_cast<std::ptrdiff_t>(rows);
-#pragma omp parallel for num_threads(threads) schedule(static)
     for (std::ptrdiff_t rr = 0; rr < R; ++rr) {
       const auto r = static_cast<std::size_t>(rr);
       const T* x = X + r * stride;
@@ -172,7 +171,6 @@ struct block_params {
 template <class T>
 struct model {
   std::size_t image, patch, d, heads, dh, hidden, classes, tokens, patches;
-  int threads = 1;
   linear<T> embed, head;
   param<T> cls, pos;
   std::vector<block_params<T>> blocks;
@@ -182,7 +180,7 @@ struct model {
   std::vector<T> patch_rows, x0, x_last, xhat_f, rstd_f, z, logits;
   std::vector<block_state<T>> st;
 
-  explicit model(const vit& net, int thr)
+  explicit model(const vit& net)
       : image(net.image),
         patch(net.patch),
         d(net.d),
@@ -191,8 +189,7 @@ struct model {
         hidden(net.hidden),
         classes(net.classes),
         tokens(net.tokens()),
-        patches(net.patches()),
-        threads(sim::thread_count(thr)) {
+        patches(net.patches()) {
     embed.set(net.embed);
     head.set(net.head);
     cls.set(net.cls);
@@ -285,7 +282,6 @@ struct model {
     S.P.resize(B * heads * tokens * tokens);
     S.o.resize(B * tokens * d);
     const auto N = static_cast<std::ptrdiff_t>(B * heads);
-#pragma omp parallel for num_threads(threads) schedule(static)
     for (std::ptrdiff_t sh = 0; sh < N; ++sh) {
       const std::size_t s = static_cast<std::size_t>(sh) / heads, h = static_cast<std::size_t>(sh) % heads;
       const T* base = S.qkv.data() + s * tokens * ld;
@@ -323,7 +319,6 @@ struct model {
     const std::size_t ld = 3 * d;
     std::fill(dqkv, dqkv + B * tokens * ld, T(0));
     const auto N = static_cast<std::ptrdiff_t>(B * heads);
-#pragma omp parallel for num_threads(threads) schedule(static)
     for (std::ptrdiff_t sh = 0; sh < N; ++sh) {
       const std::size_t s = static_cast<std::size_t>(sh) / heads, h = static_cast<std::size_t>(sh) % heads;
       const T* base = S.qkv.data() + s * tokens * ld;
@@ -370,8 +365,7 @@ struct model {
     for (std::size_t s = 0; s < B; ++s)
       for (std::size_t t = 0; t < tokens; ++t)
         for (std::size_t j = 0; j < d; ++j)
-          x0[(s * tokens + t) * d + j] =
-              (t == 0 ? cls.q[j] : e[(s * patches + t - 1) * d + j]) + pos.q[t * d + j];
+          x0[(s * tokens + t) * d + j] = (t == 0 ? cls.q[j] : e[(s * patches + t - 1) * d + j]) + pos.q[t * d + j];
     const std::vector<T>* x = &x0;
     for (std::size_t k = 0; k < blocks.size(); ++k) {
       auto& p = blocks[k];
@@ -380,7 +374,7 @@ struct model {
       S.xhat1.resize(rows * d);
       S.rstd1.resize(rows);
       S.h1.resize(rows * d);
-      p.ln1.forward(S.x_in.data(), rows, d, S.h1.data(), S.xhat1.data(), S.rstd1.data(), threads);
+      p.ln1.forward(S.x_in.data(), rows, d, S.h1.data(), S.xhat1.data(), S.rstd1.data());
       S.qkv.resize(rows * 3 * d);
       p.qkv.forward(S.h1.data(), rows, S.qkv.data());
       attention_forward(S);
@@ -390,12 +384,11 @@ struct model {
       S.xhat2.resize(rows * d);
       S.rstd2.resize(rows);
       S.h2.resize(rows * d);
-      p.ln2.forward(S.x_mid.data(), rows, d, S.h2.data(), S.xhat2.data(), S.rstd2.data(), threads);
+      p.ln2.forward(S.x_mid.data(), rows, d, S.h2.data(), S.xhat2.data(), S.rstd2.data());
       S.u.resize(rows * hidden);
       S.g.resize(rows * hidden);
       p.fc1.forward(S.h2.data(), rows, S.u.data());
       const auto n = static_cast<std::ptrdiff_t>(rows * hidden);
-#pragma omp parallel for num_threads(threads) schedule(static)
       for (std::ptrdiff_t t = 0; t < n; ++t) S.g[static_cast<std::size_t>(t)] = gelu(S.u[static_cast<std::size_t>(t)]);
       x_last.resize(rows * d);
       p.fc2.forward(S.g.data(), rows, x_last.data());
@@ -406,7 +399,7 @@ struct model {
     xhat_f.resize(B * d);
     rstd_f.resize(B);
     z.resize(B * d);
-    ln_f.forward(x_last.data(), B, tokens * d, z.data(), xhat_f.data(), rstd_f.data(), threads);
+    ln_f.forward(x_last.data(), B, tokens * d, z.data(), xhat_f.data(), rstd_f.data());
     logits.resize(B * classes);
     head.forward(z.data(), B, logits.data());
   }
@@ -423,7 +416,6 @@ struct model {
       // x_out = x_mid + fc2(gelu(fc1(ln2(x_mid))))
       p.fc2.backward(S.g.data(), dx.data(), rows, dh_.data(), false);
       const auto n = static_cast<std::ptrdiff_t>(rows * hidden);
-#pragma omp parallel for num_threads(threads) schedule(static)
       for (std::ptrdiff_t t = 0; t < n; ++t)
         dh_[static_cast<std::size_t>(t)] *= gelu_derivative(S.u[static_cast<std::size_t>(t)]);
       p.fc1.backward(S.h2.data(), dh_.data(), rows, dn.data(), false);
@@ -431,7 +423,7 @@ struct model {
       // x_mid = x_in + proj(attention(ln1(x_in)))
       p.proj.backward(S.o.data(), dx.data(), rows, dn.data(), false);  // dn: dO
       attention_backward(S, dn.data(), dqkv.data());
-      p.qkv.backward(S.h1.data(), dqkv.data(), rows, dn.data(), false);  // dn: dh1
+      p.qkv.backward(S.h1.data(), dqkv.data(), rows, dn.data(), false);               // dn: dh1
       p.ln1.backward(dn.data(), rows, S.xhat1.data(), S.rstd1.data(), dx.data(), d);  // dx: d x_in
     }
     // x0 = [cls; embed(patches)] + pos
@@ -491,7 +483,7 @@ void train_vit(vit& net, const io::dataset& data, const vit_train_options& opt, 
     throw std::invalid_argument("AdamW needs lr > 0, betas in [0, 1), eps > 0 and weight decay >= 0");
   sim::random_stream rng(opt.seed);
   initialize(net, rng);
-  model<float> m(net, opt.threads);
+  model<float> m(net);
   const std::size_t N = data.rows, Bmax = opt.batch;
   const std::size_t steps_per_epoch = (N + Bmax - 1) / Bmax, total = steps_per_epoch * opt.epochs;
   std::vector<std::size_t> order(N);
@@ -578,7 +570,7 @@ double evaluate_vit_native(const vit& net, const io::dataset& data, bool single,
   constexpr std::size_t kBatch = 500;
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    model<T> m(net, threads);
+    model<T> m(net);
     std::vector<T> X;
     for (std::size_t start = 0; start < data.rows; start += kBatch) {
       const std::size_t b = std::min(kBatch, data.rows - start);
@@ -598,7 +590,7 @@ double evaluate_vit_native(const vit& net, const io::dataset& data, bool single,
 
 std::vector<double> vit_forward_native(const vit& net, const double* X, std::size_t batch) {
   net.validate();
-  model<double> m(net, 0);
+  model<double> m(net);
   m.forward(X, batch);
   return m.logits;
 }
@@ -606,7 +598,7 @@ std::vector<double> vit_forward_native(const vit& net, const double* X, std::siz
 double detail::vit_loss_and_gradients(const vit& net, const double* X, const std::uint8_t* labels, std::size_t batch,
                                       vit& grad) {
   net.validate();
-  model<double> m(net, 1);
+  model<double> m(net);
   m.forward(X, batch);
   std::vector<double> G;
   const auto [loss, correct] = softmax_cross_entropy(m.logits.data(), labels, batch, m.classes, G);

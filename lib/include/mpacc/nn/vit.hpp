@@ -44,12 +44,12 @@ struct vit_block {
 struct vit {
   std::size_t image = 28, patch = 7;
   std::size_t d = 64, heads = 4, hidden = 256, classes = 10;
-  double ln_eps = 1e-5;  // the layer norms' epsilon (PyTorch's default)
-  dense_layer embed;     // patch^2 -> d, identity
+  double ln_eps = 1e-5;     // the layer norms' epsilon (PyTorch's default)
+  dense_layer embed;        // patch^2 -> d, identity
   std::vector<double> cls;  // d: the class token before its position embedding
   std::vector<double> pos;  // tokens() x d, row-major: token t's position embedding at t * d
   std::vector<vit_block> blocks;
-  layer_norm ln_f;  // on the class token after the last block
+  layer_norm ln_f;   // on the class token after the last block
   dense_layer head;  // d -> classes, identity: the logits
 
   [[nodiscard]] std::size_t patches() const noexcept { return (image / patch) * (image / patch); }
