@@ -7,17 +7,22 @@
 // product and against the native binary64 forward pass, model files, and
 // (hidden, [mnist-vit]) training on MNIST or Fashion-MNIST.
 #include <catch2/catch.hpp>
+#include <zlib.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "mpacc/io/model_io.hpp"
 #include "mpacc/nn/vit_passes.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/train/vit.hpp"
@@ -365,6 +370,144 @@ TEST_CASE("vit simulated pass: configurations that do not fit are refused", "[vi
                     Catch::Contains("(block1.scores) has a map of 4 components, expected 5"));
   CHECK_THROWS_WITH(nn::simulate(net, {X.data(), 1, 63}, nn::parse_precision("acc=binary16")),
                     Catch::Contains("the network takes 64"));
+}
+
+namespace {
+
+const std::filesystem::path vit_tmp = std::filesystem::temp_directory_path() / "mpacc_test_vit";
+
+std::vector<std::uint8_t> file_bytes(const std::filesystem::path& f) {
+  std::ifstream in(f, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void recompute_crc(std::vector<std::uint8_t>& b) {
+  const auto crc = static_cast<std::uint32_t>(crc32_z(0L, b.data(), b.size() - 4));
+  std::memcpy(b.data() + b.size() - 4, &crc, 4);
+}
+
+// "" when parse_vit refuses b with one line starting "t: " (and holding
+// `fragment` when given), else what went wrong
+std::string vit_refusal(const std::vector<std::uint8_t>& b, const char* fragment) {
+  try {
+    (void)io::parse_vit(b, "t");
+    return "accepted";
+  } catch (const std::runtime_error& e) {
+    const std::string w = e.what();
+    if (w.find('\n') != std::string::npos || w.rfind("t: ", 0) != 0) return "bad message: " + w;
+    if (fragment && w.find(fragment) == std::string::npos) return "unexpected message: " + w;
+    return "";
+  }
+}
+
+}  // namespace
+
+TEST_CASE("vit model files: bit-exact round trip; other readers refuse them", "[vit][io]") {
+  std::filesystem::create_directories(vit_tmp);
+  auto net = tiny_vit(31, 2, 0.5);
+  net.blocks[0].q.W[3] = -0.0;
+  net.head.b[2] = 0x1p-1074;
+  net.ln_eps = 1e-6;
+  const auto file = vit_tmp / "v.mpnn";
+  io::save_model(net, file, "{\"arch\": \"tiny\"}");
+  CHECK(io::is_vit_model(file));
+  CHECK_FALSE(io::is_cnn_model(file));
+  std::string meta;
+  const auto back = io::load_vit(file, &meta);
+  CHECK(meta == "{\"arch\": \"tiny\"}");
+  CHECK(back.arch() == net.arch());
+  CHECK(back.ln_eps == net.ln_eps);
+  auto a = tensors(net);
+  auto b = tensors(const_cast<nn::vit&>(back));
+  REQUIRE(a.size() == b.size());
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    INFO(a[k].first);
+    REQUIRE(a[k].second->size() == b[k].second->size());
+    for (std::size_t i = 0; i < a[k].second->size(); ++i) CHECK(test::same((*a[k].second)[i], (*b[k].second)[i]));
+  }
+  CHECK_THROWS_WITH(io::load_model(file), Catch::Contains("a vision transformer's model file (version 3)"));
+  CHECK_THROWS_WITH(io::load_cnn(file), Catch::Contains("a vision transformer's model file (version 3)"));
+  // an invalid network is not written
+  auto bad = net;
+  bad.cls.pop_back();
+  CHECK_THROWS_AS(io::save_model(bad, vit_tmp / "bad.mpnn"), std::invalid_argument);
+}
+
+TEST_CASE("vit model files: truncated and corrupted files give one runtime_error line, never a crash", "[vit][io]") {
+  std::filesystem::create_directories(vit_tmp);
+  const auto net = tiny_vit(32, 1, 0.5, 4, 2, 4);
+  io::save_model(net, vit_tmp / "t.mpnn", "m");
+  const auto good = file_bytes(vit_tmp / "t.mpnn");
+  REQUIRE_NOTHROW(io::parse_vit(good, "t"));
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    const std::vector<std::uint8_t> cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n));
+    INFO("truncated to " << n << " bytes");
+    CHECK(vit_refusal(cut, nullptr).empty());
+  }
+  // every byte of the header and the first tensors changed (CRC recomputed):
+  // accepted only as a valid network, else one runtime_error line
+  std::size_t accepted = 0, refused = 0;
+  for (std::size_t pos = 8; pos < 200 && pos + 4 < good.size(); ++pos)
+    for (const std::uint8_t v : std::vector<std::uint8_t>{0x00, 0x01, 0x02, 0x05, 0x7f, 0xff}) {
+      auto b = good;
+      if (b[pos] == v) continue;
+      b[pos] = v;
+      recompute_crc(b);
+      try {
+        const auto n = io::parse_vit(b, "t");
+        REQUIRE_NOTHROW(n.validate());
+        ++accepted;
+      } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()).rfind("t: ", 0) == 0);
+        CHECK(std::string(e.what()).find('\n') == std::string::npos);
+        ++refused;
+      }
+    }
+  CHECK(refused > 100);
+  CHECK(accepted > 100);  // the bytes of weights: any finite value is a network
+  // named problems; header: magic 8, version 4, blocks 4, metadata length 8 + 1 byte, then the sizes
+  const std::size_t sizes = 8 + 4 + 4 + 8 + 1;
+  auto with = [&](std::size_t at, std::uint64_t v) {
+    auto b = good;
+    std::memcpy(b.data() + at, &v, 8);
+    recompute_crc(b);
+    return b;
+  };
+  CHECK(vit_refusal(with(sizes + 8, 3), "image 8 is not divisible into patches of 3").empty());
+  CHECK(vit_refusal(with(sizes + 16, 5), "width 5 is not divisible by 2 heads").empty());
+  CHECK(vit_refusal(with(sizes + 16, std::uint64_t{1} << 40), "width d 1099511627776 is outside").empty());
+  CHECK(vit_refusal(with(sizes + 24, 0), "head count 0").empty());
+  CHECK(vit_refusal(with(sizes + 32, std::uint64_t{1} << 24), "truncated model file (reading block 1 fc1 W").empty());
+  {
+    auto b = good;
+    const double eps = -1;
+    std::memcpy(b.data() + sizes + 48, &eps, 8);
+    recompute_crc(b);
+    CHECK(vit_refusal(b, "epsilon").empty());
+  }
+  {
+    auto b = good;
+    const double nan = NAN;
+    std::memcpy(b.data() + sizes + 56, &nan, 8);  // the first embedding weight
+    recompute_crc(b);
+    CHECK(vit_refusal(b, "embed: W holds a non-finite value").empty());
+  }
+  {
+    auto b = good;
+    b.back() ^= 1;
+    CHECK(vit_refusal(b, "checksum").empty());
+  }
+  {
+    auto b = good;
+    b[8] = 2;  // version 2: a CNN's
+    CHECK(vit_refusal(b, "is not a vision transformer's").empty());
+  }
+  {
+    auto b = good;
+    b.insert(b.end() - 4, 0);
+    recompute_crc(b);
+    CHECK(vit_refusal(b, "trailing").empty());
+  }
 }
 
 TEST_CASE("vit: MNIST or Fashion-MNIST ($MPACC_VIT_DATASET), binary32 training", "[.][mnist-vit]") {
