@@ -162,6 +162,91 @@ TEST_CASE("vit: gradients of every parameter against central finite differences"
   }
 }
 
+namespace {
+
+// the loss sum_t c_t y_t of a layer's output y, with fixed random weights c
+double weighted(const std::vector<double>& y, const std::vector<double>& c) {
+  double s = 0;
+  for (std::size_t t = 0; t < y.size(); ++t) s += c[t] * y[t];
+  return s;
+}
+
+// the worst relative difference between g and the central differences of f
+// with respect to every element of v
+template <class F>
+double worst_fd(std::vector<double>& v, const std::vector<double>& g, F&& f) {
+  double worst = 0;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const double keep = v[i], h = 1e-5 * std::max(1.0, std::abs(keep));
+    v[i] = keep + h;
+    const double up = f();
+    v[i] = keep - h;
+    const double down = f();
+    v[i] = keep;
+    const double fd = (up - down) / (2 * h);
+    worst = std::max(worst, std::abs(fd - g[i]) / std::max(1e-3, std::abs(fd) + std::abs(g[i])));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("vit layers alone: layer norm, attention and GELU against central finite differences", "[vit]") {
+  sim::random_stream rng(41);
+  auto draw = [&](std::size_t n, double lo, double hi) {
+    std::vector<double> v(n);
+    for (auto& x : v) x = lo + (hi - lo) * rng.uniform();
+    return v;
+  };
+  SECTION("layer norm: inputs, gamma, beta") {
+    const std::size_t d = 6, rows = 3;
+    auto x = draw(rows * d, -2, 3);
+    nn::layer_norm n{draw(d, 0.5, 1.5), draw(d, -0.5, 0.5)};
+    const auto c = draw(rows * d, -1, 1);
+    std::vector<double> dx;
+    nn::layer_norm dn;
+    (void)train::detail::vit_layer_norm(x, d, n, 1e-5, &c, &dx, &dn);
+    auto loss = [&] { return weighted(train::detail::vit_layer_norm(x, d, n, 1e-5), c); };
+    CHECK(worst_fd(x, dx, loss) < 1e-7);
+    CHECK(worst_fd(n.gamma, dn.gamma, loss) < 1e-7);
+    CHECK(worst_fd(n.beta, dn.beta, loss) < 1e-7);
+    // with gamma 1, beta 0 and eps 0 every row has mean 0 and (biased) variance 1
+    nn::layer_norm unit{std::vector<double>(d, 1.0), std::vector<double>(d, 0.0)};
+    const auto y = train::detail::vit_layer_norm(x, d, unit, 0.0);
+    double mean = 0, var = 0;
+    for (std::size_t j = 0; j < d; ++j) mean += y[j];
+    for (std::size_t j = 0; j < d; ++j) var += y[j] * y[j];
+    CHECK(std::abs(mean) < 1e-14);
+    CHECK(std::abs(var / d - 1) < 1e-14);
+  }
+  SECTION("attention: q, k, v of two samples, three heads") {
+    const std::size_t batch = 2, tokens = 4, d = 6, heads = 3;
+    for (const double mag : {0.5, 3.0}) {  // 3: nearly one-hot softmax rows
+      auto qkv = draw(batch * tokens * 3 * d, -mag, mag);
+      const auto c = draw(batch * tokens * d, -1, 1);
+      std::vector<double> dqkv;
+      (void)train::detail::vit_attention(qkv, batch, tokens, d, heads, &c, &dqkv);
+      auto loss = [&] { return weighted(train::detail::vit_attention(qkv, batch, tokens, d, heads), c); };
+      INFO("magnitude " << mag);
+      CHECK(worst_fd(qkv, dqkv, loss) < 1e-7);
+    }
+    // one token: softmax of one score is 1, the output is v
+    const auto one = draw(3 * d, -1, 1);
+    const auto o = train::detail::vit_attention(one, 1, 1, d, heads);
+    for (std::size_t c = 0; c < d; ++c) CHECK(o[c] == one[2 * d + c]);
+  }
+  SECTION("GELU") {
+    auto x = draw(40, -6, 6);
+    const auto c = draw(40, -1, 1);
+    std::vector<double> dx;
+    const auto y = train::detail::vit_gelu(x, &c, &dx);
+    CHECK(worst_fd(x, dx, [&] { return weighted(train::detail::vit_gelu(x), c); }) < 1e-7);
+    // the exact-erf form: within a few ulps of sim::apply's GELU (checked against MPFR there)
+    for (std::size_t t = 0; t < x.size(); ++t)
+      CHECK(std::abs(y[t] - sim::apply({sim::activation::gelu}, x[t])) <= 1e-14 * std::max(1.0, std::abs(y[t])));
+  }
+}
+
 TEST_CASE("vit: one block, one head: gradients and a loss that falls under training", "[vit]") {
   auto net = tiny_vit(3, 1, 0.7, 4, 1, 4);
   const std::size_t batch = 2;

@@ -155,6 +155,92 @@ struct norm {
   }
 };
 
+// the sizes of the attention of a batch
+struct attention_shape {
+  std::size_t batch, tokens, d, heads;
+  [[nodiscard]] std::size_t dh() const { return d / heads; }
+};
+
+// P = softmax(Q K^T / sqrt(dh)) per sample and head (B x heads x tokens x
+// tokens), O = P V (rows x d, the heads concatenated), from QKV (rows x 3d:
+// q, k, v stacked)
+template <class T>
+void attention_forward(const attention_shape& a, const T* qkv, T* Pout, T* Oout) {
+  const std::size_t tokens = a.tokens, d = a.d, heads = a.heads, dh = a.dh(), ld = 3 * d;
+  const T scale = T(1) / std::sqrt(static_cast<T>(dh));
+  for (std::size_t sh = 0; sh < a.batch * heads; ++sh) {
+    const std::size_t s = sh / heads, h = sh % heads;
+    const T* base = qkv + s * tokens * ld;
+    T* P = Pout + sh * tokens * tokens;
+    for (std::size_t i = 0; i < tokens; ++i) {
+      const T* q = base + i * ld + h * dh;
+      T* p = P + i * tokens;
+      T mx = -INFINITY;
+      for (std::size_t j = 0; j < tokens; ++j) {
+        const T* k = base + j * ld + d + h * dh;
+        T acc = 0;
+        for (std::size_t c = 0; c < dh; ++c) acc += q[c] * k[c];
+        p[j] = acc * scale;
+        mx = std::max(mx, p[j]);
+      }
+      T sum = 0;
+      for (std::size_t j = 0; j < tokens; ++j) {
+        p[j] = std::exp(p[j] - mx);
+        sum += p[j];
+      }
+      for (std::size_t j = 0; j < tokens; ++j) p[j] /= sum;
+      T* o = Oout + (s * tokens + i) * d + h * dh;
+      for (std::size_t c = 0; c < dh; ++c) o[c] = 0;
+      for (std::size_t j = 0; j < tokens; ++j) {
+        const T* v = base + j * ld + 2 * d + h * dh;
+        for (std::size_t c = 0; c < dh; ++c) o[c] += p[j] * v[c];
+      }
+    }
+  }
+}
+
+// dQKV (rows x 3d, assigned) from dO (rows x d), the forward's QKV and P
+template <class T>
+void attention_backward(const attention_shape& a, const T* qkv, const T* Pin, const T* dO, T* dqkv) {
+  const std::size_t tokens = a.tokens, d = a.d, heads = a.heads, dh = a.dh(), ld = 3 * d;
+  const T scale = T(1) / std::sqrt(static_cast<T>(dh));
+  std::fill(dqkv, dqkv + a.batch * tokens * ld, T(0));
+  std::vector<T> dP(tokens);
+  for (std::size_t sh = 0; sh < a.batch * heads; ++sh) {
+    const std::size_t s = sh / heads, h = sh % heads;
+    const T* base = qkv + s * tokens * ld;
+    T* dbase = dqkv + s * tokens * ld;
+    const T* P = Pin + sh * tokens * tokens;
+    for (std::size_t i = 0; i < tokens; ++i) {
+      const T* p = P + i * tokens;
+      const T* go = dO + (s * tokens + i) * d + h * dh;
+      T dot = 0;
+      for (std::size_t j = 0; j < tokens; ++j) {
+        const T* v = base + j * ld + 2 * d + h * dh;
+        T* dv = dbase + j * ld + 2 * d + h * dh;
+        T acc = 0;
+        for (std::size_t c = 0; c < dh; ++c) {
+          acc += go[c] * v[c];
+          dv[c] += p[j] * go[c];
+        }
+        dP[j] = acc;
+        dot += p[j] * acc;
+      }
+      const T* q = base + i * ld + h * dh;
+      T* dq = dbase + i * ld + h * dh;
+      for (std::size_t j = 0; j < tokens; ++j) {
+        const T dS = p[j] * (dP[j] - dot) * scale;
+        const T* k = base + j * ld + d + h * dh;
+        T* dk = dbase + j * ld + d + h * dh;
+        for (std::size_t c = 0; c < dh; ++c) {
+          dq[c] += dS * k[c];
+          dk[c] += dS * q[c];
+        }
+      }
+    }
+  }
+}
+
 // the activations of one block for a batch (rows = batch x tokens)
 template <class T>
 struct block_state {
@@ -275,86 +361,6 @@ struct model {
         }
   }
 
-  // P = softmax(Q K^T / sqrt(dh)) per sample and head, O = P V
-  void attention_forward(block_state<T>& S) const {
-    const T scale = T(1) / std::sqrt(static_cast<T>(dh));
-    const std::size_t ld = 3 * d;
-    S.P.resize(B * heads * tokens * tokens);
-    S.o.resize(B * tokens * d);
-    const auto N = static_cast<std::ptrdiff_t>(B * heads);
-    for (std::ptrdiff_t sh = 0; sh < N; ++sh) {
-      const std::size_t s = static_cast<std::size_t>(sh) / heads, h = static_cast<std::size_t>(sh) % heads;
-      const T* base = S.qkv.data() + s * tokens * ld;
-      T* P = S.P.data() + static_cast<std::size_t>(sh) * tokens * tokens;
-      for (std::size_t i = 0; i < tokens; ++i) {
-        const T* q = base + i * ld + h * dh;
-        T* p = P + i * tokens;
-        T mx = -INFINITY;
-        for (std::size_t j = 0; j < tokens; ++j) {
-          const T* k = base + j * ld + d + h * dh;
-          T acc = 0;
-          for (std::size_t c = 0; c < dh; ++c) acc += q[c] * k[c];
-          p[j] = acc * scale;
-          mx = std::max(mx, p[j]);
-        }
-        T sum = 0;
-        for (std::size_t j = 0; j < tokens; ++j) {
-          p[j] = std::exp(p[j] - mx);
-          sum += p[j];
-        }
-        for (std::size_t j = 0; j < tokens; ++j) p[j] /= sum;
-        T* o = S.o.data() + (s * tokens + i) * d + h * dh;
-        for (std::size_t c = 0; c < dh; ++c) o[c] = 0;
-        for (std::size_t j = 0; j < tokens; ++j) {
-          const T* v = base + j * ld + 2 * d + h * dh;
-          for (std::size_t c = 0; c < dh; ++c) o[c] += p[j] * v[c];
-        }
-      }
-    }
-  }
-
-  // dQKV (rows x 3d, assigned) from dO (rows x d)
-  void attention_backward(const block_state<T>& S, const T* dO, T* dqkv) const {
-    const T scale = T(1) / std::sqrt(static_cast<T>(dh));
-    const std::size_t ld = 3 * d;
-    std::fill(dqkv, dqkv + B * tokens * ld, T(0));
-    const auto N = static_cast<std::ptrdiff_t>(B * heads);
-    for (std::ptrdiff_t sh = 0; sh < N; ++sh) {
-      const std::size_t s = static_cast<std::size_t>(sh) / heads, h = static_cast<std::size_t>(sh) % heads;
-      const T* base = S.qkv.data() + s * tokens * ld;
-      T* dbase = dqkv + s * tokens * ld;
-      const T* P = S.P.data() + static_cast<std::size_t>(sh) * tokens * tokens;
-      std::vector<T> dP(tokens);
-      for (std::size_t i = 0; i < tokens; ++i) {
-        const T* p = P + i * tokens;
-        const T* go = dO + (s * tokens + i) * d + h * dh;
-        T dot = 0;
-        for (std::size_t j = 0; j < tokens; ++j) {
-          const T* v = base + j * ld + 2 * d + h * dh;
-          T* dv = dbase + j * ld + 2 * d + h * dh;
-          T acc = 0;
-          for (std::size_t c = 0; c < dh; ++c) {
-            acc += go[c] * v[c];
-            dv[c] += p[j] * go[c];
-          }
-          dP[j] = acc;
-          dot += p[j] * acc;
-        }
-        const T* q = base + i * ld + h * dh;
-        T* dq = dbase + i * ld + h * dh;
-        for (std::size_t j = 0; j < tokens; ++j) {
-          const T dS = p[j] * (dP[j] - dot) * scale;
-          const T* k = base + j * ld + d + h * dh;
-          T* dk = dbase + j * ld + d + h * dh;
-          for (std::size_t c = 0; c < dh; ++c) {
-            dq[c] += dS * k[c];
-            dk[c] += dS * q[c];
-          }
-        }
-      }
-    }
-  }
-
   void forward(const T* X, std::size_t batch) {
     B = batch;
     const std::size_t rows = B * tokens;
@@ -377,7 +383,9 @@ struct model {
       p.ln1.forward(S.x_in.data(), rows, d, S.h1.data(), S.xhat1.data(), S.rstd1.data());
       S.qkv.resize(rows * 3 * d);
       p.qkv.forward(S.h1.data(), rows, S.qkv.data());
-      attention_forward(S);
+      S.P.resize(B * heads * tokens * tokens);
+      S.o.resize(rows * d);
+      attention_forward(attention_shape{B, tokens, d, heads}, S.qkv.data(), S.P.data(), S.o.data());
       S.x_mid.resize(rows * d);
       p.proj.forward(S.o.data(), rows, S.x_mid.data());
       for (std::size_t t = 0; t < rows * d; ++t) S.x_mid[t] += S.x_in[t];
@@ -422,7 +430,7 @@ struct model {
       p.ln2.backward(dn.data(), rows, S.xhat2.data(), S.rstd2.data(), dx.data(), d);  // dx: d x_mid
       // x_mid = x_in + proj(attention(ln1(x_in)))
       p.proj.backward(S.o.data(), dx.data(), rows, dn.data(), false);  // dn: dO
-      attention_backward(S, dn.data(), dqkv.data());
+      attention_backward(attention_shape{B, tokens, d, heads}, S.qkv.data(), S.P.data(), dn.data(), dqkv.data());
       p.qkv.backward(S.h1.data(), dqkv.data(), rows, dn.data(), false);               // dn: dh1
       p.ln1.backward(dn.data(), rows, S.xhat1.data(), S.rstd1.data(), dx.data(), d);  // dx: d x_in
     }
@@ -609,6 +617,50 @@ double detail::vit_loss_and_gradients(const vit& net, const double* X, const std
   grad = net;
   m.store(grad);
   return loss / static_cast<double>(batch);
+}
+
+std::vector<double> detail::vit_layer_norm(const std::vector<double>& x, std::size_t d, const layer_norm& n, double eps,
+                                           const std::vector<double>* dy, std::vector<double>* dx, layer_norm* dn) {
+  if (d == 0 || x.size() % d != 0 || n.gamma.size() != d || n.beta.size() != d)
+    throw std::invalid_argument("vit_layer_norm: sizes do not fit");
+  const std::size_t rows = x.size() / d;
+  norm<double> ln;
+  ln.set(n, d, eps);
+  std::vector<double> y(x.size()), xhat(x.size()), rstd(rows);
+  ln.forward(x.data(), rows, d, y.data(), xhat.data(), rstd.data());
+  if (dy && dx && dn) {
+    dx->assign(x.size(), 0.0);
+    ln.backward(dy->data(), rows, xhat.data(), rstd.data(), dx->data(), d);
+    dn->gamma = ln.gamma.grads();
+    dn->beta = ln.beta.grads();
+  }
+  return y;
+}
+
+std::vector<double> detail::vit_attention(const std::vector<double>& qkv, std::size_t batch, std::size_t tokens,
+                                          std::size_t d, std::size_t heads, const std::vector<double>* dy,
+                                          std::vector<double>* dqkv) {
+  if (heads == 0 || d % heads != 0 || qkv.size() != batch * tokens * 3 * d)
+    throw std::invalid_argument("vit_attention: sizes do not fit");
+  const attention_shape a{batch, tokens, d, heads};
+  std::vector<double> P(batch * heads * tokens * tokens), O(batch * tokens * d);
+  attention_forward(a, qkv.data(), P.data(), O.data());
+  if (dy && dqkv) {
+    dqkv->assign(qkv.size(), 0.0);
+    attention_backward(a, qkv.data(), P.data(), dy->data(), dqkv->data());
+  }
+  return O;
+}
+
+std::vector<double> detail::vit_gelu(const std::vector<double>& x, const std::vector<double>* dy,
+                                     std::vector<double>* dx) {
+  std::vector<double> y(x.size());
+  for (std::size_t t = 0; t < x.size(); ++t) y[t] = gelu(x[t]);
+  if (dy && dx) {
+    dx->resize(x.size());
+    for (std::size_t t = 0; t < x.size(); ++t) (*dx)[t] = (*dy)[t] * gelu_derivative(x[t]);
+  }
+  return y;
 }
 
 }  // namespace mpacc::train

@@ -58,6 +58,24 @@ namespace detail {
 // respect to that parameter): for the finite-difference tests.
 double vit_loss_and_gradients(const nn::vit& net, const double* X, const std::uint8_t* labels, std::size_t batch,
                               nn::vit& grad);
+
+// Each layer alone, in binary64 (the code the training runs, instantiated
+// for double), for the finite-difference tests: the forward value and, when
+// dy (the gradient of some loss with respect to the output) is given, the
+// gradients of that loss with respect to the inputs and parameters.
+// Layer norm of x.size() / d rows of d values.
+std::vector<double> vit_layer_norm(const std::vector<double>& x, std::size_t d, const nn::layer_norm& n, double eps,
+                                   const std::vector<double>* dy = nullptr, std::vector<double>* dx = nullptr,
+                                   nn::layer_norm* dn = nullptr);
+// Multi-head attention of `batch` samples of `tokens` rows of 3 d values (q,
+// k, v stacked, as the training's fused projection gives them): the
+// batch * tokens x d output P V with P = softmax(Q K^T / sqrt(d / heads)).
+std::vector<double> vit_attention(const std::vector<double>& qkv, std::size_t batch, std::size_t tokens, std::size_t d,
+                                  std::size_t heads, const std::vector<double>* dy = nullptr,
+                                  std::vector<double>* dqkv = nullptr);
+// GELU (x Phi(x)) elementwise.
+std::vector<double> vit_gelu(const std::vector<double>& x, const std::vector<double>* dy = nullptr,
+                             std::vector<double>* dx = nullptr);
 }  // namespace detail
 
 }  // namespace mpacc::train
