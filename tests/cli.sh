@@ -227,6 +227,20 @@ expect_error "cnn-sweep: an indicator twice" "--indicators: kappa is listed twic
   cnn-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir" --indicators kappa,kprime,kappa
 expect_error "cnn-sweep: a missing model" "--model: $cnndir/none.mpnn: no such file" "" \
   cnn-sweep --model "$cnndir/none.mpnn" --data "$cnndir"
+# a vision transformer (docs/attention.md) on the same tiny data set: train, eval
+expect_status "train: vit" 0 "model written to $cnndir/vit.mpnn" \
+  "$MPACC" train --arch vit --blocks 1 --heads 2 --dim 8 --mlp 16 --epochs 1 --batch 8 --threads 1 --data "$cnndir" \
+  --out "$cnndir/vit.mpnn"
+expect_status "eval: a vit model, simulated" 0 "accuracy simulated" \
+  "$MPACC" eval --model "$cnndir/vit.mpnn" --data "$cnndir" --precision "acc=binary16;weights=e4m3-ieee;act=bfloat16"
+expect_status "eval: a vit model file names its architecture" 0 "vit28p7-d8-h2-b1-m16-c10" \
+  "$MPACC" eval --model "$cnndir/vit.mpnn" --data "$cnndir"
+expect_error "eval: precision for another depth (vit)" "2 accumulator formats for a network of 10 layers" "" \
+  eval --model "$cnndir/vit.mpnn" --data "$cnndir" --precision "acc=binary16,binary16"
+expect_error "train: vit heads that do not divide the width" "--heads: must divide --dim (8)" "" \
+  train --arch vit --dim 8 --heads 3 --data "$cnndir" --out "$cnndir/v3.mpnn"
+expect_error "validate: a vit model file (not yet)" "a vision transformer's model file (version 3)" "" \
+  validate --model "$cnndir/vit.mpnn" --data "$cnndir" --out "$cnndir/v" --no-plots
 rm -rf "$cnndir"
 
 # sweeps: configuration errors name the file and the key

@@ -16,8 +16,10 @@
 #include "mpacc/io/model_io.hpp"
 #include "mpacc/nn/cnn_passes.hpp"
 #include "mpacc/nn/simulate.hpp"
+#include "mpacc/nn/vit_passes.hpp"
 #include "mpacc/train/cnn.hpp"
 #include "mpacc/train/train.hpp"
+#include "mpacc/train/vit.hpp"
 #include "mpacc/sim/layer.hpp"
 #include "mpacc/sim/rounding.hpp"
 
@@ -29,8 +31,8 @@ struct train_cli {
   std::string dataset = "mnist";
   std::string arch = "784-784-128-10";
   std::string act = "relu";
-  std::size_t epochs = 10, batch = 64, limit = 0;
-  double lr = 0, momentum = 0.9;  // lr 0: 0.05 for mnist (the paper's), 0.01 for fashion-mnist
+  std::size_t epochs = 0, batch = 0, limit = 0;  // 0: the architecture's default (10 and 64; vit 8 and 128)
+  double lr = 0, momentum = 0.9;                 // lr 0: 0.05 for mnist (the paper's), 0.01 for fashion-mnist
   std::uint64_t seed = 1234;
   std::string storage = "e4m3-ieee";
   std::string out;
@@ -38,13 +40,91 @@ struct train_cli {
   int threads = 0;
   std::vector<std::size_t> lr_steps;  // lenet5 only
   double lr_gamma = 0.1;
+  // --arch vit (docs/attention.md)
+  std::size_t blocks = 2, heads = 4, dim = 64, mlp = 0;
+  double weight_decay = 0.05;
+  std::size_t warmup = 200;
 };
 
 sim::activation_fn parse_act(const std::string& s) {
   return {option_value("--act", [&] { return sim::parse_activation(s); }), 0.01};
 }
 
-int run_train(const train_cli& o) {
+// --arch vit: AdamW (train::train_vit), a version-3 model file
+int run_train_vit(const train_cli& o) {
+  if (!o.lr_steps.empty()) throw usage_error("--lr-steps: only for --arch lenet5 (vit: warmup and cosine decay)");
+  train::vit_train_options opt;
+  if (o.epochs) opt.epochs = o.epochs;
+  if (o.batch) opt.batch = o.batch;
+  if (!std::isfinite(o.lr) || o.lr < 0) throw usage_error("--lr: must be a positive number (or 0 for the default)");
+  if (o.lr > 0) opt.lr = o.lr;
+  if (!std::isfinite(o.weight_decay) || o.weight_decay < 0) throw usage_error("--weight-decay: must be >= 0");
+  opt.weight_decay = o.weight_decay;
+  opt.warmup_steps = o.warmup;
+  opt.seed = o.seed;
+  opt.threads = o.threads;
+  if (o.storage == "none") {
+    opt.storage.reset();
+  } else {
+    opt.storage = option_value("--storage", [&] { return sim::parse_format(o.storage); });
+  }
+  if (o.blocks == 0 || o.blocks > 64) throw usage_error("--blocks: must be in [1, 64]");
+  if (o.dim == 0 || o.dim > 4096) throw usage_error("--dim: must be in [1, 4096]");
+  if (o.heads == 0 || o.dim % o.heads != 0)
+    throw usage_error("--heads: must divide --dim (" + std::to_string(o.dim) + ")");
+  if (o.mlp > 65536) throw usage_error("--mlp: must be at most 65536");
+  nn::vit net = nn::make_vit(o.blocks, o.dim, o.heads, o.mlp);
+  if (o.out.empty()) throw usage_error("--out: a model file name is required");
+  {  // fail now, not after the training, if the model cannot be written there
+    const auto parent = std::filesystem::path(o.out).parent_path();
+    analysis::ensure_writable_dir(parent.empty() ? std::filesystem::path(".") : parent);
+  }
+  const auto dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
+  const auto train_set = io::load_dataset(dir, o.dataset, true, o.limit);
+  const auto test_set = io::load_dataset(dir, o.dataset, false);
+  if (train_set.cols != net.inputs()) throw usage_error("--arch vit: takes 28x28 images");
+  std::fprintf(stderr,
+               "training %s on %s (%zu images), %zu epochs, batch %zu, AdamW lr %g, weight decay %g, warmup %zu "
+               "steps, seed %llu, storage %s\n",
+               net.arch().c_str(), o.dataset.c_str(), train_set.rows, opt.epochs, opt.batch, opt.lr, opt.weight_decay,
+               opt.warmup_steps, static_cast<unsigned long long>(o.seed), o.storage.c_str());
+  opt.on_epoch = [](const train::epoch_report& r) {
+    std::fprintf(stderr, "epoch %2zu  loss %.4f  train accuracy %.2f%%  %.1f s\n", r.epoch, r.loss,
+                 100 * r.train_accuracy, r.seconds);
+  };
+  std::vector<train::epoch_report> log;
+  train::train_vit(net, train_set, opt, &log);
+  const double acc32 = train::evaluate_vit_native(net, test_set, true, o.threads);
+  const double acc64 = train::evaluate_vit_native(net, test_set, false, o.threads);
+  double total = 0;
+  for (const auto& r : log) total += r.seconds;
+  const nlohmann::json meta = {{"dataset", o.dataset},
+                               {"arch", net.arch()},
+                               {"epochs", opt.epochs},
+                               {"batch", opt.batch},
+                               {"optimizer", "adamw"},
+                               {"lr", opt.lr},
+                               {"weight_decay", opt.weight_decay},
+                               {"warmup_steps", opt.warmup_steps},
+                               {"seed", o.seed},
+                               {"storage", o.storage},
+                               {"train_images", train_set.rows},
+                               {"test_accuracy_binary32", acc32},
+                               {"test_accuracy_binary64", acc64},
+                               {"train_seconds", total}};
+  io::save_model(net, o.out, meta.dump());
+  std::printf("test accuracy (binary32): %.2f%%\n", 100 * acc32);
+  std::printf("test accuracy (binary64): %.2f%%\n", 100 * acc64);
+  std::printf("training time: %.1f s (%.1f s per epoch)\n", total, total / static_cast<double>(opt.epochs));
+  std::printf("model written to %s\n", o.out.c_str());
+  return 0;
+}
+
+int run_train(const train_cli& o_in) {
+  if (o_in.arch == "vit") return run_train_vit(o_in);
+  train_cli o = o_in;
+  if (o.epochs == 0) o.epochs = 10;
+  if (o.batch == 0) o.batch = 64;
   const bool lenet = o.arch == "lenet5";
   std::vector<std::size_t> sizes;
   if (!lenet) sizes = option_value("--arch", [&] { return nn::parse_arch(o.arch); });
@@ -210,8 +290,53 @@ int eval_network(Net net, const eval_cli& o) {
   return 0;
 }
 
+// The accuracies of a vision transformer: native binary32 and binary64 on
+// the stored network, and the simulated pass (nn/vit_passes.hpp) in pieces.
+int eval_vit(nn::vit net, const eval_cli& o) {
+  const auto precision = eval_precision(o);
+  if (precision) {
+    try {
+      precision->check(net.product_layers());
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(std::string(e.what()) + " (a vit has " + std::to_string(net.product_layers()) +
+                        " inner-product layers: docs/attention.md)");
+    }
+    net = nn::stored_network(net, *precision);
+  } else if (o.storage != "none") {
+    nn::precision_config storage;
+    storage.weights = storage.biases = option_value("--storage", [&] { return sim::parse_format(o.storage); });
+    storage.act = sim::formats::binary64;  // the elementwise parameters unchanged
+    net = nn::stored_network(net, storage);
+  }
+  const auto dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
+  const auto test_set = io::load_dataset(dir, o.dataset, false, o.limit);
+  std::printf("model %s (%s), %s test set: %zu images\n", o.model.c_str(), net.arch().c_str(), o.dataset.c_str(),
+              test_set.rows);
+  std::printf("accuracy binary32: %.2f%%\n", 100 * train::evaluate_vit_native(net, test_set, true, o.threads));
+  std::printf("accuracy binary64: %.2f%%\n", 100 * train::evaluate_vit_native(net, test_set, false, o.threads));
+  if (!precision) return 0;
+  std::size_t correct = 0, overflowed = 0, outputs = 0;
+  constexpr std::size_t kChunk = 256;  // the same bits as one pass (stochastic words from first_sample)
+  for (std::size_t start = 0; start < test_set.rows; start += kChunk) {
+    const std::size_t b = std::min(kChunk, test_set.rows - start);
+    const auto pass = nn::simulate(net, {test_set.row(start), b, test_set.cols}, *precision, o.threads, start);
+    for (const auto& layer : pass.layers)
+      for (unsigned f : layer.flags) {
+        overflowed += (f & sim::flag::overflow) != 0;
+        ++outputs;
+      }
+    for (std::size_t s = 0; s < b; ++s)
+      correct += nn::argmax({pass.logits().data() + s * net.classes, net.classes}) == test_set.y[start + s];
+  }
+  std::printf("precision: %s\n", precision->to_string().c_str());
+  std::printf("accuracy simulated: %.2f%%  (%zu of %zu inner products overflowed)\n",
+              100.0 * static_cast<double>(correct) / static_cast<double>(test_set.rows), overflowed, outputs);
+  return 0;
+}
+
 int run_eval(const eval_cli& o) {
   if (o.model.empty()) throw usage_error("--model: a model file is required");
+  if (io::is_vit_model(o.model)) return eval_vit(io::load_vit(o.model), o);
   if (!o.npz_arch.empty()) return eval_network(npz_cnn(o.model, o.npz_arch, parse_act(o.act)), o);
   if (io::is_cnn_model(o.model)) return eval_network(io::load_cnn(o.model), o);
   return eval_network(io::load_any(o.model, parse_act(o.act)), o);
@@ -222,15 +347,18 @@ int run_eval(const eval_cli& o) {
 command add_train_command(CLI::App& app) {
   auto o = std::make_shared<train_cli>();
   auto* sub = app.add_subcommand(
-      "train", "Train an MLP (the paper's defaults) or LeNet-5 on MNIST or Fashion-MNIST and save it");
+      "train",
+      "Train an MLP (the paper's defaults), LeNet-5 or a vision transformer on MNIST or Fashion-MNIST and save it");
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
-  sub->add_option("--arch", o->arch, "layer sizes of an MLP, or lenet5 (docs/cnn.md)")->capture_default_str();
+  sub->add_option("--arch", o->arch, "layer sizes of an MLP, lenet5 (docs/cnn.md) or vit (docs/attention.md)")
+      ->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation: relu | tanh | sigmoid | gelu | silu | leaky-relu | identity")
       ->capture_default_str();
-  sub->add_option("--epochs", o->epochs, "epochs")->capture_default_str();
-  sub->add_option("--batch", o->batch, "minibatch size")->capture_default_str();
+  sub->add_option("--epochs", o->epochs, "epochs (default 10; vit 8)");
+  sub->add_option("--batch", o->batch, "minibatch size (default 64; vit 128)");
   sub->add_option("--lr", o->lr,
-                  "SGD learning rate (default 0.05 for mnist as in the paper, 0.01 for fashion-mnist and for lenet5)");
+                  "SGD learning rate (default 0.05 for mnist as in the paper, 0.01 for fashion-mnist and for lenet5); "
+                  "vit: AdamW's peak learning rate (default 0.002)");
   sub->add_option("--lr-steps", o->lr_steps,
                   "lenet5: epochs after which the learning rate is multiplied by --lr-gamma (e.g. 10)")
       ->delimiter(',');
@@ -245,6 +373,13 @@ command add_train_command(CLI::App& app) {
   sub->add_option("--threads", o->threads, "threads (0: all cores; at most 256)")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();
+  sub->add_option("--blocks", o->blocks, "vit: transformer blocks")->capture_default_str();
+  sub->add_option("--heads", o->heads, "vit: attention heads (must divide --dim)")->capture_default_str();
+  sub->add_option("--dim", o->dim, "vit: token width d")->capture_default_str();
+  sub->add_option("--mlp", o->mlp, "vit: MLP width (0: 4 d)")->capture_default_str();
+  sub->add_option("--weight-decay", o->weight_decay, "vit: AdamW's decoupled weight decay (weight matrices only)")
+      ->capture_default_str();
+  sub->add_option("--warmup", o->warmup, "vit: linear warmup steps before the cosine decay")->capture_default_str();
   sub->add_option("--out", o->out, "model file to write")->required();
   return [o] { return run_train(*o); };
 }
@@ -253,7 +388,7 @@ command add_eval_command(CLI::App& app) {
   auto o = std::make_shared<eval_cli>();
   auto* sub = app.add_subcommand(
       "eval", "Test accuracy of a model in binary32, binary64 and, with --acc, a simulated accumulation");
-  sub->add_option("--model", o->model, "model file (.mpnn from mpacc train, MLP or CNN, or .npz with W1,b1,...)")
+  sub->add_option("--model", o->model, "model file (.mpnn from mpacc train, MLP, CNN or vit, or .npz with W1,b1,...)")
       ->required();
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();

@@ -71,6 +71,35 @@ write("cnn_model", "mlp_version1", ok)
 write("cnn_model", "no_chain", cnn_model((1, 4, 4), [(4, (1, 4, 4), None, 0, 0), (0, (15, 2), 0, 30, 2)]))
 
 
+# --- vision transformers' model files (version 3, docs/model-format.md)
+def vit_model(blocks, image, patch, d, heads, hidden, classes, eps=1e-5, meta=b"", crc_ok=True):
+    b = b"MPACCNN\0" + struct.pack("<IIQ", 3, blocks, len(meta)) + meta
+    b += struct.pack("<QQQQQQd", image, patch, d, heads, hidden, classes, eps)
+    tokens = (image // patch) ** 2 + 1
+
+    def values(n, scale=0.125):
+        return b"".join(struct.pack("<d", scale * (k % 5) - 0.25) for k in range(n))
+
+    b += values(d * patch * patch) + values(d) + values(d) + values(tokens * d)
+    for _ in range(blocks):
+        b += values(2 * d)  # ln1
+        b += (values(d * d) + values(d)) * 4  # q, k, v, proj
+        b += values(2 * d)  # ln2
+        b += values(hidden * d) + values(hidden) + values(d * hidden) + values(d)
+    b += values(2 * d) + values(classes * d) + values(classes)
+    crc = zlib.crc32(b) ^ (0 if crc_ok else 1)
+    return b + struct.pack("<I", crc)
+
+
+vit_ok = vit_model(1, 4, 2, 4, 2, 6, 3, meta=b'{"note":"seed"}')
+write("vit_model", "ok", vit_ok)
+write("vit_model", "two_blocks", vit_model(2, 2, 1, 2, 1, 2, 2))
+write("vit_model", "bad_crc", vit_model(1, 2, 2, 1, 1, 1, 1, crc_ok=False))
+write("vit_model", "truncated", vit_ok[:120])
+write("vit_model", "heads_not_dividing", vit_model(1, 2, 1, 3, 2, 2, 2))
+write("vit_model", "cnn_version2", cnn_ok)
+
+
 # --- .npy / .npz
 # the .npy writer of the committed test fixture (tests/data/make_npz_fixture.py)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"))

@@ -133,6 +133,9 @@ nn::cnn parse_cnn(std::span<const std::uint8_t> data, const std::string& name, s
       for (auto& l : m.layers) net.layers.emplace_back(std::move(l));
       return net;
     }
+    if (version == detail::kVitVersion)
+      throw std::runtime_error(name +
+                               ": a vision transformer's model file (version 3); this reader takes MLPs and CNNs");
     if (version != detail::kCnnVersion)
       throw std::runtime_error(name + ": model file version " + std::to_string(version) +
                                " is not supported (expected 1 or 2)");

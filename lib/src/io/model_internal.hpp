@@ -21,6 +21,7 @@ namespace mpacc::io::detail {
 inline constexpr char kModelMagic[8] = {'M', 'P', 'A', 'C', 'C', 'N', 'N', '\0'};
 inline constexpr std::uint32_t kMlpVersion = 1;  // dense layers only
 inline constexpr std::uint32_t kCnnVersion = 2;  // a layer list (docs/model-format.md)
+inline constexpr std::uint32_t kVitVersion = 3;  // a vision transformer (docs/model-format.md)
 
 struct writer {
   std::string buf;

@@ -98,6 +98,8 @@ mlp parse_model(std::span<const std::uint8_t> data, const std::string& name, std
     const auto version = r.get<std::uint32_t>("version");
     if (version == detail::kCnnVersion)
       throw std::runtime_error(name + ": a convolutional network's model file (version 2); this reader takes MLPs");
+    if (version == detail::kVitVersion)
+      throw std::runtime_error(name + ": a vision transformer's model file (version 3); this reader takes MLPs");
     if (version != detail::kMlpVersion)
       throw std::runtime_error(name + ": model file version " + std::to_string(version) +
                                " is not supported (expected 1)");

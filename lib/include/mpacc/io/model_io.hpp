@@ -11,6 +11,7 @@
 
 #include "mpacc/nn/cnn.hpp"
 #include "mpacc/nn/network.hpp"
+#include "mpacc/nn/vit.hpp"
 
 namespace mpacc::io {
 
@@ -86,5 +87,23 @@ nn::cnn parse_cnn(std::span<const std::uint8_t> data, const std::string& name, s
 // are the magic and version 2. False for anything else (an MLP file, .npz, a
 // missing file); the loaders then say what is wrong.
 bool is_cnn_model(const std::filesystem::path& file);
+
+// --- vision transformers (version 3: the sizes and every parameter tensor) --
+
+// Writes a vision transformer (docs/model-format.md, version 3) through a
+// temporary file renamed into place, as save_model does.
+void save_model(const nn::vit& net, const std::filesystem::path& file, const std::string& metadata = "");
+// Reads a version-3 model file. Throws std::runtime_error, one line naming the
+// file and the problem: the problems of the other versions (magic, version,
+// truncation naming the tensor being read, checksum, trailing bytes), sizes
+// outside their ranges (image 1 to 4096, patch 1 to image, d, MLP width and
+// classes 1 to 2^24, heads 1 to d, 1 to 1024 blocks), an image not divisible
+// into patches, d not divisible by the heads, a tensor of more than 2^31
+// values (checked before anything is allocated), and what nn::vit::validate
+// refuses (non-finite values, a non-positive epsilon).
+nn::vit load_vit(const std::filesystem::path& file, std::string* metadata = nullptr);
+nn::vit parse_vit(std::span<const std::uint8_t> data, const std::string& name, std::string* metadata = nullptr);
+// Whether `file` is a version-3 (vision transformer) model file.
+bool is_vit_model(const std::filesystem::path& file);
 
 }  // namespace mpacc::io
