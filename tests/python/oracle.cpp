@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "mpacc/analysis/algorithm1.hpp"
+#include "mpacc/analysis/cnn_algorithm1.hpp"
 #include "mpacc/io/model_io.hpp"
 #include "mpacc/nn/cnn_passes.hpp"
 #include "mpacc/nn/precision.hpp"
@@ -162,6 +163,30 @@ int main(int argc, char** argv) try {
     const auto r = runner.run(sel);
     put(static_cast<std::uint64_t>(r.trace.size()));
     for (const auto& t : r.trace) put_n(t.recomputed);
+    put_n(r.logits);
+  } else if (arg[0] == "cnnalg1" && arg.size() == 6) {
+    // Algorithm 1 on a CNN model file: the recomputed masks per network layer, then the logits
+    const auto net = io::load_cnn(arg[1]);
+    analysis::mixed_config cfg;
+    cfg.precision = nn::parse_precision(arg[2]);
+    cfg.high = sim::parse_format(arg[3]);
+    io::dataset d;
+    d.rows = get<std::uint64_t>();
+    d.cols = get<std::uint64_t>();
+    d.x = get_n<double>(d.rows * d.cols);
+    d.y = get_n<std::uint8_t>(d.rows);
+    const analysis::cnn_mixed_runner runner(net, d, d.rows, cfg, 1);
+    analysis::selection sel;
+    sel.type = analysis::selection::kind::threshold;
+    sel.indicator = arg[4];
+    sel.tau = std::stod(arg[5]);
+    sel.keep_trace = true;
+    const auto r = runner.run(sel);
+    put(static_cast<std::uint64_t>(r.trace.size()));
+    for (const auto& t : r.trace) {
+      put(static_cast<std::uint64_t>(t.recomputed.size()));
+      put_n(t.recomputed);
+    }
     put_n(r.logits);
   } else if (arg[0] == "cnn" && arg.size() == 3) {
     const auto net = io::load_cnn(arg[1]);

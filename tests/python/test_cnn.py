@@ -228,3 +228,61 @@ def test_from_torch_cnn_structure_errors(torch_cnn):
         mpacc.from_torch(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=(1, 8, 8))
     with pytest.raises(ValueError, match="layer 3 takes 18 inputs, it gets 72"):  # C++ shape check
         mpacc.from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(18, 3)), input_shape=(1, 8, 8))
+
+
+@pytest.mark.parametrize("indicator,tau", [("kprime-companion", 0.5), ("kappa-norm", 0.3), ("kappa", 0.2)])
+def test_cnn_algorithm1_decisions(oracle, tmp_path, indicator, tau):
+    # CnnMixedRunner against the C++ oracle running analysis::cnn_mixed_runner on the saved model:
+    # the recomputed components of every layer and the logits, bit for bit
+    net = small_cnn(np.random.default_rng(5))
+    path = str(tmp_path / "m.mpcnn")
+    net.save(path)
+    rng = np.random.default_rng(6)
+    X = rng.normal(0, 1, (30, 1, 12, 12))
+    labels = rng.integers(0, 10, size=30).astype(np.uint8)
+    precision = "acc=e4m3-ieee;saturate=on"
+    runner = mpacc.CnnMixedRunner(net, X, labels, precision=precision, high="binary16")
+    r = runner.run("algorithm1", indicator=indicator, tau=tau, keep_trace=True)
+    out = oracle(["cnnalg1", path, precision, "binary16", indicator, tau],
+                 np.array([30, 144], dtype=np.uint64).tobytes() + X.tobytes() + labels.tobytes())
+    L = int(np.frombuffer(out[:8], dtype=np.uint64)[0])
+    assert L == len(net) == len(r.trace)
+    pos = 8
+    for k in range(L):
+        n = int(np.frombuffer(out[pos:pos + 8], dtype=np.uint64)[0])
+        pos += 8
+        mask = np.frombuffer(out[pos:pos + n], dtype=np.uint8)
+        pos += n
+        assert np.array_equal(np.asarray(r.trace[k]["recomputed"]).reshape(-1), mask), (indicator, k)
+    logits = np.frombuffer(out[pos:], dtype=np.float64).reshape(30, 10)
+    assert np.array_equal(bits(r.logits), bits(logits))
+    assert 0 < r.fraction < 1
+
+
+def test_cnn_runner_uniform_and_baselines():
+    net = small_cnn(np.random.default_rng(7))
+    X = np.random.default_rng(8).normal(0, 1, (20, 1, 12, 12))
+    precision = "acc=e4m3-ieee;saturate=on"
+    runner = mpacc.CnnMixedRunner(net, X, None, precision=precision)
+    assert runner.samples == 20
+    # uniform low is the simulated CNN pass; the 2-D form of X gives the same runner
+    low = runner.run("uniform-low")
+    assert np.array_equal(bits(low.logits), bits(mpacc.simulate(net, X, precision)[-1]["y"]))
+    flat = mpacc.CnnMixedRunner(net, X.reshape(20, -1), None, precision=precision)
+    assert np.array_equal(bits(flat.run("uniform-low").logits), bits(low.logits))
+    assert low.fraction == 0 and runner.run("uniform-high").fraction == 1
+    # tau = +inf recomputes nothing, -inf everything
+    assert np.array_equal(bits(runner.run("algorithm1", indicator="kprime", tau=np.inf).logits), bits(low.logits))
+    assert runner.run("algorithm1", indicator="kprime", tau=-np.inf).fraction == 1
+    # a matched baseline recomputes as many components per (layer, sample) as Algorithm 1
+    a = runner.run("algorithm1", indicator="kprime-companion", tau=0.5)
+    for sel in ("random", "random-active", "oracle-local"):
+        b = runner.run(sel, counts=a, seed=3)
+        for cb, ca in zip(b.counts, a.counts, strict=True):
+            # random-active chooses among the active components only: capped by their number
+            assert np.array_equal(cb, ca) if sel != "random-active" else np.all(cb <= ca), sel
+        assert b.fraction <= a.fraction + 1e-15
+    with pytest.raises(ValueError, match="counts"):
+        runner.run("random")
+    with pytest.raises(ValueError, match="shape 1x10x10"):
+        mpacc.CnnMixedRunner(net, np.zeros((2, 1, 10, 10)), None)

@@ -5,6 +5,7 @@
 
 #include "common.hpp"
 #include "mpacc/analysis/algorithm1.hpp"
+#include "mpacc/analysis/cnn_algorithm1.hpp"
 #include "mpacc/analysis/validate.hpp"
 #include "mpacc/io/data.hpp"
 
@@ -177,6 +178,45 @@ only while no run is in progress in another thread.)doc";
 
 }  // namespace
 
+namespace {
+
+// A run's selection from the arguments of MixedRunner.run and CnnMixedRunner.run;
+// `c` holds the counts the selection points to.
+analysis::selection make_selection(const std::string& selection, const std::string& indicator, double tau,
+                                   const py::object& counts, std::vector<std::vector<std::size_t>>& c,
+                                   std::uint64_t seed, bool keep_trace, bool ladder, bool overflow_aware) {
+  using kind = analysis::selection::kind;
+  analysis::selection sel;
+  if (selection == "algorithm1" || selection == "threshold") {
+    sel.type = kind::threshold;
+  } else if (selection == "uniform-low" || selection == "uniform_low") {
+    sel.type = kind::uniform_low;
+  } else if (selection == "uniform-high" || selection == "uniform_high") {
+    sel.type = kind::uniform_high;
+  } else {
+    std::string s = selection;
+    std::replace(s.begin(), s.end(), '_', '-');
+    sel.type = analysis::parse_baseline(s);
+  }
+  sel.indicator = indicator;
+  sel.tau = tau;
+  sel.seed = seed;
+  sel.keep_trace = keep_trace;
+  sel.ladder = ladder;
+  sel.overflow_aware = overflow_aware;
+  if (!counts.is_none()) {
+    if (py::isinstance<analysis::mixed_result>(counts)) {
+      c = counts.cast<const analysis::mixed_result&>().counts;
+    } else {
+      for (const auto& layer : counts) c.push_back(layer.cast<std::vector<std::size_t>>());
+    }
+    sel.counts = &c;
+  }
+  return sel;
+}
+
+}  // namespace
+
 void bind_analysis(py::module_& m) {
   // ---- validation
   py::class_<analysis::validation_result>(
@@ -330,34 +370,9 @@ first rows of X used (0: all). The network is stored as `precision` says.)doc")
           [](const analysis::mixed_runner& runner, const std::string& selection, const std::string& indicator,
              double tau, const py::object& counts, std::uint64_t seed, bool keep_trace, bool ladder,
              bool overflow_aware, int threads) {
-            using kind = analysis::selection::kind;
-            analysis::selection sel;
-            if (selection == "algorithm1" || selection == "threshold") {
-              sel.type = kind::threshold;
-            } else if (selection == "uniform-low" || selection == "uniform_low") {
-              sel.type = kind::uniform_low;
-            } else if (selection == "uniform-high" || selection == "uniform_high") {
-              sel.type = kind::uniform_high;
-            } else {
-              std::string s = selection;
-              std::replace(s.begin(), s.end(), '_', '-');
-              sel.type = analysis::parse_baseline(s);
-            }
-            sel.indicator = indicator;
-            sel.tau = tau;
-            sel.seed = seed;
-            sel.keep_trace = keep_trace;
-            sel.ladder = ladder;
-            sel.overflow_aware = overflow_aware;
             std::vector<std::vector<std::size_t>> c;
-            if (!counts.is_none()) {
-              if (py::isinstance<analysis::mixed_result>(counts)) {
-                c = counts.cast<const analysis::mixed_result&>().counts;
-              } else {
-                for (const auto& layer : counts) c.push_back(layer.cast<std::vector<std::size_t>>());
-              }
-              sel.counts = &c;
-            }
+            const auto sel =
+                make_selection(selection, indicator, tau, counts, c, seed, keep_trace, ladder, overflow_aware);
             py::gil_scoped_release nogil;
             return runner.run(sel, threads);
           },
@@ -378,6 +393,64 @@ threads: -1 = the runner's. Returns a MixedResult.)doc",
       .def("reference_accuracy", &analysis::mixed_runner::reference_accuracy,
            "test accuracy of the binary64 (Dot2) reference pass the runs are compared with")
       .def_property_readonly("network", &analysis::mixed_runner::network, "the network as stored");
+
+  py::class_<analysis::cnn_mixed_runner>(m, "CnnMixedRunner",
+                                         R"doc(Algorithm 1 and its baselines on a CNN and a data set
+(mpacc::analysis::cnn_mixed_runner, docs/cnn.md "Algorithm 1 on convolutional networks").
+
+CnnMixedRunner(net, X, labels, precision=None, high='binary16', samples=0, threads=0):
+net a CNN; X a (batch, c, h, w) array of the network's input shape or a
+(batch, c*h*w) matrix; the other arguments as MixedRunner's. A component is an
+(output channel, pixel) pair of a convolution or an output of a dense layer;
+indicators see a convolution as the dense layer of its im2col lowering. Not
+supported for CNNs: ladders, static maps, per-component accumulator maps.)doc")
+      .def(py::init([](const nn::cnn& net, const py::object& X, const py::object& labels, const py::object& precision,
+                       const format_arg& high, std::size_t samples, int threads) {
+             analysis::mixed_config cfg;
+             if (!precision.is_none()) cfg.precision = make_precision(precision);
+             cfg.high = high;
+             auto x = f64_array::ensure(X);
+             if (!x) throw py::error_already_set();
+             if (x.ndim() == 4) {
+               if (static_cast<std::size_t>(x.shape(1)) != net.c || static_cast<std::size_t>(x.shape(2)) != net.h ||
+                   static_cast<std::size_t>(x.shape(3)) != net.w)
+                 throw std::invalid_argument("X: samples of shape " + std::to_string(x.shape(1)) + "x" +
+                                             std::to_string(x.shape(2)) + "x" + std::to_string(x.shape(3)) +
+                                             " for a network on " + std::to_string(net.c) + "x" +
+                                             std::to_string(net.h) + "x" + std::to_string(net.w) + " inputs");
+               x = x.reshape({x.shape(0), static_cast<py::ssize_t>(net.inputs())});
+             }
+             auto data = make_dataset(x, labels, "X");
+             if (samples == 0 || samples > data.rows) samples = data.rows;
+             py::gil_scoped_release nogil;
+             return std::make_unique<analysis::cnn_mixed_runner>(net, data, samples, cfg, threads);
+           }),
+           py::arg("net"), py::arg("X"), py::arg("labels"), py::arg("precision") = py::none(),
+           py::arg("high") = "binary16", py::arg("samples") = 0, py::arg("threads") = 0)
+      .def(
+          "run",
+          [](const analysis::cnn_mixed_runner& runner, const std::string& selection, const std::string& indicator,
+             double tau, const py::object& counts, std::uint64_t seed, bool keep_trace, bool overflow_aware,
+             int threads) {
+            std::vector<std::vector<std::size_t>> c;
+            const auto sel =
+                make_selection(selection, indicator, tau, counts, c, seed, keep_trace, false, overflow_aware);
+            py::gil_scoped_release nogil;
+            return runner.run(sel, threads);
+          },
+          R"doc(run(selection='algorithm1', indicator='kappa', tau=1.0, counts=None, seed=1234, keep_trace=False, overflow_aware=False, threads=-1)
+
+One run, as MixedRunner.run (no ladder). MixedResult's per-layer lists (counts,
+fraction_per_layer, trace) have one entry per network layer, pooling and flatten
+included (nothing recomputed there); a convolution's components are in NCHW order
+(channel, then pixel).)doc",
+          py::arg("selection") = "algorithm1", py::arg("indicator") = "kappa", py::arg("tau") = 1.0,
+          py::arg("counts") = py::none(), py::arg("seed") = 1234, py::arg("keep_trace") = false,
+          py::arg("overflow_aware") = false, py::arg("threads") = -1)
+      .def_property_readonly("samples", &analysis::cnn_mixed_runner::samples)
+      .def("reference_accuracy", &analysis::cnn_mixed_runner::reference_accuracy,
+           "test accuracy of the binary64 reference pass the runs are compared with")
+      .def_property_readonly("network", &analysis::cnn_mixed_runner::network, "the network as stored");
 
   // ---- indicators
   py::class_<py_layer_view>(m, "LayerView",
