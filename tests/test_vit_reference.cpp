@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "mpacc/analysis/validate.hpp"
+#include "mpacc/io/data.hpp"
+#include "mpacc/nn/precision.hpp"
 #include "mpacc/nn/vit_passes.hpp"
 #include "mpacc/nn/vit_reference.hpp"
 #include "mpacc/ref/mpfr.hpp"
@@ -295,4 +297,139 @@ TEST_CASE("vit reference: P and 2P agree within their bounds", "[vit-reference]"
   bad.exact = true;
   CHECK_THROWS_WITH(nn::reference_forward(net, {X.data(), 1, net.inputs()}, bad), Catch::Contains("no exact tier"));
   CHECK_THROWS_WITH(nn::reference_forward(net, {X.data(), 1, 10}, o), Catch::Contains("the inputs have 10 values"));
+}
+
+// ---------------------------------------------------------------------------
+// validate() on random tiny transformers
+
+namespace {
+
+io::dataset as_dataset(const std::vector<double>& X, std::size_t rows, std::size_t cols) {
+  io::dataset d;
+  d.name = "random";
+  d.rows = rows;
+  d.cols = cols;
+  d.x = X;
+  d.y.assign(rows, 0);
+  return d;
+}
+
+struct run_summary {
+  std::size_t components = 0, uncovered = 0, violations = 0, local = 0;
+  double max_ratio_y = 0, q50_ratio_y = 0;
+};
+
+run_summary validate_once(const nn::vit& net, const std::vector<double>& X, std::size_t rows,
+                          const nn::precision_config& p, bool exact_inputs = false) {
+  analysis::validate_options opt;
+  opt.threads = 2;
+  opt.csv_samples = 1;
+  opt.lambdas = {3};
+  opt.ref_inputs = exact_inputs ? analysis::reference_inputs::exact : analysis::reference_inputs::stored;
+  const auto data = as_dataset(X, rows, net.inputs());
+  const auto ref = analysis::compute_reference(net, data, opt, p);
+  const auto r = analysis::validate(net, ref, p, opt);
+  run_summary s;
+  s.components = r.total().components;
+  s.uncovered = r.total().uncovered;
+  s.violations = r.violations();
+  s.local = r.total().local_checked;
+  s.max_ratio_y = r.total().err_over_bound_y.max;
+  s.q50_ratio_y = r.total().err_over_bound_y.q50;
+  if (r.violations()) {
+    for (const auto& l : r.layers)
+      if (l.layer && (l.violations_v || l.violations_y || l.local_violations))
+        UNSCOPED_INFO("layer " << r.layer_kinds[l.layer - 1] << ": " << l.violations_v << " v, " << l.violations_y
+                               << " y, " << l.local_violations << " local, max ratio y " << l.err_over_bound_y.max);
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("vit validate: the deterministic bound holds on random tiny transformers", "[vit-validate]") {
+  const std::vector<std::string> configs = {
+      "acc=e4m3-ieee;order=recursive;weights=e4m3-ieee;biases=e4m3-ieee;act=binary16",
+      "acc=binary16;order=pairwise;weights=e4m3-ieee;biases=e4m3-ieee;act=binary16",
+      "acc=bfloat16;order=blocked:2;weights=none;biases=none;act=bfloat16",
+      "acc=bfloat16;order=blocked:3;rounding=stochastic;seed=5;weights=e4m3-ieee;act=bfloat16;act_rounding=stochastic",
+      "acc=e4m3-ieee;order=pairwise;saturate=on;product=binary16;weights=e4m3-ieee;act=e4m3-ieee;act_saturate=on",
+      "acc=binary16;order=recursive;via=bfloat16;inputs=bfloat16;act=binary32",
+      "acc=binary32;order=blocked:4;act=binary32;weights=none;biases=none",
+  };
+  std::size_t total = 0, uncovered = 0, violations = 0, local = 0;
+  double worst = 0;
+  std::uint64_t seed = 100;
+  for (const auto& text : configs)
+    for (double mag : {0.3, 1.0})
+      for (std::size_t blocks : {1, 2}) {
+        INFO(text << " mag " << mag << " blocks " << blocks);
+        const auto net = random_vit(++seed, blocks, mag);
+        const auto X = random_images(3, net.inputs(), seed + 1000);
+        const auto p = nn::parse_precision(text);
+        const auto s = validate_once(net, X, 3, p, seed % 2 == 0);
+        CHECK(s.violations == 0);
+        CHECK(s.components > 0);
+        total += s.components;
+        uncovered += s.uncovered;
+        violations += s.violations;
+        local += s.local;
+        worst = std::max(worst, s.max_ratio_y);
+      }
+  // per-layer accumulators with a component map on scores and mix
+  {
+    const auto net = random_vit(7, 2, 0.6);
+    const auto X = random_images(2, net.inputs(), 8);
+    auto p = nn::parse_precision("acc=binary16;order=recursive;act=binary16");
+    p.acc.assign(net.product_layers(), sim::formats::binary16);
+    p.acc[4] = sim::formats::bfloat16;
+    p.maps.assign(net.product_layers(), {});
+    p.maps[4] = {{sim::formats::e4m3_ieee, sim::formats::binary16}, {0, 1, 0, 1, 1}};
+    p.maps[5] = {{sim::formats::bfloat16, sim::formats::binary32}, {0, 1, 1, 0, 0, 1, 1, 0}};
+    const auto s = validate_once(net, X, 2, p);
+    CHECK(s.violations == 0);
+    total += s.components;
+    violations += s.violations;
+    worst = std::max(worst, s.max_ratio_y);
+  }
+  std::printf(
+      "vit validate: %zu components, %zu uncovered, %zu violations, %zu inner products checked locally, "
+      "max error/bound of y %.3g\n",
+      total, uncovered, violations, local, worst);
+  CHECK(uncovered < total / 4);
+}
+
+TEST_CASE("vit validate: counts on a tiny network", "[vit-validate]") {
+  const auto net = random_vit(3, 1, 0.5);
+  const auto X = random_images(4, net.inputs(), 4);
+  const auto p = nn::parse_precision("acc=binary16;order=recursive;weights=e4m3-ieee;biases=e4m3-ieee;act=binary16");
+  analysis::validate_options opt;
+  opt.threads = 1;
+  opt.csv_samples = 2;
+  const auto data = as_dataset(X, 4, net.inputs());
+  const auto ref = analysis::compute_reference(net, data, opt, p);
+  const auto r = analysis::validate(net, ref, p, opt);
+  // T = 5 tokens, d = 8, 2 heads, MLP 6, 4 classes: per sample
+  // embed 4*8, q/k/v 5*8 each, scores 2*5*5, mix 5*8, proj 5*8, fc1 5*6, fc2 5*8, head 4
+  const std::vector<std::size_t> per = {32, 40, 40, 40, 50, 40, 40, 30, 40, 4};
+  REQUIRE(r.layers.size() == per.size() + 1);
+  std::size_t all = 0;
+  for (std::size_t k = 0; k < per.size(); ++k) {
+    CHECK(r.layers[k].components == 4 * per[k]);
+    CHECK(r.layers[k].uncovered == 0);
+    CHECK(r.layers[k].violations_v + r.layers[k].violations_y == 0);
+    // every inner product checked on its own operands: all but none
+    CHECK(r.layers[k].local_checked == 4 * per[k]);
+    CHECK(r.layers[k].local_violations == 0);
+    all += 4 * per[k];
+  }
+  CHECK(r.total().components == all);
+  CHECK(r.layer_kinds[4] == "block1.scores");
+  CHECK(r.csv_rows.size() == 2);
+  CHECK(r.csv_rows[0].size() == all / 4);
+  CHECK(r.violations() == 0);
+  // a configuration whose storage differs from the reference's is refused
+  auto q = p;
+  q.weights = sim::formats::binary16;
+  CHECK_THROWS_WITH(analysis::validate(net, ref, q, opt), Catch::Contains("stored differently"));
 }

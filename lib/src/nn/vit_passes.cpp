@@ -270,6 +270,7 @@ struct pass {
         unsigned fl = 0;
         x[s * T * d + j] = round_act(net.cls[j] + net.pos[j], true, ar, site_seed(0), (first_sample + s) * d + j, fl);
         out.other_flags |= fl;
+        out.cls_row.push_back(x[s * T * d + j]);
         for (std::size_t t = 1; t < T; ++t) x[(s * T + t) * d + j] = out.layers[0].y[(s * P + t - 1) * d + j];
       }
     const std::size_t rows = batch * T;
