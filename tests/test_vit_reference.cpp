@@ -399,6 +399,20 @@ TEST_CASE("vit validate: the deterministic bound holds on random tiny transforme
     violations += s.violations;
     worst = std::max(worst, s.max_ratio_y);
   }
+  // overflow and saturation: large weights in e4m3-ieee (largest value 240) make components
+  // uncovered (never violations); a component downstream of one is uncovered too
+  for (const auto* text : {"acc=e4m3-ieee;order=recursive;weights=none;biases=none;act=binary16",
+                           "acc=binary16;order=recursive;saturate=on;weights=none;biases=none;act=e4m3-ieee;"
+                           "act_saturate=on"}) {
+    INFO(text);
+    const auto net = random_vit(31, 2, 6.0);
+    const auto X = random_images(2, net.inputs(), 32);
+    const auto s = validate_once(net, X, 2, nn::parse_precision(text));
+    CHECK(s.violations == 0);
+    CHECK(s.uncovered > 0);
+    std::printf("vit validate, overflow (%s): %zu of %zu components uncovered, %zu violations\n", text, s.uncovered,
+                s.components, s.violations);
+  }
   std::printf(
       "vit validate: %zu components, %zu uncovered, %zu violations, %zu inner products checked locally, "
       "max error/bound of y %.3g\n",
