@@ -16,6 +16,7 @@
 #include <string>
 
 #include "mpacc/analysis/bounds.hpp"
+#include "mpacc/sim/row_ops.hpp"
 
 namespace mpacc::analysis {
 
@@ -63,17 +64,9 @@ softmax_state softmax_eval(std::span<const double> z) {
   softmax_state st;
   const std::size_t n = z.size();
   if (n == 0) return st;
-  double m = z[0];
-  for (const double v : z) m = std::max(m, v);
   st.t.resize(n);
   st.s.resize(n);
-  double S = 0;
-  for (std::size_t j = 0; j < n; ++j) {
-    st.t[j] = z[j] - m;
-    st.s[j] = std::exp(st.t[j]);
-    S += st.s[j];
-  }
-  for (double& v : st.s) v /= S;
+  sim::softmax_binary64(z, st.t, st.s);  // the kernel the simulated pass runs
 
   // Theorem 2: log(s_hat_j / s_j) lies in [-L_lo, L_hi] up to the absolute term, with
   // L_hi = phi_j + log((1 + cu)(1 + u)) - log(1 - cu - n 2^-1072) - (n - 1) log(1 - u)
@@ -156,22 +149,11 @@ layer_norm_state layer_norm_eval(std::span<const double> x, double eps) {
   }
   const double nd = static_cast<double>(n);
   layer_norm_state st;
-  double S = 0;
   double A = 0;
-  for (const double v : x) {
-    S += v;
-    A += std::fabs(v);
-  }
-  const double mu = S / nd;
+  for (const double v : x) A += std::fabs(v);
   st.d.resize(n);
-  double Q = 0;
-  for (std::size_t j = 0; j < n; ++j) {
-    st.d[j] = x[j] - mu;
-    Q += st.d[j] * st.d[j];
-  }
-  st.sd = std::sqrt(Q / nd + eps);
   st.xh.resize(n);
-  for (std::size_t j = 0; j < n; ++j) st.xh[j] = st.d[j] / st.sd;
+  st.sd = sim::layer_norm_binary64(x, eps, st.d, st.xh);  // the kernel the simulated pass runs
 
   // Theorem 4, step by step (docs/attention-bounds.md §7).
   const double k = nd + 16;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <cmath>
@@ -99,7 +100,15 @@ void print_summary(const std::string& name, const analysis::validation_result& r
   }
 }
 
-// An MLP or a convolutional network (analysis::compute_reference and validate have both overloads).
+// the layers of a precision configuration's per-layer lists
+template <class Net>
+std::size_t layer_count(const Net& net) {
+  return net.layers.size();
+}
+std::size_t layer_count(const nn::vit& net) { return net.product_layers(); }
+
+// An MLP, a convolutional network or a vision transformer (analysis::compute_reference and
+// validate have the three overloads).
 template <class Net>
 int validate_network(const Net& net, const validate_cli& o) {
   analysis::validate_options opt;
@@ -159,7 +168,7 @@ int validate_network(const Net& net, const validate_cli& o) {
   }
   for (const auto& c : configs) {
     try {
-      c.check(net.layers.size());
+      c.check(layer_count(net));
     } catch (const std::invalid_argument& e) {
       throw usage_error(e.what());
     }
@@ -221,6 +230,12 @@ int validate_network(const Net& net, const validate_cli& o) {
     results.push_back(std::move(r));
   }
   for (std::size_t c = 0; c < results.size(); ++c) print_summary(names[c], results[c]);
+  if constexpr (std::is_same_v<Net, nn::vit>) {
+    const auto layer_names = net.product_layer_names();
+    std::printf("\nlayers:");
+    for (std::size_t k = 0; k < layer_names.size(); ++k) std::printf(" %zu %s", k + 1, layer_names[k].c_str());
+    std::printf("\n");
+  }
   std::printf("\nreports in %s\n", o.out.c_str());
   if (violations) {
     std::fprintf(stderr, "mpacc: the deterministic bound was violated %zu times: this is a bug\n", violations);
@@ -241,6 +256,7 @@ int run_validate(const validate_cli& o) {
     return validate_network(
         npz_cnn(o.model, o.npz_arch, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01}), o);
   if (io::is_cnn_model(o.model)) return validate_network(io::load_cnn(o.model), o);
+  if (io::is_vit_model(o.model)) return validate_network(io::load_vit(o.model), o);
   return validate_network(
       io::load_any(o.model, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01}), o);
 }

@@ -11,6 +11,7 @@
 #include "mpacc/sim/accumulate.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
+#include "mpacc/sim/row_ops.hpp"
 #include "mpacc/sim/threads.hpp"
 
 namespace mpacc::nn {
@@ -95,19 +96,14 @@ void layer_norm_rows(const double* X, std::size_t rows, std::size_t stride, std:
                      std::vector<double>& Y, unsigned& flags) {
   Y.resize(rows * d);
   unsigned all = 0;
+  std::vector<double> dev(d), xh(d);
   for (std::size_t row = 0; row < rows; ++row) {
     const double* x = X + row * stride;
-    double mean = 0;
-    for (std::size_t j = 0; j < d; ++j) mean += x[j];
-    mean /= static_cast<double>(d);
-    double var = 0;
-    for (std::size_t j = 0; j < d; ++j) var += (x[j] - mean) * (x[j] - mean);
-    var /= static_cast<double>(d);
-    const double sigma = std::sqrt(var + eps);
+    const double sigma = sim::layer_norm_binary64({x, d}, eps, dev, xh);
     bool finite = std::isfinite(sigma);
     for (std::size_t j = 0; j < d; ++j) {
       unsigned fl = 0;
-      const double v = n.gamma[j] * ((x[j] - mean) / sigma) + n.beta[j];
+      const double v = n.gamma[j] * xh[j] + n.beta[j];
       Y[row * d + j] = round_act(v, finite && std::isfinite(x[j]), r, seed, first_index + row * d + j, fl);
       all |= fl;
     }
@@ -191,21 +187,17 @@ struct pass {
     for (std::ptrdiff_t rr = 0; rr < rows; ++rr) {
       const auto r = static_cast<std::size_t>(rr);
       const double* v = L.v.data() + r * T;
-      double mx = -INFINITY;
+      // the logits z_j = fl(v_j scale), then the shared kernel (sim/row_ops.hpp)
+      std::vector<double> z(T), t(T), e(T);
       bool finite = true;
       for (std::size_t j = 0; j < T; ++j) {
-        mx = std::max(mx, v[j] * scale);
+        z[j] = v[j] * scale;
         finite = finite && std::isfinite(v[j]);
       }
-      std::vector<double> e(T);
-      double sum = 0;
-      for (std::size_t j = 0; j < T; ++j) {
-        e[j] = std::exp(v[j] * scale - mx);
-        sum += e[j];
-      }
+      sim::softmax_binary64(z, t, e);
       for (std::size_t j = 0; j < T; ++j) {
         unsigned fl = 0;
-        L.y[r * T + j] = round_act(e[j] / sum, finite, ar, seed, base + r * T + j, fl);
+        L.y[r * T + j] = round_act(e[j], finite, ar, seed, base + r * T + j, fl);
         L.act_flags[r * T + j] = fl;
       }
     }
@@ -278,6 +270,7 @@ struct pass {
         unsigned fl = 0;
         x[s * T * d + j] = round_act(net.cls[j] + net.pos[j], true, ar, site_seed(0), (first_sample + s) * d + j, fl);
         out.other_flags |= fl;
+        out.cls_row.push_back(x[s * T * d + j]);
         for (std::size_t t = 1; t < T; ++t) x[(s * T + t) * d + j] = out.layers[0].y[(s * P + t - 1) * d + j];
       }
     const std::size_t rows = batch * T;

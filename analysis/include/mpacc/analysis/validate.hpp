@@ -20,6 +20,7 @@
 #include "mpacc/nn/cnn.hpp"
 #include "mpacc/nn/precision.hpp"
 #include "mpacc/nn/reference.hpp"
+#include "mpacc/nn/vit.hpp"
 
 namespace mpacc::analysis {
 
@@ -179,6 +180,25 @@ validation_result validate(const nn::mlp& model, const reference_data& refd, con
 reference_data compute_reference(const nn::cnn& net, const io::dataset& data, const validate_options& opt,
                                  const nn::precision_config& p);
 validation_result validate(const nn::cnn& model, const reference_data& refd, const nn::precision_config& p,
+                           const validate_options& opt);
+
+// The same for a vision transformer (docs/attention.md, "Reference pass and
+// validation"): the reference pass nn::reference_forward(vit) on the stored
+// network, and the simulated pass nn::simulate(vit, X, p) checked on every
+// value of every inner-product layer (vit::product_layer_names; v and y as
+// in nn::simulated_vit_layer, y of scores the softmax, of proj and fc2 the
+// residual stream). The deterministic bound is propagated through the
+// blocks: accumulation bounds on the simulated operands plus the propagated
+// errors of both operands (Q K^T, P V), Theorems 1-4 of
+// docs/attention-bounds.md for softmax and layer norm, GELU's derivative
+// bound, the residual additions and the roundings to p.act. The probabilistic
+// bound is not propagated (its fields repeat the deterministic one); the
+// per-inner-product probabilistic checks are made. Memory: the reference and
+// the simulated pass of all samples are held, and every component's ratios
+// (5.5 GB measured for 1000 images of the 2-block d-64 ViT).
+reference_data compute_reference(const nn::vit& net, const io::dataset& data, const validate_options& opt,
+                                 const nn::precision_config& p);
+validation_result validate(const nn::vit& model, const reference_data& refd, const nn::precision_config& p,
                            const validate_options& opt);
 
 // Writes <dir>/components.csv, <dir>/summary.json (with `manifest` merged in

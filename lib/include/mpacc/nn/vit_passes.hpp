@@ -53,6 +53,9 @@ struct simulated_vit {
   // layer: the class-token row of the stream (round(cls + pos[0])) and the
   // layer norms' outputs
   unsigned other_flags = 0;
+  // batch x d: the class-token row of the stream before the first block,
+  // round(cls + pos[0]) (the patch tokens are the embedding's y)
+  std::vector<double> cls_row;
   // batch x classes
   [[nodiscard]] const std::vector<double>& logits() const { return layers.back().y; }
 };
