@@ -284,7 +284,7 @@ TEST_CASE("sweeps are deterministic and independent of the shard count", "[analy
   }
   io::save_model(small_net(sim::activation::relu, 11), dir / "net.mpnn");
   analysis::sweep_config c;
-  c.networks = {{"mnist", "relu", (dir / "net.mpnn").string(), {784, 128}, {}}};
+  c.networks = {{"mnist", "relu", (dir / "net.mpnn").string(), {784, 128}, {}, "", {}}};
   c.samples = 0;
   c.taus = {0.05, 0.5};
   c.data_dir = dir / "data";

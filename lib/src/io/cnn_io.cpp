@@ -209,12 +209,7 @@ nn::cnn parse_cnn(std::span<const std::uint8_t> data, const std::string& name, s
       }
     }
     detail::check_model_crc(r, data, name);
-    try {
-      net.validate();
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(name + ": " + e.what());
-    }
-    return net;
+    return detail::validated(std::move(net), name);
   });
 }
 
@@ -223,16 +218,7 @@ nn::cnn load_cnn(const std::filesystem::path& file, std::string* metadata) {
   return parse_cnn(detail::as_bytes(bytes), file.string(), metadata);
 }
 
-bool is_cnn_model(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) return false;
-  std::ifstream in(file, std::ios::binary);
-  char head[12];
-  if (!in.read(head, 12)) return false;
-  std::uint32_t version;
-  std::memcpy(&version, head + 8, 4);
-  return std::memcmp(head, detail::kModelMagic, 8) == 0 && version == detail::kCnnVersion;
-}
+bool is_cnn_model(const std::filesystem::path& file) { return detail::has_model_version(file, detail::kCnnVersion); }
 
 nn::cnn parse_npz_cnn(std::span<const std::uint8_t> bytes, const std::string& name, const nn::cnn& arch) {
   return detail::naming_file(name, [&] {
@@ -272,12 +258,7 @@ nn::cnn parse_npz_cnn(std::span<const std::uint8_t> bytes, const std::string& na
     if (arrays.contains("W" + std::to_string(k + 1)))
       throw std::runtime_error(name + ": W" + std::to_string(k + 1) + " has no layer: the architecture " + arch.arch() +
                                " has " + std::to_string(k) + " layers with weights");
-    try {
-      net.validate();
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(name + ": " + e.what());
-    }
-    return net;
+    return detail::validated(std::move(net), name);
   });
 }
 

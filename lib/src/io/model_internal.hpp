@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <new>
 #include <span>
 #include <stdexcept>
@@ -22,6 +23,30 @@ inline constexpr char kModelMagic[8] = {'M', 'P', 'A', 'C', 'C', 'N', 'N', '\0'}
 inline constexpr std::uint32_t kMlpVersion = 1;  // dense layers only
 inline constexpr std::uint32_t kCnnVersion = 2;  // a layer list (docs/model-format.md)
 inline constexpr std::uint32_t kVitVersion = 3;  // a vision transformer (docs/model-format.md)
+
+// Whether `file` is a regular file that starts with the model magic and `version`.
+inline bool has_model_version(const std::filesystem::path& file, std::uint32_t version) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) return false;
+  std::ifstream in(file, std::ios::binary);
+  char head[12];
+  if (!in.read(head, 12)) return false;
+  std::uint32_t v;
+  std::memcpy(&v, head + 8, 4);
+  return std::memcmp(head, kModelMagic, 8) == 0 && v == version;
+}
+
+// The network a reader built, checked: its validate() message as one
+// std::runtime_error line naming the file.
+template <class Net>
+Net validated(Net net, const std::string& name) {
+  try {
+    net.validate();
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(name + ": " + e.what());
+  }
+  return net;
+}
 
 struct writer {
   std::string buf;

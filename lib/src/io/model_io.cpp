@@ -131,12 +131,7 @@ mlp parse_model(std::span<const std::uint8_t> data, const std::string& name, std
       net.layers.push_back(std::move(l));
     }
     detail::check_model_crc(r, data, name);
-    try {
-      net.validate();
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(name + ": " + e.what());
-    }
-    return net;
+    return detail::validated(std::move(net), name);
   });
 }
 
@@ -602,12 +597,7 @@ mlp parse_npz(std::span<const std::uint8_t> bytes, const std::string& name, sim:
     }
     if (net.layers.empty()) throw std::runtime_error(name + ": no arrays W1, b1 found");
     net.layers.back().act = {sim::activation::identity};
-    try {
-      net.validate();
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(name + ": " + e.what());
-    }
-    return net;
+    return detail::validated(std::move(net), name);
   });
 }
 

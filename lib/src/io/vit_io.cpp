@@ -130,12 +130,7 @@ nn::vit parse_vit(std::span<const std::uint8_t> data, const std::string& name, s
     vr.norm(net.ln_f, d, "final norm");
     vr.linear(net.head, d, net.classes, sim::activation::identity, "head");
     detail::check_model_crc(r, data, name);
-    try {
-      net.validate();
-    } catch (const std::invalid_argument& e) {
-      throw std::runtime_error(name + ": " + e.what());
-    }
-    return net;
+    return detail::validated(std::move(net), name);
   });
 }
 
@@ -144,15 +139,6 @@ nn::vit load_vit(const std::filesystem::path& file, std::string* metadata) {
   return parse_vit(detail::as_bytes(bytes), file.string(), metadata);
 }
 
-bool is_vit_model(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) return false;
-  std::ifstream in(file, std::ios::binary);
-  char head[12];
-  if (!in.read(head, 12)) return false;
-  std::uint32_t version;
-  std::memcpy(&version, head + 8, 4);
-  return std::memcmp(head, detail::kModelMagic, 8) == 0 && version == detail::kVitVersion;
-}
+bool is_vit_model(const std::filesystem::path& file) { return detail::has_model_version(file, detail::kVitVersion); }
 
 }  // namespace mpacc::io
