@@ -51,6 +51,31 @@ std::size_t validation_result::violations() const {
 
 namespace validate_detail {
 
+void check_reference(const reference_data& refd, const nn::precision_config& p, std::size_t inputs) {
+  auto same = [](const std::optional<sim::format>& a, const std::optional<sim::format>& b) {
+    return a.has_value() == b.has_value() && (!a || *a == *b);
+  };
+  if (!same(refd.weights, p.weights) || !same(refd.biases, p.biases))
+    throw std::invalid_argument(
+        "validate: the reference was computed on weights stored differently from the configuration's");
+  if (refd.cols != inputs) throw std::invalid_argument("validate: reference inputs do not match the network");
+  if (refd.kind == reference_inputs::stored && !(refd.input_format == p.inputs))
+    throw std::invalid_argument("validate: the reference was computed on inputs stored in " +
+                                sim::to_string(refd.input_format) + ", the configuration stores them in " +
+                                sim::to_string(p.inputs));
+}
+
+std::vector<double> stored_inputs(const reference_data& refd, const nn::precision_config& p, validation_result& res,
+                                  std::vector<unsigned>& in_flags) {
+  std::vector<double> xin = nn::store_inputs({refd.inputs.data(), refd.rows, refd.cols}, p.inputs, &in_flags);
+  res.inputs_stored = xin.size();
+  for (unsigned f : in_flags) {
+    res.inputs_inexact += (f & sim::flag::inexact) != 0;
+    res.inputs_overflow += (f & kOutOfRange) != 0;
+  }
+  return xin;
+}
+
 layer_models make_layer_models(std::size_t n, const sim::layer_spec& spec, const validate_options& opt) {
   layer_models m;
   const std::size_t NL = opt.lambdas.size();
@@ -364,19 +389,9 @@ validation_result validate(const nn::mlp& model, const reference_data& refd, con
                            const validate_options& opt) {
   model.validate();
   p.check(model.layers.size());
-  auto same = [](const std::optional<sim::format>& a, const std::optional<sim::format>& b) {
-    return a.has_value() == b.has_value() && (!a || *a == *b);
-  };
-  if (!same(refd.weights, p.weights) || !same(refd.biases, p.biases))
-    throw std::invalid_argument(
-        "validate: the reference was computed on weights stored differently from the configuration's");
   const nn::mlp net = nn::stored_network(model, p);  // what both passes compute with
   const std::size_t rows = refd.rows, L = net.layers.size();
-  if (refd.cols != net.inputs()) throw std::invalid_argument("validate: reference inputs do not match the network");
-  if (refd.kind == reference_inputs::stored && !(refd.input_format == p.inputs))
-    throw std::invalid_argument("validate: the reference was computed on inputs stored in " +
-                                sim::to_string(refd.input_format) + ", the configuration stores them in " +
-                                sim::to_string(p.inputs));
+  check_reference(refd, p, net.inputs());
   validation_result res;
   res.config = p.to_string();
   res.precision = p;
@@ -387,12 +402,7 @@ validation_result validate(const nn::mlp& model, const reference_data& refd, con
   const auto run = nn::simulate(model, {refd.inputs.data(), rows, refd.cols}, p, opt.threads);
   for (const auto& l : net.layers) res.layer_sizes.push_back(l.n_out);
   std::vector<unsigned> in_flags;
-  const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, p.inputs, &in_flags);
-  res.inputs_stored = xin.size();
-  for (unsigned f : in_flags) {
-    res.inputs_inexact += (f & sim::flag::inexact) != 0;
-    res.inputs_overflow += (f & kOutOfRange) != 0;
-  }
+  const std::vector<double> xin = stored_inputs(refd, p, res, in_flags);
   res.seconds_simulation = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
 

@@ -64,20 +64,10 @@ validation_result validate(const nn::cnn& model, const reference_data& refd, con
                            const validate_options& opt) {
   model.validate();
   p.check(model.layers.size());
-  auto same = [](const std::optional<sim::format>& a, const std::optional<sim::format>& b) {
-    return a.has_value() == b.has_value() && (!a || *a == *b);
-  };
-  if (!same(refd.weights, p.weights) || !same(refd.biases, p.biases))
-    throw std::invalid_argument(
-        "validate: the reference was computed on weights stored differently from the configuration's");
   const nn::cnn net = nn::stored_network(model, p);
   const std::size_t rows = refd.rows, L = net.layers.size();
-  if (refd.cols != net.inputs()) throw std::invalid_argument("validate: reference inputs do not match the network");
+  check_reference(refd, p, net.inputs());
   if (refd.ref.layers.size() != L) throw std::invalid_argument("validate: the reference is of another network");
-  if (refd.kind == reference_inputs::stored && !(refd.input_format == p.inputs))
-    throw std::invalid_argument("validate: the reference was computed on inputs stored in " +
-                                sim::to_string(refd.input_format) + ", the configuration stores them in " +
-                                sim::to_string(p.inputs));
   validation_result res;
   res.config = p.to_string();
   res.precision = p;
@@ -97,12 +87,7 @@ validation_result validate(const nn::cnn& model, const reference_data& refd, con
   }
   res.layer_sizes = out_sizes;
   std::vector<unsigned> in_flags;
-  const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, p.inputs, &in_flags);
-  res.inputs_stored = xin.size();
-  for (unsigned f : in_flags) {
-    res.inputs_inexact += (f & sim::flag::inexact) != 0;
-    res.inputs_overflow += (f & kOutOfRange) != 0;
-  }
+  const std::vector<double> xin = stored_inputs(refd, p, res, in_flags);
   res.seconds_simulation = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
 

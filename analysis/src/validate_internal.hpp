@@ -227,6 +227,15 @@ reference_data compute_reference_with(const io::dataset& data, const validate_op
   return r;
 }
 
+// Throws std::invalid_argument unless refd was computed with p's weight, bias
+// and input storage, on `inputs` inputs per sample.
+void check_reference(const reference_data& refd, const nn::precision_config& p, std::size_t inputs);
+
+// The reference inputs stored as p says, each one's rounding flags in
+// in_flags; their count, inexact and out-of-range roundings go into res.
+std::vector<double> stored_inputs(const reference_data& refd, const nn::precision_config& p, validation_result& res,
+                                  std::vector<unsigned>& in_flags);
+
 // The bound models of one layer whose inner products have n terms, per
 // accumulator format of its map, and what the summaries report of it.
 struct layer_models {

@@ -415,18 +415,8 @@ validation_result validate(const nn::vit& model, const reference_data& refd, con
   model.validate();
   const std::size_t L = model.product_layers();
   p.check(L);
-  auto same = [](const std::optional<sim::format>& a, const std::optional<sim::format>& b) {
-    return a.has_value() == b.has_value() && (!a || *a == *b);
-  };
-  if (!same(refd.weights, p.weights) || !same(refd.biases, p.biases))
-    throw std::invalid_argument(
-        "validate: the reference was computed on weights stored differently from the configuration's");
-  if (refd.cols != model.inputs()) throw std::invalid_argument("validate: reference inputs do not match the network");
+  check_reference(refd, p, model.inputs());
   if (refd.ref.layers.size() != L) throw std::invalid_argument("validate: the reference is of another network");
-  if (refd.kind == reference_inputs::stored && !(refd.input_format == p.inputs))
-    throw std::invalid_argument("validate: the reference was computed on inputs stored in " +
-                                sim::to_string(refd.input_format) + ", the configuration stores them in " +
-                                sim::to_string(p.inputs));
   const nn::vit net = nn::stored_network(model, p);
   const std::size_t rows = refd.rows;
   validation_result res;
@@ -436,12 +426,7 @@ validation_result validate(const nn::vit& model, const reference_data& refd, con
   const auto t0 = std::chrono::steady_clock::now();
   const auto run = nn::simulate(model, {refd.inputs.data(), rows, refd.cols}, p, opt.threads);
   std::vector<unsigned> in_flags;
-  const std::vector<double> xin = nn::store_inputs({refd.inputs.data(), rows, refd.cols}, p.inputs, &in_flags);
-  res.inputs_stored = xin.size();
-  for (unsigned f : in_flags) {
-    res.inputs_inexact += (f & sim::flag::inexact) != 0;
-    res.inputs_overflow += (f & kOutOfRange) != 0;
-  }
+  const std::vector<double> xin = stored_inputs(refd, p, res, in_flags);
   res.seconds_simulation = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
 
