@@ -50,17 +50,10 @@ sim::activation_fn parse_act(const std::string& s) {
   return {option_value("--act", [&] { return sim::parse_activation(s); }), 0.01};
 }
 
-// --arch vit: AdamW (train::train_vit), a version-3 model file
-int run_train_vit(const train_cli& o) {
-  if (!o.lr_steps.empty()) throw usage_error("--lr-steps: only for --arch lenet5 (vit: warmup and cosine decay)");
-  train::vit_train_options opt;
-  if (o.epochs) opt.epochs = o.epochs;
-  if (o.batch) opt.batch = o.batch;
+// The options every architecture shares (seed, threads, storage format) into
+// opt, after checking --lr.
+void common_options(const train_cli& o, train::train_options& opt) {
   if (!std::isfinite(o.lr) || o.lr < 0) throw usage_error("--lr: must be a positive number (or 0 for the default)");
-  if (o.lr > 0) opt.lr = o.lr;
-  if (!std::isfinite(o.weight_decay) || o.weight_decay < 0) throw usage_error("--weight-decay: must be >= 0");
-  opt.weight_decay = o.weight_decay;
-  opt.warmup_steps = o.warmup;
   opt.seed = o.seed;
   opt.threads = o.threads;
   if (o.storage == "none") {
@@ -68,36 +61,68 @@ int run_train_vit(const train_cli& o) {
   } else {
     opt.storage = option_value("--storage", [&] { return sim::parse_format(o.storage); });
   }
+}
+
+// The training and test sets, once --out is known to be writable (fail now,
+// not after the training).
+std::pair<io::dataset, io::dataset> load_sets(const train_cli& o) {
+  if (o.out.empty()) throw usage_error("--out: a model file name is required");
+  const auto parent = std::filesystem::path(o.out).parent_path();
+  analysis::ensure_writable_dir(parent.empty() ? std::filesystem::path(".") : parent);
+  const auto dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
+  return {io::load_dataset(dir, o.dataset, true, o.limit), io::load_dataset(dir, o.dataset, false)};
+}
+
+void print_epoch(const train::epoch_report& r) {
+  std::fprintf(stderr, "epoch %2zu  loss %.4f  train accuracy %.2f%%  %.1f s\n", r.epoch, r.loss,
+               100 * r.train_accuracy, r.seconds);
+}
+
+double total_seconds(const std::vector<train::epoch_report>& log) {
+  double total = 0;
+  for (const auto& r : log) total += r.seconds;
+  return total;
+}
+
+// The closing lines of every training.
+int report_trained(const train_cli& o, double acc32, double acc64, double total, std::size_t epochs) {
+  std::printf("test accuracy (binary32): %.2f%%\n", 100 * acc32);
+  std::printf("test accuracy (binary64): %.2f%%\n", 100 * acc64);
+  std::printf("training time: %.1f s (%.1f s per epoch)\n", total, total / static_cast<double>(epochs));
+  std::printf("model written to %s\n", o.out.c_str());
+  return 0;
+}
+
+// --arch vit: AdamW (train::train_vit), a version-3 model file
+int run_train_vit(const train_cli& o) {
+  if (!o.lr_steps.empty()) throw usage_error("--lr-steps: only for --arch lenet5 (vit: warmup and cosine decay)");
+  train::vit_train_options opt;
+  if (o.epochs) opt.epochs = o.epochs;
+  if (o.batch) opt.batch = o.batch;
+  common_options(o, opt);
+  if (o.lr > 0) opt.lr = o.lr;
+  if (!std::isfinite(o.weight_decay) || o.weight_decay < 0) throw usage_error("--weight-decay: must be >= 0");
+  opt.weight_decay = o.weight_decay;
+  opt.warmup_steps = o.warmup;
   if (o.blocks == 0 || o.blocks > 64) throw usage_error("--blocks: must be in [1, 64]");
   if (o.dim == 0 || o.dim > 4096) throw usage_error("--dim: must be in [1, 4096]");
   if (o.heads == 0 || o.dim % o.heads != 0)
     throw usage_error("--heads: must divide --dim (" + std::to_string(o.dim) + ")");
   if (o.mlp > 65536) throw usage_error("--mlp: must be at most 65536");
   nn::vit net = nn::make_vit(o.blocks, o.dim, o.heads, o.mlp);
-  if (o.out.empty()) throw usage_error("--out: a model file name is required");
-  {  // fail now, not after the training, if the model cannot be written there
-    const auto parent = std::filesystem::path(o.out).parent_path();
-    analysis::ensure_writable_dir(parent.empty() ? std::filesystem::path(".") : parent);
-  }
-  const auto dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
-  const auto train_set = io::load_dataset(dir, o.dataset, true, o.limit);
-  const auto test_set = io::load_dataset(dir, o.dataset, false);
+  const auto [train_set, test_set] = load_sets(o);
   if (train_set.cols != net.inputs()) throw usage_error("--arch vit: takes 28x28 images");
   std::fprintf(stderr,
                "training %s on %s (%zu images), %zu epochs, batch %zu, AdamW lr %g, weight decay %g, warmup %zu "
                "steps, seed %llu, storage %s\n",
                net.arch().c_str(), o.dataset.c_str(), train_set.rows, opt.epochs, opt.batch, opt.lr, opt.weight_decay,
                opt.warmup_steps, static_cast<unsigned long long>(o.seed), o.storage.c_str());
-  opt.on_epoch = [](const train::epoch_report& r) {
-    std::fprintf(stderr, "epoch %2zu  loss %.4f  train accuracy %.2f%%  %.1f s\n", r.epoch, r.loss,
-                 100 * r.train_accuracy, r.seconds);
-  };
+  opt.on_epoch = print_epoch;
   std::vector<train::epoch_report> log;
   train::train_vit(net, train_set, opt, &log);
   const double acc32 = train::evaluate_vit_native(net, test_set, true, o.threads);
   const double acc64 = train::evaluate_vit_native(net, test_set, false, o.threads);
-  double total = 0;
-  for (const auto& r : log) total += r.seconds;
+  const double total = total_seconds(log);
   const nlohmann::json meta = {{"dataset", o.dataset},
                                {"arch", net.arch()},
                                {"epochs", opt.epochs},
@@ -113,11 +138,7 @@ int run_train_vit(const train_cli& o) {
                                {"test_accuracy_binary64", acc64},
                                {"train_seconds", total}};
   io::save_model(net, o.out, meta.dump());
-  std::printf("test accuracy (binary32): %.2f%%\n", 100 * acc32);
-  std::printf("test accuracy (binary64): %.2f%%\n", 100 * acc64);
-  std::printf("training time: %.1f s (%.1f s per epoch)\n", total, total / static_cast<double>(opt.epochs));
-  std::printf("model written to %s\n", o.out.c_str());
-  return 0;
+  return report_trained(o, acc32, acc64, total, opt.epochs);
 }
 
 int run_train(const train_cli& o_in) {
@@ -138,35 +159,18 @@ int run_train(const train_cli& o_in) {
   opt.batch = o.batch;
   // The paper's lr 0.05 reaches 85.8% on Fashion-MNIST with e4m3-ieee weights; 0.01
   // reaches 88.7% (docs/networks.md), so that is the Fashion-MNIST default
-  if (!std::isfinite(o.lr) || o.lr < 0) throw usage_error("--lr: must be a positive number (or 0 for the default)");
+  common_options(o, opt);
   if (!std::isfinite(o.momentum) || o.momentum < 0 || o.momentum >= 1)
     throw usage_error("--momentum: must be in [0, 1)");
   // LeNet-5: 0.01 (docs/cnn.md: 0.05 reaches 98.42 % on MNIST, 0.01 98.82 %)
   opt.lr = o.lr > 0 ? o.lr : (o.dataset == "fashion-mnist" || lenet ? 0.01 : 0.05);
   opt.momentum = o.momentum;
-  opt.seed = o.seed;
-  opt.threads = o.threads;
-  if (o.storage == "none") {
-    opt.storage.reset();
-  } else {
-    opt.storage = option_value("--storage", [&] { return sim::parse_format(o.storage); });
-  }
-  if (o.out.empty()) throw usage_error("--out: a model file name is required");
-  {  // fail now, not after the training, if the model cannot be written there
-    const auto parent = std::filesystem::path(o.out).parent_path();
-    analysis::ensure_writable_dir(parent.empty() ? std::filesystem::path(".") : parent);
-  }
-  const auto dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
-  const auto train_set = io::load_dataset(dir, o.dataset, true, o.limit);
-  const auto test_set = io::load_dataset(dir, o.dataset, false);
+  const auto [train_set, test_set] = load_sets(o);
   std::fprintf(stderr,
                "training %s %s on %s (%zu images), %zu epochs, batch %zu, lr %g, momentum %g, seed %llu, storage %s\n",
                o.arch.c_str(), o.act.c_str(), o.dataset.c_str(), train_set.rows, o.epochs, o.batch, opt.lr, o.momentum,
                static_cast<unsigned long long>(o.seed), o.storage.c_str());
-  opt.on_epoch = [](const train::epoch_report& r) {
-    std::fprintf(stderr, "epoch %2zu  loss %.4f  train accuracy %.2f%%  %.1f s\n", r.epoch, r.loss,
-                 100 * r.train_accuracy, r.seconds);
-  };
+  opt.on_epoch = print_epoch;
   std::vector<train::epoch_report> log;
   nn::mlp net;
   nn::cnn cnet;
@@ -182,8 +186,7 @@ int run_train(const train_cli& o_in) {
     acc32 = train::evaluate_native(net, test_set, true, o.threads);
     acc64 = train::evaluate_native(net, test_set, false, o.threads);
   }
-  double total = 0;
-  for (const auto& r : log) total += r.seconds;
+  const double total = total_seconds(log);
   nlohmann::json meta = {{"dataset", o.dataset},
                          {"arch", lenet ? cnet.arch() : o.arch},
                          {"act", o.act},
@@ -204,11 +207,7 @@ int run_train(const train_cli& o_in) {
   } else {
     io::save_model(net, o.out, meta.dump());
   }
-  std::printf("test accuracy (binary32): %.2f%%\n", 100 * acc32);
-  std::printf("test accuracy (binary64): %.2f%%\n", 100 * acc64);
-  std::printf("training time: %.1f s (%.1f s per epoch)\n", total, total / static_cast<double>(o.epochs));
-  std::printf("model written to %s\n", o.out.c_str());
-  return 0;
+  return report_trained(o, acc32, acc64, total, o.epochs);
 }
 
 struct eval_cli {

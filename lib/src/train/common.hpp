@@ -284,26 +284,22 @@ void check_data(const Net& net, const io::dataset& data) {
                                 std::to_string(data.cols) + " features");
 }
 
-// Minibatch SGD with momentum on m (a model in binary32 with layers L,
-// forward(X, b) and backward(X, y, b) -> {summed loss, correct} through the
-// callback): the rows shuffled every epoch, the forward pass on weights rounded
-// to opt.storage; the learning rate is multiplied by lr_gamma after every
-// epoch in lr_steps. Reports every epoch to log and opt.on_epoch.
-template <class Model, class Backward>
-void run_epochs(Model& m, const io::dataset& data, const train_options& opt, const std::vector<std::size_t>& lr_steps,
-                double lr_gamma, sim::random_stream& rng, std::vector<epoch_report>* log, Backward&& backward) {
+// The epoch loop every trainer shares: per epoch, the rows shuffled with rng,
+// then minibatches of opt.batch rows copied to binary32 (X, batch x data.cols)
+// with their labels y, handed to step(X, y, b, e) -> {summed loss, correct};
+// a progress line on standard error when it is a terminal (every
+// progress_every batches); every epoch reported to log and opt.on_epoch.
+template <class Step>
+void epoch_loop(const io::dataset& data, const train_options& opt, sim::random_stream& rng,
+                std::vector<epoch_report>* log, std::size_t progress_every, Step&& step) {
   const std::size_t N = data.rows, B = opt.batch;
   std::vector<std::size_t> order(N);
   for (std::size_t i = 0; i < N; ++i) order[i] = i;
   std::vector<float> X(B * data.cols);
   std::vector<std::uint8_t> y(B);
-  std::vector<double> qbuf;
   const bool tty = opt.progress && isatty(fileno(stderr));
-  bool first = true;
-  double lr = opt.lr;
   for (std::size_t e = 1; e <= opt.epochs; ++e) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (e > 1 && std::find(lr_steps.begin(), lr_steps.end(), e - 1) != lr_steps.end()) lr *= lr_gamma;
     shuffle(order, rng);
     double loss = 0;
     std::size_t correct = 0;
@@ -314,14 +310,10 @@ void run_epochs(Model& m, const io::dataset& data, const train_options& opt, con
         std::copy(src, src + data.cols, X.begin() + static_cast<std::ptrdiff_t>(s * data.cols));
         y[s] = data.y[order[start + s]];
       }
-      quantize_layers(m.L, opt.storage, qbuf);
-      m.forward(X.data(), b);
-      const auto [l, c] = backward(X.data(), y.data(), b);
+      const auto [l, c] = step(X.data(), y.data(), b, e);
       loss += l;
       correct += c;
-      sgd_step(m.L, lr, opt.momentum, first);
-      first = false;
-      if (tty && (start / B) % 50 == 0)
+      if (tty && (start / B) % progress_every == 0)
         std::fprintf(stderr, "\repoch %zu/%zu  %5.1f%%  loss %.4f", e, opt.epochs,
                      100.0 * static_cast<double>(start + b) / static_cast<double>(N),
                      loss / static_cast<double>(start + b));
@@ -332,6 +324,30 @@ void run_epochs(Model& m, const io::dataset& data, const train_options& opt, con
     if (log) log->push_back(rep);
     if (opt.on_epoch) opt.on_epoch(rep);
   }
+}
+
+// Minibatch SGD with momentum on m (a model in binary32 with layers L,
+// forward(X, b) and backward(X, y, b) -> {summed loss, correct} through the
+// callback) in the shared epoch loop, the forward pass on weights rounded to
+// opt.storage; the learning rate is multiplied by lr_gamma after every epoch
+// in lr_steps.
+template <class Model, class Backward>
+void run_epochs(Model& m, const io::dataset& data, const train_options& opt, const std::vector<std::size_t>& lr_steps,
+                double lr_gamma, sim::random_stream& rng, std::vector<epoch_report>* log, Backward&& backward) {
+  std::vector<double> qbuf;
+  bool first = true;
+  double lr = opt.lr;
+  std::size_t lr_epoch = 1;  // the epoch lr belongs to
+  epoch_loop(data, opt, rng, log, 50, [&](const float* X, const std::uint8_t* y, std::size_t b, std::size_t e) {
+    for (; lr_epoch < e; ++lr_epoch)
+      if (std::find(lr_steps.begin(), lr_steps.end(), lr_epoch) != lr_steps.end()) lr *= lr_gamma;
+    quantize_layers(m.L, opt.storage, qbuf);
+    m.forward(X, b);
+    const auto res = backward(X, y, b);
+    sgd_step(m.L, lr, opt.momentum, first);
+    first = false;
+    return res;
+  });
 }
 
 // Accuracy (fraction in [0, 1]) of net on the data through Model<float>

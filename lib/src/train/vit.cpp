@@ -492,75 +492,48 @@ void train_vit(vit& net, const io::dataset& data, const vit_train_options& opt, 
   sim::random_stream rng(opt.seed);
   initialize(net, rng);
   model<float> m(net);
-  const std::size_t N = data.rows, Bmax = opt.batch;
-  const std::size_t steps_per_epoch = (N + Bmax - 1) / Bmax, total = steps_per_epoch * opt.epochs;
-  std::vector<std::size_t> order(N);
-  for (std::size_t i = 0; i < N; ++i) order[i] = i;
-  std::vector<float> X(Bmax * data.cols), G;
-  std::vector<std::uint8_t> y(Bmax);
+  const std::size_t steps_per_epoch = (data.rows + opt.batch - 1) / opt.batch, total = steps_per_epoch * opt.epochs;
+  std::vector<float> G;
   std::vector<double> qbuf;
-  const bool tty = opt.progress && isatty(fileno(stderr));
   const sim::round_spec spec = opt.storage ? storage_spec(*opt.storage) : sim::round_spec{};
   std::size_t step = 0;
-  for (std::size_t e = 1; e <= opt.epochs; ++e) {
-    const auto t0 = std::chrono::steady_clock::now();
-    shuffle(order, rng);
-    double loss = 0;
-    std::size_t correct = 0;
-    for (std::size_t start = 0; start < N; start += Bmax) {
-      const std::size_t b = std::min(Bmax, N - start);
-      for (std::size_t s = 0; s < b; ++s) {
-        const double* src = data.row(order[start + s]);
-        std::copy(src, src + data.cols, X.begin() + static_cast<std::ptrdiff_t>(s * data.cols));
-        y[s] = data.y[order[start + s]];
+  epoch_loop(data, opt, rng, log, 20, [&](const float* X, const std::uint8_t* y, std::size_t b, std::size_t) {
+    // the forward copies: rounded to the storage format (linear maps) or the master values
+    m.each_param([&](param<float>& p) {
+      if (!p.quantized || !opt.storage) {
+        p.q = p.w;
+        return;
       }
-      // the forward copies: rounded to the storage format (linear maps) or the master values
-      m.each_param([&](param<float>& p) {
-        if (!p.quantized || !opt.storage) {
-          p.q = p.w;
-          return;
-        }
-        qbuf.assign(p.w.begin(), p.w.end());
-        sim::round_array(qbuf, qbuf, spec, 0, 1);
-        std::copy(qbuf.begin(), qbuf.end(), p.q.begin());
-      });
-      m.forward(X.data(), b);
-      const auto [l, c] = softmax_cross_entropy(m.logits.data(), y.data(), b, m.classes, G);
-      loss += l;
-      correct += c;
-      m.backward(G);
-      // AdamW: warmup, then cosine decay to 0
-      ++step;
-      const double frac = static_cast<double>(step - std::min(step, opt.warmup_steps)) /
-                          static_cast<double>(std::max<std::size_t>(1, total - std::min(total, opt.warmup_steps)));
-      const double lr = step <= opt.warmup_steps
-                            ? opt.lr * static_cast<double>(step) / static_cast<double>(opt.warmup_steps)
-                            : opt.lr * 0.5 * (1 + std::cos(M_PI * std::min(1.0, frac)));
-      const double c1 = 1 - std::pow(opt.beta1, static_cast<double>(step));
-      const double c2 = 1 - std::pow(opt.beta2, static_cast<double>(step));
-      const auto b1 = static_cast<float>(opt.beta1), b2 = static_cast<float>(opt.beta2);
-      const auto a = static_cast<float>(lr / c1), inv_c2 = static_cast<float>(1 / c2);
-      const auto eps = static_cast<float>(opt.adam_eps), wd = static_cast<float>(lr * opt.weight_decay);
-      m.each_param([&](param<float>& p) {
-        for (std::size_t k = 0; k < p.w.size(); ++k) {
-          const float g = p.g[k];
-          p.m[k] = b1 * p.m[k] + (1 - b1) * g;
-          p.v[k] = b2 * p.v[k] + (1 - b2) * g * g;
-          if (p.decayed) p.w[k] -= wd * p.w[k];
-          p.w[k] -= a * p.m[k] / (std::sqrt(p.v[k] * inv_c2) + eps);
-        }
-      });
-      if (tty && (start / Bmax) % 20 == 0)
-        std::fprintf(stderr, "\repoch %zu/%zu  %5.1f%%  loss %.4f", e, opt.epochs,
-                     100.0 * static_cast<double>(start + b) / static_cast<double>(N),
-                     loss / static_cast<double>(start + b));
-    }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    epoch_report rep{e, loss / static_cast<double>(N), static_cast<double>(correct) / static_cast<double>(N), secs};
-    if (tty) std::fprintf(stderr, "\r%60s\r", "");
-    if (log) log->push_back(rep);
-    if (opt.on_epoch) opt.on_epoch(rep);
-  }
+      qbuf.assign(p.w.begin(), p.w.end());
+      sim::round_array(qbuf, qbuf, spec, 0, 1);
+      std::copy(qbuf.begin(), qbuf.end(), p.q.begin());
+    });
+    m.forward(X, b);
+    const auto res = softmax_cross_entropy(m.logits.data(), y, b, m.classes, G);
+    m.backward(G);
+    // AdamW: warmup, then cosine decay to 0
+    ++step;
+    const double frac = static_cast<double>(step - std::min(step, opt.warmup_steps)) /
+                        static_cast<double>(std::max<std::size_t>(1, total - std::min(total, opt.warmup_steps)));
+    const double lr = step <= opt.warmup_steps
+                          ? opt.lr * static_cast<double>(step) / static_cast<double>(opt.warmup_steps)
+                          : opt.lr * 0.5 * (1 + std::cos(M_PI * std::min(1.0, frac)));
+    const double c1 = 1 - std::pow(opt.beta1, static_cast<double>(step));
+    const double c2 = 1 - std::pow(opt.beta2, static_cast<double>(step));
+    const auto b1 = static_cast<float>(opt.beta1), b2 = static_cast<float>(opt.beta2);
+    const auto a = static_cast<float>(lr / c1), inv_c2 = static_cast<float>(1 / c2);
+    const auto eps = static_cast<float>(opt.adam_eps), wd = static_cast<float>(lr * opt.weight_decay);
+    m.each_param([&](param<float>& p) {
+      for (std::size_t k = 0; k < p.w.size(); ++k) {
+        const float g = p.g[k];
+        p.m[k] = b1 * p.m[k] + (1 - b1) * g;
+        p.v[k] = b2 * p.v[k] + (1 - b2) * g * g;
+        if (p.decayed) p.w[k] -= wd * p.w[k];
+        p.w[k] -= a * p.m[k] / (std::sqrt(p.v[k] * inv_c2) + eps);
+      }
+    });
+    return res;
+  });
   m.store(net);
   if (opt.storage) {
     auto r = [&](dense_layer& l) { round_params(l.W, l.b, spec); };
