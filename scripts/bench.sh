@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
   if [ "$BUILD_DIR" = build/dev ]; then
-    cmake --preset dev
+    bash scripts/configure.sh dev
   else
     cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
   fi

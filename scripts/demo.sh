@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 full=0
 [[ ${1:-} == --full ]] && full=1
 bash scripts/install-deps.sh >/dev/null
-cmake --preset dev >/dev/null
+bash scripts/configure.sh dev >/dev/null
 cmake --build --preset dev -j2 >/dev/null
 mpacc=build/dev/apps/mpacc
 echo "== mpacc formats"

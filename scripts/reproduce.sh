@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 mode=${1:---quick}
 case $mode in --quick|--full) ;; *) echo "usage: bash scripts/reproduce.sh [--quick|--full]" >&2; exit 2 ;; esac
 bash scripts/install-deps.sh >/dev/null
-cmake --preset dev >/dev/null
+bash scripts/configure.sh dev >/dev/null
 cmake --build --preset dev -j2 --target mpacc >/dev/null   # the program only: tests and benchmarks are not needed here
 bash scripts/fetch-data.sh
 build/dev/apps/mpacc reproduce "$mode"

@@ -13,9 +13,9 @@ bash scripts/install-deps.sh
 bash scripts/fetch-data.sh mnist  # the Python tests' real MNIST images (sha256-checked)
 bash scripts/format.sh --check
 bash scripts/tidy.sh --check
-cmake --preset ci
+bash scripts/configure.sh ci
 cmake --build --preset ci -j2
 ctest --preset ci -L default
-cmake --preset fuzz
+bash scripts/configure.sh fuzz
 cmake --build --preset fuzz
 ctest --preset fuzz -L fuzz-smoke
