@@ -15,24 +15,13 @@
 
 #include "mpacc/train/cnn.hpp"
 #include "mpacc/sim/random.hpp"
+#include "cnn_support.hpp"
 #include "support.hpp"
 
 using namespace mpacc;
+using test::conv_shape;
 
 namespace {
-
-sim::conv2d_shape conv_shape(std::size_t c_in, std::size_t h, std::size_t w, std::size_t c_out, std::size_t k,
-                             std::size_t stride, std::size_t pad) {
-  sim::conv2d_shape s;
-  s.c_in = c_in;
-  s.h = h;
-  s.w = w;
-  s.c_out = c_out;
-  s.kh = s.kw = k;
-  s.stride_h = s.stride_w = stride;
-  s.pad_h = s.pad_w = pad;
-  return s;
-}
 
 // 2x7x6 -> conv 2->3 3x3 p1 (tanh) -> maxpool 2 (3x3x3) -> conv 3->4 2x2 s1 p1 (act2)
 // -> avgpool 2 s1 p0 (4x3x3) -> flatten 36 -> dense 5 (tanh) -> dense 10

@@ -22,25 +22,14 @@
 #include "mpacc/ref/accumulate.hpp"
 #include "mpacc/sim/conv.hpp"
 #include "mpacc/sim/rounding.hpp"
+#include "cnn_support.hpp"
 #include "support.hpp"
 
 using namespace mpacc;
+using test::conv_shape;
 using test::same;
 
 namespace {
-
-sim::conv2d_shape conv_shape(std::size_t c_in, std::size_t h, std::size_t w, std::size_t c_out, std::size_t k,
-                             std::size_t stride, std::size_t pad) {
-  sim::conv2d_shape s;
-  s.c_in = c_in;
-  s.h = h;
-  s.w = w;
-  s.c_out = c_out;
-  s.kh = s.kw = k;
-  s.stride_h = s.stride_w = stride;
-  s.pad_h = s.pad_w = pad;
-  return s;
-}
 
 nn::pool_layer pool(nn::pool_layer::kind type, std::size_t c, std::size_t h, std::size_t w, std::size_t k,
                     std::size_t stride, std::size_t pad = 0) {
@@ -73,41 +62,43 @@ struct filler {
   }
 };
 
+// conv -> pool -> conv -> pool -> flatten -> dense (act) -> dense, every
+// weight and bias from fill
+nn::cnn conv_pool_dense(filler& fill, std::size_t c, std::size_t hw, const sim::conv2d_shape& s1,
+                        const nn::pool_layer& p1, const sim::conv2d_shape& s2, const nn::pool_layer& p2,
+                        std::size_t hidden, std::size_t classes, sim::activation_fn act) {
+  nn::cnn net;
+  net.c = c;
+  net.h = net.w = hw;
+  nn::conv_layer c1, c2;
+  c1.shape = s1;
+  c2.shape = s2;
+  for (auto* l : {&c1, &c2}) {
+    l->act = act;
+    fill(l->W, l->shape.weights());
+    fill(l->b, l->shape.c_out);
+  }
+  const nn::flatten_layer flat{p2.shape.c, p2.shape.out_h(), p2.shape.out_w()};
+  nn::dense_layer d1, d2;
+  d1.n_in = flat.c * flat.h * flat.w;
+  d1.n_out = hidden;
+  d1.act = act;
+  d2.n_in = hidden;
+  d2.n_out = classes;
+  for (auto* l : {&d1, &d2}) {
+    fill(l->W, l->n_in * l->n_out);
+    fill(l->b, l->n_out);
+  }
+  net.layers = {c1, p1, c2, p2, flat, d1, d2};
+  net.validate();
+  return net;
+}
+
 // 1x6x6 -> conv 1->3 3x3 p1 (act) -> maxpool 2 (3x3x3) -> conv 3->2 2x2 s1 p1 (act, 2x4x4)
 // -> avgpool 2 (2x2x2) -> flatten 8 -> dense 8x5 (act) -> dense 5x3
 nn::cnn tiny_cnn(filler& fill, sim::activation_fn act) {
-  nn::cnn net;
-  net.c = 1;
-  net.h = net.w = 6;
-  nn::conv_layer c1;
-  c1.shape = conv_shape(1, 6, 6, 3, 3, 1, 1);
-  c1.act = act;
-  fill(c1.W, c1.shape.weights());
-  fill(c1.b, 3);
-  nn::conv_layer c2;
-  c2.shape = conv_shape(3, 3, 3, 2, 2, 1, 1);
-  c2.act = act;
-  fill(c2.W, c2.shape.weights());
-  fill(c2.b, 2);
-  nn::dense_layer d1, d2;
-  d1.n_in = 8;
-  d1.n_out = 5;
-  d1.act = act;
-  fill(d1.W, 40);
-  fill(d1.b, 5);
-  d2.n_in = 5;
-  d2.n_out = 3;
-  fill(d2.W, 15);
-  fill(d2.b, 3);
-  net.layers = {c1,
-                pool(nn::pool_layer::kind::max, 3, 6, 6, 2, 2),
-                c2,
-                pool(nn::pool_layer::kind::avg, 2, 4, 4, 2, 2),
-                nn::flatten_layer{2, 2, 2},
-                d1,
-                d2};
-  net.validate();
-  return net;
+  return conv_pool_dense(fill, 1, 6, conv_shape(1, 6, 6, 3, 3, 1, 1), pool(nn::pool_layer::kind::max, 3, 6, 6, 2, 2),
+                         conv_shape(3, 3, 3, 2, 2, 1, 1), pool(nn::pool_layer::kind::avg, 2, 4, 4, 2, 2), 5, 3, act);
 }
 
 std::vector<double> inputs(filler& fill, std::size_t n) {
@@ -468,7 +459,7 @@ rational exact_of(double hi, double lo) { return rational(hi) + rational(lo); }
 std::vector<std::vector<rational>> rational_forward(const nn::cnn& net, const double* x) {
   std::vector<rational> in(x, x + net.inputs());
   std::vector<std::vector<rational>> out;
-  auto relu = [](const sim::activation_fn& a, rational v) {
+  auto relu = [](const sim::activation_fn& a, const rational& v) {
     return a.kind == sim::activation::relu && v < 0 ? rational(0) : v;
   };
   for (const auto& layer : net.layers) {
@@ -594,38 +585,8 @@ io::dataset random_images(std::size_t rows, std::size_t cols, std::uint64_t seed
 // -> avgpool 2 s1 (3x1x1) -> flatten 3 -> dense 3x6 (act) -> dense 6x4
 nn::cnn random_cnn(std::uint64_t seed, sim::activation_fn act) {
   filler fill{std::mt19937_64(seed), -1, 0};
-  nn::cnn net;
-  net.c = 2;
-  net.h = net.w = 7;
-  nn::conv_layer c1;
-  c1.shape = conv_shape(2, 7, 7, 4, 3, 1, 1);
-  c1.act = act;
-  fill(c1.W, c1.shape.weights());
-  fill(c1.b, 4);
-  nn::conv_layer c2;
-  c2.shape = conv_shape(4, 4, 4, 3, 3, 2, 1);
-  c2.act = act;
-  fill(c2.W, c2.shape.weights());
-  fill(c2.b, 3);
-  nn::dense_layer d1, d2;
-  d1.n_in = 3;
-  d1.n_out = 6;
-  d1.act = act;
-  fill(d1.W, 18);
-  fill(d1.b, 6);
-  d2.n_in = 6;
-  d2.n_out = 4;
-  fill(d2.W, 24);
-  fill(d2.b, 4);
-  net.layers = {c1,
-                pool(nn::pool_layer::kind::max, 4, 7, 7, 2, 2, 1),
-                c2,
-                pool(nn::pool_layer::kind::avg, 3, 2, 2, 2, 1),
-                nn::flatten_layer{3, 1, 1},
-                d1,
-                d2};
-  net.validate();
-  return net;
+  return conv_pool_dense(fill, 2, 7, conv_shape(2, 7, 7, 4, 3, 1, 1), pool(nn::pool_layer::kind::max, 4, 7, 7, 2, 2, 1),
+                         conv_shape(4, 4, 4, 3, 3, 2, 1), pool(nn::pool_layer::kind::avg, 3, 2, 2, 2, 1), 6, 4, act);
 }
 
 }  // namespace

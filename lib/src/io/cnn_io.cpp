@@ -27,6 +27,18 @@ struct cnn_reader {
   const std::string& name;
   std::string layer;  // "layer k" for messages
 
+  // the window of a convolution or pooling shape, in file order: height and
+  // width ("<what> height", "<what> width"), strides, paddings
+  template <class Shape>
+  void window(Shape& q, const std::string& what) {
+    q.kh = size((what + " height").c_str());
+    q.kw = size((what + " width").c_str());
+    q.stride_h = size("stride");
+    q.stride_w = size("stride");
+    q.pad_h = size("padding", 0);
+    q.pad_w = size("padding", 0);
+  }
+
   // a size in [lo, max_layer_size]
   std::size_t size(const char* what, std::uint64_t lo = 1) {
     const auto v = r.get<std::uint64_t>(what);
@@ -156,12 +168,7 @@ nn::cnn parse_cnn(std::span<const std::uint8_t> data, const std::string& name, s
           q.h = cr.size("height");
           q.w = cr.size("width");
           q.c_out = cr.size("c_out");
-          q.kh = cr.size("kernel height");
-          q.kw = cr.size("kernel width");
-          q.stride_h = cr.size("stride");
-          q.stride_w = cr.size("stride");
-          q.pad_h = cr.size("padding", 0);
-          q.pad_w = cr.size("padding", 0);
+          cr.window(q, "kernel");
           l.act = cr.act();
           l.W = cr.values(cr.weights({q.c_out, q.c_in, q.kh, q.kw}), "weights");
           l.b = cr.values(q.c_out, "biases");
@@ -177,12 +184,7 @@ nn::cnn parse_cnn(std::span<const std::uint8_t> data, const std::string& name, s
           q.c = cr.size("channels");
           q.h = cr.size("height");
           q.w = cr.size("width");
-          q.kh = cr.size("window height");
-          q.kw = cr.size("window width");
-          q.stride_h = cr.size("stride");
-          q.stride_w = cr.size("stride");
-          q.pad_h = cr.size("padding", 0);
-          q.pad_w = cr.size("padding", 0);
+          cr.window(q, "window");
           net.layers.emplace_back(l);
           break;
         }
