@@ -34,7 +34,7 @@ struct vit_sweep_cli {
   std::string model, dataset = "mnist", data, out = "results/vit-sweep", name;
   std::string precision = "acc=e4m3-ieee;order=blocked:8;saturate=on", high = "binary16";
   std::vector<double> taus = {1, 0.3, 0.1, 0.01};
-  std::vector<std::string> indicators = {"kappa", "lamp"};
+  std::vector<std::string> indicators = {"kappa-row-norm", "lamp"};
   std::vector<std::string> baselines = {"random-active", "oracle-local"};
   std::vector<std::string> kinds_high = {"scores", "mix", "q+k+v", "proj", "fc1+fc2", "embed+head"};
   std::size_t samples = 2000, seeds = 3;
@@ -337,7 +337,8 @@ command add_vit_sweep_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--high", o->high, "the accumulator recomputed components use")->capture_default_str();
   sub->add_option("--taus", o->taus, "tolerances (comma-separated)")->delimiter(',')->capture_default_str();
-  sub->add_option("--indicators", o->indicators, "indicators (comma-separated: kappa, kappa-scores, lamp)")
+  sub->add_option("--indicators", o->indicators,
+                  "indicators (comma-separated: kappa, kappa-row, kappa-row-norm, kappa-scores, lamp)")
       ->delimiter(',')
       ->capture_default_str();
   sub->add_option("--baselines", o->baselines,
