@@ -242,6 +242,32 @@ expect_error "train: vit heads that do not divide the width" "--heads: must divi
 expect_status "validate: a vit model, every inner-product layer bounded" 0 "deterministic violations: 0 propagated (v 0, y 0)" \
   "$MPACC" validate --model "$cnndir/vit.mpnn" --data "$cnndir" --samples 2 --out "$cnndir/v" --no-plots \
   --precision "acc=binary16;order=blocked:4;weights=e4m3-ieee;biases=e4m3-ieee;act=bfloat16"
+expect_status "vit-sweep: Algorithm 1 on a vision transformer" 0 "results: $cnndir/vs/results.csv" \
+  "$MPACC" vit-sweep --model "$cnndir/vit.mpnn" --data "$cnndir" --samples 4 --taus 1,0.1 --indicators kappa \
+  --baselines random-active,oracle-local --seeds 2 --kinds-high scores,fc1+fc2 --out "$cnndir/vs" --threads 1
+# uniform-low, uniform-high, exact, 2 layer-kind runs; per tau: algorithm1, 2 random-active seeds, oracle-local; the header
+[[ $(wc -l < "$cnndir/vs/results.csv") -eq 14 ]] && grep -q "^mnist-vit,blocked:8,algorithm1,kappa," "$cnndir/vs/results.csv" &&
+  grep -q "^mnist-vit,blocked:8,high:fc1+fc2," "$cnndir/vs/results.csv" ||
+  { echo "FAIL: vit-sweep results.csv"; fails=$((fails + 1)); }
+grep -q "^## One layer kind in high" "$cnndir/vs/report.md" && grep -q "| scores |" "$cnndir/vs/report.md" &&
+  grep -q '"command": "vit-sweep"' "$cnndir/vs/manifest.json" && grep -q "q/k/v" "$cnndir/vs/mnist-vit-blocked-8-fraction-tau.gp" ||
+  { echo "FAIL: vit-sweep report.md, manifest.json and figures"; fails=$((fails + 1)); }
+expect_status "vit-sweep: exit status 2 for a bad option value" 2 "--taus" \
+  "$MPACC" vit-sweep --model "$cnndir/vit.mpnn" --data "$cnndir" --taus nan
+expect_error "vit-sweep: a NaN tolerance" "--taus: tolerance nan must be a finite number >= 0" "" \
+  vit-sweep --model "$cnndir/vit.mpnn" --data "$cnndir" --taus 1,nan
+expect_error "vit-sweep: a negative tolerance" "--taus: tolerance -1 must be a finite number >= 0" "" \
+  vit-sweep --model "$cnndir/vit.mpnn" --data "$cnndir" --taus=-1
+expect_error "vit-sweep: an unknown indicator" "unknown indicator 'kprime'" "" \
+  vit-sweep --model "$cnndir/vit.mpnn" --data "$cnndir" --indicators kprime
+expect_error "vit-sweep: an unknown layer kind" "--kinds-high: 'attn' is not a layer kind" "" \
+  vit-sweep --model "$cnndir/vit.mpnn" --data "$cnndir" --kinds-high scores+attn
+expect_error "vit-sweep: oracle-gain" "oracle-gain is not supported" "" \
+  vit-sweep --model "$cnndir/vit.mpnn" --data "$cnndir" --baselines oracle-gain
+expect_error "vit-sweep: a missing model" "--model: $cnndir/none.mpnn: no such file" "" \
+  vit-sweep --model "$cnndir/none.mpnn" --data "$cnndir"
+expect_error "vit-sweep: a CNN model" "is not a vision-transformer model file" "" \
+  vit-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir"
 rm -rf "$cnndir"
 
 # sweeps: configuration errors name the file and the key

@@ -266,13 +266,13 @@ void threshold_levels(const std::vector<double>& score, const std::vector<double
   }
 }
 
-void select_matched(const selection& sel, std::size_t k, std::size_t s, std::size_t want, const sim::activation_fn& act,
-                    const double* v, const double* vt, const double* vh, std::size_t n, std::uint8_t* mask) {
+void select_by_keys(const selection& sel, std::size_t k, std::size_t s, std::size_t want, const std::uint8_t* can,
+                    const double* key, std::size_t n, std::uint8_t* mask) {
   using kind = selection::kind;
   std::vector<std::size_t> idx;
   idx.reserve(n);
   for (std::size_t i = 0; i < n; ++i)
-    if (sel.type != kind::random_active || can_matter(act, v[i])) idx.push_back(i);
+    if (!can || can[i]) idx.push_back(i);
   const std::size_t take = std::min(want, idx.size());
   if (sel.type == kind::random || sel.type == kind::random_active) {
     // the first `take` of a seeded Fisher-Yates shuffle, one stream per (layer, sample)
@@ -283,8 +283,26 @@ void select_matched(const selection& sel, std::size_t k, std::size_t s, std::siz
       std::swap(idx[i], idx[j]);
     }
   } else {
-    // a key per component; the largest keys first, ties by index
-    std::vector<double> key(n);
+    // the largest keys first, ties by index
+    auto kv = [&](std::size_t i) { return std::isnan(key[i]) ? std::numeric_limits<double>::infinity() : key[i]; };
+    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(take), idx.end(),
+                      [&](std::size_t a, std::size_t b) { return kv(a) > kv(b) || (kv(a) == kv(b) && a < b); });
+  }
+  for (std::size_t i = 0; i < take; ++i) mask[idx[i]] = 1;
+}
+
+void select_matched(const selection& sel, std::size_t k, std::size_t s, std::size_t want, const sim::activation_fn& act,
+                    const double* v, const double* vt, const double* vh, std::size_t n, std::uint8_t* mask) {
+  using kind = selection::kind;
+  std::vector<std::uint8_t> can;
+  if (sel.type == kind::random_active) {
+    can.resize(n);
+    for (std::size_t i = 0; i < n; ++i) can[i] = can_matter(act, v[i]) ? 1 : 0;
+  }
+  std::vector<double> key;
+  if (sel.type != kind::random && sel.type != kind::random_active) {
+    // a key per component
+    key.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
       switch (sel.type) {
         case kind::smallest:
@@ -301,12 +319,9 @@ void select_matched(const selection& sel, std::size_t k, std::size_t s, std::siz
           key[i] = std::fabs(sim::apply(act, v[i]) - y) - std::fabs(sim::apply(act, vh[i]) - y);
         }
       }
-      if (std::isnan(key[i])) key[i] = std::numeric_limits<double>::infinity();
     }
-    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(take), idx.end(),
-                      [&](std::size_t a, std::size_t b) { return key[a] > key[b] || (key[a] == key[b] && a < b); });
   }
-  for (std::size_t i = 0; i < take; ++i) mask[idx[i]] = 1;
+  select_by_keys(sel, k, s, want, can.empty() ? nullptr : can.data(), key.empty() ? nullptr : key.data(), n, mask);
 }
 
 double tiles_at(const std::vector<std::uint8_t>& mask, std::size_t batch, std::size_t n_out, std::size_t tile_rows,

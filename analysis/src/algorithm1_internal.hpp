@@ -36,6 +36,14 @@ void threshold_levels(const std::vector<double>& score, const std::vector<double
 void select_matched(const selection& sel, std::size_t k, std::size_t s, std::size_t want, const sim::activation_fn& act,
                     const double* v, const double* vt, const double* vh, std::size_t n, std::uint8_t* mask);
 
+// The choice itself, from given candidates and keys: random and random-active
+// take `want` of the candidates (can[i] != 0; every component when can is
+// null) by the seeded shuffle of (k, s); the other kinds the `want` largest
+// keys among them (NaN as +inf), ties by index. select_matched is this with
+// the MLP's candidates and keys.
+void select_by_keys(const selection& sel, std::size_t k, std::size_t s, std::size_t want, const std::uint8_t* can,
+                    const double* key, std::size_t n, std::uint8_t* mask);
+
 // The components (tile_rows x tile_samples tiles of a batch x n_out mask, a
 // tile counted whole) of the tiles holding any component at level lvl.
 double tiles_at(const std::vector<std::uint8_t>& mask, std::size_t batch, std::size_t n_out, std::size_t tile_rows,

@@ -28,6 +28,7 @@ command add_validate_command(CLI::App& app);
 command add_calibrate_command(CLI::App& app);
 command add_sweep_command(CLI::App& app);
 command add_cnn_sweep_command(CLI::App& app);
+command add_vit_sweep_command(CLI::App& app);
 command add_merge_command(CLI::App& app);
 command add_reproduce_command(CLI::App& app);
 

@@ -89,6 +89,7 @@ int run_main(int argc, char** argv) {
   add(add_calibrate_command);
   add(add_sweep_command);
   add(add_cnn_sweep_command);
+  add(add_vit_sweep_command);
   add(add_merge_command);
   add(add_reproduce_command);
   try {

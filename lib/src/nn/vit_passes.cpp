@@ -117,7 +117,13 @@ struct pass {
   int threads;
   std::size_t batch, first_sample;
   act_rounding ar;
+  const vit_layer_hook& hook;
   simulated_vit out;
+
+  // the hook's turn on layer k (v formed, y not yet)
+  void before_y(std::size_t k) {
+    if (hook) hook(k, out);
+  }
 
   [[nodiscard]] std::uint64_t site_seed(std::size_t site) const { return p.seed + net.product_layers() + 1 + site; }
 
@@ -131,6 +137,7 @@ struct pass {
     L.cols = l.n_out;
     L.in = std::move(in);
     run_linear(l, L.in, rows, spec, first_sample * rows_per_sample, L.v, L.flags, threads);
+    before_y(k);
     L.act_flags.assign(L.v.size(), 0);
     L.y.resize(L.v.size());
     return L;
@@ -178,6 +185,7 @@ struct pass {
         L.flags[r * T + j] = res.flags;
       }
     }
+    before_y(k);
     // softmax over the keys, in binary64
     L.y.resize(L.v.size());
     L.act_flags.assign(L.v.size(), 0);
@@ -235,6 +243,7 @@ struct pass {
         }
       }
     }
+    before_y(k);
     L.y.resize(L.v.size());
     L.act_flags.assign(L.v.size(), 0);
     finish(k, T * d, [](std::size_t, double v) { return std::pair{v, true}; });
@@ -336,16 +345,75 @@ vit stored_network(const vit& net, const precision_config& p) {
 }
 
 simulated_vit simulate(const vit& net_in, sim::matrix_view X, const precision_config& p, int threads,
-                       std::size_t first_sample) {
+                       std::size_t first_sample, const vit_layer_hook& hook) {
   net_in.validate();
   p.check(net_in.product_layers());
   if (X.cols != net_in.inputs())
     throw std::invalid_argument("simulate: the inputs have " + std::to_string(X.cols) + " values, the network takes " +
                                 std::to_string(net_in.inputs()));
   const vit net = stored_network(net_in, p);
-  pass run{net, p, threads, X.rows, first_sample, {p.act, p.act_rounding, p.act_saturate}, {}};
+  pass run{net, p, threads, X.rows, first_sample, {p.act, p.act_rounding, p.act_saturate}, hook, {}};
   run.run(X);
   return std::move(run.out);
+}
+
+namespace {
+
+// the linear map of inner-product layer k, or nullptr for scores and mix
+const dense_layer* linear_of(const vit& net, std::size_t k) {
+  if (k == 0) return &net.embed;
+  if (k + 1 == net.product_layers()) return &net.head;
+  const auto& B = net.blocks[(k - 1) / 8];
+  const dense_layer* maps[8] = {&B.q, &B.k, &B.v, nullptr, nullptr, &B.proj, &B.fc1, &B.fc2};
+  return maps[(k - 1) % 8];
+}
+
+}  // namespace
+
+vit_operands vit_component_operands(const vit& net, const simulated_vit& pass, std::size_t k, std::size_t row,
+                                    std::size_t col, std::vector<double>& buffer) {
+  if (k >= net.product_layers() || k >= pass.layers.size())
+    throw std::invalid_argument("vit_component: no inner-product layer " + std::to_string(k));
+  const auto& L = pass.layers[k];
+  if (row >= L.rows || col >= L.cols)
+    throw std::invalid_argument("vit_component: component (" + std::to_string(row) + ", " + std::to_string(col) +
+                                ") outside layer " + std::to_string(k));
+  const std::size_t T = net.tokens(), H = net.heads, dh = net.d_head(), d = net.d;
+  if (const dense_layer* l = linear_of(net, k))
+    return {{l->row(col), l->n_in}, {L.in.data() + row * l->n_in, l->n_in}, l->b[col]};
+  if ((k - 1) % 8 == 3) {
+    // scores: row (s, h, i), key j = col: k_j^h . q_i^h
+    const std::size_t s = row / (H * T), h = (row / T) % H, i = row % T;
+    const auto& Q = pass.layers[k - 3].y;
+    const auto& K = pass.layers[k - 2].y;
+    return {{K.data() + (s * T + col) * d + h * dh, dh}, {Q.data() + (s * T + i) * d + h * dh, dh}, 0.0};
+  }
+  // mix: row (s, i), feature col of head h = col / dh: V^h column over the tokens . P row (s, h, i)
+  const std::size_t s = row / T, i = row % T, h = col / dh;
+  const auto& P = pass.layers[k - 1].y;
+  const auto& V = pass.layers[k - 2].y;
+  buffer.resize(T);
+  for (std::size_t j = 0; j < T; ++j) buffer[j] = V[(s * T + j) * d + col];
+  return {{buffer.data(), T}, {P.data() + ((s * H + h) * T + i) * T, T}, 0.0};
+}
+
+sim::dot_result vit_component(const vit& net, const simulated_vit& pass, std::size_t k, std::size_t row,
+                              std::size_t col, const sim::accumulation& a, std::size_t first_sample) {
+  std::vector<double> buffer;
+  const auto op = vit_component_operands(net, pass, k, row, col, buffer);
+  const auto& L = pass.layers[k];
+  // rows per sample of this layer: row `row` takes the stochastic words of row first_sample * per + row
+  std::size_t per = 1;
+  if (k == 0)
+    per = net.patches();
+  else if (k + 1 == net.product_layers())
+    per = 1;
+  else if ((k - 1) % 8 == 3)
+    per = net.heads * net.tokens();
+  else
+    per = net.tokens();
+  const std::uint64_t word = ((first_sample * per + row) * L.cols + col) * sim::words_per_dot(op.w.size(), a);
+  return dot_any(op.w, op.x, op.bias, a, sim::fast_path_applies(a), word);
 }
 
 std::vector<std::size_t> simulate_predictions(const vit& net, sim::matrix_view X, const precision_config& p,

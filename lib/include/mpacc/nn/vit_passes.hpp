@@ -9,11 +9,14 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <span>
 #include <vector>
 
 #include "mpacc/nn/precision.hpp"
 #include "mpacc/nn/simulate.hpp"
 #include "mpacc/nn/vit.hpp"
+#include "mpacc/sim/accumulate.hpp"
 
 namespace mpacc::nn {
 
@@ -78,8 +81,33 @@ struct simulated_vit {
 // block b, 1 + 2 blocks the final norm), element index counted from
 // first_sample likewise. Throws std::invalid_argument for a network that does
 // not validate, inputs of the wrong width or per-layer lists that do not fit.
+// hook (when set) is called once per inner-product layer k, after the layer's
+// v and flags (and rows, cols, in) are formed and before y is computed from
+// them: it may replace values of v and flags (e.g. recompute some components
+// in another format, analysis/vit_algorithm1.hpp); y is then formed from the
+// v it leaves. `pass` holds every earlier layer complete (the operands of
+// scores and mix are the y of earlier layers). Without a hook, or with one
+// that changes nothing, the bits are those of the pass without it.
+using vit_layer_hook = std::function<void(std::size_t k, simulated_vit& pass)>;
 simulated_vit simulate(const vit& net, sim::matrix_view X, const precision_config& p, int threads = 0,
-                       std::size_t first_sample = 0);
+                       std::size_t first_sample = 0, const vit_layer_hook& hook = {});
+
+// Component (row, col) of inner-product layer k of a simulated pass computed
+// again with accumulation a: the same operands, bias and stochastic words
+// (numbered for a, from first_sample) as simulate() uses, through sim::dot
+// (ref::dot_mpfr where sim::dot does not apply). net: the network as the
+// pass used it (stored_network); pass: layers 0 .. k formed (v, rows, cols,
+// in), the operand layers of scores and mix complete.
+sim::dot_result vit_component(const vit& net, const simulated_vit& pass, std::size_t k, std::size_t row,
+                              std::size_t col, const sim::accumulation& a, std::size_t first_sample = 0);
+// The operands of that component (w, x, bias) as simulate() forms them; for
+// the mix, w is column col of V over the tokens (copied into `buffer`).
+struct vit_operands {
+  std::span<const double> w, x;
+  double bias = 0;
+};
+vit_operands vit_component_operands(const vit& net, const simulated_vit& pass, std::size_t k, std::size_t row,
+                                    std::size_t col, std::vector<double>& buffer);
 
 // Argmax of the simulated logits of every row of X (simulate() in pieces of
 // `chunk` samples, the same bits as one run); for evaluation.
