@@ -731,7 +731,8 @@ template <rounding Mode, bool Sub>
   // by the binary64 kernel, so no clamp at 2^(emax+1)
   __m512i c = _mm512_max_epi32(_mm512_add_epi32(e2, F.shift), F.cmin);
   if constexpr (!Sub) c = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(e2, F.thr_nosub), c, F.c_nosub);
-  const __m512 cs = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(sign_mask, yb, c, 0xCA));  // y's sign, c
+  // c with y's sign: sign_mask ? y : c, bit by bit (c first: it is the operand overwritten)
+  const __m512 cs = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(c, yb, sign_mask, 0xD8));
   const __m512 t = _mm512_add_round_ps(y, cs, R);
   __m512 r0 = _mm512_sub_ps(t, cs);  // exact
   if constexpr (Mode == rounding::odd) {
