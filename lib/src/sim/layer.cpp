@@ -109,6 +109,8 @@ struct block_task {
 // 16 output components for up to 4 samples.
 struct alignas(64) lane_formats32 {
   std::int32_t shift[16], cmin[16], thr_nosub[16], c_nosub[16], min_normal[16], screen[16];
+  float max[16];
+  std::uint16_t has_inf = 0;  // lane bit set: the format has infinities
 };
 
 std::int32_t pow2_bits32(int e) { return std::bit_cast<std::int32_t>(std::ldexp(1.0f, e)); }
@@ -120,6 +122,8 @@ void fill_lane32(lane_formats32& L, int lane, const format& f) {
   L.c_nosub[lane] = pow2_bits32(f.emin + 23);
   L.min_normal[lane] = pow2_bits32(f.emin);
   L.screen[lane] = pow2_bits32(std::ilogb(f.max_finite));
+  L.max[lane] = static_cast<float>(f.max_finite);  // exact: p <= 22, emax <= 100
+  if (f.has_inf) L.has_inf = static_cast<std::uint16_t>(L.has_inf | (1u << lane));
 }
 
 // The accumulator formats the binary32 kernel covers (see b32 below).
@@ -134,7 +138,7 @@ struct task32 {
   const lane_formats32* acc = nullptr;
   order ord{};
   rounding mode = rounding::nearest_even;
-  bool all_sub = true;
+  bool saturate = false, all_sub = true;
   float out[4][16] = {};
   unsigned flags[4][16] = {};
 };
@@ -670,8 +674,8 @@ void run_block(block_task& T) {
 // encodings, so exactly one of two neighbours is odd; an exact zero is taken
 // from the upward result, IEEE 754's +0 for x + (-x)). RO24 then rounds to the
 // lane's format by fl(y + c) - c as in the binary64 kernel, c = +-2^(q+23).
-// Why that is one correct rounding of the exact value v (docs/semantics.md,
-// "The binary32 kernel"): with p <= 22 and the format's smallest quantum
+// Why that is one correct rounding of the exact value v (docs/design.md,
+// "Binary32 AVX-512 kernel"): with p <= 22 and the format's smallest quantum
 // 2^(emin-p+1) >= 2^-121, every quantum Q of the format near v is at least 4
 // binary32 quanta there, so the format's values and the midpoints between
 // them are even binary32 values. If v is not a binary32 value, its binary32
@@ -681,24 +685,25 @@ void run_block(block_task& T) {
 // mode (directed, nearest with either tie rule, odd) gives the same result
 // from RO24(v) as from v, v is exact iff RO24(v) is, and |RO24(v)| < 2^emin iff
 // |v| < 2^emin (2^emin is an even binary32 value): the inexact and underflow
-// flags are those of v. No binary32 operation overflows: |s| < 2^(emax) (else
-// the task is redone, below) and |w x| <= 2^100. Overflow of the format is
-// never handled here: a lane whose value reaches 2^floor(log2 max) (the
-// binary64 kernel's screen) is only recorded (a running integer max of the
-// exponent fields), and a task where that happened is computed again by the
-// binary64 kernel, which raises the overflow and saturation flags.
+// flags are those of v. No binary32 operation overflows: |s| <= max < 2^101
+// (or s is infinite or NaN) and |w x| <= 2^100. Overflow of the format: as in
+// the binary64 kernel, an integer compare of the exponent field against
+// 2^floor(log2 max) screens the lanes, and the lanes whose rounded value is
+// above max are replaced by replace_lanes32 (the rules of docs/semantics.md §2).
 
 namespace b32 {
 
 struct vfmt32 {
   __m512i shift, cmin, thr_nosub, c_nosub, min_normal, screen;
+  const lane_formats32* lanes;
   explicit vfmt32(const lane_formats32& L)
       : shift(_mm512_load_si512(L.shift)),
         cmin(_mm512_load_si512(L.cmin)),
         thr_nosub(_mm512_load_si512(L.thr_nosub)),
         c_nosub(_mm512_load_si512(L.c_nosub)),
         min_normal(_mm512_load_si512(L.min_normal)),
-        screen(_mm512_load_si512(L.screen)) {}
+        screen(_mm512_load_si512(L.screen)),
+        lanes(&L) {}
 };
 
 // RO24 of w x + s and of a + b: the downward or the upward result, whichever is odd.
@@ -712,23 +717,67 @@ struct vfmt32 {
   return odd_pick(_mm512_add_round_ps(a, b, kRD), _mm512_add_round_ps(a, b, kRU));
 }
 
-// Per lane: inexact and underflow bits (non-zero: raised), and the largest
-// exponent field seen (for the overflow screen).
+// Per lane: inexact and underflow bits (non-zero: raised); the rare flags.
 struct state32 {
   __m512i inexact, underflow;
+  __mmask16 overflow, invalid, saturated;
 };
+// The flags raised by replace_lanes32. (It is inlined: a call in the loop
+// would make the compiler keep the sums and flags in memory, since every
+// vector register is call-clobbered.)
+struct rare32 {
+  __mmask16 inexact = 0, overflow = 0, invalid = 0, saturated = 0;
+};
+
+// The lanes whose rounded value r0 is above the format's largest value (or
+// whose y is infinite): the rules of docs/semantics.md §2, as replace_lanes
+// (the binary64 kernel) applies them. y is RO24 of the exact value v, and r0
+// the correct rounding of v with an unbounded exponent, so r0 > max iff v
+// overflows in this mode.
+template <rounding Mode>
+[[gnu::always_inline]] inline __m512 replace_lanes32(__m512 y, __m512 r0, __mmask16 big, const lane_formats32& L,
+                                                     bool saturate, rare32& st) {
+  const __m512i sign_mask = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  const __m512 max = _mm512_load_ps(L.max);
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(y), sign_mask);
+  const __m512 a = _mm512_castsi512_ps(_mm512_andnot_si512(sign_mask, _mm512_castps_si512(y)));
+  const __mmask16 is_inf = _mm512_cmp_ps_mask(a, inf, _CMP_EQ_OQ);
+  const auto finite_big = static_cast<__mmask16>(big & ~is_inf);
+  st.overflow = finite_big;
+  st.inexact = finite_big;
+  __mmask16 to_max = 0;
+  const __mmask16 negative = _mm512_test_epi32_mask(sign, sign);
+  if constexpr (Mode == rounding::toward_zero || Mode == rounding::odd) to_max = finite_big;
+  if constexpr (Mode == rounding::upward) to_max = static_cast<__mmask16>(finite_big & negative);
+  if constexpr (Mode == rounding::downward) to_max = static_cast<__mmask16>(finite_big & ~negative);
+  __m512 mag = _mm512_castsi512_ps(_mm512_andnot_si512(sign_mask, _mm512_castps_si512(r0)));
+  if (saturate) {
+    mag = _mm512_mask_blend_ps(big, mag, max);
+    st.saturated = big;
+  } else {
+    const auto rest = static_cast<__mmask16>(big & ~to_max);
+    const auto to_inf = static_cast<__mmask16>(rest & L.has_inf);
+    const auto to_nan = static_cast<__mmask16>(rest & ~L.has_inf);
+    mag = _mm512_mask_blend_ps(to_max, mag, max);
+    mag = _mm512_mask_blend_ps(to_inf, mag, inf);
+    mag = _mm512_mask_blend_ps(to_nan, mag, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+    st.invalid = to_nan;
+  }
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign));
+}
 
 // Rounds y (= RO24 of the exact value) to the lane's format in mode Mode; see
 // round_vec for the binary64 version of the same steps.
 template <rounding Mode, bool Sub>
-[[gnu::always_inline]] inline __m512 round32(__m512 y, const vfmt32& F, state32& st, __m512i& hi) {
+[[gnu::always_inline]] inline __m512 round32(__m512 y, const vfmt32& F, bool saturate, state32& st) {
   constexpr int R = embedded_rounding<Mode>();
   const __m512i sign_mask = _mm512_set1_epi32(static_cast<int>(0x80000000u));
   const __m512i yb = _mm512_castps_si512(y);
   const __m512i e2 = _mm512_and_si512(yb, _mm512_set1_epi32(0x7f800000));
-  hi = _mm512_max_epi32(hi, e2);
-  // c = max(2^e 2^(24-p), 2^(emin-p+24)); lanes at or above the screen are redone
-  // by the binary64 kernel, so no clamp at 2^(emax+1)
+  // c = max(2^e 2^(24-p), 2^(emin-p+24)) (no clamp at 2^(emax+1): |y| <= 2^102,
+  // so c stays a finite binary32 number, and lanes above max are replaced below)
+
   __m512i c = _mm512_max_epi32(_mm512_add_epi32(e2, F.shift), F.cmin);
   if constexpr (!Sub) c = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(e2, F.thr_nosub), c, F.c_nosub);
   // c with y's sign: sign_mask ? y : c, bit by bit (c first: it is the operand overwritten)
@@ -750,6 +799,23 @@ template <rounding Mode, bool Sub>
   // inexact |= r0 ^ y; underflow |= r0 ^ y where |y| < 2^emin
   st.inexact = _mm512_ternarylogic_epi32(st.inexact, rb, yb, 0xF6);
   st.underflow = _mm512_mask_ternarylogic_epi32(st.underflow, _mm512_cmplt_epi32_mask(e2, F.min_normal), rb, yb, 0xF6);
+  // overflow is only possible when |y| >= 2^floor(log2 max) (or y is not finite)
+  const __mmask16 high = _mm512_cmp_epi32_mask(e2, F.screen, _MM_CMPINT_NLT);
+  if (high) [[unlikely]] {
+    const __m512 max = _mm512_load_ps(F.lanes->max);
+    const __m512 r = _mm512_castsi512_ps(rb);
+    const auto big = static_cast<__mmask16>(_mm512_cmp_ps_mask(r, max, _CMP_GT_OQ) |
+                                            _mm512_cmp_ps_mask(r, _mm512_sub_ps(_mm512_setzero_ps(), max), _CMP_LT_OQ));
+    if (big) {
+      rare32 nf;
+      const __m512 res = replace_lanes32<Mode>(y, r, big, *F.lanes, saturate, nf);
+      st.inexact = _mm512_mask_mov_epi32(st.inexact, nf.inexact, _mm512_set1_epi32(1));
+      st.overflow = static_cast<__mmask16>(st.overflow | nf.overflow);
+      st.invalid = static_cast<__mmask16>(st.invalid | nf.invalid);
+      st.saturated = static_cast<__mmask16>(st.saturated | nf.saturated);
+      return res;
+    }
+  }
   return _mm512_castsi512_ps(rb);
 }
 
@@ -759,8 +825,8 @@ struct kernel32 {
   std::size_t ldw, i0;
   const float* const* x;  // NS input rows
   const vfmt32& F;
+  bool saturate;
   state32* st;  // NS
-  __m512i* hi;
 
   // recursive sum of terms [lo, end) into s[k] (state in locals, see the binary64 kernel)
   void recursive(std::size_t lo, std::size_t end, __m512* s) const {
@@ -768,7 +834,7 @@ struct kernel32 {
     const float* xr[NS];
     state32 ls[NS];
     __m512 sl[NS];
-    __m512i h = *hi;
+    const bool sat = saturate;
     for (int k = 0; k < NS; ++k) {
       xr[k] = x[k];
       ls[k] = st[k];
@@ -777,22 +843,21 @@ struct kernel32 {
     {
       const __m512 w = _mm512_loadu_ps(wp);
       for (int k = 0; k < NS; ++k)
-        sl[k] = round32<Mode, Sub>(fma_ro24(w, _mm512_set1_ps(xr[k][lo]), _mm512_set1_ps(-0.0f)), f, ls[k], h);
+        sl[k] = round32<Mode, Sub>(fma_ro24(w, _mm512_set1_ps(xr[k][lo]), _mm512_set1_ps(-0.0f)), f, sat, ls[k]);
     }
     for (std::size_t j = lo + 1; j < end; ++j) {
       wp += ldw;
       const __m512 w = _mm512_loadu_ps(wp);
       for (int k = 0; k < NS; ++k)
-        sl[k] = round32<Mode, Sub>(fma_ro24(w, _mm512_set1_ps(xr[k][j]), sl[k]), f, ls[k], h);
+        sl[k] = round32<Mode, Sub>(fma_ro24(w, _mm512_set1_ps(xr[k][j]), sl[k]), f, sat, ls[k]);
     }
     for (int k = 0; k < NS; ++k) {
       s[k] = sl[k];
       st[k] = ls[k];
     }
-    *hi = h;
   }
 
-  __m512 round_acc(__m512 y, int k) const { return round32<Mode, Sub>(y, F, st[k], *hi); }
+  __m512 round_acc(__m512 y, int k) const { return round32<Mode, Sub>(y, F, saturate, st[k]); }
 
   void pairwise(std::size_t lo, std::size_t n, __m512* s) const {
     if (n == 1) {
@@ -841,20 +906,21 @@ bool run_samples32(task32& T, int k0) {
   state32 st[NS];
   for (int k = 0; k < NS; ++k) {
     rows[k] = T.rows[k0 + k];
-    st[k] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+    st[k] = {_mm512_setzero_si512(), _mm512_setzero_si512(), 0, 0, 0};
   }
-  __m512i hi = _mm512_setzero_si512();
-  const kernel32<Mode, Sub, NS> kern{T.Wt, T.ldw, T.i0, rows, F, st, &hi};
+  const kernel32<Mode, Sub, NS> kern{T.Wt, T.ldw, T.i0, rows, F, T.saturate, st};
   __m512 out[NS];
   kern.run(T.n, T.ord, T.bias, out);
-  if (_mm512_cmpge_epi32_mask(hi, F.screen) != 0) return false;
   for (int k = 0; k < NS; ++k) {
     _mm512_storeu_ps(T.out[k0 + k], out[k]);
     const __mmask16 inexact = _mm512_test_epi32_mask(st[k].inexact, st[k].inexact);
     const __mmask16 underflow = _mm512_test_epi32_mask(st[k].underflow, st[k].underflow);
-    for (int lane = 0; lane < 16; ++lane)
-      T.flags[k0 + k][lane] =
-          (((inexact >> lane) & 1) ? flag::inexact : 0u) | (((underflow >> lane) & 1) ? flag::underflow : 0u);
+    for (int lane = 0; lane < 16; ++lane) {
+      const auto bit = [lane](unsigned m, unsigned f) { return ((m >> lane) & 1u) ? f : 0u; };
+      T.flags[k0 + k][lane] = bit(inexact, flag::inexact) | bit(underflow, flag::underflow) |
+                              bit(st[k].overflow, flag::overflow) | bit(st[k].invalid, flag::invalid) |
+                              bit(st[k].saturated, flag::saturated);
+    }
   }
   return true;
 }
@@ -872,8 +938,8 @@ bool run_mode32(task32& T) {
   return T.all_sub ? run_mode32<Mode, true>(T) : run_mode32<Mode, false>(T);
 }
 
-// Runs the task; false when it must be computed by the binary64 kernel
-// (a value reached the overflow screen). Stochastic never comes here.
+// Runs the task; false only for a mode it does not cover (stochastic, which
+// never comes here: the caller then runs the binary64 kernel).
 bool run_block32(task32& T) {
   switch (T.mode) {
     case rounding::nearest_even:
@@ -1450,6 +1516,7 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
           T.acc = &P.accL32[blk];
           T.ord = spec.base.ord;
           T.mode = spec.base.mode;
+          T.saturate = spec.base.saturate;
           T.all_sub = all_sub;
           done = avx512::b32::run_block32(T);
           if (done) {

@@ -119,11 +119,10 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
 //   avx512:   AVX-512F/DQ with embedded rounding
 //   avx512-b32: AVX-512 on binary32 lanes (16 components per vector): each
 //             step rounded to odd at 24 bits, then to the format (one correct
-//             rounding, docs/semantics.md); for exact products, no `via`,
+//             rounding, docs/design.md); for exact products, no `via`,
 //             every mode but stochastic, accumulators with p <= 22,
 //             emin >= -100, emax <= 100. Tasks whose weights, biases or
-//             inputs are not binary32 values (or exceed 2^100), or where a
-//             value reaches 2^floor(log2 max) (possible overflow), run on
+//             inputs are not binary32 values (or exceed 2^100) run on
 //             avx512; the results are the same bits either way.
 // The vector kernels cover every rounding mode and the formats with p <= 51,
 // emin - p + 1 >= -1072 and emax + 54 - p <= 1023 (not `via`).
