@@ -105,8 +105,29 @@ inline std::vector<double> random_inputs(const sim::format& f, std::size_t n, st
 inline std::vector<sim::dense_kernel> available_kernels() {
   std::vector<sim::dense_kernel> k = {sim::dense_kernel::scalar, sim::dense_kernel::portable};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k.push_back(sim::dense_kernel::avx2);
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) k.push_back(sim::dense_kernel::avx512);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) {
+    k.push_back(sim::dense_kernel::avx512);
+    k.push_back(sim::dense_kernel::avx512_b32);
+  }
   return k;
+}
+
+// The specs the binary32 kernel is documented to cover (sim/layer.hpp): exact
+// products, no via, not stochastic, every accumulator with p <= 22,
+// emin >= -100, emax <= 100.
+inline bool b32_covers(const sim::layer_spec& spec) {
+  if (spec.base.product || spec.base.via || spec.base.mode == sim::rounding::stochastic) return false;
+  const auto ok = [](const sim::format& f) { return f.p <= 22 && f.emin >= -100 && f.emax <= 100; };
+  if (spec.acc.formats.empty()) return ok(spec.base.acc);
+  for (const auto& f : spec.acc.formats)
+    if (!ok(f)) return false;
+  return true;
+}
+
+// The kernel a forced choice k gives for a spec the vector kernels cover:
+// k itself, except avx512-b32, which falls back to avx512 where it does not apply.
+inline sim::dense_kernel expected_kernel(sim::dense_kernel k, const sim::layer_spec& spec) {
+  return k == sim::dense_kernel::avx512_b32 && !b32_covers(spec) ? sim::dense_kernel::avx512 : k;
 }
 
 // Forces a dense kernel for a scope; back to "auto" at the end.

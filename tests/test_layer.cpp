@@ -149,7 +149,7 @@ TEST_CASE("dense layer equals sim::dot per component on every kernel, mode, orde
               INFO("kernel=" << sim::to_string(kernel) << " n_in=" << L.n_in << " " << sim::to_string(mode) << " "
                              << sim::to_string(ord) << " product=" << prod << " saturate=" << sat
                              << " first: " << first);
-              CHECK(sim::dense_kernel_for(spec) == kernel);
+              CHECK(sim::dense_kernel_for(spec) == test::expected_kernel(kernel, spec));
               CHECK(bad == 0);
             }
   }
@@ -196,7 +196,7 @@ TEST_CASE(
                 INFO("kernel=" << sim::to_string(kernel) << " layer " << li << " " << sim::to_string(mode) << " "
                                << sim::to_string(ord) << " product=" << prod << " saturate=" << sat << " acc "
                                << sim::to_string(accs[fi]) << " first: " << first);
-                CHECK(sim::dense_kernel_for(spec) == kernel);
+                CHECK(sim::dense_kernel_for(spec) == test::expected_kernel(kernel, spec));
                 CHECK(bad == 0);
               }
   }
@@ -267,7 +267,7 @@ TEST_CASE("every kernel path is exercised and asserted: automatic choice and eac
   using K = sim::order::kind;
   const auto kernels = test::available_kernels();
   const sim::dense_kernel best = kernels.back();
-  if (best != sim::dense_kernel::avx512) WARN("this processor has no AVX-512: that kernel is not tested here");
+  if (best != sim::dense_kernel::avx512_b32) WARN("this processor has no AVX-512: those kernels are not tested here");
   const auto L = make_layer(6, 41, 19, 7, 1.0);
   REQUIRE(sim::dense_kernel_choice() == "auto");
   for (rounding mode : sim::all_roundings)
@@ -278,13 +278,13 @@ TEST_CASE("every kernel path is exercised and asserted: automatic choice and eac
         spec.base.ord = ord;
         spec.acc = sim::precision_map::uniform(f);
         INFO(sim::to_string(mode) << " " << sim::to_string(ord) << " " << sim::to_string(f));
-        CHECK(sim::dense_kernel_for(spec) == best);
+        CHECK(sim::dense_kernel_for(spec) == test::expected_kernel(best, spec));
         std::string first;
         CHECK(compare_with_dot(L, spec, 2, first) == 0);
         for (const sim::dense_kernel k : kernels) {
           sim::set_dense_kernel_choice(sim::to_string(k));
           CHECK(sim::dense_kernel_choice() == sim::to_string(k));
-          CHECK(sim::dense_kernel_for(spec) == k);
+          CHECK(sim::dense_kernel_for(spec) == test::expected_kernel(k, spec));
           CHECK(sim::dense_vector_kernel_applies(spec) == (k != sim::dense_kernel::scalar));
           CHECK(compare_with_dot(L, spec, 2, first) == 0);
         }
@@ -298,8 +298,10 @@ TEST_CASE("every kernel path is exercised and asserted: automatic choice and eac
     CHECK(sim::dense_kernel_for(wide) == sim::dense_kernel::scalar);
   }
   CHECK_THROWS_WITH(sim::set_dense_kernel_choice("avx9000"), Catch::Contains("unknown kernel choice"));
-  if (kernels.size() < 4)
+  if (kernels.size() < 4) {
     CHECK_THROWS_WITH(sim::set_dense_kernel_choice("avx512"), Catch::Contains("not available on this processor"));
+    CHECK_THROWS_WITH(sim::set_dense_kernel_choice("avx512-b32"), Catch::Contains("not available on this processor"));
+  }
   CHECK(sim::dense_kernel_choice() == "auto");
 }
 
@@ -394,7 +396,7 @@ TEST_CASE("dense layer: run_selected gives the selected outputs' bits and flags,
       spec.acc.formats = {sim::formats::e4m3_ieee, sim::formats::binary16};
       for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>(i % 3 == 0));
       const sim::prepared_dense layer({L.W.data(), L.n_out, L.n_in}, L.b, spec);
-      REQUIRE(sim::dense_kernel_for(spec) == kernel);
+      REQUIRE(sim::dense_kernel_for(spec) == test::expected_kernel(kernel, spec));
       std::vector<double> all, part;
       std::vector<unsigned> fa, fp;
       layer.run(X, all, 1, &fa, 100);
@@ -417,4 +419,228 @@ TEST_CASE("dense layer: run_selected gives the selected outputs' bits and flags,
   std::vector<double> y;
   const sim::prepared_dense layer({L.W.data(), L.n_out, L.n_in}, L.b, sim::layer_spec{});
   CHECK_THROWS_WITH(layer.run_selected(X, std::vector<std::uint8_t>(N - 1, 1), y), Catch::Contains("selection"));
+}
+
+namespace {
+
+// Full 24-bit binary32 significands over a wide exponent range (every step
+// inexact in binary32, ties at 24 bits in a third of the weights): a binary32
+// kernel that truncated instead of rounding to odd would differ.
+layer_data make_float_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed, int xlo,
+                            int xhi) {
+  sim::random_stream rng(seed);
+  layer_data L{batch, n_in, n_out, {}, {}, {}};
+  auto val = [&](int lo, int hi) {
+    const double m = 1.0 + static_cast<double>(rng() >> 41) * 0x1p-23;
+    const int e = lo + static_cast<int>(rng() % static_cast<std::uint64_t>(hi - lo + 1));
+    return std::ldexp((rng() & 1) ? -m : m, e);
+  };
+  for (std::size_t i = 0; i < batch * n_in; ++i) L.X.push_back(val(xlo, xhi));
+  for (std::size_t i = 0; i < n_out * n_in; ++i) {
+    double w = val(-12, 2);
+    if (i % 3 == 0)
+      w = std::ldexp(1.0 + std::ldexp(1.0, -(11 + static_cast<int>(rng() % 13))), static_cast<int>(rng() % 8) - 4);
+    L.W.push_back(w);
+  }
+  for (std::size_t i = 0; i < n_out; ++i) L.b.push_back(val(-10, 0));
+  return L;
+}
+
+// The binary32 kernel's edge cases, one kind per sample row (rows of 4
+// samples make a task, so most tasks mix kinds): subnormal results of e4m3
+// and binary16, ties, exact cancellation to +-0, -0 inputs, products below
+// binary32's subnormals (2^-149) and near its top (2^99, allowed) or above
+// the per-task limit 2^100 (that task runs on avx512), sums that overflow.
+layer_data make_b32_edge_layer(std::size_t batch, std::size_t n_in, std::size_t n_out, std::uint64_t seed) {
+  sim::random_stream rng(seed);
+  layer_data L{batch, n_in, n_out, {}, {}, {}};
+  auto pick = [&](std::initializer_list<double> v) { return *(v.begin() + static_cast<long>(rng() % v.size())); };
+  for (std::size_t s = 0; s < batch; ++s)
+    for (std::size_t j = 0; j < n_in; ++j) {
+      double x = 0;
+      switch (s % 8) {
+        case 0:  // tiny: subnormal e4m3 / binary16 results
+          x = pick({0x1p-12, -0x1p-13, 0x1.8p-11, 0x1p-20, -0x1.4p-16, 0.0});
+          break;
+        case 1:  // ties of e4m3 (quantum 2^-3 at 1) and binary16
+          x = pick({1.0625, -1.0625, 0x1.0008p+0, 0x1.0018p+0, 0.5, -0.25});
+          break;
+        case 2:  // products at binary32's lower limit
+          x = pick({0x1p-149, -0x1p-149, 0x1.8p-140, 0x1p-126, -0x1.000002p-126});
+          break;
+        case 3:  // zeros of both signs
+          x = pick({0.0, -0.0});
+          break;
+        case 4:  // large products (2^99 with |w| <= 16): the sums overflow e4m3 and binary16
+          x = pick({0x1p+95, -0x1p+95, 0x1p+20, 300.0});
+          break;
+        case 5:  // above the task limit: |w| max |x| > 2^100
+          x = pick({0x1p+99, 1.0});
+          break;
+        default:  // ordinary values
+          x = pick({0.5, -0.75, 1.5, 3.0, -0x1.2p-3, 0x1.ffcp-15, 7.0});
+      }
+      L.X.push_back(x);
+    }
+  for (std::size_t i = 0; i < n_out * n_in; ++i)
+    L.W.push_back(pick({1.0, -1.0, 0.5, 0x1p-9, -0x1p-8, 0x1.2p+0, 15.0, -0.875}));
+  // rows 2 and 3: exactly cancelling pairs (x repeated, w negated)
+  for (std::size_t j = 0; j + 1 < n_in; j += 2) {
+    L.W[2 * n_in + j + 1] = -L.W[2 * n_in + j];
+    L.W[3 * n_in + j + 1] = -L.W[3 * n_in + j];
+    for (std::size_t s = 0; s < batch; ++s) L.X[s * n_in + j + 1] = L.X[s * n_in + j];
+  }
+  for (std::size_t i = 0; i < n_out; ++i) L.b.push_back(pick({0.0, -0.0, 0x1p-10, -1.5, 0x1p-20}));
+  return L;
+}
+
+}  // namespace
+
+TEST_CASE("the binary32 kernel equals sim::dot bit for bit and runs where it is documented to", "[sim][layer]") {
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) {
+    WARN("this processor has no AVX-512: the binary32 kernel is not tested here");
+    return;
+  }
+  using K = sim::order::kind;
+  const test::forced_kernel force(sim::dense_kernel::avx512_b32);
+  const std::vector<layer_data> layers = {make_layer(9, 37, 21, 41, 1.0),
+                                          make_layer(5, 64, 33, 42, 300.0),
+                                          make_layer(4, 9, 13, 43, 0.001),
+                                          make_float_layer(8, 45, 18, 44, -30, 3),
+                                          make_float_layer(6, 30, 16, 45, -60, -20),
+                                          make_b32_edge_layer(16, 26, 19, 46)};
+  const std::vector<sim::format> accs = {sim::formats::e4m3_ieee,
+                                         sim::formats::binary16,
+                                         sim::formats::e4m3,
+                                         sim::formats::e5m2,
+                                         sim::parse_format("p=4,emin=-6,emax=8,max=20"),
+                                         sim::parse_format("p=5,emin=-6,emax=7,subnormals=off"),
+                                         sim::parse_format("p=11,emin=-14,emax=15,subnormals=off,inf=off"),
+                                         sim::parse_format("p=22,emin=-100,emax=100"),
+                                         sim::parse_format("p=12,emin=-100,emax=3")};
+  std::size_t combos = 0, ran = 0;
+  std::size_t idle[6][9] = {};
+  for (std::size_t li = 0; li < layers.size(); ++li)
+    for (rounding mode : sim::all_roundings)
+      for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}, sim::order{K::blocked, 5},
+                              sim::order{K::pairwise, 8}})
+        for (bool sat : {false, true})
+          for (std::size_t fi = 0; fi < accs.size(); ++fi) {
+            const auto& L = layers[li];
+            sim::layer_spec spec;
+            spec.base.mode = mode;
+            spec.base.ord = ord;
+            spec.base.saturate = sat;
+            spec.base.seed = 5;
+            spec.acc.formats = {accs[fi], accs[(fi + 1) % accs.size()]};
+            for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>((i / 5) % 2));
+            const bool covers = mode != rounding::stochastic;
+            const std::uint64_t before = sim::dense_b32_tasks();
+            std::string first;
+            const std::size_t bad = compare_with_dot(L, spec, 2, first);
+            const std::uint64_t tasks = sim::dense_b32_tasks() - before;
+            INFO("layer " << li << " " << sim::to_string(mode) << " " << sim::to_string(ord) << " saturate=" << sat
+                          << " acc " << sim::to_string(accs[fi]) << " first: " << first);
+            CHECK(sim::dense_kernel_for(spec) == (covers ? sim::dense_kernel::avx512_b32 : sim::dense_kernel::avx512));
+            CHECK(bad == 0);
+            if (!covers) CHECK(tasks == 0);
+            combos += covers;
+            ran += covers && tasks > 0;
+            if (covers && tasks == 0) idle[li][fi] += 1;
+          }
+  // the binary32 kernel ran tasks of every covered combination, overflowing
+  // ones included (layer 1: sums up to 10^4)
+  for (std::size_t li = 0; li < layers.size(); ++li)
+    for (std::size_t fi = 0; fi < accs.size(); ++fi) {
+      INFO("layer " << li << " acc " << sim::to_string(accs[fi]));
+      CHECK(idle[li][fi] == 0);
+    }
+  CHECK(ran == combos);
+}
+
+TEST_CASE("the binary32 kernel falls back where it must not run", "[sim][layer]") {
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) {
+    WARN("this processor has no AVX-512: the binary32 kernel is not tested here");
+    return;
+  }
+  const auto L = make_layer(8, 40, 20, 51, 1.0);
+  sim::layer_spec base;
+  base.base.ord = {sim::order::kind::blocked, 8};
+  base.acc = sim::precision_map::uniform(sim::formats::binary16);
+  // under "auto" the binary32 kernel is chosen for the spec it covers
+  CHECK(sim::dense_kernel_for(base) == sim::dense_kernel::avx512_b32);
+  const test::forced_kernel force(sim::dense_kernel::avx512_b32);
+  CHECK(sim::dense_kernel_for(base) == sim::dense_kernel::avx512_b32);
+  auto run_counted = [&](const layer_data& D, const sim::layer_spec& spec, std::uint64_t& tasks) {
+    const std::uint64_t before = sim::dense_b32_tasks();
+    std::string first;
+    const std::size_t bad = compare_with_dot(D, spec, 1, first);
+    tasks = sim::dense_b32_tasks() - before;
+    INFO(first);
+    return bad;
+  };
+  std::uint64_t tasks = 0;
+  CHECK(run_counted(L, base, tasks) == 0);
+  CHECK(tasks == 4);  // 2 blocks of 16 components x 2 groups of 4 samples
+  // specs it does not cover: avx512 (or scalar for via), no binary32 task
+  std::vector<sim::layer_spec> not_covered;
+  for (const char* f : {"p=23,emin=-14,emax=15", "p=24,emin=-126,emax=127", "p=8,emin=-126,emax=127",
+                        "p=11,emin=-101,emax=15", "p=11,emin=-14,emax=101"}) {
+    sim::layer_spec s = base;
+    s.acc = sim::precision_map::uniform(sim::parse_format(f));
+    not_covered.push_back(s);
+  }
+  {
+    sim::layer_spec s = base;  // one format of the map outside
+    s.acc.formats = {sim::formats::binary16, sim::formats::bfloat16};
+    s.acc.index.assign(L.n_out, 0);
+    s.acc.index[19] = 1;
+    not_covered.push_back(s);
+    s = base;
+    s.base.mode = rounding::stochastic;
+    not_covered.push_back(s);
+    s = base;
+    s.base.product = sim::formats::binary16;
+    not_covered.push_back(s);
+  }
+  for (const auto& s : not_covered) {
+    INFO(sim::to_string(s.acc.formats.back())
+         << " " << sim::to_string(s.base.mode) << " product " << s.base.product.has_value());
+    CHECK(sim::dense_kernel_for(s) == sim::dense_kernel::avx512);
+    CHECK(run_counted(L, s, tasks) == 0);
+    CHECK(tasks == 0);
+  }
+  sim::layer_spec via = base;
+  via.base.via = sim::formats::binary32;
+  CHECK(sim::dense_kernel_for(via) == sim::dense_kernel::scalar);
+  // data it does not cover: inputs that are not binary32 values, a NaN, inputs
+  // above 2^100, weights that are not binary32 values: every task on avx512
+  std::vector<layer_data> data = {make_wide_layer(4, 20, 16, 52), L, L, L, L};
+  for (std::size_t s = 0; s < L.batch; ++s) {
+    data[1].X[s * L.n_in + 3] = 0.1;  // not a binary32 value
+    data[2].X[s * L.n_in + 5] = std::numeric_limits<double>::quiet_NaN();
+    data[3].X[s * L.n_in + 7] = 0x1p+101;
+  }
+  for (std::size_t i = 0; i < L.n_out; ++i) data[4].W[i * L.n_in + 2] = 1.0 + 0x1p-30;
+  for (std::size_t d = 0; d < data.size(); ++d) {
+    INFO("data " << d);
+    CHECK(run_counted(data[d], base, tasks) == 0);
+    CHECK(tasks == 0);
+  }
+  // sums that overflow binary16 (and an input of 2^100, the largest allowed):
+  // handled by the binary32 kernel itself, in every mode but stochastic, with
+  // and without saturation
+  layer_data big = L;
+  for (auto& x : big.X) x = 60000.0;
+  for (auto& w : big.W) w = 1.0;
+  big.X[3] = 0x1p100;
+  for (rounding mode : sim::all_roundings)
+    for (const bool sat : {false, true}) {
+      sim::layer_spec s = base;
+      s.base.saturate = sat;
+      s.base.mode = mode;
+      INFO(sim::to_string(mode) << " saturate=" << sat);
+      CHECK(run_counted(big, s, tasks) == 0);
+      CHECK(tasks == (mode == rounding::stochastic ? 0 : 4));
+    }
 }

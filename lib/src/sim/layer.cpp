@@ -105,6 +105,44 @@ struct block_task {
   unsigned flags[4][8] = {};
 };
 
+// The binary32 kernel's lane constants (encodings; see b32::round32) and task:
+// 16 output components for up to 4 samples.
+struct alignas(64) lane_formats32 {
+  std::int32_t shift[16], cmin[16], thr_nosub[16], c_nosub[16], min_normal[16], screen[16];
+  float max[16];
+  std::uint16_t has_inf = 0;  // lane bit set: the format has infinities
+};
+
+std::int32_t pow2_bits32(int e) { return std::bit_cast<std::int32_t>(std::ldexp(1.0f, e)); }
+
+void fill_lane32(lane_formats32& L, int lane, const format& f) {
+  L.shift[lane] = (24 - f.p) * (1 << 23);  // adding it to 2^e's encoding multiplies by 2^(24-p)
+  L.cmin[lane] = pow2_bits32(f.emin - f.p + 24);
+  L.thr_nosub[lane] = f.subnormals ? 0 : pow2_bits32(f.emin);
+  L.c_nosub[lane] = pow2_bits32(f.emin + 23);
+  L.min_normal[lane] = pow2_bits32(f.emin);
+  L.screen[lane] = pow2_bits32(std::ilogb(f.max_finite));
+  L.max[lane] = static_cast<float>(f.max_finite);  // exact: p <= 22, emax <= 100
+  if (f.has_inf) L.has_inf = static_cast<std::uint16_t>(L.has_inf | (1u << lane));
+}
+
+// The accumulator formats the binary32 kernel covers (see b32 below).
+bool b32_format_ok(const format& f) noexcept { return f.p >= 2 && f.p <= 22 && f.emin >= -100 && f.emax <= 100; }
+
+struct task32 {
+  const float* Wt = nullptr;  // n x ldw
+  std::size_t ldw = 0, n = 0, i0 = 0;
+  const float* rows[4] = {};
+  int ns = 0;
+  const float* bias = nullptr;  // padded to ldw
+  const lane_formats32* acc = nullptr;
+  order ord{};
+  rounding mode = rounding::nearest_even;
+  bool saturate = false, all_sub = true;
+  float out[4][16] = {};
+  unsigned flags[4][16] = {};
+};
+
 // The scalar rounding (detail::round_core) for the rare lanes.
 [[gnu::noinline]] double scalar_round(rounding mode, double y, const format& f, bool saturate, unsigned& flags,
                                       std::uint64_t word) noexcept {
@@ -621,6 +659,309 @@ void run_block(block_task& T) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// The binary32 AVX-512 kernel (avx512-b32): 16 output components per vector,
+// each lane a binary32 value. It covers layers with exact products (no
+// product format), no `via`, every mode but stochastic, and accumulator
+// formats with p <= 22, -100 <= emin and emax <= 100 (b32_format_ok), on
+// tasks whose weights, biases and inputs are binary32 values with
+// |w| max |x| <= 2^100 and |b| <= 2^100 (checked per task; other tasks run on
+// the binary64 kernel above). Each step s + w x (or a + b) is computed as
+// RO24, the round-to-odd value at binary32's 24 bits: the FMA (or addition)
+// rounded downward and upward with embedded rounding gives the two binary32
+// neighbours of the exact value (equal when it is exact), and the one whose
+// encoding is odd is RO24 (consecutive binary32 values have consecutive
+// encodings, so exactly one of two neighbours is odd; an exact zero is taken
+// from the upward result, IEEE 754's +0 for x + (-x)). RO24 then rounds to the
+// lane's format by fl(y + c) - c as in the binary64 kernel, c = +-2^(q+23).
+// Why that is one correct rounding of the exact value v (docs/design.md,
+// "Binary32 AVX-512 kernel"): with p <= 22 and the format's smallest quantum
+// 2^(emin-p+1) >= 2^-121, every quantum Q of the format near v is at least 4
+// binary32 quanta there, so the format's values and the midpoints between
+// them are even binary32 values. If v is not a binary32 value, its binary32
+// neighbours d < v < u are consecutive, so every such point m has m <= d or
+// m >= u, and RO24(v), the odd one of d and u, is not m: RO24(v) lies on the
+// same side of every format value and midpoint as v. So every rounding
+// mode (directed, nearest with either tie rule, odd) gives the same result
+// from RO24(v) as from v, v is exact iff RO24(v) is, and |RO24(v)| < 2^emin iff
+// |v| < 2^emin (2^emin is an even binary32 value): the inexact and underflow
+// flags are those of v. No binary32 operation overflows: |s| <= max < 2^101
+// (or s is infinite or NaN) and |w x| <= 2^100. Overflow of the format: as in
+// the binary64 kernel, an integer compare of the exponent field against
+// 2^floor(log2 max) screens the lanes, and the lanes whose rounded value is
+// above max are replaced by replace_lanes32 (the rules of docs/semantics.md §2).
+
+namespace b32 {
+
+struct vfmt32 {
+  __m512i shift, cmin, thr_nosub, c_nosub, min_normal, screen;
+  const lane_formats32* lanes;
+  explicit vfmt32(const lane_formats32& L)
+      : shift(_mm512_load_si512(L.shift)),
+        cmin(_mm512_load_si512(L.cmin)),
+        thr_nosub(_mm512_load_si512(L.thr_nosub)),
+        c_nosub(_mm512_load_si512(L.c_nosub)),
+        min_normal(_mm512_load_si512(L.min_normal)),
+        screen(_mm512_load_si512(L.screen)),
+        lanes(&L) {}
+};
+
+// RO24 of w x + s and of a + b: the downward or the upward result, whichever is odd.
+[[gnu::always_inline]] inline __m512 odd_pick(__m512 d, __m512 u) {
+  return _mm512_mask_blend_ps(_mm512_test_epi32_mask(_mm512_castps_si512(d), _mm512_set1_epi32(1)), u, d);
+}
+[[gnu::always_inline]] inline __m512 fma_ro24(__m512 w, __m512 x, __m512 s) {
+  return odd_pick(_mm512_fmadd_round_ps(w, x, s, kRD), _mm512_fmadd_round_ps(w, x, s, kRU));
+}
+[[gnu::always_inline]] inline __m512 add_ro24(__m512 a, __m512 b) {
+  return odd_pick(_mm512_add_round_ps(a, b, kRD), _mm512_add_round_ps(a, b, kRU));
+}
+
+// Per lane: inexact and underflow bits (non-zero: raised); the rare flags.
+struct state32 {
+  __m512i inexact, underflow;
+  __mmask16 overflow, invalid, saturated;
+};
+// The flags raised by replace_lanes32. (It is inlined: a call in the loop
+// would make the compiler keep the sums and flags in memory, since every
+// vector register is call-clobbered.)
+struct rare32 {
+  __mmask16 inexact = 0, overflow = 0, invalid = 0, saturated = 0;
+};
+
+// The lanes whose rounded value r0 is above the format's largest value (or
+// whose y is infinite): the rules of docs/semantics.md §2, as replace_lanes
+// (the binary64 kernel) applies them. y is RO24 of the exact value v, and r0
+// the correct rounding of v with an unbounded exponent, so r0 > max iff v
+// overflows in this mode.
+template <rounding Mode>
+[[gnu::always_inline]] inline __m512 replace_lanes32(__m512 y, __m512 r0, __mmask16 big, const lane_formats32& L,
+                                                     bool saturate, rare32& st) {
+  const __m512i sign_mask = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  const __m512 max = _mm512_load_ps(L.max);
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(y), sign_mask);
+  const __m512 a = _mm512_castsi512_ps(_mm512_andnot_si512(sign_mask, _mm512_castps_si512(y)));
+  const __mmask16 is_inf = _mm512_cmp_ps_mask(a, inf, _CMP_EQ_OQ);
+  const auto finite_big = static_cast<__mmask16>(big & ~is_inf);
+  st.overflow = finite_big;
+  st.inexact = finite_big;
+  __mmask16 to_max = 0;
+  const __mmask16 negative = _mm512_test_epi32_mask(sign, sign);
+  if constexpr (Mode == rounding::toward_zero || Mode == rounding::odd) to_max = finite_big;
+  if constexpr (Mode == rounding::upward) to_max = static_cast<__mmask16>(finite_big & negative);
+  if constexpr (Mode == rounding::downward) to_max = static_cast<__mmask16>(finite_big & ~negative);
+  __m512 mag = _mm512_castsi512_ps(_mm512_andnot_si512(sign_mask, _mm512_castps_si512(r0)));
+  if (saturate) {
+    mag = _mm512_mask_blend_ps(big, mag, max);
+    st.saturated = big;
+  } else {
+    const auto rest = static_cast<__mmask16>(big & ~to_max);
+    const auto to_inf = static_cast<__mmask16>(rest & L.has_inf);
+    const auto to_nan = static_cast<__mmask16>(rest & ~L.has_inf);
+    mag = _mm512_mask_blend_ps(to_max, mag, max);
+    mag = _mm512_mask_blend_ps(to_inf, mag, inf);
+    mag = _mm512_mask_blend_ps(to_nan, mag, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+    st.invalid = to_nan;
+  }
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign));
+}
+
+// Rounds y (= RO24 of the exact value) to the lane's format in mode Mode; see
+// round_vec for the binary64 version of the same steps.
+template <rounding Mode, bool Sub>
+[[gnu::always_inline]] inline __m512 round32(__m512 y, const vfmt32& F, bool saturate, state32& st) {
+  constexpr int R = embedded_rounding<Mode>();
+  const __m512i sign_mask = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512i yb = _mm512_castps_si512(y);
+  const __m512i e2 = _mm512_and_si512(yb, _mm512_set1_epi32(0x7f800000));
+  // c = max(2^e 2^(24-p), 2^(emin-p+24)) (no clamp at 2^(emax+1): |y| <= 2^102,
+  // so c stays a finite binary32 number, and lanes above max are replaced below)
+
+  __m512i c = _mm512_max_epi32(_mm512_add_epi32(e2, F.shift), F.cmin);
+  if constexpr (!Sub) c = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(e2, F.thr_nosub), c, F.c_nosub);
+  // c with y's sign: sign_mask ? y : c, bit by bit (c first: it is the operand overwritten)
+  const __m512 cs = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(c, yb, sign_mask, 0xD8));
+  const __m512 t = _mm512_add_round_ps(y, cs, R);
+  __m512 r0 = _mm512_sub_ps(t, cs);  // exact
+  if constexpr (Mode == rounding::odd) {
+    const __mmask16 inexact = _mm512_cmp_ps_mask(r0, y, _CMP_NEQ_OQ);
+    const __m512i tb = _mm512_castps_si512(t);
+    r0 = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_mask_or_epi32(tb, inexact, tb, _mm512_set1_epi32(1))), cs);
+  } else if constexpr (Mode == rounding::nearest_away) {
+    const __m512 diff = _mm512_sub_ps(y, r0);                         // exact
+    const __m512 half = _mm512_mul_ps(cs, _mm512_set1_ps(0x1p-24f));  // +-2^(q-1), exact
+    const __mmask16 tie = _mm512_cmp_ps_mask(diff, half, _CMP_EQ_OQ);
+    r0 = _mm512_mask_add_ps(r0, tie, r0, _mm512_add_ps(diff, diff));
+  }
+  // r0 | (y & sign): a result of zero takes y's sign
+  const __m512i rb = _mm512_ternarylogic_epi32(_mm512_castps_si512(r0), yb, sign_mask, 0xF8);
+  // inexact |= r0 ^ y; underflow |= r0 ^ y where |y| < 2^emin
+  st.inexact = _mm512_ternarylogic_epi32(st.inexact, rb, yb, 0xF6);
+  st.underflow = _mm512_mask_ternarylogic_epi32(st.underflow, _mm512_cmplt_epi32_mask(e2, F.min_normal), rb, yb, 0xF6);
+  // overflow is only possible when |y| >= 2^floor(log2 max) (or y is not finite)
+  const __mmask16 high = _mm512_cmp_epi32_mask(e2, F.screen, _MM_CMPINT_NLT);
+  if (high) [[unlikely]] {
+    const __m512 max = _mm512_load_ps(F.lanes->max);
+    const __m512 r = _mm512_castsi512_ps(rb);
+    const auto big = static_cast<__mmask16>(_mm512_cmp_ps_mask(r, max, _CMP_GT_OQ) |
+                                            _mm512_cmp_ps_mask(r, _mm512_sub_ps(_mm512_setzero_ps(), max), _CMP_LT_OQ));
+    if (big) {
+      rare32 nf;
+      const __m512 res = replace_lanes32<Mode>(y, r, big, *F.lanes, saturate, nf);
+      st.inexact = _mm512_mask_mov_epi32(st.inexact, nf.inexact, _mm512_set1_epi32(1));
+      st.overflow = static_cast<__mmask16>(st.overflow | nf.overflow);
+      st.invalid = static_cast<__mmask16>(st.invalid | nf.invalid);
+      st.saturated = static_cast<__mmask16>(st.saturated | nf.saturated);
+      return res;
+    }
+  }
+  return _mm512_castsi512_ps(rb);
+}
+
+template <rounding Mode, bool Sub, int NS>
+struct kernel32 {
+  const float* Wt;  // n_in x ldw, column i of W^T holds component i
+  std::size_t ldw, i0;
+  const float* const* x;  // NS input rows
+  const vfmt32& F;
+  bool saturate;
+  state32* st;  // NS
+
+  // recursive sum of terms [lo, end) into s[k] (state in locals, see the binary64 kernel)
+  void recursive(std::size_t lo, std::size_t end, __m512* s) const {
+    const vfmt32 f = F;
+    const float* xr[NS];
+    state32 ls[NS];
+    __m512 sl[NS];
+    const bool sat = saturate;
+    for (int k = 0; k < NS; ++k) {
+      xr[k] = x[k];
+      ls[k] = st[k];
+    }
+    const float* wp = Wt + lo * ldw + i0;
+    {
+      const __m512 w = _mm512_loadu_ps(wp);
+      for (int k = 0; k < NS; ++k)
+        sl[k] = round32<Mode, Sub>(fma_ro24(w, _mm512_set1_ps(xr[k][lo]), _mm512_set1_ps(-0.0f)), f, sat, ls[k]);
+    }
+    for (std::size_t j = lo + 1; j < end; ++j) {
+      wp += ldw;
+      const __m512 w = _mm512_loadu_ps(wp);
+      for (int k = 0; k < NS; ++k)
+        sl[k] = round32<Mode, Sub>(fma_ro24(w, _mm512_set1_ps(xr[k][j]), sl[k]), f, sat, ls[k]);
+    }
+    for (int k = 0; k < NS; ++k) {
+      s[k] = sl[k];
+      st[k] = ls[k];
+    }
+  }
+
+  __m512 round_acc(__m512 y, int k) const { return round32<Mode, Sub>(y, F, saturate, st[k]); }
+
+  void pairwise(std::size_t lo, std::size_t n, __m512* s) const {
+    if (n == 1) {
+      recursive(lo, lo + 1, s);
+      return;
+    }
+    const std::size_t m = n / 2;
+    __m512 right[NS];
+    pairwise(lo, m, s);
+    pairwise(lo + m, n - m, right);
+    for (int k = 0; k < NS; ++k) s[k] = round_acc(add_ro24(s[k], right[k]), k);
+  }
+
+  void run(std::size_t n, const order& ord, const float* bias, __m512* out) const {
+    __m512 s[NS];
+    if (n > 0) {
+      switch (ord.type) {
+        case order::kind::recursive:
+          recursive(0, n, s);
+          break;
+        case order::kind::pairwise:
+          pairwise(0, n, s);
+          break;
+        case order::kind::blocked: {
+          const auto B = static_cast<std::size_t>(ord.block);
+          recursive(0, std::min(B, n), s);
+          for (std::size_t start = B; start < n; start += B) {
+            __m512 t[NS];
+            recursive(start, std::min(start + B, n), t);
+            for (int k = 0; k < NS; ++k) s[k] = round_acc(add_ro24(s[k], t[k]), k);
+          }
+          break;
+        }
+      }
+    }
+    const __m512 b = _mm512_loadu_ps(bias + i0);
+    for (int k = 0; k < NS; ++k) out[k] = round_acc(n > 0 ? add_ro24(s[k], b) : add_ro24(b, _mm512_set1_ps(-0.0f)), k);
+  }
+};
+
+// NS samples of the task from sample k0 on; false when a lane reached the screen.
+template <rounding Mode, bool Sub, int NS>
+bool run_samples32(task32& T, int k0) {
+  const vfmt32 F(*T.acc);
+  const float* rows[NS];
+  state32 st[NS];
+  for (int k = 0; k < NS; ++k) {
+    rows[k] = T.rows[k0 + k];
+    st[k] = {_mm512_setzero_si512(), _mm512_setzero_si512(), 0, 0, 0};
+  }
+  const kernel32<Mode, Sub, NS> kern{T.Wt, T.ldw, T.i0, rows, F, T.saturate, st};
+  __m512 out[NS];
+  kern.run(T.n, T.ord, T.bias, out);
+  for (int k = 0; k < NS; ++k) {
+    _mm512_storeu_ps(T.out[k0 + k], out[k]);
+    const __mmask16 inexact = _mm512_test_epi32_mask(st[k].inexact, st[k].inexact);
+    const __mmask16 underflow = _mm512_test_epi32_mask(st[k].underflow, st[k].underflow);
+    for (int lane = 0; lane < 16; ++lane) {
+      const auto bit = [lane](unsigned m, unsigned f) { return ((m >> lane) & 1u) ? f : 0u; };
+      T.flags[k0 + k][lane] = bit(inexact, flag::inexact) | bit(underflow, flag::underflow) |
+                              bit(st[k].overflow, flag::overflow) | bit(st[k].invalid, flag::invalid) |
+                              bit(st[k].saturated, flag::saturated);
+    }
+  }
+  return true;
+}
+
+template <rounding Mode, bool Sub>
+bool run_mode32(task32& T) {
+  if (T.ns == 4) return run_samples32<Mode, Sub, 4>(T, 0);
+  for (int k = 0; k < T.ns; ++k)
+    if (!run_samples32<Mode, Sub, 1>(T, k)) return false;
+  return true;
+}
+
+template <rounding Mode>
+bool run_mode32(task32& T) {
+  return T.all_sub ? run_mode32<Mode, true>(T) : run_mode32<Mode, false>(T);
+}
+
+// Runs the task; false only for a mode it does not cover (stochastic, which
+// never comes here: the caller then runs the binary64 kernel).
+bool run_block32(task32& T) {
+  switch (T.mode) {
+    case rounding::nearest_even:
+      return run_mode32<rounding::nearest_even>(T);
+    case rounding::nearest_away:
+      return run_mode32<rounding::nearest_away>(T);
+    case rounding::toward_zero:
+      return run_mode32<rounding::toward_zero>(T);
+    case rounding::upward:
+      return run_mode32<rounding::upward>(T);
+    case rounding::downward:
+      return run_mode32<rounding::downward>(T);
+    case rounding::odd:
+      return run_mode32<rounding::odd>(T);
+    case rounding::stochastic:
+      break;
+  }
+  return false;
+}
+
+}  // namespace b32
+
 }  // namespace avx512
 
 #pragma GCC diagnostic pop
@@ -716,6 +1057,7 @@ bool kernel_available(dense_kernel k) noexcept {
     case dense_kernel::avx2:
       return cpu_has_avx2();
     case dense_kernel::avx512:
+    case dense_kernel::avx512_b32:
       return cpu_has_avx512();
   }
   return false;
@@ -724,15 +1066,17 @@ bool kernel_available(dense_kernel k) noexcept {
 std::string available_kernels() {
   std::string s = "scalar, portable";
   if (cpu_has_avx2()) s += ", avx2";
-  if (cpu_has_avx512()) s += ", avx512";
+  if (cpu_has_avx512()) s += ", avx512, avx512-b32";
   return s;
 }
 
 constexpr dense_kernel all_kernels[] = {dense_kernel::scalar, dense_kernel::portable, dense_kernel::avx2,
-                                        dense_kernel::avx512};
+                                        dense_kernel::avx512, dense_kernel::avx512_b32};
 
 // The forced kernel, or -1 for "auto"; and why MPACC_KERNEL could not be honoured.
 std::atomic<int> forced_kernel{-1};
+// tasks completed by the binary32 kernel (diagnostics)
+std::atomic<std::uint64_t> b32_task_count{0};
 std::string env_error;  // set once at start-up, cleared by set_dense_kernel_choice
 
 // Empty when `choice` can be used on this processor, else the reason.
@@ -745,12 +1089,12 @@ std::string check_choice(std::string_view choice, int& forced) {
     if (choice == to_string(k)) {
       if (!kernel_available(k))
         return "kernel '" + std::string(choice) + "' is not available on this processor (it lacks " +
-               (k == dense_kernel::avx512 ? "AVX-512F/DQ" : "AVX2 or FMA") + "; available: auto, " +
-               available_kernels() + ")";
+               (k == dense_kernel::avx512 || k == dense_kernel::avx512_b32 ? "AVX-512F/DQ" : "AVX2 or FMA") +
+               "; available: auto, " + available_kernels() + ")";
       forced = static_cast<int>(k);
       return {};
     }
-  return "unknown kernel choice '" + std::string(choice) + "' (auto, scalar, portable, avx2, avx512)";
+  return "unknown kernel choice '" + std::string(choice) + "' (auto, scalar, portable, avx2, avx512, avx512-b32)";
 }
 
 const bool env_read = [] {
@@ -778,6 +1122,14 @@ bool vectorizable(const layer_spec& spec) noexcept {
   return !spec.base.product || vector_format_ok(*spec.base.product);
 }
 
+// Whether the binary32 kernel covers this spec (else avx512 runs it): exact
+// products, no via, not stochastic, every accumulator b32_format_ok.
+bool b32_applies(const layer_spec& spec) noexcept {
+  if (spec.base.product || spec.base.via || spec.base.mode == rounding::stochastic) return false;
+  if (spec.acc.formats.empty()) return b32_format_ok(spec.base.acc);
+  return std::all_of(spec.acc.formats.begin(), spec.acc.formats.end(), b32_format_ok);
+}
+
 }  // namespace
 
 std::string_view to_string(dense_kernel k) noexcept {
@@ -790,6 +1142,8 @@ std::string_view to_string(dense_kernel k) noexcept {
       return "avx2";
     case dense_kernel::avx512:
       return "avx512";
+    case dense_kernel::avx512_b32:
+      return "avx512-b32";
   }
   return "?";
 }
@@ -811,11 +1165,16 @@ std::string dense_kernel_choice() {
 dense_kernel dense_kernel_for(const layer_spec& spec) noexcept {
   if (!vectorizable(spec)) return dense_kernel::scalar;
   const int f = forced_kernel;
-  if (f >= 0) return static_cast<dense_kernel>(f);
-  if (cpu_has_avx512()) return dense_kernel::avx512;
+  if (f >= 0) {
+    const auto k = static_cast<dense_kernel>(f);
+    return k == dense_kernel::avx512_b32 && !b32_applies(spec) ? dense_kernel::avx512 : k;
+  }
+  if (cpu_has_avx512()) return b32_applies(spec) ? dense_kernel::avx512_b32 : dense_kernel::avx512;
   if (cpu_has_avx2()) return dense_kernel::avx2;
   return dense_kernel::portable;
 }
+
+std::uint64_t dense_b32_tasks() noexcept { return b32_task_count; }
 
 bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
   return dense_kernel_for(spec) != dense_kernel::scalar;
@@ -836,6 +1195,12 @@ struct prepared_dense::impl {
   std::vector<int> grid_lo;
   std::vector<double> acc_max;
   bool all_sub = true;
+  // binary32 kernel data: blocks of 16 components
+  std::size_t blocks32 = 0, ldw32 = 0;
+  std::vector<float> Wt32, bias32;
+  std::vector<lane_formats32> accL32;
+  std::vector<std::uint8_t> ok32;  // per block: W and b are binary32 values, |w|, |b| <= 2^100
+  std::vector<double> wmax32;      // per block: max |w|
 };
 
 prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec_in)
@@ -904,6 +1269,34 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
   }
   P.all_sub = !spec.base.product || spec.base.product->subnormals;
   for (const auto& f : spec.acc.formats) P.all_sub = P.all_sub && f.subnormals;
+  if (P.kernel != dense_kernel::avx512_b32) return;
+  P.blocks32 = (n_out + 15) / 16;
+  P.ldw32 = P.blocks32 * 16;
+  P.Wt32.assign(n_in * P.ldw32, 0.0f);
+  P.bias32.assign(P.ldw32, 0.0f);
+  P.accL32.assign(P.blocks32, lane_formats32{});
+  P.ok32.assign(P.blocks32, 1);
+  P.wmax32.assign(P.blocks32, 0.0);
+  // a binary32 value (so the conversion is exact) of magnitude <= 2^100
+  const auto is32 = [](double v) { return static_cast<double>(static_cast<float>(v)) == v && std::fabs(v) <= 0x1p100; };
+  const auto blocks32_s = static_cast<std::ptrdiff_t>(P.blocks32);
+#pragma omp parallel for schedule(static) if (n_in * n_out >= 32768)
+  for (std::ptrdiff_t blk = 0; blk < blocks32_s; ++blk) {
+    const auto bk = static_cast<std::size_t>(blk);
+    for (int lane = 0; lane < 16; ++lane)
+      fill_lane32(P.accL32[bk], lane, spec.acc.of(std::min(bk * 16 + static_cast<std::size_t>(lane), n_out - 1)));
+    for (std::size_t i = bk * 16; i < std::min(bk * 16 + 16, n_out); ++i) {
+      bool ok = is32(b[i]);
+      P.bias32[i] = static_cast<float>(b[i]);
+      for (std::size_t j = 0; j < n_in; ++j) {
+        const double w = W.row(i)[j];
+        ok = ok && is32(w);
+        P.Wt32[j * P.ldw32 + i] = static_cast<float>(w);
+        P.wmax32[bk] = std::max(P.wmax32[bk], std::fabs(w));
+      }
+      if (!ok) P.ok32[bk] = 0;
+    }
+  }
 }
 
 std::size_t prepared_dense::inputs() const noexcept { return p_->n_in; }
@@ -980,18 +1373,21 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
     const lane_formats* prodP = spec.base.product ? &P.prodL : nullptr;
     // The tasks: block-major, each block's samples in groups of 4. All samples
     // (no selection): task t = (block t / groups, samples 4g .. 4g + 3). With a
-    // selection, a block runs only on the samples that need one of its 8
+    // selection, a block runs only on the samples that need one of its
     // components, in increasing order, 4 at a time (any 4 rows make a task:
     // each output is computed alone, so its bits do not depend on the others).
+    // Blocks are of 8 components (16 for the binary32 kernel).
+    const bool b32 = P.kernel == dense_kernel::avx512_b32;
+    const std::size_t width = b32 ? 16 : 8, nblocks = b32 ? P.blocks32 : P.blocks;
     const std::size_t sample_groups = (batch + 3) / 4;
     std::vector<std::uint32_t> sel_rows;             // per block, its samples
     std::vector<std::size_t> sel_start, task_start;  // per block: first of sel_rows, first task
-    std::size_t n_tasks = sample_groups * P.blocks;
+    std::size_t n_tasks = sample_groups * nblocks;
     if (need) {
-      sel_start.assign(P.blocks + 1, 0);
-      task_start.assign(P.blocks + 1, 0);
-      for (std::size_t blk = 0; blk < P.blocks; ++blk) {
-        const std::size_t lo = blk * 8, hi = std::min(lo + 8, n_out);
+      sel_start.assign(nblocks + 1, 0);
+      task_start.assign(nblocks + 1, 0);
+      for (std::size_t blk = 0; blk < nblocks; ++blk) {
+        const std::size_t lo = blk * width, hi = std::min(lo + width, n_out);
         for (std::size_t r = 0; r < batch; ++r) {
           const std::uint8_t* nr = need + r * n_out;
           bool any = false;
@@ -1001,7 +1397,7 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
         sel_start[blk + 1] = sel_rows.size();
         task_start[blk + 1] = task_start[blk] + (sel_start[blk + 1] - sel_start[blk] + 3) / 4;
       }
-      n_tasks = task_start[P.blocks];
+      n_tasks = task_start[nblocks];
     }
     const auto tasks = static_cast<std::ptrdiff_t>(n_tasks);
     const double* Wt = P.Wt.data();
@@ -1012,10 +1408,74 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
     void (*kernel_fn)(block_task&) = portable::run_block;
 #ifdef MPACC_X86
     if (P.kernel == dense_kernel::avx2) kernel_fn = avx2::run_block;
-    if (P.kernel == dense_kernel::avx512) kernel_fn = avx512::run_block;
+    if (P.kernel == dense_kernel::avx512 || b32) kernel_fn = avx512::run_block;
 #endif
+    // stores one output and counts its flags
+    auto store = [&](std::size_t o, double v, unsigned f, std::size_t(&c)[5]) {
+      Y[o] = v;
+      if (fl) fl[o] = f;
+      c[0] += f & flag::inexact;
+      c[1] += (f / flag::underflow) & 1;
+      c[2] += (f / flag::overflow) & 1;
+      c[3] += (f / flag::invalid) & 1;
+      c[4] += (f / flag::saturated) & 1;
+    };
+    // block blk of 8 components on the ns samples `rows`, binary64 kernel
+    auto run8 = [&](std::size_t blk, const std::size_t* rows, int ns, std::size_t(&c)[5]) {
+      block_task T;
+      T.Wt = Wt;
+      T.ldw = ldw;
+      T.n = n_in;
+      T.i0 = blk * 8;
+      T.ns = ns;
+      for (int k = 0; k < ns; ++k) {
+        T.rows[k] = X.row(rows[k]);
+        T.first_word[k] = ((first_row + rows[k]) * n_out + T.i0) * words;
+      }
+      T.bias = bias;
+      T.acc = &P.accL[blk];
+      T.prod = prodP;
+      T.ord = spec.base.ord;
+      T.mode = spec.base.mode;
+      T.saturate = spec.base.saturate;
+      T.exact = task_exact(blk, rows, ns);
+      T.all_sub = all_sub;
+      T.seed = spec.base.seed;
+      T.words = words;
+      kernel_fn(T);
+      for (int k = 0; k < ns; ++k)
+        for (std::size_t lane = 0; lane < 8 && T.i0 + lane < n_out; ++lane) {
+          const std::size_t o = rows[k] * n_out + T.i0 + lane;
+          if (need && need[o] == 0) continue;
+          store(o, T.out[k][lane], T.flags[k][lane], c);
+        }
+    };
+    // the binary32 kernel's inputs: X in binary32, and per row whether every
+    // value is a binary32 value of magnitude <= 2^100, and its largest magnitude
+    std::vector<float> Xf(b32 ? batch * n_in : 0);
+    std::vector<std::uint8_t> row_ok32(b32 ? batch : 0);
+    std::vector<double> row_max32(b32 ? batch : 0);
+    if (b32) {
+      const auto batch_s = static_cast<std::ptrdiff_t>(batch);
+#pragma omp parallel for num_threads(nt) schedule(static) if (batch * n_in >= 32768)
+      for (std::ptrdiff_t r = 0; r < batch_s; ++r) {
+        const auto ru = static_cast<std::size_t>(r);
+        const double* x = X.row(ru);
+        float* xf = Xf.data() + ru * n_in;
+        bool ok = true;
+        double mx = 0;
+        for (std::size_t j = 0; j < n_in; ++j) {
+          xf[j] = static_cast<float>(x[j]);
+          ok &= static_cast<double>(xf[j]) == x[j];
+          mx = std::max(mx, std::fabs(x[j]));
+        }
+        row_ok32[ru] = ok && mx <= 0x1p100;
+        row_max32[ru] = mx;
+      }
+    }
+    std::size_t c_b32 = 0;
 #pragma omp parallel for num_threads(nt) schedule(static) \
-    reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated)
+    reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated, c_b32)
     for (std::ptrdiff_t t = 0; t < tasks; ++t) {
       // block-major: consecutive tasks of a thread reuse the same strip of W^T
       const auto tu = static_cast<std::size_t>(t);
@@ -1034,42 +1494,54 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
         ns = static_cast<int>(std::min<std::size_t>(4, batch - s0));
         for (int k = 0; k < ns; ++k) rows[k] = s0 + static_cast<std::size_t>(k);
       }
-      const bool exact = task_exact(blk, rows, ns);
-      block_task T;
-      T.Wt = Wt;
-      T.ldw = ldw;
-      T.n = n_in;
-      T.i0 = blk * 8;
-      T.ns = ns;
-      for (int k = 0; k < ns; ++k) {
-        T.rows[k] = X.row(rows[k]);
-        T.first_word[k] = ((first_row + rows[k]) * n_out + T.i0) * words;
-      }
-      T.bias = bias;
-      T.acc = &P.accL[blk];
-      T.prod = prodP;
-      T.ord = spec.base.ord;
-      T.mode = spec.base.mode;
-      T.saturate = spec.base.saturate;
-      T.exact = exact;
-      T.all_sub = all_sub;
-      T.seed = spec.base.seed;
-      T.words = words;
-      kernel_fn(T);
-      for (int k = 0; k < ns; ++k)
-        for (std::size_t lane = 0; lane < 8 && T.i0 + lane < n_out; ++lane) {
-          const std::size_t o = rows[k] * n_out + T.i0 + lane;
-          if (need && need[o] == 0) continue;
-          Y[o] = T.out[k][lane];
-          const unsigned f = T.flags[k][lane];
-          if (fl) fl[o] = f;
-          c_inexact += f & flag::inexact;
-          c_underflow += (f / flag::underflow) & 1;
-          c_overflow += (f / flag::overflow) & 1;
-          c_invalid += (f / flag::invalid) & 1;
-          c_saturated += (f / flag::saturated) & 1;
+      std::size_t c[5] = {};
+      bool done = false;
+#ifdef MPACC_X86
+      if (b32) {
+        bool ok = P.ok32[blk] != 0;
+        double xmax = 0;
+        for (int k = 0; k < ns; ++k) {
+          ok = ok && row_ok32[rows[k]] != 0;
+          xmax = std::max(xmax, row_max32[rows[k]]);
         }
+        if (ok && P.wmax32[blk] * xmax <= 0x1p100) {
+          task32 T;
+          T.Wt = P.Wt32.data();
+          T.ldw = P.ldw32;
+          T.n = n_in;
+          T.i0 = blk * 16;
+          T.ns = ns;
+          for (int k = 0; k < ns; ++k) T.rows[k] = Xf.data() + rows[k] * n_in;
+          T.bias = P.bias32.data();
+          T.acc = &P.accL32[blk];
+          T.ord = spec.base.ord;
+          T.mode = spec.base.mode;
+          T.saturate = spec.base.saturate;
+          T.all_sub = all_sub;
+          done = avx512::b32::run_block32(T);
+          if (done) {
+            ++c_b32;
+            for (int k = 0; k < ns; ++k)
+              for (std::size_t lane = 0; lane < 16 && T.i0 + lane < n_out; ++lane) {
+                const std::size_t o = rows[k] * n_out + T.i0 + lane;
+                if (need && need[o] == 0) continue;
+                store(o, static_cast<double>(T.out[k][lane]), T.flags[k][lane], c);
+              }
+          }
+        }
+        if (!done)  // its two blocks of 8 on the binary64 kernel
+          for (std::size_t b8 = blk * 2; b8 < std::min(blk * 2 + 2, P.blocks); ++b8) run8(b8, rows, ns, c);
+        done = true;
+      }
+#endif
+      if (!done) run8(blk, rows, ns, c);
+      c_inexact += c[0];
+      c_underflow += c[1];
+      c_overflow += c[2];
+      c_invalid += c[3];
+      c_saturated += c[4];
     }
+    if (c_b32) b32_task_count += c_b32;
   } else {
     const std::uint64_t words = words_per_dot(n_in, spec.base);
     const auto tasks = static_cast<std::ptrdiff_t>(batch * n_out);

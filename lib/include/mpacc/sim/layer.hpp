@@ -117,13 +117,20 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
 //   portable: GCC vector extensions, baseline instructions (SSE2, NEON)
 //   avx2:     the same source compiled for AVX2 + FMA
 //   avx512:   AVX-512F/DQ with embedded rounding
+//   avx512-b32: AVX-512 on binary32 lanes (16 components per vector): each
+//             step rounded to odd at 24 bits, then to the format (one correct
+//             rounding, docs/design.md); for exact products, no `via`,
+//             every mode but stochastic, accumulators with p <= 22,
+//             emin >= -100, emax <= 100. Tasks whose weights, biases or
+//             inputs are not binary32 values (or exceed 2^100) run on
+//             avx512; the results are the same bits either way.
 // The vector kernels cover every rounding mode and the formats with p <= 51,
 // emin - p + 1 >= -1072 and emax + 54 - p <= 1023 (not `via`).
-enum class dense_kernel : std::uint8_t { scalar, portable, avx2, avx512 };
+enum class dense_kernel : std::uint8_t { scalar, portable, avx2, avx512, avx512_b32 };
 std::string_view to_string(dense_kernel k) noexcept;
 
 // Which kernel dense layers use: "auto" (the fastest this processor has, the
-// default) or one of "scalar", "portable", "avx2", "avx512" to force it (e.g.
+// default) or one of "scalar", "portable", "avx2", "avx512", "avx512-b32" to force it (e.g.
 // to compare or test the paths on one machine; a spec no vector kernel covers
 // still takes the scalar path). Throws std::invalid_argument for an unknown
 // name or a kernel this processor cannot run. Read once from the environment
@@ -135,8 +142,14 @@ void set_dense_kernel_choice(std::string_view choice);
 [[nodiscard]] std::string dense_kernel_choice();
 
 // The kernel dense() would use for this spec on this processor under the
-// current choice.
+// current choice. "auto" on a processor with AVX-512 gives avx512-b32 when it
+// covers the spec, else avx512; forcing "avx512-b32" gives avx512 for a spec it
+// does not cover.
 dense_kernel dense_kernel_for(const layer_spec& spec) noexcept;
+// Diagnostics: how many tasks (16 components x up to 4 samples) the
+// avx512-b32 kernel has completed in this process (the others of its layers
+// ran on avx512). Lets the tests assert that the binary32 path ran.
+std::uint64_t dense_b32_tasks() noexcept;
 // Whether that is a vector kernel.
 bool dense_vector_kernel_applies(const layer_spec& spec) noexcept;
 
