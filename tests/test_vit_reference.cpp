@@ -572,6 +572,7 @@ TEST_CASE("vit validate in chunks: the results of one run whatever the chunk siz
       "acc=binary16;order=recursive;weights=none;biases=none;act=binary16",
   };
   std::vector<nn::precision_config> configs;
+  configs.reserve(texts.size());
   for (const auto& t : texts) configs.push_back(nn::parse_precision(t));
   for (double mag : {0.5, 4.0}) {  // 4.0: overflow in e4m3-ieee, some components uncovered
     INFO("mag " << mag);
@@ -629,8 +630,8 @@ TEST_CASE("vit validate in chunks: the results of one run whatever the chunk siz
           CHECK(a.kappa_dot_median == b.kappa_dot_median);
         }
       }
-      for (std::size_t r = 0; r < runs.size(); ++r) {
-        const auto& a = runs[r][c];
+      for (const auto& run : runs) {
+        const auto& a = run[c];
         CHECK(a.inputs_stored == exact.inputs_stored);
         CHECK(a.inputs_inexact == exact.inputs_inexact);
         REQUIRE(a.csv_rows.size() == exact.csv_rows.size());
