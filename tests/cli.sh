@@ -192,7 +192,7 @@ grep -q '"kind": "maxpool"' "$cnndir/v/binary16_recursive/summary.json" ||
 expect_status "validate: a CNN, --precision with per-layer accumulators" 0 "deterministic violations: 0 propagated" \
   "$MPACC" validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --samples 2 --reference-bits 100 --out "$cnndir/v" --no-plots \
   --precision "acc=binary16,e4m3-ieee,bfloat16,e4m3-ieee,e4m3-ieee,binary16,e5m2,binary16;saturate=on;act=bfloat16"
-expect_error "eval: --npz-arch names an architecture" "--npz-arch: 'vgg' is not an architecture (lenet5)" "" \
+expect_error "eval: --npz-arch names an architecture" "--npz-arch: 'vgg' is not an architecture (lenet5, vit:HEADS[:EPS])" "" \
   eval --model "$cnndir/lenet.npz" --data "$cnndir" --npz-arch vgg
 expect_error "validate: --npz-arch takes an .npz file" "--npz-arch: the model must be an .npz file" "" \
   validate --model "$cnndir/lenet.mpnn" --data "$cnndir" --npz-arch lenet5
@@ -268,6 +268,36 @@ expect_error "vit-sweep: a missing model" "--model: $cnndir/none.mpnn: no such f
   vit-sweep --model "$cnndir/none.mpnn" --data "$cnndir"
 expect_error "vit-sweep: a CNN model" "is not a vision-transformer model file" "" \
   vit-sweep --model "$cnndir/lenet.mpnn" --data "$cnndir"
+# a vit from timm's state_dict names (--npz-arch vit:HEADS[:EPS]); the .npz written by numpy
+if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+  /usr/bin/python3 - "$cnndir" <<'PY'
+import sys
+import numpy as np
+rng = np.random.default_rng(1)
+d, T, h, c, p = 8, 17, 16, 10, 7
+a = {"patch_embed.proj.weight": rng.normal(0, .1, (d, 1, p, p)), "patch_embed.proj.bias": rng.normal(0, .1, d),
+     "cls_token": rng.normal(0, .1, (1, 1, d)), "pos_embed": rng.normal(0, .1, (1, T, d)),
+     "norm.weight": np.ones(d), "norm.bias": np.zeros(d), "head.weight": rng.normal(0, .3, (c, d)), "head.bias": np.zeros(c)}
+for k, s in [("norm1.weight", d), ("norm1.bias", d), ("attn.qkv.weight", (3 * d, d)), ("attn.qkv.bias", 3 * d),
+             ("attn.proj.weight", (d, d)), ("attn.proj.bias", d), ("norm2.weight", d), ("norm2.bias", d),
+             ("mlp.fc1.weight", (h, d)), ("mlp.fc1.bias", h), ("mlp.fc2.weight", (d, h)), ("mlp.fc2.bias", d)]:
+    a["blocks.0." + k] = rng.normal(0, .3, s)
+np.savez(sys.argv[1] + "/vit.npz", **{k: v.astype(np.float32) for k, v in a.items()})
+del a["blocks.0.mlp.fc2.bias"]
+np.savez(sys.argv[1] + "/vit-missing.npz", **a)
+PY
+  expect_status "eval: a vit .npz (timm names)" 0 "vit28p7-d8-h2-b1-m16-c10" \
+    "$MPACC" eval --model "$cnndir/vit.npz" --npz-arch vit:2 --data "$cnndir" --precision "acc=binary16"
+  expect_status "validate: a vit .npz" 0 "deterministic violations: 0 propagated (v 0, y 0)" \
+    "$MPACC" validate --model "$cnndir/vit.npz" --npz-arch vit:2:1e-5 --data "$cnndir" --samples 2 --chunk 1 \
+    --out "$cnndir/vn" --no-plots --storage e4m3-ieee
+  expect_error "eval: a vit .npz without an array" "no array blocks.0.mlp.fc2.bias" "" \
+    eval --model "$cnndir/vit-missing.npz" --npz-arch vit:2 --data "$cnndir"
+  expect_error "eval: vit heads that do not divide d" "width d = 8 is not divisible by 3 heads" "" \
+    eval --model "$cnndir/vit.npz" --npz-arch vit:3 --data "$cnndir"
+  expect_error "eval: --npz-arch vit without heads" "is not vit:HEADS[:EPS]" "" \
+    eval --model "$cnndir/vit.npz" --npz-arch vit --data "$cnndir"
+fi
 rm -rf "$cnndir"
 
 # sweeps: configuration errors name the file and the key

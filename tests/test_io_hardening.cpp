@@ -13,12 +13,15 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <unistd.h>
 
 #include "mpacc/analysis/sweep.hpp"
 #include "mpacc/io/data.hpp"
 #include "mpacc/io/model_io.hpp"
+#include "mpacc/nn/precision.hpp"
+#include "mpacc/nn/vit_passes.hpp"
 #include "mpacc/ref/parse.hpp"
 
 using namespace mpacc;
@@ -529,4 +532,226 @@ TEST_CASE("npz for a CNN: weights in PyTorch's layouts go into the architecture'
   const auto ln = io::import_npz_cnn(d / "lenet.npz", lenet);
   CHECK(std::get<nn::dense_layer>(ln.layers.back()).W == std::vector<double>(840, 0.5));
   fs::remove_all(d);
+}
+
+// ---------------------------------------------------------------------------
+// .npz of a vision transformer (io::import_npz_vit): timm's state_dict names
+
+namespace {
+
+std::string shape_text(const std::vector<std::size_t>& s) {
+  std::string t = "(";
+  for (std::size_t i = 0; i < s.size(); ++i)
+    t += std::to_string(s[i]) + (s.size() == 1 || i + 1 < s.size() ? ", " : "");
+  return t + ")";
+}
+
+// A vit with every parameter pseudo-random (weights in +-0.5, gains 1 +- 0.2).
+nn::vit npz_random_vit(std::uint64_t seed, std::size_t blocks) {
+  auto net = nn::make_vit(blocks, 8, 2, 6, 3, 8, 4);
+  std::uint64_t s = seed;
+  auto next = [&] {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<double>(s >> 11) * 0x1p-53;
+  };
+  auto fill = [&](std::vector<double>& v, double c, double m) {
+    for (auto& x : v) x = c + (2 * next() - 1) * m;
+  };
+  auto lin = [&](nn::dense_layer& l) {
+    fill(l.W, 0, 0.5);
+    fill(l.b, 0, 0.5);
+  };
+  lin(net.embed);
+  fill(net.cls, 0, 0.5);
+  fill(net.pos, 0, 0.5);
+  for (auto& b : net.blocks) {
+    for (auto* l : {&b.q, &b.k, &b.v, &b.proj, &b.fc1, &b.fc2}) lin(*l);
+    for (auto* ln : {&b.ln1, &b.ln2}) {
+      fill(ln->gamma, 1, 0.2);
+      fill(ln->beta, 0, 0.2);
+    }
+  }
+  fill(net.ln_f.gamma, 1, 0.2);
+  fill(net.ln_f.beta, 0, 0.2);
+  lin(net.head);
+  net.ln_eps = 1e-6;
+  return net;
+}
+
+// the members of a vit's state_dict as timm names them (float64)
+std::vector<member> vit_members(const nn::vit& n) {
+  std::vector<member> ms;
+  auto add = [&](const std::string& key, const std::vector<std::size_t>& shape, const std::vector<double>& v) {
+    ms.push_back({key + ".npy", npy_f8(shape_text(shape), v)});
+  };
+  const std::size_t d = n.d, T = n.tokens();
+  add("patch_embed.proj.weight", {d, 1, n.patch, n.patch}, n.embed.W);
+  add("patch_embed.proj.bias", {d}, n.embed.b);
+  add("cls_token", {1, 1, d}, n.cls);
+  add("pos_embed", {1, T, d}, n.pos);
+  for (std::size_t b = 0; b < n.blocks.size(); ++b) {
+    const auto& B = n.blocks[b];
+    const std::string p = "blocks." + std::to_string(b) + ".";
+    add(p + "norm1.weight", {d}, B.ln1.gamma);
+    add(p + "norm1.bias", {d}, B.ln1.beta);
+    std::vector<double> W, bias;
+    for (const auto* l : {&B.q, &B.k, &B.v}) {
+      W.insert(W.end(), l->W.begin(), l->W.end());
+      bias.insert(bias.end(), l->b.begin(), l->b.end());
+    }
+    add(p + "attn.qkv.weight", {3 * d, d}, W);
+    add(p + "attn.qkv.bias", {3 * d}, bias);
+    add(p + "attn.proj.weight", {d, d}, B.proj.W);
+    add(p + "attn.proj.bias", {d}, B.proj.b);
+    add(p + "norm2.weight", {d}, B.ln2.gamma);
+    add(p + "norm2.bias", {d}, B.ln2.beta);
+    add(p + "mlp.fc1.weight", {n.hidden, d}, B.fc1.W);
+    add(p + "mlp.fc1.bias", {n.hidden}, B.fc1.b);
+    add(p + "mlp.fc2.weight", {d, n.hidden}, B.fc2.W);
+    add(p + "mlp.fc2.bias", {d}, B.fc2.b);
+  }
+  add("norm.weight", {d}, n.ln_f.gamma);
+  add("norm.bias", {d}, n.ln_f.beta);
+  add("head.weight", {n.classes, d}, n.head.W);
+  add("head.bias", {n.classes}, n.head.b);
+  return ms;
+}
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+std::string vit_npz_error(const fs::path& p, const std::vector<member>& ms, std::size_t heads = 2) {
+  write_file(p, zip(ms));
+  return error_of([&] { (void)io::import_npz_vit(p, heads); });
+}
+
+}  // namespace
+
+TEST_CASE("npz vit: a round trip through timm's state_dict names gives the same network and logits", "[nn][io]") {
+  const auto dir = temp_dir();
+  for (std::size_t blocks : {1, 2}) {
+    INFO(blocks << " blocks");
+    const auto net = npz_random_vit(40 + blocks, blocks);
+    auto ms = vit_members(net);
+    ms[3].deflate = true;  // a deflated member among stored ones
+    write_file(dir / "vit.npz", zip(ms));
+    const auto got = io::import_npz_vit(dir / "vit.npz", 2, 1e-6);
+    CHECK(got.arch() == net.arch());
+    CHECK(got.ln_eps == net.ln_eps);
+    CHECK(got.image == 8);
+    CHECK(got.hidden == 6);
+    CHECK(same_bits(got.embed.W, net.embed.W));
+    CHECK(same_bits(got.embed.b, net.embed.b));
+    CHECK(same_bits(got.cls, net.cls));
+    CHECK(same_bits(got.pos, net.pos));
+    REQUIRE(got.blocks.size() == blocks);
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const auto &x = got.blocks[b], &y = net.blocks[b];
+      for (auto [l, m] : {std::pair{&x.q, &y.q},
+                          {&x.k, &y.k},
+                          {&x.v, &y.v},
+                          {&x.proj, &y.proj},
+                          {&x.fc1, &y.fc1},
+                          {&x.fc2, &y.fc2}}) {
+        CHECK(same_bits(l->W, m->W));
+        CHECK(same_bits(l->b, m->b));
+        CHECK(l->act.kind == m->act.kind);
+      }
+      CHECK(same_bits(x.ln1.gamma, y.ln1.gamma));
+      CHECK(same_bits(x.ln2.beta, y.ln2.beta));
+    }
+    CHECK(same_bits(got.ln_f.gamma, net.ln_f.gamma));
+    CHECK(same_bits(got.head.W, net.head.W));
+    // the same simulated logits, bit for bit
+    std::vector<double> X(3 * net.inputs());
+    for (std::size_t i = 0; i < X.size(); ++i) X[i] = static_cast<double>((i * 37) % 11) / 7.0;
+    const auto p = nn::parse_precision("acc=binary16;order=blocked:4;weights=e4m3-ieee;act=bfloat16");
+    const auto a = nn::simulate(net, {X.data(), 3, net.inputs()}, p, 1);
+    const auto c = nn::simulate(got, {X.data(), 3, net.inputs()}, p, 1);
+    CHECK(same_bits(a.layers.back().y, c.layers.back().y));
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("npz vit: malformed archives are refused with one line naming the array", "[nn][io]") {
+  const auto dir = temp_dir();
+  const auto net = npz_random_vit(7, 2);
+  const auto good = vit_members(net);
+  const auto f = dir / "bad.npz";
+  auto find = [&](std::vector<member>& ms, const std::string& key) -> member& {
+    for (auto& m : ms)
+      if (m.name == key + ".npy") return m;
+    FAIL("no member " << key);
+    return ms[0];
+  };
+  auto one_line = [&](const std::string& m) {
+    CHECK(m.find('\n') == std::string::npos);
+    CHECK_THAT(m, Catch::Contains(f.string()));
+  };
+  {  // a missing array
+    auto ms = good;
+    ms.erase(
+        std::remove_if(ms.begin(), ms.end(), [](const member& m) { return m.name == "blocks.1.mlp.fc2.bias.npy"; }),
+        ms.end());
+    const auto m = vit_npz_error(f, ms);
+    one_line(m);
+    CHECK_THAT(m, Catch::Contains("no array blocks.1.mlp.fc2.bias"));
+  }
+  {  // a wrong shape: fc2 of block 0 transposed
+    auto ms = good;
+    find(ms, "blocks.0.mlp.fc2.weight").data = npy_f8("(6, 8)", net.blocks[0].fc2.W);
+    const auto m = vit_npz_error(f, ms);
+    one_line(m);
+    CHECK_THAT(m, Catch::Contains("blocks.0.mlp.fc2.weight has shape (6, 8), expected (8, 6)"));
+  }
+  {  // qkv of the wrong height
+    auto ms = good;
+    find(ms, "blocks.1.attn.qkv.weight").data = npy_f8("(16, 8)", std::vector<double>(128, 0.25));
+    const auto m = vit_npz_error(f, ms);
+    one_line(m);
+    CHECK_THAT(m, Catch::Contains("blocks.1.attn.qkv.weight has shape (16, 8), expected (24, 8)"));
+  }
+  {  // a non-finite value
+    auto ms = good;
+    auto pos = net.pos;
+    pos[5] = std::numeric_limits<double>::quiet_NaN();
+    find(ms, "pos_embed").data = npy_f8("(1, 5, 8)", pos);
+    const auto m = vit_npz_error(f, ms);
+    one_line(m);
+    CHECK_THAT(m, Catch::Contains("position embedding") && Catch::Contains("non-finite"));
+  }
+  {  // a wrong dtype
+    auto ms = good;
+    find(ms, "head.bias").data = npy("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", f8({0, 0, 0}));
+    const auto m = vit_npz_error(f, ms);
+    one_line(m);
+    CHECK_THAT(m, Catch::Contains("head.bias") && Catch::Contains("dtype"));
+  }
+  {  // an unexpected member, and a block numbered with a leading zero
+    for (const char* name : {"blocks.0.attn.q.weight.npy", "blocks.01.norm1.weight.npy", "W1.npy"}) {
+      auto ms = good;
+      ms.push_back({name, npy_f8("(8,)", std::vector<double>(8, 1.0))});
+      const auto m = vit_npz_error(f, ms);
+      INFO(name);
+      one_line(m);
+      CHECK_THAT(m, Catch::Contains(name) && Catch::Contains("is not expected"));
+    }
+  }
+  {  // a patch embedding for three channels, a non-square patch count, heads that do not divide d
+    auto ms = good;
+    find(ms, "patch_embed.proj.weight").data = npy_f8("(8, 3, 4, 4)", std::vector<double>(384, 0.1));
+    CHECK_THAT(vit_npz_error(f, ms), Catch::Contains("expected (d, 1, patch, patch)"));
+    ms = good;
+    find(ms, "pos_embed").data = npy_f8("(1, 4, 8)", std::vector<double>(32, 0.1));
+    CHECK_THAT(vit_npz_error(f, ms), Catch::Contains("square number of patches"));
+    CHECK_THAT(vit_npz_error(f, good, 3), Catch::Contains("not divisible by 3 heads"));
+  }
+  {  // a block missing whole: its arrays are asked for by name
+    auto ms = good;
+    ms.erase(std::remove_if(ms.begin(), ms.end(), [](const member& m) { return m.name.starts_with("blocks.0."); }),
+             ms.end());
+    CHECK_THAT(vit_npz_error(f, ms), Catch::Contains("no array blocks.0."));
+  }
+  fs::remove_all(dir);
 }

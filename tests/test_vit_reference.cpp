@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "mpacc/nn/vit_reference.hpp"
 #include "mpacc/ref/mpfr.hpp"
 #include "mpacc/sim/random.hpp"
+#include "../analysis/src/validate_internal.hpp"  // log_histogram (not installed)
 
 using namespace mpacc;
 using ref::mpfr_float;
@@ -453,4 +456,199 @@ TEST_CASE("vit validate: counts on a tiny network", "[vit-validate]") {
   auto q = p;
   q.weights = sim::formats::binary16;
   CHECK_THROWS_WITH(analysis::validate(net, ref, q, opt), Catch::Contains("stored differently"));
+  // the elementwise parameters are stored in the activation format: a reference computed with another is refused
+  auto a = p;
+  a.act = sim::formats::bfloat16;
+  CHECK_THROWS_WITH(analysis::validate(net, ref, a, opt), Catch::Contains("elementwise parameters are stored in"));
+}
+
+// ---------------------------------------------------------------------------
+// validate(vit, data, configs, opt) in chunks: bounded memory, the results of one run
+
+TEST_CASE("log_histogram: exact counts, quantiles within 2^-11 of the exact ones", "[vit-validate]") {
+  using analysis::validate_detail::log_histogram;
+  sim::random_stream rng(77);
+  std::vector<double> all;
+  log_histogram whole, a, b;
+  // zeros, subnormals, a wide range of binades, repeated values, +inf
+  for (int i = 0; i < 20000; ++i) {
+    double x = 0;
+    const double r = rng.uniform();
+    if (r < 0.05)
+      x = 0;
+    else if (r < 0.07)
+      x = 0x1p-1070 * std::floor(rng.uniform() * 8);
+    else if (r < 0.1)
+      x = 0.75;
+    else if (r < 0.1005)
+      x = std::numeric_limits<double>::infinity();
+    else
+      x = std::ldexp(1 + rng.uniform(), static_cast<int>(rng.uniform() * 120) - 100);
+    all.push_back(x);
+    whole.add(x);
+    (i % 3 == 0 ? a : b).add(x);
+  }
+  a.merge(b);
+  REQUIRE(whole.size() == all.size());
+  REQUIRE(a.size() == all.size());
+  auto sorted = all;
+  std::sort(sorted.begin(), sorted.end());
+  for (double q : {0.0, 0.01, 0.05, 0.06, 0.3, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0}) {
+    const double exact = sorted[static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1))];
+    const double h = whole.quantile(q);
+    INFO("q " << q << " exact " << exact << " sketch " << h);
+    CHECK(a.quantile(q) == h);  // merging pieces gives the same counts
+    if (exact == 0 || std::isinf(exact))
+      CHECK(h == exact);
+    else if (exact >= 0x1p-1022)
+      CHECK(std::fabs(h - exact) <= 0x1p-11 * exact);
+    else
+      CHECK(std::fabs(h - exact) <= 0x1p-1074 * 0x1p42);  // subnormal: within the bucket
+  }
+  CHECK(whole.max() == sorted.back());
+  // the largest finite value and the smallest positive one are exact
+  log_histogram f;
+  for (double x : {3.0, 3.001, 3.002, 1e-300}) f.add(x);
+  CHECK(f.quantile(1) == 3.002);
+  CHECK(f.quantile(0) == 1e-300);
+}
+
+namespace {
+
+void same_quantiles(const analysis::quantiles& a, const analysis::quantiles& b) {
+  CHECK(a.n == b.n);
+  CHECK(a.q50 == b.q50);
+  CHECK(a.q90 == b.q90);
+  CHECK(a.q99 == b.q99);
+  CHECK(a.max == b.max);
+}
+
+// the sketch (chunked) quantiles against the exact ones (all values held)
+void near_quantiles(const analysis::quantiles& sketch, const analysis::quantiles& exact) {
+  CHECK(sketch.n == exact.n);
+  CHECK(sketch.max == exact.max);
+  for (auto [s, e] : {std::pair{sketch.q50, exact.q50}, {sketch.q90, exact.q90}, {sketch.q99, exact.q99}}) {
+    INFO("sketch " << s << " exact " << e);
+    if (e == 0 || std::isinf(e))
+      CHECK(s == e);
+    else
+      CHECK(std::fabs(s - e) <= 0x1p-11 * e);
+  }
+}
+
+void same_counts(const analysis::layer_summary& a, const analysis::layer_summary& b) {
+  CHECK(a.layer == b.layer);
+  CHECK(a.components == b.components);
+  CHECK(a.uncovered == b.uncovered);
+  CHECK(a.uncovered_by_cause == b.uncovered_by_cause);
+  CHECK(a.violations_v == b.violations_v);
+  CHECK(a.violations_y == b.violations_y);
+  CHECK(a.local_checked == b.local_checked);
+  CHECK(a.local_violations == b.local_violations);
+  CHECK(a.local_vacuous == b.local_vacuous);
+  CHECK(a.prob_violations_v == b.prob_violations_v);
+  CHECK(a.prob_violations_y == b.prob_violations_y);
+  CHECK(a.prob_ratio_max == b.prob_ratio_max);
+  CHECK(a.zero_error_v == b.zero_error_v);
+  CHECK(a.zero_error_y == b.zero_error_y);
+  CHECK(a.act_dominated == b.act_dominated);
+  CHECK(a.kappa_dot_max == b.kappa_dot_max);
+  CHECK(a.spearman_n == b.spearman_n);
+  REQUIRE(a.local.size() == b.local.size());
+  for (std::size_t q = 0; q < a.local.size(); ++q) {
+    CHECK(a.local[q].violations == b.local[q].violations);
+    CHECK(a.local[q].vacuous == b.local[q].vacuous);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("vit validate in chunks: the results of one run whatever the chunk size", "[vit-validate]") {
+  const std::vector<std::string> texts = {
+      // stochastic accumulation and activations: the words depend on the sample's index
+      "acc=bfloat16;order=blocked:3;rounding=stochastic;seed=5;weights=e4m3-ieee;biases=e4m3-ieee;act=bfloat16;"
+      "act_rounding=stochastic",
+      "acc=e4m3-ieee;order=blocked:2;saturate=on;weights=e4m3-ieee;biases=e4m3-ieee;act=binary16",
+      "acc=binary16;order=recursive;weights=none;biases=none;act=binary16",
+  };
+  std::vector<nn::precision_config> configs;
+  configs.reserve(texts.size());
+  for (const auto& t : texts) configs.push_back(nn::parse_precision(t));
+  for (double mag : {0.5, 4.0}) {  // 4.0: overflow in e4m3-ieee, some components uncovered
+    INFO("mag " << mag);
+    const auto net = random_vit(91, 2, mag);
+    const std::size_t rows = 7;
+    const auto X = random_images(rows, net.inputs(), 92);
+    const auto data = as_dataset(X, rows, net.inputs());
+    analysis::validate_options opt;
+    opt.threads = 2;
+    opt.csv_samples = 5;
+    opt.lambdas = {2, 4};
+    std::vector<std::vector<analysis::validation_result>> runs;
+    std::size_t calls = 0;
+    for (std::size_t chunk : {0, 1, 3}) {
+      opt.chunk = chunk;
+      opt.progress = [&](std::size_t done, std::size_t total) {
+        ++calls;
+        CHECK(done <= total);
+        CHECK(total == rows);
+      };
+      runs.push_back(analysis::validate(net, data, configs, opt));
+    }
+    CHECK(calls == 1 + 7 + 3);
+    for (std::size_t c = 0; c < configs.size(); ++c) {
+      INFO(texts[c]);
+      // the exact form (every value held) on the same configuration
+      analysis::validate_options eo = opt;
+      eo.chunk = 0;
+      const auto ref = analysis::compute_reference(net, data, eo, configs[c]);
+      const auto exact = analysis::validate(net, ref, configs[c], eo);
+      const auto& one = runs[0][c];
+      if (mag > 1 && c == 1) CHECK(one.total().uncovered > 0);
+      CHECK(one.violations() == 0);
+      REQUIRE(one.layers.size() == exact.layers.size());
+      for (std::size_t l = 0; l < one.layers.size(); ++l) {
+        INFO("layer " << l);
+        same_counts(one.layers[l], exact.layers[l]);
+        near_quantiles(one.layers[l].err_over_bound_v, exact.layers[l].err_over_bound_v);
+        near_quantiles(one.layers[l].err_over_bound_y, exact.layers[l].err_over_bound_y);
+        near_quantiles(one.layers[l].bound_over_exact_y, exact.layers[l].bound_over_exact_y);
+        near_quantiles(one.layers[l].estimate_over_error_y, exact.layers[l].estimate_over_error_y);
+        // fewer pairs than the sample's size: all of them, in another order
+        CHECK(std::fabs(one.layers[l].spearman - exact.layers[l].spearman) <= 1e-12);
+        for (std::size_t r = 1; r < runs.size(); ++r) {
+          const auto& a = runs[r][c].layers[l];
+          const auto& b = one.layers[l];
+          same_counts(a, b);
+          same_quantiles(a.err_over_bound_v, b.err_over_bound_v);
+          same_quantiles(a.err_over_bound_y, b.err_over_bound_y);
+          same_quantiles(a.bound_over_exact_v, b.bound_over_exact_v);
+          same_quantiles(a.bound_over_exact_y, b.bound_over_exact_y);
+          same_quantiles(a.estimate_over_error_v, b.estimate_over_error_v);
+          same_quantiles(a.estimate_over_error_y, b.estimate_over_error_y);
+          CHECK(a.spearman == b.spearman);
+          CHECK(a.kappa_dot_median == b.kappa_dot_median);
+        }
+      }
+      for (const auto& run : runs) {
+        const auto& a = run[c];
+        CHECK(a.inputs_stored == exact.inputs_stored);
+        CHECK(a.inputs_inexact == exact.inputs_inexact);
+        REQUIRE(a.csv_rows.size() == exact.csv_rows.size());
+        for (std::size_t s = 0; s < a.csv_rows.size(); ++s) {
+          REQUIRE(a.csv_rows[s].size() == exact.csv_rows[s].size());
+          std::size_t diff = 0;
+          for (std::size_t i = 0; i < a.csv_rows[s].size(); ++i) {
+            const auto &x = a.csv_rows[s][i], &y = exact.csv_rows[s][i];
+            const bool same = (x.v_sim == y.v_sim || (std::isnan(x.v_sim) && std::isnan(y.v_sim))) &&
+                              (x.y_sim == y.y_sim || (std::isnan(x.y_sim) && std::isnan(y.y_sim))) &&
+                              (x.bound_y == y.bound_y || (std::isnan(x.bound_y) && std::isnan(y.bound_y))) &&
+                              x.flags == y.flags && x.flags_act == y.flags_act && x.cause == y.cause;
+            diff += same ? 0 : 1;
+          }
+          CHECK(diff == 0);
+        }
+      }
+    }
+  }
 }

@@ -66,6 +66,7 @@ void write_report(const validation_result& r, const fs::path& dir, const std::st
   j["inputs"] = {{"stored", r.inputs_stored}, {"inexact", r.inputs_inexact}, {"overflow_or_nan", r.inputs_overflow}};
   j["violations"] = r.violations();
   j["seconds_simulation"] = r.seconds_simulation;
+  j["seconds_reference"] = r.seconds_reference;
   j["seconds_bounds"] = r.seconds_bounds;
   for (std::size_t li = 0; li < r.layers.size(); ++li) {
     const auto& l = r.layers[li];

@@ -135,30 +135,29 @@ void record_component(const component_result& c, uncovered_cause cause, bool une
     st.viol_y += !(c.err_y <= c.bound_y);
     st.pviol_v += !(c.err_v <= c.prob_bound_v);
     st.pviol_y += !(c.err_y <= c.prob_bound_y);
-    st.ratio_v.push_back(ratio(c.err_v, c.bound_v));
-    st.ratio_y.push_back(ratio(c.err_y, c.bound_y));
+    st.ratio_v.add(ratio(c.err_v, c.bound_v));
+    st.ratio_y.add(ratio(c.err_y, c.bound_y));
     // relative size of the bound, where it has one (exact zeros, e.g. inactive ReLU units, left out)
-    if (c.v_ref != 0) st.relb_v.push_back(c.bound_v / std::fabs(c.v_ref));
-    if (c.y_ref != 0) st.relb_y.push_back(c.bound_y / std::fabs(c.y_ref));
+    if (c.v_ref != 0) st.relb_v.add(c.bound_v / std::fabs(c.v_ref));
+    if (c.y_ref != 0) st.relb_y.add(c.bound_y / std::fabs(c.y_ref));
     const double est_v = u * kn;  // kappa_dot u |v|
     const double kk = c.kappa_act * c.kappa_dot;
     const double est_y = (std::isfinite(kk) ? kk * u + u_act : kInf) * std::fabs(c.y_ref);
     if (c.err_v > 0)
-      st.est_v.push_back(est_v / c.err_v);
+      st.est_v.add(est_v / c.err_v);
     else
       ++st.zero_v;
     if (c.err_y > 0) {
-      if (!std::isnan(est_y)) st.est_y.push_back(est_y / c.err_y);
+      if (!std::isnan(est_y)) st.est_y.add(est_y / c.err_y);
     } else {
       ++st.zero_y;
     }
     st.act_dom += c.act_dominated;
     st.pratio_max = std::max(st.pratio_max, ratio(c.err_y, c.prob_bound_y));
     if (c.y_ref != 0 && std::isfinite(kk) && c.kappa_act > 0) {
-      st.rel_err.push_back(c.err_y / std::fabs(c.y_ref));
-      st.kappa.push_back(kk);
+      st.rank_pairs.add(st.id, c.err_y / std::fabs(c.y_ref), kk);
     }
-    if (std::isfinite(c.kappa_dot)) st.kdot.push_back(c.kappa_dot);
+    if (std::isfinite(c.kappa_dot)) st.kdot.add(c.kappa_dot);
     if (st_term) {
       st.store_max = std::max(st.store_max, *st_term);
       st.store_rel_max = std::max(st.store_rel_max, ratio(*st_term, c.bound_v));
@@ -294,10 +293,11 @@ void summarize(std::vector<std::vector<layer_stats>>& stats, const std::vector<d
                const std::vector<std::vector<double>>& fail_local, const std::vector<std::size_t>& outputs,
                const validate_options& opt, validation_result& res) {
   const std::size_t L = outputs.size(), NL = opt.lambdas.size();
-  layer_stats total(NL);
+  const bool sketch = !stats.empty() && !stats[0].empty() && stats[0][0].sketch;
+  layer_stats total(NL, sketch);
   double upstream_failure = 0;  // sum over the inner products of earlier layers
   for (std::size_t k = 0; k <= L; ++k) {
-    layer_stats merged(NL);
+    layer_stats merged(NL, sketch);
     if (k < L) {
       for (auto& t : stats) merged.merge(t[k]);
     } else {
@@ -342,19 +342,16 @@ void summarize(std::vector<std::vector<layer_stats>>& stats, const std::vector<d
       if (f < 1) sm.prob_propagated_failure = f;
       upstream_failure += static_cast<double>(outputs[k]) * fail_prop[k];
     }
-    sm.spearman = spearman(merged.rel_err, merged.kappa);
-    sm.spearman_n = merged.rel_err.size();
-    sm.err_over_bound_v = quantiles_of(merged.ratio_v);
-    sm.err_over_bound_y = quantiles_of(merged.ratio_y);
-    sm.bound_over_exact_v = quantiles_of(merged.relb_v);
-    sm.bound_over_exact_y = quantiles_of(merged.relb_y);
-    sm.estimate_over_error_v = quantiles_of(merged.est_v);
-    sm.estimate_over_error_y = quantiles_of(merged.est_y);
-    {
-      auto& kd = merged.kdot;
-      sm.kappa_dot_median = quantile(kd, 0.5);
-      sm.kappa_dot_max = kd.empty() ? 0 : *std::max_element(kd.begin(), kd.end());
-    }
+    sm.spearman = merged.rank_pairs.correlation();
+    sm.spearman_n = merged.rank_pairs.size();
+    sm.err_over_bound_v = merged.ratio_v.summary();
+    sm.err_over_bound_y = merged.ratio_y.summary();
+    sm.bound_over_exact_v = merged.relb_v.summary();
+    sm.bound_over_exact_y = merged.relb_y.summary();
+    sm.estimate_over_error_v = merged.est_v.summary();
+    sm.estimate_over_error_y = merged.est_y.summary();
+    sm.kappa_dot_median = merged.kdot.quantile(0.5);
+    sm.kappa_dot_max = merged.kdot.max();
     res.layers.push_back(sm);
     if (k < L) total.merge(merged);
   }

@@ -6,6 +6,11 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -146,6 +151,197 @@ class local_error {
   std::optional<ref::mpfr_float> exact_;
 };
 
+// Exact counts of values >= 0 in buckets of relative width 2^-kBits: the
+// bucket of x > 0 is the top 11 + kBits bits of its binary64 representation
+// (monotone in x), zeros are counted apart, NaN above +inf. Memory: one block
+// of 2^kBits counts per binade that received a value (8 KiB each). The counts
+// do not depend on the order of the values, so merging histograms of pieces of
+// a data set gives the counts of the whole. quantile(q) is the value of rank
+// floor(q (n - 1)) (0-based, as quantile() below) to within its bucket: the
+// bucket's midpoint clamped to [smallest positive, largest] value seen, so
+// |reported - exact| <= 2^-(kBits+1) exact for a normal exact value; 0, +inf,
+// NaN, the largest and the smallest positive value are exact. A negative
+// value (not expected: every distribution here is of ratios >= 0) is counted
+// as a zero.
+class log_histogram {
+ public:
+  static constexpr int kBits = 10;
+  static constexpr std::size_t kSlots = std::size_t{1} << kBits;
+  void add(double x) {
+    ++n_;
+    if (std::isnan(x)) {
+      ++nan_;
+      return;
+    }
+    if (!(x > 0)) {
+      ++zeros_;
+      return;
+    }
+    const auto key = std::bit_cast<std::uint64_t>(x) >> (52 - kBits);
+    auto& b = blocks_[key >> kBits];
+    if (b.empty()) b.assign(kSlots, 0);
+    ++b[key & (kSlots - 1)];
+    min_pos_ = std::min(min_pos_, x);
+    max_ = std::max(max_, x);
+  }
+  void merge(const log_histogram& o) {
+    n_ += o.n_;
+    zeros_ += o.zeros_;
+    nan_ += o.nan_;
+    min_pos_ = std::min(min_pos_, o.min_pos_);
+    max_ = std::max(max_, o.max_);
+    for (std::size_t e = 0; e < blocks_.size(); ++e) {
+      if (o.blocks_[e].empty()) continue;
+      auto& b = blocks_[e];
+      if (b.empty()) b.assign(kSlots, 0);
+      for (std::size_t i = 0; i < kSlots; ++i) b[i] += o.blocks_[e][i];
+    }
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return n_; }
+  // the largest value (NaN when one was NaN; 0 when empty)
+  [[nodiscard]] double max() const noexcept {
+    return nan_ ? std::numeric_limits<double>::quiet_NaN() : (n_ > zeros_ ? max_ : 0.0);
+  }
+  [[nodiscard]] double quantile(double q) const {
+    if (n_ == 0) return 0;
+    auto k = static_cast<std::size_t>(q * static_cast<double>(n_ - 1));
+    if (k < zeros_) return 0;
+    k -= zeros_;
+    for (std::size_t e = 0; e < blocks_.size(); ++e) {
+      if (blocks_[e].empty()) continue;
+      for (std::size_t i = 0; i < kSlots; ++i) {
+        const std::uint64_t c = blocks_[e][i];
+        if (k >= c) {
+          k -= c;
+          continue;
+        }
+        const std::uint64_t key = (e << kBits) | i;
+        const double lo = std::bit_cast<double>(key << (52 - kBits));
+        if (std::isinf(lo)) return lo;
+        const double hi = std::bit_cast<double>((key + 1) << (52 - kBits));
+        return std::clamp(lo + (hi - lo) / 2, min_pos_, max_);
+      }
+    }
+    return std::numeric_limits<double>::quiet_NaN();  // rank among the NaNs
+  }
+
+ private:
+  std::vector<std::vector<std::uint64_t>> blocks_ = std::vector<std::vector<std::uint64_t>>(2048);  // per binade
+  std::size_t n_ = 0, zeros_ = 0, nan_ = 0;
+  double min_pos_ = std::numeric_limits<double>::infinity(), max_ = 0;
+};
+
+// The values of one tightness distribution: all of them (exact quantiles), or
+// in sketch mode (validate on a vit, bounded memory) a log_histogram.
+class distribution {
+ public:
+  explicit distribution(bool sketch = false) : sketch_(sketch) {
+    if (sketch_) h_.emplace();
+  }
+  void add(double x) {
+    if (sketch_)
+      h_->add(x);
+    else
+      v_.push_back(x);
+  }
+  // adds o's values and empties o
+  void merge(distribution& o) {
+    if (sketch_ != o.sketch_) throw std::logic_error("distribution: merging an exact one with a sketch");
+    if (sketch_) {
+      h_->merge(*o.h_);
+      o.h_.emplace();
+    } else {
+      v_.insert(v_.end(), o.v_.begin(), o.v_.end());
+      std::vector<double>().swap(o.v_);
+    }
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return sketch_ ? h_->size() : v_.size(); }
+  double quantile(double q) { return sketch_ ? h_->quantile(q) : validate_detail::quantile(v_, q); }
+  double max() {
+    if (sketch_) return h_->max();
+    return v_.empty() ? 0.0 : *std::max_element(v_.begin(), v_.end());
+  }
+  quantiles summary() {
+    quantiles r;
+    r.n = size();
+    if (r.n == 0) return r;
+    r.q50 = quantile(0.5);
+    r.q90 = quantile(0.9);
+    r.q99 = quantile(0.99);
+    r.max = max();
+    return r;
+  }
+
+ private:
+  bool sketch_ = false;
+  std::vector<double> v_;
+  std::optional<log_histogram> h_;
+};
+
+// The pairs (relative error, kappa) of the rank correlation: all of them, or
+// in sketch mode the kSample pairs whose ids (unique per component) have the
+// smallest hashes (a bijective mix of the id): a pseudo-random sample that
+// does not depend on the order in which the pairs arrive.
+class pair_sample {
+ public:
+  static constexpr std::size_t kSample = 50000;
+  explicit pair_sample(bool sketch = false) : sketch_(sketch) {}
+  void add(std::uint64_t id, double a, double b) {
+    if (!sketch_) {
+      a_.push_back(a);
+      b_.push_back(b);
+      return;
+    }
+    push({mix(id), a, b});
+  }
+  void merge(pair_sample& o) {
+    if (sketch_ != o.sketch_) throw std::logic_error("pair_sample: merging an exact one with a sketch");
+    a_.insert(a_.end(), o.a_.begin(), o.a_.end());
+    b_.insert(b_.end(), o.b_.begin(), o.b_.end());
+    for (const auto& e : o.heap_) push(e);
+    std::vector<double>().swap(o.a_);
+    std::vector<double>().swap(o.b_);
+    std::vector<entry>().swap(o.heap_);
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return sketch_ ? heap_.size() : a_.size(); }
+  [[nodiscard]] double correlation() const {
+    if (!sketch_) return spearman(a_, b_);
+    auto h = heap_;
+    std::sort(h.begin(), h.end(), [](const entry& x, const entry& y) { return x.key < y.key; });
+    std::vector<double> a, b;
+    for (const auto& e : h) {
+      a.push_back(e.a);
+      b.push_back(e.b);
+    }
+    return spearman(a, b);
+  }
+
+ private:
+  struct entry {
+    std::uint64_t key;
+    double a, b;
+  };
+  bool sketch_ = false;
+  std::vector<double> a_, b_;
+  std::vector<entry> heap_;                    // max-heap on key, at most kSample entries
+  static std::uint64_t mix(std::uint64_t z) {  // splitmix64's finalizer: a bijection
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  void push(const entry& e) {
+    auto less = [](const entry& x, const entry& y) { return x.key < y.key; };
+    if (heap_.size() < kSample) {
+      heap_.push_back(e);
+      std::push_heap(heap_.begin(), heap_.end(), less);
+    } else if (e.key < heap_.front().key) {
+      std::pop_heap(heap_.begin(), heap_.end(), less);
+      heap_.back() = e;
+      std::push_heap(heap_.begin(), heap_.end(), less);
+    }
+  }
+};
+
 // per-thread accumulation of the summaries
 struct layer_stats {
   std::size_t components = 0, uncovered = 0, viol_v = 0, viol_y = 0, pviol_v = 0, pviol_y = 0;
@@ -153,8 +349,23 @@ struct layer_stats {
   std::size_t local_checked = 0, local_viol = 0, local_vacuous = 0, zero_v = 0, zero_y = 0, act_dom = 0;
   std::vector<std::size_t> lp_viol, lp_vacuous, lp_viol_nv;  // per lambda
   double pratio_max = 0, store_max = 0, store_rel_max = 0;
-  std::vector<double> ratio_v, ratio_y, relb_v, relb_y, est_v, est_y, rel_err, kappa, kdot;
-  explicit layer_stats(std::size_t lambdas = 0) : lp_viol(lambdas), lp_vacuous(lambdas), lp_viol_nv(lambdas) {}
+  bool sketch = false;   // bounded memory: histograms and a sampled rank correlation
+  std::uint64_t id = 0;  // sketch mode: the unique id of the next recorded component
+  distribution ratio_v, ratio_y, relb_v, relb_y, est_v, est_y, kdot;
+  pair_sample rank_pairs;  // (relative error of y, kappa_dot kappa_act)
+  explicit layer_stats(std::size_t lambdas = 0, bool sketch_mode = false)
+      : lp_viol(lambdas),
+        lp_vacuous(lambdas),
+        lp_viol_nv(lambdas),
+        sketch(sketch_mode),
+        ratio_v(sketch_mode),
+        ratio_y(sketch_mode),
+        relb_v(sketch_mode),
+        relb_y(sketch_mode),
+        est_v(sketch_mode),
+        est_y(sketch_mode),
+        kdot(sketch_mode),
+        rank_pairs(sketch_mode) {}
   void merge(layer_stats& o) {
     components += o.components;
     uncovered += o.uncovered;
@@ -186,12 +397,14 @@ struct layer_stats {
                             {&relb_y, &o.relb_y},
                             {&est_v, &o.est_v},
                             {&est_y, &o.est_y},
-                            {&rel_err, &o.rel_err},
-                            {&kappa, &o.kappa},
-                            {&kdot, &o.kdot}}) {
-      to->insert(to->end(), from->begin(), from->end());
-      std::vector<double>().swap(*from);
-    }
+                            {&kdot, &o.kdot}})
+      to->merge(*from);
+    rank_pairs.merge(o.rank_pairs);
+  }
+  // zero counts, empty distributions (the same mode)
+  void clear() {
+    const std::size_t nl = lp_viol.size();
+    *this = layer_stats(nl, sketch);
   }
 };
 

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 
 #include "mpacc/analysis/attention_bounds.hpp"
@@ -51,8 +52,8 @@ struct vit_context {
   const std::vector<layer_models>& models;
   const nn::precision_config& p;
   act_model A;
-  std::size_t NL;
-  bool others_ok;  // no overflow in the class-token row and layer-norm roundings
+  std::size_t NL, NLayers;  // lambdas, inner-product layers
+  bool others_ok;           // no overflow in the class-token row and layer-norm roundings
   const std::vector<double>& x_stored;
   const std::vector<unsigned>& in_flags;
   const std::vector<double>& x_exact;
@@ -63,8 +64,10 @@ struct vit_context {
 // component recorded in the per-layer statistics st).
 class sample_pass {
  public:
-  sample_pass(const vit_context& c, std::size_t s, std::vector<layer_stats>& st, std::vector<component_result>* csv)
-      : c_(c), s_(s), st_(st), csv_(csv) {}
+  // sample s of the chunk, g of the data set
+  sample_pass(const vit_context& c, std::size_t s, std::size_t g, std::vector<layer_stats>& st,
+              std::vector<component_result>* csv)
+      : c_(c), s_(s), g_(g), st_(st), csv_(csv) {}
 
   void run() {
     const auto& net = c_.net;
@@ -116,7 +119,7 @@ class sample_pass {
 
  private:
   const vit_context& c_;
-  std::size_t s_;
+  std::size_t s_, g_;
   std::vector<layer_stats>& st_;
   std::vector<component_result>* csv_;
   std::vector<double> gw_, gew_, gx_, gex_;  // one inner product's gathered operands
@@ -256,6 +259,7 @@ class sample_pass {
     }
     c.cause = static_cast<std::uint8_t>(cause);
     const std::size_t fmt = 0;
+    st_[k].id = ((static_cast<std::uint64_t>(g_) * c_.NLayers + k) << 32) | at;  // unique: at < 2^32
     record_component(c, cause, unexplained, c_.models[k].u_acc[fmt], c_.A.u_act, an, nullptr, st_[k]);
     if (csv_) csv_->push_back(c);
     return cause == uncovered_cause::none && !unexplained ? eb.y : kInf;
@@ -401,102 +405,215 @@ class sample_pass {
   }
 };
 
+// the network as stored in p, after checking both
+nn::vit checked_stored(const nn::vit& model, const nn::precision_config& p) {
+  model.validate();
+  p.check(model.product_layers());
+  return nn::stored_network(model, p);
+}
+
+// The validation of one configuration, fed a chunk of samples at a time; only
+// the per-layer statistics are kept between chunks.
+class vit_validator {
+ public:
+  vit_validator(const nn::vit& model, const nn::precision_config& p, const validate_options& opt, bool sketch,
+                std::size_t csv_n)
+      : model_(model),
+        net_(checked_stored(model, p)),
+        p_(p),
+        opt_(opt),
+        L_(model.product_layers()),
+        NL_(opt.lambdas.size()),
+        sketch_(sketch),
+        nt_(sim::thread_count(opt.threads)) {
+    res_.config = p.to_string();
+    res_.precision = p;
+    res_.ref_inputs = opt.ref_inputs;
+    // bound models per inner-product layer (terms: n_in, d_head for scores, tokens for mix)
+    specs_.resize(L_);
+    models_.resize(L_);
+    fail_prop_.assign(L_, 0);
+    fail_local_.resize(L_);
+    const auto names = model.product_layer_names();
+    for (std::size_t k = 0; k < L_; ++k) {
+      specs_[k] = p.layer_spec(k).resolved();
+      std::size_t terms = net_.d;
+      if (k == 0) terms = net_.patch * net_.patch;
+      const std::size_t kind = k == 0 || k == L_ - 1 ? 99 : (k - 1) % 8;
+      if (kind == 3) terms = net_.d_head();
+      if (kind == 4) terms = net_.tokens();
+      if (kind == 7) terms = net_.hidden;
+      models_[k] = make_layer_models(terms, specs_[k], opt);
+      // the "probabilistic" bound propagated through a vit is the deterministic one: it fails with probability 0
+      fail_prop_[k] = 0;
+      fail_local_[k] = models_[k].fail_local;
+      res_.layer_kinds.push_back(names[k]);
+      res_.layer_u.push_back(models_[k].u0);
+      res_.layer_gamma.push_back(models_[k].gamma0);
+      res_.layer_kmax.push_back(models_[k].kmax0);
+      res_.layer_steps.push_back(models_[k].steps0);
+    }
+    A_ = make_act_model(p);
+    res_.u_act = A_.u_act;
+    res_.csv_rows.assign(csv_n, {});
+    stats_.assign(static_cast<std::size_t>(nt_), std::vector<layer_stats>(L_, layer_stats(NL_, sketch_)));
+    total_.assign(1, std::vector<layer_stats>(L_, layer_stats(NL_, sketch_)));
+  }
+
+  // The samples of refd (its reference and exact inputs), which are samples
+  // first, first + 1, ... of the data set.
+  void add(const reference_data& refd, std::size_t first) {
+    check_reference(refd, p_, model_.inputs());
+    if (refd.ref.layers.size() != L_) throw std::invalid_argument("validate: the reference is of another network");
+    if (refd.kind != res_.ref_inputs) throw std::invalid_argument("validate: the reference inputs' kind changed");
+    if (!refd.act || !(*refd.act == p_.act))
+      throw std::invalid_argument(
+          "validate: the reference was computed on a vit whose elementwise parameters are stored in " +
+          (refd.act ? sim::to_string(*refd.act) : std::string("another network's format")) +
+          ", the configuration stores them in its activation format " + sim::to_string(p_.act));
+    const std::size_t rows = refd.rows;
+    if (res_.layer_sizes.empty())
+      for (std::size_t k = 0; k < L_; ++k) res_.layer_sizes.push_back(refd.ref.layers[k].n);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto run = nn::simulate(model_, {refd.inputs.data(), rows, refd.cols}, p_, opt_.threads, first);
+    std::vector<unsigned> in_flags;
+    validation_result counts;
+    const std::vector<double> xin = stored_inputs(refd, p_, counts, in_flags);
+    res_.inputs_stored += counts.inputs_stored;
+    res_.inputs_inexact += counts.inputs_inexact;
+    res_.inputs_overflow += counts.inputs_overflow;
+    res_.seconds_simulation += seconds_since(t0);
+    const auto t1 = std::chrono::steady_clock::now();
+    const vit_context ctx{net_,        run,
+                          refd.ref,    specs_,
+                          models_,     p_,
+                          A_,          NL_,
+                          L_,          (run.other_flags & kOutOfRange) == 0,
+                          xin,         in_flags,
+                          refd.inputs, refd.kind == reference_inputs::exact};
+    const std::size_t csv_n = res_.csv_rows.size();
+    std::string error;
+    const auto nrows = static_cast<std::ptrdiff_t>(rows);
+#pragma omp parallel for num_threads(nt_) schedule(dynamic, 1)
+    for (std::ptrdiff_t si = 0; si < nrows; ++si) {
+#ifdef _OPENMP
+      auto& my = stats_[static_cast<std::size_t>(omp_get_thread_num())];
+#else
+      auto& my = stats_[0];
+#endif
+      const auto s = static_cast<std::size_t>(si), g = first + s;
+      try {
+        sample_pass(ctx, s, g, my, g < csv_n ? &res_.csv_rows[g] : nullptr).run();
+      } catch (const std::exception& e) {
+#pragma omp critical(vit_validate_error)
+        if (error.empty()) error = "sample " + std::to_string(g) + ": " + e.what();
+      }
+    }
+    if (!error.empty()) throw std::runtime_error("validate: " + error);
+    // keep only the statistics: the threads' into the running total
+    for (auto& t : stats_)
+      for (std::size_t k = 0; k < L_; ++k) {
+        total_[0][k].merge(t[k]);
+        t[k].clear();
+      }
+    res_.seconds_bounds += seconds_since(t1);
+  }
+
+  validation_result finish(double seconds_reference) {
+    const auto t0 = std::chrono::steady_clock::now();
+    summarize(total_, fail_prop_, fail_local_, res_.layer_sizes, opt_, res_);
+    res_.seconds_bounds += seconds_since(t0);
+    res_.seconds_reference = seconds_reference;
+    return std::move(res_);
+  }
+
+ private:
+  const nn::vit& model_;
+  nn::vit net_;  // as stored
+  nn::precision_config p_;
+  validate_options opt_;
+  std::size_t L_, NL_;
+  bool sketch_;
+  int nt_;
+  std::vector<sim::layer_spec> specs_;
+  std::vector<layer_models> models_;
+  std::vector<double> fail_prop_;
+  std::vector<std::vector<double>> fail_local_;
+  act_model A_;
+  validation_result res_;
+  std::vector<std::vector<layer_stats>> stats_, total_;  // per thread; the running total (one "thread")
+};
+
 }  // namespace
 
 reference_data compute_reference(const nn::vit& net, const io::dataset& data, const validate_options& opt,
                                  const nn::precision_config& p) {
-  return compute_reference_with(data, opt, p, [&](sim::matrix_view X, const nn::reference_options& ro) {
+  auto r = compute_reference_with(data, opt, p, [&](sim::matrix_view X, const nn::reference_options& ro) {
     return nn::reference_forward(nn::stored_network(net, p), X, ro);
   });
+  r.act = p.act;  // the class token, position embedding and layer norms are stored in p.act
+  return r;
 }
 
 validation_result validate(const nn::vit& model, const reference_data& refd, const nn::precision_config& p,
                            const validate_options& opt) {
-  model.validate();
-  const std::size_t L = model.product_layers();
-  p.check(L);
-  check_reference(refd, p, model.inputs());
-  if (refd.ref.layers.size() != L) throw std::invalid_argument("validate: the reference is of another network");
-  const nn::vit net = nn::stored_network(model, p);
-  const std::size_t rows = refd.rows;
-  validation_result res;
-  res.config = p.to_string();
-  res.precision = p;
-  res.ref_inputs = refd.kind;
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto run = nn::simulate(model, {refd.inputs.data(), rows, refd.cols}, p, opt.threads);
-  std::vector<unsigned> in_flags;
-  const std::vector<double> xin = stored_inputs(refd, p, res, in_flags);
-  res.seconds_simulation = seconds_since(t0);
-  const auto t1 = std::chrono::steady_clock::now();
+  validate_options o = opt;
+  o.ref_inputs = refd.kind;
+  vit_validator v(model, p, o, false, std::min(opt.csv_samples, refd.rows));
+  v.add(refd, 0);
+  return v.finish(refd.seconds);
+}
 
-  // bound models per inner-product layer (terms: n_in, d_head for scores, tokens for mix)
-  const std::size_t NL = opt.lambdas.size();
-  std::vector<sim::layer_spec> specs(L);
-  std::vector<layer_models> models(L);
-  std::vector<double> fail_prop(L, 0);
-  std::vector<std::vector<double>> fail_local(L);
-  const auto names = model.product_layer_names();
-  for (std::size_t k = 0; k < L; ++k) {
-    specs[k] = p.layer_spec(k).resolved();
-    std::size_t terms = net.d;
-    if (k == 0) terms = net.patch * net.patch;
-    const std::size_t kind = k == 0 || k == L - 1 ? 99 : (k - 1) % 8;
-    if (kind == 3) terms = net.d_head();
-    if (kind == 4) terms = net.tokens();
-    if (kind == 7) terms = net.hidden;
-    models[k] = make_layer_models(terms, specs[k], opt);
-    // the "probabilistic" bound propagated through a vit is the deterministic one: it fails with probability 0
-    fail_prop[k] = 0;
-    fail_local[k] = models[k].fail_local;
-    res.layer_kinds.push_back(names[k]);
-    res.layer_sizes.push_back(refd.ref.layers[k].n);
-    res.layer_u.push_back(models[k].u0);
-    res.layer_gamma.push_back(models[k].gamma0);
-    res.layer_kmax.push_back(models[k].kmax0);
-    res.layer_steps.push_back(models[k].steps0);
-  }
-  const act_model A = make_act_model(p);
-  res.u_act = A.u_act;
-  const vit_context ctx{net,
-                        run,
-                        refd.ref,
-                        specs,
-                        models,
-                        p,
-                        A,
-                        NL,
-                        (run.other_flags & kOutOfRange) == 0,
-                        xin,
-                        in_flags,
-                        refd.inputs,
-                        refd.kind == reference_inputs::exact};
+std::vector<validation_result> validate(const nn::vit& model, const io::dataset& data,
+                                        const std::vector<nn::precision_config>& configs, const validate_options& opt) {
+  const std::size_t rows = opt.samples > 0 ? std::min(opt.samples, data.rows) : data.rows;
+  const std::size_t chunk = opt.chunk > 0 ? opt.chunk : rows;
   const std::size_t csv_n = std::min(opt.csv_samples, rows);
-  res.csv_rows.assign(csv_n, {});
-  const int nt = sim::thread_count(opt.threads);
-  std::vector<std::vector<layer_stats>> stats(static_cast<std::size_t>(nt),
-                                              std::vector<layer_stats>(L, layer_stats(NL)));
-  std::string error;
-  const auto nrows = static_cast<std::ptrdiff_t>(rows);
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (std::ptrdiff_t si = 0; si < nrows; ++si) {
-#ifdef _OPENMP
-    auto& my = stats[static_cast<std::size_t>(omp_get_thread_num())];
-#else
-    auto& my = stats[0];
-#endif
-    const auto s = static_cast<std::size_t>(si);
-    try {
-      sample_pass(ctx, s, my, s < csv_n ? &res.csv_rows[s] : nullptr).run();
-    } catch (const std::exception& e) {
-#pragma omp critical(vit_validate_error)
-      if (error.empty()) error = "sample " + std::to_string(s) + ": " + e.what();
+  std::vector<std::unique_ptr<vit_validator>> vs;
+  vs.reserve(configs.size());
+  for (const auto& p : configs) vs.push_back(std::make_unique<vit_validator>(model, p, opt, true, csv_n));
+  // one reference per distinct storage of weights, biases, inputs and elementwise parameters (p.act), per chunk
+  std::vector<std::size_t> ref_of(configs.size());
+  std::vector<std::size_t> firsts;  // the first configuration of each reference
+  for (std::size_t c = 0; c < configs.size(); ++c) {
+    ref_of[c] = firsts.size();
+    for (std::size_t r = 0; r < firsts.size(); ++r) {
+      const auto& q = configs[firsts[r]];
+      if (q.inputs == configs[c].inputs && q.weights == configs[c].weights && q.biases == configs[c].biases &&
+          q.act == configs[c].act) {
+        ref_of[c] = r;
+        break;
+      }
     }
+    if (ref_of[c] == firsts.size()) firsts.push_back(c);
   }
-  if (!error.empty()) throw std::runtime_error("validate: " + error);
-  summarize(stats, fail_prop, fail_local, res.layer_sizes, opt, res);
-  res.seconds_bounds = seconds_since(t1);
-  return res;
+  std::vector<double> ref_seconds(firsts.size(), 0.0);
+  validate_options ro = opt;
+  ro.samples = 0;
+  io::dataset piece;
+  piece.name = data.name;
+  piece.cols = data.cols;
+  for (std::size_t first = 0; first < rows; first += chunk) {
+    const std::size_t n = std::min(chunk, rows - first);
+    piece.rows = n;
+    piece.x.assign(data.x.begin() + static_cast<std::ptrdiff_t>(first * data.cols),
+                   data.x.begin() + static_cast<std::ptrdiff_t>((first + n) * data.cols));
+    piece.y.clear();
+    if (data.y.size() >= first + n)
+      piece.y.assign(data.y.begin() + static_cast<std::ptrdiff_t>(first),
+                     data.y.begin() + static_cast<std::ptrdiff_t>(first + n));
+    for (std::size_t r = 0; r < firsts.size(); ++r) {
+      const reference_data refd = compute_reference(model, piece, ro, configs[firsts[r]]);
+      ref_seconds[r] += refd.seconds;
+      for (std::size_t c = 0; c < configs.size(); ++c)
+        if (ref_of[c] == r) vs[c]->add(refd, first);
+    }
+    if (opt.progress) opt.progress(first + n, rows);
+  }
+  std::vector<validation_result> out;
+  out.reserve(configs.size());
+  for (std::size_t c = 0; c < configs.size(); ++c) out.push_back(vs[c]->finish(ref_seconds[ref_of[c]]));
+  return out;
 }
 
 }  // namespace mpacc::analysis

@@ -336,6 +336,7 @@ int eval_vit(nn::vit net, const eval_cli& o) {
 int run_eval(const eval_cli& o) {
   if (o.model.empty()) throw usage_error("--model: a model file is required");
   if (io::is_vit_model(o.model)) return eval_vit(io::load_vit(o.model), o);
+  if (auto v = npz_vit(o.model, o.npz_arch)) return eval_vit(*v, o);
   if (!o.npz_arch.empty()) return eval_network(npz_cnn(o.model, o.npz_arch, parse_act(o.act)), o);
   if (io::is_cnn_model(o.model)) return eval_network(io::load_cnn(o.model), o);
   return eval_network(io::load_any(o.model, parse_act(o.act)), o);
@@ -392,7 +393,8 @@ command add_eval_command(CLI::App& app) {
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
   sub->add_option("--npz-arch", o->npz_arch,
-                  "lenet5: the .npz holds a LeNet-5's W1,b1,...,W5,b5 in PyTorch's layouts (docs/cnn.md)");
+                  "lenet5: the .npz holds a LeNet-5's W1,b1,...,W5,b5 in PyTorch's layouts (docs/cnn.md);\n"
+                  "vit:HEADS[:EPS]: a vision transformer as timm's state_dict names it (docs/attention.md)");
   o->precision_options = {
       sub->add_option("--storage", o->storage, "round weights and biases to this format first, or none")
           ->capture_default_str(),

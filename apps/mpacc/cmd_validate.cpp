@@ -29,7 +29,7 @@ struct validate_cli {
   std::string saturate = "off", input_format = "binary32", act_format = "binary32", storage = "none";
   std::string precision, precision_file, npz_arch;
   std::vector<CLI::Option*> precision_options;  // the single-choice options --precision replaces
-  std::size_t samples = 1000, csv_samples = 20;
+  std::size_t samples = 1000, csv_samples = 20, chunk = 64;
   double lambda = 5;
   std::string lambdas = "1,2,3,4,5", ref_inputs = "stored";
   long reference_bits = 200;
@@ -199,13 +199,30 @@ int validate_network(const Net& net, const validate_cli& o) {
   std::printf("%-28s %5s %9s %9s %7s %7s %9s %12s %10s %9s %9s %9s %8s\n", "configuration", "layer", "comps",
               "uncovered", "viol_v", "viol_y", "viol_dot", "prob_freq_y", "prob_stated", "q50", "q99", "max",
               "spearman");
-  std::vector<analysis::validation_result> results;
+  std::vector<analysis::validation_result> results, vit_results;
+  const std::size_t nsamples = opt.samples > 0 ? std::min(opt.samples, test_set.rows) : test_set.rows;
+  if constexpr (std::is_same_v<Net, nn::vit>) {
+    // every configuration at once, chunk by chunk: bounded memory (docs/attention.md)
+    opt.chunk = o.chunk;
+    const auto t0 = std::chrono::steady_clock::now();
+    opt.progress = [t0](std::size_t done, std::size_t total) {
+      std::fprintf(stderr, "  %zu of %zu images (%.0f s)\n", done, total,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    };
+    vit_results = analysis::validate(net, test_set, configs, opt);
+  }
   for (std::size_t c = 0; c < configs.size(); ++c) {
-    const auto& ref = reference_for(configs[c]);
-    auto r = analysis::validate(net, ref, configs[c], opt);
+    analysis::validation_result r;
+    if constexpr (std::is_same_v<Net, nn::vit>) {
+      r = std::move(vit_results[c]);
+      std::fprintf(stderr, "%s: reference %.1f s, simulation %.1f s, bounds %.1f s\n", names[c].c_str(),
+                   r.seconds_reference, r.seconds_simulation, r.seconds_bounds);
+    } else {
+      r = analysis::validate(net, reference_for(configs[c]), configs[c], opt);
+    }
     nlohmann::json manifest = {{"model", o.model},
                                {"dataset", o.dataset},
-                               {"samples", ref.rows},
+                               {"samples", nsamples},
                                {"reference_precision", o.reference_bits},
                                {"precision", nlohmann::json::parse(configs[c].to_json())},
                                {"reference_inputs", o.ref_inputs},
@@ -252,6 +269,7 @@ int validate_network(const Net& net, const validate_cli& o) {
 }
 
 int run_validate(const validate_cli& o) {
+  if (auto v = npz_vit(o.model, o.npz_arch)) return validate_network(*v, o);
   if (!o.npz_arch.empty())
     return validate_network(
         npz_cnn(o.model, o.npz_arch, {option_value("--act", [&] { return sim::parse_activation(o.act); }), 0.01}), o);
@@ -278,7 +296,8 @@ command add_validate_command(CLI::App& app) {
   sub->add_option("--dataset", o->dataset, "mnist | fashion-mnist")->capture_default_str();
   sub->add_option("--act", o->act, "hidden activation of an .npz model")->capture_default_str();
   sub->add_option("--npz-arch", o->npz_arch,
-                  "lenet5: the .npz holds a LeNet-5's W1,b1,...,W5,b5 in PyTorch's layouts (docs/cnn.md)");
+                  "lenet5: the .npz holds a LeNet-5's W1,b1,...,W5,b5 in PyTorch's layouts (docs/cnn.md);\n"
+                  "vit:HEADS[:EPS]: a vision transformer as timm's state_dict names it (docs/attention.md)");
   auto* samples = sub->add_option("--samples", o->samples, "first N test images (0: all 10,000)")
                       ->check(CLI::Range(std::size_t{0}, std::size_t{100000000}))
                       ->capture_default_str();
@@ -308,6 +327,10 @@ command add_validate_command(CLI::App& app) {
   sub->add_option("--reference-bits", o->reference_bits, "reference precision in bits (64..100000)")
       ->capture_default_str();
   sub->add_option("--csv-samples", o->csv_samples, "samples written to components.csv and plotted")
+      ->capture_default_str();
+  sub->add_option("--chunk", o->chunk,
+                  "vision transformers: images per chunk (reference, simulated pass and bounds; only the\n"
+                  "statistics are kept between chunks; 0: all at once)")
       ->capture_default_str();
   sub->add_option("--out", o->out, "output folder")->capture_default_str();
   sub->add_flag("--no-plots", o->no_plots, "skip the gnuplot figures");

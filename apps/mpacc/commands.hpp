@@ -14,6 +14,7 @@
 
 #include "mpacc/nn/cnn.hpp"
 #include "mpacc/nn/precision.hpp"
+#include "mpacc/nn/vit.hpp"
 
 namespace mpacc::app {
 
@@ -75,5 +76,9 @@ std::string hex(double v);
 // hidden activation `act`). usage_error for another name or a model file that
 // is not .npz.
 nn::cnn npz_cnn(const std::string& model, const std::string& npz_arch, sim::activation_fn act);
+// --npz-arch vit:HEADS[:EPS]: a vision transformer from timm's state_dict
+// names (io::import_npz_vit; EPS the layer norms' epsilon, 1e-6 by default);
+// nullopt when npz_arch does not start with "vit".
+std::optional<nn::vit> npz_vit(const std::string& model, const std::string& npz_arch);
 
 }  // namespace mpacc::app

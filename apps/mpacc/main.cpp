@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // mpacc: command-line front end. Thin: parses arguments and calls the library.
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <new>
+#include <optional>
 #include <stdexcept>
 
 #include "commands.hpp"
@@ -58,10 +60,38 @@ std::string hex(double v) {
 
 nn::cnn npz_cnn(const std::string& model, const std::string& npz_arch, sim::activation_fn act) {
   if (npz_arch != "lenet5")
-    throw usage_error("--npz-arch: '" + printable(npz_arch) + "' is not an architecture (lenet5)");
+    throw usage_error("--npz-arch: '" + printable(npz_arch) + "' is not an architecture (lenet5, vit:HEADS[:EPS])");
   if (std::filesystem::path(model).extension() != ".npz")
     throw usage_error("--npz-arch: the model must be an .npz file, not '" + printable(model) + "'");
   return io::import_npz_cnn(model, nn::make_lenet5(act));
+}
+
+// --- vit .npz import (issue 15) ---
+std::optional<nn::vit> npz_vit(const std::string& model, const std::string& npz_arch) {
+  if (!npz_arch.starts_with("vit")) return std::nullopt;
+  // vit:HEADS or vit:HEADS:EPS
+  const std::string bad = "--npz-arch: '" + printable(npz_arch) + "' is not vit:HEADS[:EPS] (e.g. vit:4, vit:4:1e-5)";
+  if (npz_arch.size() < 5 || npz_arch[3] != ':') throw usage_error(bad);
+  const std::string rest = npz_arch.substr(4);
+  const std::size_t colon = rest.find(':');
+  const std::string h = rest.substr(0, colon), e = colon == std::string::npos ? "" : rest.substr(colon + 1);
+  std::size_t heads = 0;
+  double eps = 1e-6;
+  try {
+    std::size_t pos = 0;
+    if (h.empty() || h[0] < '0' || h[0] > '9') throw std::invalid_argument("heads");
+    heads = std::stoul(h, &pos);
+    if (pos != h.size() || heads == 0) throw std::invalid_argument("heads");
+    if (colon != std::string::npos) {
+      eps = std::stod(e, &pos);
+      if (pos != e.size() || !(eps > 0) || !std::isfinite(eps)) throw std::invalid_argument("eps");
+    }
+  } catch (const std::exception&) {
+    throw usage_error(bad);
+  }
+  if (std::filesystem::path(model).extension() != ".npz")
+    throw usage_error("--npz-arch: the model must be an .npz file, not '" + printable(model) + "'");
+  return io::import_npz_vit(model, heads, eps);
 }
 
 // The command line, parsed and run; main() adds the last safety net.

@@ -6,7 +6,8 @@
 // [name length u8][name][data length u16 LE][data]..., which the target packs
 // into a well-formed zip with correct CRCs (stored, or deflated when bit 1 is
 // set), so that mutations reach the .npy headers and shapes instead of being
-// stopped by a CRC mismatch.
+// stopped by a CRC mismatch. Bit 2 of the first byte: the archive is read as a
+// vision transformer's (io::parse_npz_vit, bits 3-4 + 1 heads) instead of an MLP's.
 #include <zlib.h>
 
 #include <cstdint>
@@ -113,8 +114,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     archive = {reinterpret_cast<const std::uint8_t*>(packed.data()), packed.size()};
   }
   try {
-    const auto net = mpacc::io::parse_npz(archive, name, {mpacc::sim::activation::tanh});
-    net.validate();
+    if (data[0] & 4) {  // a vision transformer's timm-named arrays (io::parse_npz_vit), 1 to 4 heads
+      const auto net = mpacc::io::parse_npz_vit(archive, name, 1 + ((data[0] >> 3) & 3));
+      net.validate();
+    } else {
+      const auto net = mpacc::io::parse_npz(archive, name, {mpacc::sim::activation::tanh});
+      net.validate();
+    }
   } catch (const std::runtime_error& e) {
     mpacc::fuzz::check_message(e, name);
   }

@@ -168,6 +168,29 @@ write("npz", "not_zip", b"\0PK\5\6 not really")
 # odd first byte: members packed by the target with correct CRCs
 write("npz", "packed", packed(net))
 write("npz", "packed_deflated", packed(net, deflate=True))
+
+# a vision transformer's timm-named arrays (first byte bit 2: io::parse_npz_vit, 1 head):
+# image 2, patch 1 (4 patches, 5 tokens), d 2, 1 block, MLP width 3, 2 classes
+def vit_arrays():
+    d, T, h, c = 2, 5, 3, 2
+    a = {"patch_embed.proj.weight": ((d, 1, 1, 1), [0.5, -0.25]), "patch_embed.proj.bias": ((d,), [0.0, 0.1]),
+         "cls_token": ((1, 1, d), [0.2, -0.2]), "pos_embed": ((1, T, d), [0.01 * i for i in range(T * d)]),
+         "blocks.0.norm1.weight": ((d,), [1.0, 1.0]), "blocks.0.norm1.bias": ((d,), [0.0, 0.0]),
+         "blocks.0.attn.qkv.weight": ((3 * d, d), [0.1 * i for i in range(3 * d * d)]),
+         "blocks.0.attn.qkv.bias": ((3 * d,), [0.0] * (3 * d)),
+         "blocks.0.attn.proj.weight": ((d, d), [1.0, 0.0, 0.0, 1.0]), "blocks.0.attn.proj.bias": ((d,), [0.0, 0.0]),
+         "blocks.0.norm2.weight": ((d,), [1.0, 1.0]), "blocks.0.norm2.bias": ((d,), [0.0, 0.0]),
+         "blocks.0.mlp.fc1.weight": ((h, d), [0.3] * (h * d)), "blocks.0.mlp.fc1.bias": ((h,), [0.0] * h),
+         "blocks.0.mlp.fc2.weight": ((d, h), [-0.3] * (h * d)), "blocks.0.mlp.fc2.bias": ((d,), [0.0] * d),
+         "norm.weight": ((d,), [1.0, 1.0]), "norm.bias": ((d,), [0.0, 0.0]),
+         "head.weight": ((c, d), [1.0, -1.0, -1.0, 1.0]), "head.bias": ((c,), [0.0, 0.0])}
+    return {k + ".npy": npy("<f8", shape, v) for k, (shape, v) in a.items()}
+
+
+vit_net = vit_arrays()
+write("npz", "vit_stored", b"\4" + npz(vit_net, zipfile.ZIP_STORED))
+write("npz", "vit_packed", bytes([5]) + packed(vit_net)[1:])
+write("npz", "vit_missing", bytes([5]) + packed({k: v for k, v in vit_net.items() if "fc2.bias" not in k})[1:])
 gap = dict(net)
 gap["W4.npy"] = npy("<f8", (1, 1), [1.0])
 write("npz", "packed_gap", packed(gap))

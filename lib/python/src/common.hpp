@@ -102,6 +102,7 @@ void bind_sim(py::module_& m);
 void bind_nn(py::module_& m);
 void bind_analysis(py::module_& m);
 void bind_cnn(py::module_& m);
+void bind_vit(py::module_& m);
 
 }  // namespace mpacc::python
 

@@ -73,4 +73,5 @@ PYBIND11_MODULE(_core, m) {
   mpacc::python::bind_nn(m);
   mpacc::python::bind_analysis(m);
   mpacc::python::bind_cnn(m);
+  mpacc::python::bind_vit(m);
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <new>
 #include <span>
 #include <stdexcept>
@@ -122,6 +123,12 @@ struct npy_array {
 // The arrays W1, b1, ..., WL, bL of an .npz archive (keys without ".npy"), with
 // every check io::import_npz makes on the archive and its members (model_io.cpp).
 std::map<std::string, npy_array> read_npz_arrays(std::string_view bytes, const std::string& name);
+// The same with other member names: every key (name without ".npy") must be
+// one accept() allows, else one line naming the member and `expected` (what
+// the archive should hold); no numbering is checked.
+std::map<std::string, npy_array> read_npz_named(std::string_view bytes, const std::string& name,
+                                                const std::function<bool(const std::string&)>& accept,
+                                                const std::string& expected);
 // "(2, 1, 5, 5)"
 std::string shape_string(const std::vector<std::size_t>& shape);
 

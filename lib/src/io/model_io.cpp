@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <new>
 #include <stdexcept>
@@ -450,7 +451,11 @@ std::string extract(std::string_view b, const zip_entry& e, std::uint64_t data, 
   return content;
 }
 
-std::map<std::string, npy_array> read_npz(std::string_view b, const std::string& name) {
+// accept (null: the MLP's W1, b1, ... without gaps) decides which member keys
+// are allowed; `expected` says what the archive should hold.
+std::map<std::string, npy_array> read_npz(std::string_view b, const std::string& name,
+                                          const std::function<bool(const std::string&)>* accept = nullptr,
+                                          const std::string& expected = "") {
   // end of central directory record: the last one whose comment reaches the end of the file
   constexpr std::size_t kEocd = 22;
   if (b.size() < kEocd) throw std::runtime_error(name + ": not a zip/.npz archive (no end-of-directory record)");
@@ -506,8 +511,9 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
       throw std::runtime_error(where + " uses zip compression method " + std::to_string(e.method) +
                                " (only stored and deflate are supported)");
     classify(e);
-    if (e.layer == 0)
-      throw std::runtime_error(where + " is not expected (an .npz model holds W1, b1, W2, b2, ... only)");
+    if (accept ? !(*accept)(e.key) : e.layer == 0)
+      throw std::runtime_error(where + " is not expected (" +
+                               (accept ? expected : std::string("an .npz model holds W1, b1, W2, b2, ... only")) + ")");
     if (const auto [it, fresh] = by_key.emplace(e.key, list.size()); !fresh)
       throw std::runtime_error(where + ": duplicate of member " + in_quotes(list[it->second].name) + " (" + e.key +
                                " appears twice)");
@@ -526,7 +532,8 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
   }
   // layers 1..L, each with both arrays
   std::uint32_t last = 0;
-  for (const auto& e : list) last = std::max(last, e.layer);
+  if (!accept)
+    for (const auto& e : list) last = std::max(last, e.layer);
   for (std::uint32_t k = 1; k <= last; ++k) {
     const bool w = by_key.contains("W" + std::to_string(k)), bias = by_key.contains("b" + std::to_string(k));
     if (w && bias) continue;
@@ -565,6 +572,12 @@ std::map<std::string, npy_array> read_npz(std::string_view b, const std::string&
 
 std::map<std::string, npy_array> detail::read_npz_arrays(std::string_view bytes, const std::string& name) {
   return read_npz(bytes, name);
+}
+
+std::map<std::string, npy_array> detail::read_npz_named(std::string_view bytes, const std::string& name,
+                                                        const std::function<bool(const std::string&)>& accept,
+                                                        const std::string& expected) {
+  return read_npz(bytes, name, &accept, expected);
 }
 
 std::string detail::shape_string(const std::vector<std::size_t>& shape) {

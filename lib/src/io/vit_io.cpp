@@ -2,7 +2,10 @@
 // Model files of vision transformers (version 3 of the format,
 // docs/model-format.md): the sizes, then every parameter tensor in a fixed
 // order. Its own file, as cnn_io.cpp.
+#include <algorithm>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <fstream>
 #include <stdexcept>
 
@@ -140,5 +143,175 @@ nn::vit load_vit(const std::filesystem::path& file, std::string* metadata) {
 }
 
 bool is_vit_model(const std::filesystem::path& file) { return detail::has_model_version(file, detail::kVitVersion); }
+
+// --- .npz: the state_dict of timm's VisionTransformer (docs/attention.md, ".npz import") ---
+
+namespace {
+
+// the arrays of one block, after "blocks.<b>."
+constexpr const char* kVitBlockArrays[] = {"norm1.weight",     "norm1.bias",     "attn.qkv.weight", "attn.qkv.bias",
+                                           "attn.proj.weight", "attn.proj.bias", "norm2.weight",    "norm2.bias",
+                                           "mlp.fc1.weight",   "mlp.fc1.bias",   "mlp.fc2.weight",  "mlp.fc2.bias"};
+constexpr const char* kVitTopArrays[] = {"patch_embed.proj.weight",
+                                         "patch_embed.proj.bias",
+                                         "cls_token",
+                                         "pos_embed",
+                                         "norm.weight",
+                                         "norm.bias",
+                                         "head.weight",
+                                         "head.bias"};
+constexpr std::size_t kMaxNpzBlocks = 1024;
+
+// blocks.<b>.<one of kVitBlockArrays> (b decimal, no leading zero, < kMaxNpzBlocks): b; else -1
+long vit_block_of(const std::string& key) {
+  if (!key.starts_with("blocks.")) return -1;
+  std::size_t i = 7, b = 0;
+  if (i >= key.size() || key[i] < '0' || key[i] > '9' || (key[i] == '0' && i + 1 < key.size() && key[i + 1] != '.'))
+    return -1;
+  for (; i < key.size() && key[i] >= '0' && key[i] <= '9'; ++i) {
+    b = 10 * b + static_cast<std::size_t>(key[i] - '0');
+    if (b >= kMaxNpzBlocks) return -1;
+  }
+  if (i >= key.size() || key[i] != '.') return -1;
+  const std::string rest = key.substr(i + 1);
+  for (const char* a : kVitBlockArrays)
+    if (rest == a) return static_cast<long>(b);
+  return -1;
+}
+
+bool is_vit_key(const std::string& key) {
+  for (const char* a : kVitTopArrays)
+    if (key == a) return true;
+  return vit_block_of(key) >= 0;
+}
+
+class npz_vit_reader {
+ public:
+  npz_vit_reader(const std::map<std::string, detail::npy_array>& arrays, const std::string& name)
+      : arrays_(arrays), name_(name) {}
+
+  const detail::npy_array& get(const std::string& key) const {
+    const auto it = arrays_.find(key);
+    if (it == arrays_.end()) throw std::runtime_error(name_ + ": no array " + key);
+    return it->second;
+  }
+  // the array `key` of shape `want`; `layout` says what the shape means
+  const std::vector<double>& shaped(const std::string& key, const std::vector<std::size_t>& want,
+                                    const std::string& layout) const {
+    const auto& a = get(key);
+    if (a.shape != want)
+      throw std::runtime_error(name_ + ": " + key + " has shape " + detail::shape_string(a.shape) + ", expected " +
+                               detail::shape_string(want) + " (" + layout + ")");
+    return a.data;
+  }
+  void linear(nn::dense_layer& l, const std::string& prefix, std::size_t n_in, std::size_t n_out,
+              sim::activation act) const {
+    l.n_in = n_in;
+    l.n_out = n_out;
+    l.act = sim::activation_fn{act};
+    l.W = shaped(prefix + ".weight", {n_out, n_in}, "Linear.weight: out, in");
+    l.b = shaped(prefix + ".bias", {n_out}, "Linear.bias");
+  }
+  void norm(nn::layer_norm& ln, const std::string& prefix, std::size_t d) const {
+    ln.gamma = shaped(prefix + ".weight", {d}, "LayerNorm.weight");
+    ln.beta = shaped(prefix + ".bias", {d}, "LayerNorm.bias");
+  }
+
+ private:
+  const std::map<std::string, detail::npy_array>& arrays_;
+  const std::string& name_;
+};
+
+}  // namespace
+
+nn::vit parse_npz_vit(std::span<const std::uint8_t> bytes, const std::string& name, std::size_t heads, double ln_eps) {
+  return detail::naming_file(name, [&] {
+    const std::function<bool(const std::string&)> accept = is_vit_key;
+    const auto arrays = detail::read_npz_named(
+        detail::as_chars(bytes), name, accept,
+        "a vision transformer's .npz holds patch_embed.proj.weight/bias, cls_token, pos_embed, blocks.<b>.{norm1, "
+        "attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}.weight/bias, norm.weight/bias, head.weight/bias only");
+    const npz_vit_reader rd(arrays, name);
+    // the sizes, from the patch embedding, the position embedding, the first block and the head
+    const auto& E = rd.get("patch_embed.proj.weight");
+    if (E.shape.size() != 4 || E.shape[1] != 1 || E.shape[2] != E.shape[3] || E.shape[0] == 0 || E.shape[2] == 0)
+      throw std::runtime_error(name + ": patch_embed.proj.weight has shape " + detail::shape_string(E.shape) +
+                               ", expected (d, 1, patch, patch) (Conv2d.weight on one-channel images)");
+    const std::size_t d = E.shape[0], patch = E.shape[2];
+    const auto& P = rd.get("pos_embed");
+    if (P.shape.size() != 3 || P.shape[0] != 1 || P.shape[2] != d || P.shape[1] < 2)
+      throw std::runtime_error(name + ": pos_embed has shape " + detail::shape_string(P.shape) + ", expected (1, " +
+                               "tokens, " + std::to_string(d) + ") with tokens = 1 + patches");
+    const std::size_t patches = P.shape[1] - 1;
+    std::size_t per = 1;
+    while ((per + 1) * (per + 1) <= patches) ++per;
+    if (per * per != patches)
+      throw std::runtime_error(name + ": pos_embed has " + std::to_string(P.shape[1]) +
+                               " tokens: 1 + patches needs a square number of patches");
+    std::size_t n_blocks = 0;
+    for (const auto& [key, a] : arrays) n_blocks = std::max(n_blocks, static_cast<std::size_t>(vit_block_of(key) + 1));
+    if (n_blocks == 0) throw std::runtime_error(name + ": no array blocks.0.norm1.weight (no transformer block)");
+    const auto& F1 = rd.get("blocks.0.mlp.fc1.weight");
+    const auto& H = rd.get("head.weight");
+    if (F1.shape.size() != 2 || F1.shape[0] == 0)
+      throw std::runtime_error(name + ": blocks.0.mlp.fc1.weight has shape " + detail::shape_string(F1.shape) +
+                               ", expected (hidden, " + std::to_string(d) + ")");
+    if (H.shape.size() != 2 || H.shape[0] == 0)
+      throw std::runtime_error(name + ": head.weight has shape " + detail::shape_string(H.shape) +
+                               ", expected (classes, " + std::to_string(d) + ")");
+    if (heads == 0 || d % heads != 0)
+      throw std::runtime_error(name + ": width d = " + std::to_string(d) + " is not divisible by " +
+                               std::to_string(heads) + " heads");
+    nn::vit net;
+    net.image = per * patch;
+    net.patch = patch;
+    net.d = d;
+    net.heads = heads;
+    net.hidden = F1.shape[0];
+    net.classes = H.shape[0];
+    net.ln_eps = ln_eps;
+    const std::size_t T = net.tokens(), pp = patch * patch;
+    // Conv2d.weight (d, 1, p, p) is the embedding's d x p^2 row-major matrix
+    net.embed.n_in = pp;
+    net.embed.n_out = d;
+    net.embed.act = sim::activation_fn{sim::activation::identity};
+    net.embed.W = rd.shaped("patch_embed.proj.weight", {d, 1, patch, patch}, "Conv2d.weight");
+    net.embed.b = rd.shaped("patch_embed.proj.bias", {d}, "Conv2d.bias");
+    net.cls = rd.shaped("cls_token", {1, 1, d}, "1, 1, d");
+    net.pos = rd.shaped("pos_embed", {1, T, d}, "1, tokens, d");
+    for (std::size_t b = 0; b < n_blocks; ++b) {
+      const std::string pre = "blocks." + std::to_string(b) + ".";
+      nn::vit_block B;
+      rd.norm(B.ln1, pre + "norm1", d);
+      // attn.qkv (3d, d): rows [0, d) q, [d, 2d) k, [2d, 3d) v (timm's reshape to (3, heads, d_head))
+      const auto& W = rd.shaped(pre + "attn.qkv.weight", {3 * d, d}, "Linear.weight: 3 d, d; q, k, v stacked");
+      const auto& bias = rd.shaped(pre + "attn.qkv.bias", {3 * d}, "Linear.bias: 3 d");
+      nn::dense_layer* qkv[3] = {&B.q, &B.k, &B.v};
+      for (std::size_t m = 0; m < 3; ++m) {
+        auto& l = *qkv[m];
+        l.n_in = d;
+        l.n_out = d;
+        l.act = sim::activation_fn{sim::activation::identity};
+        l.W.assign(W.begin() + static_cast<std::ptrdiff_t>(m * d * d),
+                   W.begin() + static_cast<std::ptrdiff_t>((m + 1) * d * d));
+        l.b.assign(bias.begin() + static_cast<std::ptrdiff_t>(m * d),
+                   bias.begin() + static_cast<std::ptrdiff_t>((m + 1) * d));
+      }
+      rd.linear(B.proj, pre + "attn.proj", d, d, sim::activation::identity);
+      rd.norm(B.ln2, pre + "norm2", d);
+      rd.linear(B.fc1, pre + "mlp.fc1", d, net.hidden, sim::activation::gelu);
+      rd.linear(B.fc2, pre + "mlp.fc2", net.hidden, d, sim::activation::identity);
+      net.blocks.push_back(std::move(B));
+    }
+    rd.norm(net.ln_f, "norm", d);
+    rd.linear(net.head, "head", d, net.classes, sim::activation::identity);
+    return detail::validated(std::move(net), name);
+  });
+}
+
+nn::vit import_npz_vit(const std::filesystem::path& file, std::size_t heads, double ln_eps) {
+  const std::string bytes = detail::read_file_capped(file, max_model_file, "an .npz file");
+  return parse_npz_vit(detail::as_bytes(bytes), file.string(), heads, ln_eps);
+}
 
 }  // namespace mpacc::io

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,6 +52,10 @@ struct validate_options {
   mpfr_prec_t precision = 200;                    // reference precision
   reference_inputs ref_inputs = reference_inputs::stored;
   int threads = 0;
+  // vision transformers, validate(vit, data, configs, opt) only: samples per
+  // chunk (0: all at once), and a call after each chunk (samples done, of total)
+  std::size_t chunk = 0;
+  std::function<void(std::size_t, std::size_t)> progress;
 };
 
 // Why a component has no bound ("uncovered"). A non-finite value without one
@@ -132,6 +137,7 @@ struct validation_result {
   reference_inputs ref_inputs = reference_inputs::stored;
   std::size_t inputs_stored = 0, inputs_inexact = 0, inputs_overflow = 0;  // the data rounded to the input format
   double seconds_simulation = 0, seconds_bounds = 0;
+  double seconds_reference = 0;  // vit: the reference pass it used (shared by the configurations that share it)
   [[nodiscard]] const layer_summary& total() const { return layers.back(); }
   [[nodiscard]] std::size_t violations() const;  // deterministic, propagated and per inner product, all layers
 };
@@ -145,6 +151,7 @@ struct reference_data {
   reference_inputs kind = reference_inputs::stored;
   sim::format input_format = sim::formats::binary32;  // the storage format (kind == stored)
   std::optional<sim::format> weights, biases;         // the network's storage formats
+  std::optional<sim::format> act;  // vit: the format of its elementwise parameters (p.act; unset for MLPs and CNNs)
   double seconds = 0;
 };
 // The first `rows` samples of the data as stored in input_format (the
@@ -195,11 +202,29 @@ validation_result validate(const nn::cnn& model, const reference_data& refd, con
 // bound is not propagated (its fields repeat the deterministic one); the
 // per-inner-product probabilistic checks are made. Memory: the reference and
 // the simulated pass of all samples are held, and every component's ratios
-// (5.5 GB measured for 1000 images of the 2-block d-64 ViT).
+// (5.5 GB measured for 1000 images of the 2-block d-64 ViT): the form below
+// on the data set runs in bounded memory.
 reference_data compute_reference(const nn::vit& net, const io::dataset& data, const validate_options& opt,
                                  const nn::precision_config& p);
 validation_result validate(const nn::vit& model, const reference_data& refd, const nn::precision_config& p,
                            const validate_options& opt);
+// The same for the first opt.samples rows of `data` (0: all) and several
+// configurations, in chunks of opt.chunk samples (0: one chunk): per chunk one
+// reference pass per distinct storage of weights, biases, inputs and
+// elementwise parameters (the class token, position embedding and layer-norm
+// parameters are stored in p.act, so the activation format is part of it; shared
+// by the configurations with that storage), the simulated pass from the
+// chunk's first sample (the bits of one run), the bounds; only the per-layer
+// statistics are kept between chunks. Counts, violations, uncovered
+// components, maxima and the CSV rows do not depend on the chunk size. The
+// tightness quantiles come from exact histograms with buckets of relative
+// width 2^-10 (log_histogram in validate_internal.hpp): each is within 2^-11
+// relative of the exact quantile (the max and 0 exactly); the rank correlation
+// is computed on a pseudo-random sample of at most 50,000 pairs per layer (the
+// pairs with the smallest hashes of their component's index), spearman_n
+// being the sample's size. The results do not depend on opt.chunk.
+std::vector<validation_result> validate(const nn::vit& model, const io::dataset& data,
+                                        const std::vector<nn::precision_config>& configs, const validate_options& opt);
 
 // Writes <dir>/components.csv, <dir>/summary.json (with `manifest` merged in
 // as "manifest") and the plots (PNG + .gp + data) of one configuration;

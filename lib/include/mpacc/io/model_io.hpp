@@ -106,4 +106,29 @@ nn::vit parse_vit(std::span<const std::uint8_t> data, const std::string& name, s
 // Whether `file` is a version-3 (vision transformer) model file.
 bool is_vit_model(const std::filesystem::path& file);
 
+// Imports a vision transformer from an .npz file holding the state_dict of
+// timm's VisionTransformer on one-channel images (class token, learned
+// position embedding, pre-norm blocks with a fused qkv projection, exact
+// GELU, the head on the class token; docs/attention.md, ".npz import"):
+// patch_embed.proj.weight (d, 1, p, p) and .bias (d); cls_token (1, 1, d);
+// pos_embed (1, 1 + patches, d); per block b = 0, 1, ...:
+// blocks.b.norm1.weight/.bias (d), blocks.b.attn.qkv.weight (3d, d) and .bias
+// (3d) (rows q, then k, then v), blocks.b.attn.proj.weight (d, d)/.bias,
+// blocks.b.norm2.weight/.bias, blocks.b.mlp.fc1.weight (hidden, d)/.bias,
+// blocks.b.mlp.fc2.weight (d, hidden)/.bias; norm.weight/.bias (d);
+// head.weight (classes, d)/.bias. The sizes are inferred from the arrays
+// (d, patch, tokens, blocks, hidden, classes; the image side is patch times
+// the square root of the patch count); the number of heads and the layer
+// norms' epsilon (timm's default 1e-6) are not in the state_dict and are
+// given. The archive is read as import_npz reads one (float32 or float64
+// members, the same checks), every array must be one of these names, and
+// each problem is one std::runtime_error line naming the file and the array:
+// a missing array, an unexpected one, a shape that differs from the inferred
+// architecture, a non-finite value (nn::vit::validate's message), heads that
+// do not divide d.
+nn::vit import_npz_vit(const std::filesystem::path& file, std::size_t heads, double ln_eps = 1e-6);
+// The same on bytes in memory; `name` stands for the file in messages.
+nn::vit parse_npz_vit(std::span<const std::uint8_t> bytes, const std::string& name, std::size_t heads,
+                      double ln_eps = 1e-6);
+
 }  // namespace mpacc::io
