@@ -663,6 +663,7 @@ TEST_CASE("npz vit: a round trip through timm's state_dict names gives the same 
     }
     CHECK(same_bits(got.ln_f.gamma, net.ln_f.gamma));
     CHECK(same_bits(got.head.W, net.head.W));
+#ifndef MPACC_IO_ONLY  // the fuzz preset's test_io_hardening_asan has no layer kernels
     // the same simulated logits, bit for bit
     std::vector<double> X(3 * net.inputs());
     for (std::size_t i = 0; i < X.size(); ++i) X[i] = static_cast<double>((i * 37) % 11) / 7.0;
@@ -670,6 +671,7 @@ TEST_CASE("npz vit: a round trip through timm's state_dict names gives the same 
     const auto a = nn::simulate(net, {X.data(), 3, net.inputs()}, p, 1);
     const auto c = nn::simulate(got, {X.data(), 3, net.inputs()}, p, 1);
     CHECK(same_bits(a.layers.back().y, c.layers.back().y));
+#endif
   }
   fs::remove_all(dir);
 }
