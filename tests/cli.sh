@@ -298,6 +298,8 @@ PY
   expect_error "eval: --npz-arch vit without heads" "is not vit:HEADS[:EPS]" "" \
     eval --model "$cnndir/vit.npz" --npz-arch vit --data "$cnndir"
 fi
+expect_status "validate: a negative --chunk" 2 "--chunk: Value -3 not in range" \
+  "$MPACC" validate --model "$cnndir/vit.mpnn" --data "$cnndir" --chunk -3
 rm -rf "$cnndir"
 
 # sweeps: configuration errors name the file and the key

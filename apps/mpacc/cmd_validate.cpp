@@ -331,7 +331,8 @@ command add_validate_command(CLI::App& app) {
   sub->add_option("--chunk", o->chunk,
                   "vision transformers: images per chunk (reference, simulated pass and bounds; only the\n"
                   "statistics are kept between chunks; 0: all at once)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{100000000}));
   sub->add_option("--out", o->out, "output folder")->capture_default_str();
   sub->add_flag("--no-plots", o->no_plots, "skip the gnuplot figures");
   sub->add_option("--data", o->data, "data folder (default: $MPACC_DATA or ./data)");
