@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <random>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
@@ -210,6 +211,34 @@ TEST_CASE("kprime recomputes ReLU units at v = 0; kprime-companion also keeps ne
   CHECK(mask("kappa").first[0] == 1);
   CHECK(mask("kappa").first[1] == 0);
   CHECK(mask("kappa-norm").first[0] == 1);
+}
+
+TEST_CASE("quantiles_of equals the nearest ranks of the sorted values", "[analysis][algorithm1]") {
+  // quantiles_of selects its three ranks in stages; sorting is the definition
+  std::mt19937_64 g(7);
+  for (std::size_t n : {1, 2, 3, 7, 10, 99, 100, 101, 1000, 4097}) {
+    for (int rep = 0; rep < 4; ++rep) {
+      std::vector<double> v(n);
+      // few distinct values in some repetitions (ties), NaN and inf in others
+      for (auto& x : v) x = rep == 1 ? static_cast<double>(g() % 3) : std::ldexp(static_cast<double>(g() % 1000), -5);
+      if (rep == 2) v[g() % n] = std::nan("");
+      if (rep == 3) v[g() % n] = std::numeric_limits<double>::infinity();
+      std::vector<double> sorted = v;
+      for (auto& x : sorted)
+        if (std::isnan(x)) x = std::numeric_limits<double>::infinity();
+      std::sort(sorted.begin(), sorted.end());
+      auto at = [&](double p) {
+        const auto r = static_cast<std::size_t>(std::ceil(p * static_cast<double>(n)));
+        return sorted[std::min(n - 1, r == 0 ? 0 : r - 1)];
+      };
+      const auto q = analysis::quantiles_of(v);
+      CAPTURE(n, rep);
+      CHECK(q.q50 == at(0.5));
+      CHECK(q.q90 == at(0.9));
+      CHECK(q.q99 == at(0.99));
+      CHECK(q.max == sorted.back());
+    }
+  }
 }
 
 TEST_CASE("metrics on hand-computed cases", "[analysis][algorithm1]") {

@@ -82,12 +82,23 @@ using namespace detail;
 
 namespace {
 
+fs::path model_file(const sweep_config& c, const network_spec& n) {
+  return c.models_dir / (network_name(n) + "-e" + std::to_string(c.epochs) + "-l" + std::to_string(c.train_limit) +
+                         "-s" + std::to_string(c.seed) + ".mpnn");
+}
+
+// The network of n: its model file, the cached one, or trained and cached.
+// Training runs OpenBLAS on one thread: its results then do not depend on
+// the machine's core count (OpenBLAS splits a product differently with more
+// threads, and the weights differ in the last bits), and on 2 cores two
+// networks trained side by side (train_missing) take half the time that one
+// 2-thread training at a time took (the small products of a 64-image batch
+// keep the second thread mostly waiting).
 nn::mlp obtain_network(const sweep_config& c, const network_spec& n, const fs::path& data_dir) {
   const auto act = sim::activation_fn{sim::parse_activation(n.act), 0.01};
   if (!n.model.empty()) return io::load_any(n.model, act);
   fs::create_directories(c.models_dir);
-  const fs::path file = c.models_dir / (network_name(n) + "-e" + std::to_string(c.epochs) + "-l" +
-                                        std::to_string(c.train_limit) + "-s" + std::to_string(c.seed) + ".mpnn");
+  const fs::path file = model_file(c, n);
   if (fs::exists(file)) return io::load_model(file);
   const auto train_set = io::load_dataset(data_dir, n.dataset, true, c.train_limit);
   train::train_options opt;
@@ -95,7 +106,7 @@ nn::mlp obtain_network(const sweep_config& c, const network_spec& n, const fs::p
   opt.batch = c.batch;
   opt.seed = c.seed;
   opt.lr = n.dataset == "fashion-mnist" ? 0.01 : 0.05;  // docs/networks.md
-  opt.threads = c.threads;
+  opt.threads = 1;
   std::fprintf(stderr, "training %s (%zu epochs on %zu images)...\n", network_name(n).c_str(), c.epochs,
                train_set.rows);
   std::vector<std::size_t> shape = {train_set.cols};
@@ -104,6 +115,29 @@ nn::mlp obtain_network(const sweep_config& c, const network_spec& n, const fs::p
   auto net = train::fit(shape, act, train_set, opt);
   io::save_model(net, file, nlohmann::json{{"dataset", n.dataset}, {"act", n.act}}.dump());
   return net;
+}
+
+// Trains the networks of `which` that have no model file yet, as many side by
+// side as the sweep has threads (each on one thread: obtain_network).
+void train_missing(const sweep_config& c, const std::vector<std::size_t>& which, const fs::path& data_dir) {
+  std::vector<std::size_t> missing;
+  for (std::size_t i : which)
+    if (c.networks[i].model.empty() && !fs::exists(model_file(c, c.networks[i]))) missing.push_back(i);
+  if (missing.size() < 2) return;  // one (or none): trained when first used
+  fs::create_directories(c.models_dir);
+  const int workers = std::min(sim::thread_count(c.threads), static_cast<int>(missing.size()));
+  const auto n = static_cast<std::ptrdiff_t>(missing.size());
+  std::string error;
+#pragma omp parallel for num_threads(workers) schedule(dynamic)
+  for (std::ptrdiff_t q = 0; q < n; ++q) {
+    try {
+      (void)obtain_network(c, c.networks[missing[static_cast<std::size_t>(q)]], data_dir);
+    } catch (const std::exception& ex) {
+#pragma omp critical(mpacc_train_error)
+      if (error.empty()) error = ex.what();
+    }
+  }
+  if (!error.empty()) throw std::runtime_error(error);
 }
 
 // What a shard's rows depend on: the configuration without where files go.
@@ -194,6 +228,12 @@ void run_sweep(const sweep_config& c, std::size_t shard, std::size_t shards) {
   std::map<std::size_t, std::vector<std::vector<double>>> references;  // per network: the reference pass
   std::vector<std::size_t> mine;
   for (std::size_t j = shard; j < all.size(); j += shards) mine.push_back(j);
+  {
+    std::vector<std::size_t> used;
+    for (std::size_t j : mine)
+      if (std::find(used.begin(), used.end(), all[j].network) == used.end()) used.push_back(all[j].network);
+    train_missing(c, used, data_dir);
+  }
   std::size_t done = 0;
   // the jobs of one (network, order) share a runner; its threshold jobs run
   // in parallel (one thread each) once the runner's shared results exist

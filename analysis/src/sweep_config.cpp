@@ -72,7 +72,7 @@ sweep_config reproduce_config(bool full) {
   c.baselines = full
                     ? std::vector<std::string>{"random-active", "oracle-local", "oracle-gain", "smallest", "oracle-pre"}
                     : std::vector<std::string>{"random-active", "oracle-local"};
-  c.seeds = 3;
+  c.seeds = 5;
   c.orders = {{sim::order::kind::blocked, 8}, {sim::order::kind::recursive, 8}};
   // the recursive order: its uniform strategies (quick), and kprime-companion (full)
   c.order_indicators["recursive"] = full ? std::vector<std::string>{"kprime-companion"} : std::vector<std::string>{};

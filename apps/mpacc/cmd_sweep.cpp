@@ -107,9 +107,9 @@ command add_reproduce_command(CLI::App& app) {
       "intervals,\n"
       "McNemar tests), componentwise errors and two cost models; prints its conclusions and writes report.md and\n"
       "figures. --quick (default, a few minutes): MNIST ReLU and tanh MLPs trained 2 epochs on 20,000 images,\n"
-      "kprime-companion and kappa-norm at tau in {1, 0.5, 0.3, 0.1, 0.01}, random-active (3 seeds) and the local\n"
+      "kprime-companion and kappa-norm at tau in {1, 0.5, 0.3, 0.1, 0.01}, random-active (5 seeds) and the local\n"
       "oracle, blocked:8 (and recursive for the uniform strategies). --full: MNIST and Fashion-MNIST (10 epochs),\n"
-      "kprime-companion, kappa-norm (and kappa on MNIST), random-active (3 seeds), the oracles and smallest-|v|,\n"
+      "kprime-companion, kappa-norm (and kappa on MNIST), random-active (5 seeds), the oracles and smallest-|v|,\n"
       "both orders; and MNIST MLPs with 2, 4 and 6 hidden layers of 128. Networks are cached in results/models.");
   sub->add_flag("--quick", o->quick, "the quick experiment (default)");
   sub->add_flag("--full", o->full, "the full experiment");

@@ -277,7 +277,10 @@ forward_result reference_engine::forward(sim::matrix_view X, const reference_opt
 namespace {
 
 // One layer of the binary64 tier for up to kFastGroup samples, 8 output
-// components at a time (Wt: n_in x ldw, column i = row i of W) so the Dot2
+// components at a time (Wt: W^T in strips of 8 components, strip i0 / 8 holding
+// n_in rows of 8 values contiguously, so that a strip streams from memory
+// in order: the layout of one array of n_in x ldw values, column i = row i of
+// W, read with a stride of ldw values missed the cache on every row) so the Dot2
 // recurrences of the 8 components run side by side in SIMD lanes, and each
 // strip of W^T read from memory serves every sample of the group (one sample
 // at a time streamed the whole W per sample). Sample r's arithmetic is the same
@@ -292,16 +295,16 @@ constexpr std::size_t kFastGroup = 4;
 #else
 #define MPACC_FAST_LAYER_CLONES
 #endif
-MPACC_FAST_LAYER_CLONES void fast_layer(const double* Wt, std::size_t ldw, const double* bias, std::size_t n_in,
-                                        std::size_t n_out, std::size_t ns, const double* const* in,
-                                        const double* const* in_bound, double* const* v, double* const* vb) {
+MPACC_FAST_LAYER_CLONES void fast_layer(const double* Wt, const double* bias, std::size_t n_in, std::size_t n_out,
+                                        std::size_t ns, const double* const* in, const double* const* in_bound,
+                                        double* const* v, double* const* vb) {
   const double n1 = static_cast<double>(n_in + 1);
   const double g = n1 * kU / (1 - n1 * kU);
   const double infl = 1 + 2 * (n1 + 2) * kU;
   for (std::size_t i0 = 0; i0 < n_out; i0 += 8) {
     double p[kFastGroup][8] = {}, c[kFastGroup][8] = {}, absum[kFastGroup][8] = {}, prop[kFastGroup][8] = {};
     for (std::size_t j = 0; j < n_in; ++j) {
-      const double* w = Wt + j * ldw + i0;
+      const double* w = Wt + i0 * n_in + j * 8;
       for (std::size_t r = 0; r < kFastGroup; ++r) {
         if (r >= ns) break;
         const double xj = in[r][j], bj = in_bound[r][j];
@@ -350,7 +353,7 @@ forward_result fast_forward(const mlp& net, sim::matrix_view X, int threads) {
     const std::size_t ld = (l.n_out + 7) / 8 * 8;
     std::vector<double> t(l.n_in * ld, 0.0), b(ld, 0.0);
     for (std::size_t i = 0; i < l.n_out; ++i) {
-      for (std::size_t j = 0; j < l.n_in; ++j) t[j * ld + i] = l.row(i)[j];
+      for (std::size_t j = 0; j < l.n_in; ++j) t[(i / 8) * 8 * l.n_in + j * 8 + i % 8] = l.row(i)[j];
       b[i] = l.b[i];
     }
     Wt.push_back(std::move(t));
@@ -384,7 +387,7 @@ forward_result fast_forward(const mlp& net, sim::matrix_view X, int threads) {
         vp[q] = v[q].data();
         vbp[q] = vb[q].data();
       }
-      fast_layer(Wt[k].data(), ldw[k], B[k].data(), layer.n_in, layer.n_out, ns, inp, inb, vp, vbp);
+      fast_layer(Wt[k].data(), B[k].data(), layer.n_in, layer.n_out, ns, inp, inb, vp, vbp);
       const double L = sim::lipschitz(layer.act);
       const auto kind = layer.act.kind;
       for (std::size_t q = 0; q < ns; ++q) {

@@ -83,9 +83,9 @@ struct sweep_config {
 // The experiment (docs/experiments.md). quick: MNIST ReLU and tanh trained 2
 // epochs on 20,000 images, all 10,000 test images, kprime-companion and
 // kappa-norm at tau in {1, 0.5, 0.3, 0.1, 0.01} with blocked:8, random-active
-// (3 seeds) and the local oracle; the recursive order's uniform strategies. full: the four networks (MNIST and
+// (5 seeds) and the local oracle; the recursive order's uniform strategies. full: the four networks (MNIST and
 // Fashion-MNIST, ReLU and tanh, 10 epochs) with kprime-companion, kappa-norm
-// (and kappa on MNIST), random-active (3 seeds), the three oracles and
+// (and kappa on MNIST), random-active (5 seeds), the three oracles and
 // smallest-|v|, both orders (recursive: kprime-companion); and MNIST MLPs with
 // 2, 4 and 6 hidden layers of 128 (kprime-companion).
 sweep_config reproduce_config(bool full);
