@@ -295,6 +295,58 @@ TEST_CASE("the saturation switch changes a pass only where a value saturates", "
   CHECK(saturated > 0);
 }
 
+TEST_CASE("networks trained by a sweep do not depend on how many are trained at once", "[analysis][algorithm1]") {
+  // two networks missing: trained side by side (train_missing); then one of them
+  // alone, as a sweep with one thread trains it: the same file, byte for byte
+  const fs::path dir = fs::temp_directory_path() / ("mpacc_train_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "data" / "mnist");
+  auto write_set = [&](const std::string& prefix, int n, std::uint64_t seed) {
+    std::ofstream img(dir / "data" / "mnist" / (prefix + "-images-idx3-ubyte"), std::ios::binary);
+    const unsigned char hdr[] = {0, 0, 8, 3, 0, 0, 0, static_cast<unsigned char>(n), 0, 0, 0, 4, 0, 0, 0, 4};
+    img.write(reinterpret_cast<const char*>(hdr), sizeof hdr);
+    sim::random_stream rng(seed);
+    for (int k = 0; k < n * 16; ++k) img.put(static_cast<char>(rng() & 0xff));
+    std::ofstream lab(dir / "data" / "mnist" / (prefix + "-labels-idx1-ubyte"), std::ios::binary);
+    const unsigned char lh[] = {0, 0, 8, 1, 0, 0, 0, static_cast<unsigned char>(n)};
+    lab.write(reinterpret_cast<const char*>(lh), sizeof lh);
+    for (int k = 0; k < n; ++k) lab.put(static_cast<char>(k % 10));
+  };
+  write_set("train", 100, 3);
+  write_set("t10k", 20, 4);
+  analysis::sweep_config c;
+  c.networks = {{"mnist", "relu", "", {12}, {}, "", {}}, {"mnist", "tanh", "", {10, 6}, {}, "", {}}};
+  c.samples = 0;
+  c.taus = {0.5};
+  c.indicators = {"kprime-companion"};
+  c.baselines = {};
+  c.orders = {{sim::order::kind::blocked, 8}};
+  c.epochs = 2;
+  c.train_limit = 0;
+  c.data_dir = dir / "data";
+  c.models_dir = dir / "models";
+  c.diagnostics = false;
+  c.threads = 2;
+  c.out = dir / "both";
+  analysis::run_sweep(c, 0, 1);
+  auto bytes = [](const fs::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir / "models")) files.push_back(e.path());
+  REQUIRE(files.size() == 2);
+  for (const auto& f : files) {
+    const std::string side_by_side = bytes(f);
+    fs::remove(f);
+    c.threads = 1;
+    c.out = dir / "alone";
+    analysis::run_sweep(c, 0, 1);
+    CAPTURE(f.string());
+    CHECK(bytes(f) == side_by_side);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("sweeps are deterministic and independent of the shard count", "[analysis][algorithm1]") {
   // a tiny data set on disk and a model file
   const fs::path dir = fs::temp_directory_path() / ("mpacc_sweep_" + std::to_string(::getpid()));
