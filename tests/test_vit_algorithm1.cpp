@@ -19,38 +19,15 @@
 #include "mpacc/sim/row_ops.hpp"
 #include "mpacc/train/vit.hpp"
 #include "support.hpp"
+#include "vit_support.hpp"
 
 using namespace mpacc;
 
 namespace {
 
-// A tiny vit (8x8 images, 4x4 patches: 5 tokens, d 8, 2 heads, MLP 6) with
-// every parameter uniform in +-mag (layer-norm gains around 1).
-nn::vit tiny(std::uint64_t seed, double mag = 0.6) {
-  auto net = nn::make_vit(2, 8, 2, 6, 10, 8, 4);
-  sim::random_stream rng(seed);
-  auto fill = [&](std::vector<double>& v, double centre) {
-    for (auto& x : v) x = centre + (rng.uniform() * 2 - 1) * mag;
-  };
-  auto lin = [&](nn::dense_layer& l) {
-    fill(l.W, 0);
-    fill(l.b, 0);
-  };
-  lin(net.embed);
-  fill(net.cls, 0);
-  fill(net.pos, 0);
-  for (auto& b : net.blocks) {
-    for (auto* l : {&b.q, &b.k, &b.v, &b.proj, &b.fc1, &b.fc2}) lin(*l);
-    fill(b.ln1.gamma, 1);
-    fill(b.ln1.beta, 0);
-    fill(b.ln2.gamma, 1);
-    fill(b.ln2.beta, 0);
-  }
-  fill(net.ln_f.gamma, 1);
-  fill(net.ln_f.beta, 0);
-  lin(net.head);
-  return net;
-}
+// A tiny vit (8x8 images, 4x4 patches: 5 tokens, d 8, 2 heads, MLP 6, 10
+// classes) with every parameter uniform in +-mag (layer-norm gains around 1).
+nn::vit tiny(std::uint64_t seed, double mag = 0.6) { return test::random_vit(seed, 2, mag, 8, 2, 6, 10); }
 
 io::dataset images(std::size_t n, std::uint64_t seed) {
   io::dataset d;

@@ -21,6 +21,7 @@
 #include "mpacc/nn/vit_reference.hpp"
 #include "mpacc/ref/mpfr.hpp"
 #include "mpacc/sim/random.hpp"
+#include "vit_support.hpp"
 #include "../analysis/src/validate_internal.hpp"  // log_histogram (not installed)
 
 using namespace mpacc;
@@ -28,34 +29,7 @@ using ref::mpfr_float;
 
 namespace {
 
-// A tiny vit (image 8, patch 4: 5 tokens; d, heads, hidden as given) with
-// every parameter uniform in +-mag (layer-norm gains 1 +- mag).
-nn::vit random_vit(std::uint64_t seed, std::size_t blocks, double mag, std::size_t d = 8, std::size_t heads = 2,
-                   std::size_t hidden = 6, std::size_t classes = 4) {
-  auto net = nn::make_vit(blocks, d, heads, hidden, classes, 8, 4);
-  sim::random_stream rng(seed);
-  auto fill = [&](std::vector<double>& v, double center) {
-    for (auto& x : v) x = center + (rng.uniform() * 2 - 1) * mag;
-  };
-  auto lin = [&](nn::dense_layer& l) {
-    fill(l.W, 0);
-    fill(l.b, 0);
-  };
-  lin(net.embed);
-  fill(net.cls, 0);
-  fill(net.pos, 0);
-  for (auto& b : net.blocks) {
-    for (auto* l : {&b.q, &b.k, &b.v, &b.proj, &b.fc1, &b.fc2}) lin(*l);
-    fill(b.ln1.gamma, 1);
-    fill(b.ln1.beta, 0);
-    fill(b.ln2.gamma, 1);
-    fill(b.ln2.beta, 0);
-  }
-  fill(net.ln_f.gamma, 1);
-  fill(net.ln_f.beta, 0);
-  lin(net.head);
-  return net;
-}
+using test::random_vit;
 
 std::vector<double> random_images(std::size_t n, std::size_t pixels, std::uint64_t seed) {
   sim::random_stream rng(seed);
