@@ -15,8 +15,8 @@ namespace mpacc::test {
 // A tiny vit (image 8, patch 4: 5 tokens; d, heads, hidden, classes as given)
 // with every parameter uniform in +-mag (layer-norm gains 1 +- mag), drawn in
 // a fixed order from the seed.
-inline nn::vit random_vit(std::uint64_t seed, std::size_t blocks, double mag, std::size_t d = 8,
-                          std::size_t heads = 2, std::size_t hidden = 6, std::size_t classes = 4) {
+inline nn::vit random_vit(std::uint64_t seed, std::size_t blocks, double mag, std::size_t d = 8, std::size_t heads = 2,
+                          std::size_t hidden = 6, std::size_t classes = 4) {
   auto net = nn::make_vit(blocks, d, heads, hidden, classes, 8, 4);
   sim::random_stream rng(seed);
   auto fill = [&](std::vector<double>& v, double center) {

@@ -61,18 +61,9 @@ int run(const network_sweep::options& o) {
     baselines.push_back(option_value("--baselines", [&] { return analysis::parse_baseline(b); }));
   for (const auto& ind : o.indicators) option_value("--indicators", [&] { return analysis::find_indicator(ind); });
   const auto net = io::load_cnn(o.model);
-  const std::filesystem::path data_dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
-  const auto test = io::load_dataset(data_dir, o.dataset, false, o.samples);
   ns::table tb;
-  tb.name = ns::network_name(o);
-  tb.order = sim::to_string(cfg.precision.order);
-  analysis::ensure_writable_dir(o.out);
-  const auto t0 = std::chrono::steady_clock::now();
-  const analysis::cnn_mixed_runner R(net, test, o.samples, cfg, o.threads);
-  std::printf("%s: %zu test images, %s, high %s; reference pass %.1f s, reference accuracy %.2f %%\n\n",
-              tb.name.c_str(), R.samples(), cfg.precision.to_string().c_str(), sim::to_string(cfg.high).c_str(),
-              ns::seconds_since(t0), 100 * R.reference_accuracy());
-  ns::print_header();
+  std::chrono::steady_clock::time_point t0;
+  const auto R = ns::start_run<analysis::cnn_mixed_runner>(net, o, cfg, "reference pass", tb, t0);
   const auto low = ns::uniform_runs(R, tb);
   ns::threshold_runs(R, o, baselines, low, tb);
   const double wall = ns::seconds_since(t0);

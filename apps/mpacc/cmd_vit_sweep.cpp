@@ -113,18 +113,9 @@ int run(const vit_sweep_cli& o) {
   if (!io::is_vit_model(o.model))
     throw usage_error("--model: " + o.model + " is not a vision-transformer model file (mpacc train --arch vit)");
   const auto net = io::load_vit(o.model);
-  const std::filesystem::path data_dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
-  const auto test = io::load_dataset(data_dir, o.dataset, false, o.samples);
   ns::table tb;
-  tb.name = ns::network_name(o);
-  tb.order = sim::to_string(cfg.precision.order);
-  analysis::ensure_writable_dir(o.out);
-  const auto t0 = std::chrono::steady_clock::now();
-  const analysis::vit_mixed_runner R(net, test, o.samples, cfg, o.threads);
-  std::printf("%s: %zu test images, %s, high %s; reference pass (binary64) %.1f s, reference accuracy %.2f %%\n\n",
-              tb.name.c_str(), R.samples(), cfg.precision.to_string().c_str(), sim::to_string(cfg.high).c_str(),
-              ns::seconds_since(t0), 100 * R.reference_accuracy());
-  ns::print_header();
+  std::chrono::steady_clock::time_point t0;
+  const auto R = ns::start_run<analysis::vit_mixed_runner>(net, o, cfg, "reference pass (binary64)", tb, t0);
   const auto low = ns::uniform_runs(R, tb);
   // one layer kind (group) in high, the rest low: in results.csv and the table, reported
   // in their own section of report.md (not in the cost-error figures)

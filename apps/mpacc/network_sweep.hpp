@@ -134,6 +134,27 @@ struct table {
   }
 };
 
+// The start of a run: the test images, the table's name and order, the output
+// folder checked, the runner built (its reference pass timed from t0), the
+// run's first line and the table's header printed. `reference` names the
+// reference pass in that line.
+template <class Runner, class Net>
+Runner start_run(const Net& net, const options& o, const analysis::mixed_config& cfg, const char* reference, table& tb,
+                 std::chrono::steady_clock::time_point& t0) {
+  const std::filesystem::path data_dir = o.data.empty() ? io::default_data_dir() : std::filesystem::path(o.data);
+  const auto test = io::load_dataset(data_dir, o.dataset, false, o.samples);
+  tb.name = network_name(o);
+  tb.order = sim::to_string(cfg.precision.order);
+  analysis::ensure_writable_dir(o.out);
+  t0 = std::chrono::steady_clock::now();
+  Runner R(net, test, o.samples, cfg, o.threads);
+  std::printf("%s: %zu test images, %s, high %s; %s %.1f s, reference accuracy %.2f %%\n\n", tb.name.c_str(),
+              R.samples(), cfg.precision.to_string().c_str(), sim::to_string(cfg.high).c_str(), reference,
+              seconds_since(t0), 100 * R.reference_accuracy());
+  print_header();
+  return R;
+}
+
 // Uniform low and high (McNemar against low) and the reference pass's row (as
 // mpacc sweep's "exact"); returns uniform low's result.
 template <class Runner>
