@@ -214,13 +214,19 @@ TEST_CASE("kprime recomputes ReLU units at v = 0; kprime-companion also keeps ne
 }
 
 TEST_CASE("quantiles_of equals the nearest ranks of the sorted values", "[analysis][algorithm1]") {
-  // quantiles_of selects its three ranks in stages; sorting is the definition
+  // quantiles_of selects its three ranks in stages (below 65,536 values) or
+  // through a histogram of the values' top bits; sorting is the definition
   std::mt19937_64 g(7);
-  for (std::size_t n : {1, 2, 3, 7, 10, 99, 100, 101, 1000, 4097}) {
-    for (int rep = 0; rep < 4; ++rep) {
+  for (std::size_t n : {1, 2, 3, 7, 10, 99, 100, 101, 1000, 4097, 65535, 65536, 300001}) {
+    for (int rep = 0; rep < 5; ++rep) {
       std::vector<double> v(n);
-      // few distinct values in some repetitions (ties), NaN and inf in others
-      for (auto& x : v) x = rep == 1 ? static_cast<double>(g() % 3) : std::ldexp(static_cast<double>(g() % 1000), -5);
+      // few distinct values in some repetitions (ties), NaN and inf in others,
+      // negative values and zeros of both signs in the last
+      for (auto& x : v)
+        x = rep == 1   ? static_cast<double>(g() % 3)
+            : rep == 4 ? std::ldexp(static_cast<double>(static_cast<int>(g() % 2001) - 1000), -7)
+                       : std::ldexp(static_cast<double>(g() % 1000), -5);
+      if (rep == 4) v[g() % n] = -0.0;
       if (rep == 2) v[g() % n] = std::nan("");
       if (rep == 3) v[g() % n] = std::numeric_limits<double>::infinity();
       std::vector<double> sorted = v;

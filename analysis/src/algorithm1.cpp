@@ -2,6 +2,7 @@
 #include "mpacc/analysis/algorithm1.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -164,33 +165,76 @@ double nearest_rank(std::vector<double>& v, double p) {
   return std::isnan(v[k]) ? std::numeric_limits<double>::infinity() : v[k];
 }
 
+namespace {
+
+// A key whose unsigned order is the order of the doubles (no NaN): the sign
+// bit flipped for positive values, every bit for negative ones.
+std::uint64_t order_key(double x) noexcept {
+  const auto b = std::bit_cast<std::uint64_t>(x);
+  return (b >> 63) != 0 ? ~b : b | 0x8000000000000000ULL;
+}
+
+}  // namespace
+
 quantiles quantiles_of(std::vector<double>& v) {
   quantiles q;
   q.n = v.size();
   if (v.empty()) return q;
   for (auto& x : v)
     if (std::isnan(x)) x = std::numeric_limits<double>::infinity();
-  // nearest ranks k50 <= k90 <= k99, each selected within the part of v that
-  // the previous selection left above it (the values are those of
-  // nearest_rank on all of v: a rank's value does not depend on the order
-  // of the others), so the three selections cost about 1.6 n, not 3 n
   const std::size_t n = v.size();
   auto rank_of = [n](double p) {
     const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(n)));
     return std::min(n - 1, rank == 0 ? 0 : rank - 1);
   };
-  std::size_t from = 0;
-  auto select = [&](double p) {
-    const std::size_t k = rank_of(p);
-    std::nth_element(v.begin() + static_cast<std::ptrdiff_t>(from), v.begin() + static_cast<std::ptrdiff_t>(k),
-                     v.end());
-    from = k;
-    return v[k];
-  };
-  q.q50 = select(0.5);
-  q.q90 = select(0.9);
-  q.q99 = select(0.99);
-  q.max = *std::max_element(v.begin() + static_cast<std::ptrdiff_t>(from), v.end());
+  const std::size_t ks[3] = {rank_of(0.5), rank_of(0.9), rank_of(0.99)};  // nearest ranks, ascending
+  double* const out[3] = {&q.q50, &q.q90, &q.q99};
+  if (n < (std::size_t{1} << 16)) {
+    // each rank selected within the part of v that the previous selection
+    // left above it (a rank's value does not depend on the order of the
+    // others): about 1.6 n instead of 3 n
+    std::size_t from = 0;
+    for (int t = 0; t < 3; ++t) {
+      std::nth_element(v.begin() + static_cast<std::ptrdiff_t>(from), v.begin() + static_cast<std::ptrdiff_t>(ks[t]),
+                       v.end());
+      from = ks[t];
+      *out[t] = v[ks[t]];
+    }
+    q.max = *std::max_element(v.begin() + static_cast<std::ptrdiff_t>(from), v.end());
+    return q;
+  }
+  // Many values (a sweep's hidden outputs: millions per run): a histogram of
+  // the keys' top 16 bits (sign, exponent, 4 fraction bits) finds the bucket
+  // of each rank; only those buckets' values are then selected among
+  std::vector<std::size_t> hist(std::size_t{1} << 16, 0);
+  q.max = v[0];
+  for (const double x : v) {
+    ++hist[order_key(x) >> 48];
+    q.max = std::max(q.max, x);
+  }
+  std::size_t bucket[3] = {}, within[3] = {};
+  std::size_t cum = 0;
+  int t = 0;
+  for (std::size_t b = 0; b < hist.size() && t < 3; cum += hist[b], ++b)
+    for (; t < 3 && ks[t] < cum + hist[b]; ++t) {
+      bucket[t] = b;
+      within[t] = ks[t] - cum;
+    }
+  std::vector<double> part[3];  // part[t]: bucket[t]'s values, unless an earlier rank's bucket is the same
+  for (int r = 0; r < 3; ++r)
+    if (r == 0 || bucket[r] != bucket[r - 1]) part[r].reserve(hist[bucket[r]]);
+  for (const double x : v) {
+    const std::size_t b = order_key(x) >> 48;
+    for (int r = 0; r < 3; ++r)
+      if (b == bucket[r] && (r == 0 || bucket[r] != bucket[r - 1])) part[r].push_back(x);
+  }
+  for (int r = 0; r < 3; ++r) {
+    int owner = r;
+    while (owner > 0 && bucket[owner - 1] == bucket[r]) --owner;
+    auto& p = part[owner];
+    std::nth_element(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(within[r]), p.end());
+    *out[r] = p[within[r]];
+  }
   return q;
 }
 
