@@ -109,6 +109,10 @@ struct block_task {
 // 16 output components for up to 4 samples.
 struct alignas(64) lane_formats32 {
   std::int32_t shift[16], cmin[16], thr_nosub[16], c_nosub[16], min_normal[16], screen[16];
+  // shift, cmin and c_nosub for the constant 1.5 c (the encodings with the
+  // significand's top bit set), used unsigned in the modes whose rounding does
+  // not depend on the sign of c (see b32::round32)
+  std::int32_t shift15[16], cmin15[16], c_nosub15[16];
   float max[16];
   std::uint16_t has_inf = 0;  // lane bit set: the format has infinities
 };
@@ -120,6 +124,9 @@ void fill_lane32(lane_formats32& L, int lane, const format& f) {
   L.cmin[lane] = pow2_bits32(f.emin - f.p + 24);
   L.thr_nosub[lane] = f.subnormals ? 0 : pow2_bits32(f.emin);
   L.c_nosub[lane] = pow2_bits32(f.emin + 23);
+  L.shift15[lane] = L.shift[lane] + (1 << 22);
+  L.cmin15[lane] = L.cmin[lane] | (1 << 22);
+  L.c_nosub15[lane] = L.c_nosub[lane] | (1 << 22);
   L.min_normal[lane] = pow2_bits32(f.emin);
   L.screen[lane] = pow2_bits32(std::ilogb(f.max_finite));
   L.max[lane] = static_cast<float>(f.max_finite);  // exact: p <= 22, emax <= 100
@@ -673,7 +680,9 @@ void run_block(block_task& T) {
 // encoding is odd is RO24 (consecutive binary32 values have consecutive
 // encodings, so exactly one of two neighbours is odd; an exact zero is taken
 // from the upward result, IEEE 754's +0 for x + (-x)). RO24 then rounds to the
-// lane's format by fl(y + c) - c as in the binary64 kernel, c = +-2^(q+23).
+// lane's format by fl(y + c) - c as in the binary64 kernel, c = +-2^(q+23)
+// (toward zero, nearest-away) or c = 1.5 2^(q+23) whatever y's sign (the other
+// modes: one operation less, see round32).
 // Why that is one correct rounding of the exact value v (docs/design.md,
 // "Binary32 AVX-512 kernel"): with p <= 22 and the format's smallest quantum
 // 2^(emin-p+1) >= 2^-121, every quantum Q of the format near v is at least 4
@@ -690,17 +699,33 @@ void run_block(block_task& T) {
 // the binary64 kernel, an integer compare of the exponent field against
 // 2^floor(log2 max) screens the lanes, and the lanes whose rounded value is
 // above max are replaced by replace_lanes32 (the rules of docs/semantics.md §2).
+// The terms of a sum run in chunks of 32 steps without that compare and branch,
+// keeping only the largest exponent field seen (one vpmaxud per step); a chunk
+// that reached the screen is redone from its saved sums and flags with the
+// screen on, and so is the rest of that task. (Before the chunks: a step
+// costs one compare, a mask test and a branch more.) Until the screen is
+// reached no lane can overflow, so the chunk's values are those of the
+// screened steps; after it they may not be (a value above max is not
+// replaced), hence the redo, flags included.
 
 namespace b32 {
+
+// The modes whose rounding of y + c depends on c's sign: c takes y's sign
+// (one more operation). The others add c = 1.5 2^(q+23) whatever y's sign (see
+// round32).
+template <rounding Mode>
+constexpr bool signed_c() {
+  return Mode == rounding::toward_zero || Mode == rounding::nearest_away;
+}
 
 struct vfmt32 {
   __m512i shift, cmin, thr_nosub, c_nosub, min_normal, screen;
   const lane_formats32* lanes;
-  explicit vfmt32(const lane_formats32& L)
-      : shift(_mm512_load_si512(L.shift)),
-        cmin(_mm512_load_si512(L.cmin)),
+  vfmt32(const lane_formats32& L, bool signed_c)
+      : shift(_mm512_load_si512(signed_c ? L.shift : L.shift15)),
+        cmin(_mm512_load_si512(signed_c ? L.cmin : L.cmin15)),
         thr_nosub(_mm512_load_si512(L.thr_nosub)),
-        c_nosub(_mm512_load_si512(L.c_nosub)),
+        c_nosub(_mm512_load_si512(signed_c ? L.c_nosub : L.c_nosub15)),
         min_normal(_mm512_load_si512(L.min_normal)),
         screen(_mm512_load_si512(L.screen)),
         lanes(&L) {}
@@ -768,20 +793,29 @@ template <rounding Mode>
 }
 
 // Rounds y (= RO24 of the exact value) to the lane's format in mode Mode; see
-// round_vec for the binary64 version of the same steps.
-template <rounding Mode, bool Sub>
-[[gnu::always_inline]] inline __m512 round32(__m512 y, const vfmt32& F, bool saturate, state32& st) {
+// round_vec for the binary64 version of the same steps. Screen: lanes that may
+// overflow are found and replaced here (a branch per call); without it, the
+// largest exponent field seen is kept in emax instead, and the caller redoes
+// the steps with Screen when it reaches F.screen (kernel32::recursive).
+template <rounding Mode, bool Sub, bool Screen>
+[[gnu::always_inline]] inline __m512 round32(__m512 y, const vfmt32& F, bool saturate, state32& st, __m512i& emax) {
   constexpr int R = embedded_rounding<Mode>();
   const __m512i sign_mask = _mm512_set1_epi32(static_cast<int>(0x80000000u));
   const __m512i yb = _mm512_castps_si512(y);
   const __m512i e2 = _mm512_and_si512(yb, _mm512_set1_epi32(0x7f800000));
   // c = max(2^e 2^(24-p), 2^(emin-p+24)) (no clamp at 2^(emax+1): |y| <= 2^102,
-  // so c stays a finite binary32 number, and lanes above max are replaced below)
-
+  // so c stays a finite binary32 number, and lanes above max are replaced below),
+  // times 1.5 unless signed_c: then y + c lies in [2^k, 2^(k+1)), k = q + 23,
+  // for either sign of y (|y| < 2^(e+1) <= 2^(k-1) as p <= 22), its binary32
+  // quantum there is 2^q, and c / 2^q = 3 2^22 is even: fl(y + c) - c is y
+  // rounded to a multiple of 2^q, downward, upward or to nearest-even as the
+  // embedded rounding says, and fl(y + c) has the parity of that multiple
+  // (which odd uses). Toward zero and nearest-away need c with y's sign.
   __m512i c = _mm512_max_epi32(_mm512_add_epi32(e2, F.shift), F.cmin);
   if constexpr (!Sub) c = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(e2, F.thr_nosub), c, F.c_nosub);
   // c with y's sign: sign_mask ? y : c, bit by bit (c first: it is the operand overwritten)
-  const __m512 cs = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(c, yb, sign_mask, 0xD8));
+  const __m512 cs = signed_c<Mode>() ? _mm512_castsi512_ps(_mm512_ternarylogic_epi32(c, yb, sign_mask, 0xD8))
+                                     : _mm512_castsi512_ps(c);
   const __m512 t = _mm512_add_round_ps(y, cs, R);
   __m512 r0 = _mm512_sub_ps(t, cs);  // exact
   if constexpr (Mode == rounding::odd) {
@@ -799,6 +833,10 @@ template <rounding Mode, bool Sub>
   // inexact |= r0 ^ y; underflow |= r0 ^ y where |y| < 2^emin
   st.inexact = _mm512_ternarylogic_epi32(st.inexact, rb, yb, 0xF6);
   st.underflow = _mm512_mask_ternarylogic_epi32(st.underflow, _mm512_cmplt_epi32_mask(e2, F.min_normal), rb, yb, 0xF6);
+  if constexpr (!Screen) {
+    emax = _mm512_max_epu32(emax, e2);
+    return _mm512_castsi512_ps(rb);
+  }
   // overflow is only possible when |y| >= 2^floor(log2 max) (or y is not finite)
   const __mmask16 high = _mm512_cmp_epi32_mask(e2, F.screen, _MM_CMPINT_NLT);
   if (high) [[unlikely]] {
@@ -828,40 +866,102 @@ struct kernel32 {
   bool saturate;
   state32* st;  // NS
 
-  // recursive sum of terms [lo, end) into s[k] (state in locals, see the binary64 kernel)
-  void recursive(std::size_t lo, std::size_t end, __m512* s) const {
+  // Steps [j, stop) of the recursive sum (state in locals, see the binary64 kernel).
+  template <bool Screen>
+  [[gnu::always_inline]] void steps(std::size_t j, std::size_t stop, const vfmt32& f, const float* const* xr,
+                                    __m512* sl, state32* ls, __m512i& emax) const {
+    const bool sat = saturate;
+    for (const float* wp = Wt + j * ldw + i0; j < stop; ++j, wp += ldw) {
+      const __m512 w = _mm512_loadu_ps(wp);
+      for (int k = 0; k < NS; ++k)
+        sl[k] = round32<Mode, Sub, Screen>(fma_ro24(w, _mm512_set1_ps(xr[k][j]), sl[k]), f, sat, ls[k], emax);
+    }
+  }
+
+  // Adds terms [j, end) to sl[k] one by one. Chunks of 32 steps run without
+  // the overflow screen's branch (round32 without Screen); a chunk whose values
+  // reached the screen is redone with it from its saved start, and so is the
+  // rest of the task (screened).
+  [[gnu::always_inline]] void terms(std::size_t j, std::size_t end, const vfmt32& f, const float* const* xr, __m512* sl,
+                                    state32* ls, bool& screened) const {
+    constexpr std::size_t kChunk = 32;
+    while (j < end) {
+      const std::size_t stop = std::min(j + kChunk, end);
+      __m512i emax = _mm512_setzero_si512();
+      if (!screened) {
+        __m512 s0[NS];
+        state32 l0[NS];
+        for (int k = 0; k < NS; ++k) {
+          s0[k] = sl[k];
+          l0[k] = ls[k];
+        }
+        steps<false>(j, stop, f, xr, sl, ls, emax);
+        if (_mm512_cmp_epu32_mask(emax, f.screen, _MM_CMPINT_NLT) == 0) [[likely]] {
+          j = stop;
+          continue;
+        }
+        for (int k = 0; k < NS; ++k) {
+          sl[k] = s0[k];
+          ls[k] = l0[k];
+        }
+        screened = true;
+      }
+      steps<true>(j, stop, f, xr, sl, ls, emax);
+      j = stop;
+    }
+  }
+
+  // The blocked sum of terms [0, n) into s[k]: blocks of B terms, each summed
+  // recursively from -0 (w x + -0 is w x exactly, -0 for a -0 product) and
+  // added to the running total; B >= n is the recursive sum. The state stays
+  // in locals for the whole sum (see the binary64 kernel).
+  void blocked(std::size_t n, std::size_t B, __m512* s) const {
     const vfmt32 f = F;
     const float* xr[NS];
     state32 ls[NS];
-    __m512 sl[NS];
-    const bool sat = saturate;
+    __m512 tot[NS], sl[NS];
     for (int k = 0; k < NS; ++k) {
       xr[k] = x[k];
       ls[k] = st[k];
     }
-    const float* wp = Wt + lo * ldw + i0;
-    {
-      const __m512 w = _mm512_loadu_ps(wp);
-      for (int k = 0; k < NS; ++k)
-        sl[k] = round32<Mode, Sub>(fma_ro24(w, _mm512_set1_ps(xr[k][lo]), _mm512_set1_ps(-0.0f)), f, sat, ls[k]);
-    }
-    for (std::size_t j = lo + 1; j < end; ++j) {
-      wp += ldw;
-      const __m512 w = _mm512_loadu_ps(wp);
-      for (int k = 0; k < NS; ++k)
-        sl[k] = round32<Mode, Sub>(fma_ro24(w, _mm512_set1_ps(xr[k][j]), sl[k]), f, sat, ls[k]);
+    const bool sat = saturate;
+    bool screened = false;
+    for (std::size_t start = 0; start < n; start += B) {
+      for (int k = 0; k < NS; ++k) sl[k] = _mm512_set1_ps(-0.0f);
+      terms(start, std::min(start + B, n), f, xr, sl, ls, screened);
+      for (int k = 0; k < NS; ++k) {
+        __m512i unused;
+        tot[k] = start == 0 ? sl[k] : round32<Mode, Sub, true>(add_ro24(tot[k], sl[k]), f, sat, ls[k], unused);
+      }
     }
     for (int k = 0; k < NS; ++k) {
-      s[k] = sl[k];
+      s[k] = tot[k];
       st[k] = ls[k];
     }
   }
 
-  __m512 round_acc(__m512 y, int k) const { return round32<Mode, Sub>(y, F, saturate, st[k]); }
+  // The single term lo into s[k] (a leaf of the pairwise sum).
+  void term(std::size_t lo, __m512* s) const {
+    const float* xr[NS];
+    state32 ls[NS];
+    for (int k = 0; k < NS; ++k) {
+      xr[k] = x[k];
+      ls[k] = st[k];
+      s[k] = _mm512_set1_ps(-0.0f);
+    }
+    bool screened = true;
+    terms(lo, lo + 1, F, xr, s, ls, screened);
+    for (int k = 0; k < NS; ++k) st[k] = ls[k];
+  }
+
+  __m512 round_acc(__m512 y, int k) const {
+    __m512i unused;
+    return round32<Mode, Sub, true>(y, F, saturate, st[k], unused);
+  }
 
   void pairwise(std::size_t lo, std::size_t n, __m512* s) const {
     if (n == 1) {
-      recursive(lo, lo + 1, s);
+      term(lo, s);
       return;
     }
     const std::size_t m = n / 2;
@@ -876,21 +976,14 @@ struct kernel32 {
     if (n > 0) {
       switch (ord.type) {
         case order::kind::recursive:
-          recursive(0, n, s);
+          blocked(n, n, s);
           break;
         case order::kind::pairwise:
           pairwise(0, n, s);
           break;
-        case order::kind::blocked: {
-          const auto B = static_cast<std::size_t>(ord.block);
-          recursive(0, std::min(B, n), s);
-          for (std::size_t start = B; start < n; start += B) {
-            __m512 t[NS];
-            recursive(start, std::min(start + B, n), t);
-            for (int k = 0; k < NS; ++k) s[k] = round_acc(add_ro24(s[k], t[k]), k);
-          }
+        case order::kind::blocked:
+          blocked(n, static_cast<std::size_t>(ord.block), s);
           break;
-        }
       }
     }
     const __m512 b = _mm512_loadu_ps(bias + i0);
@@ -901,7 +994,7 @@ struct kernel32 {
 // NS samples of the task from sample k0 on; false when a lane reached the screen.
 template <rounding Mode, bool Sub, int NS>
 bool run_samples32(task32& T, int k0) {
-  const vfmt32 F(*T.acc);
+  const vfmt32 F(*T.acc, signed_c<Mode>());
   const float* rows[NS];
   state32 st[NS];
   for (int k = 0; k < NS; ++k) {
