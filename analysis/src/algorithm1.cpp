@@ -519,7 +519,7 @@ double mixed_runner::reference_accuracy() const {
 // The shared layer-0 results, each computed once on first use (std::call_once:
 // concurrent runs wait for the one computing it), with the runner's threads.
 const std::vector<double>& mixed_runner::v0_high() const {
-  std::call_once(once_[0], [&] { high_[0].run({x0_.data(), rows_, net_.layers[0].n_in}, v0_high_, threads_); });
+  std::call_once(once_[0], [&] { high_[0].run_values({x0_.data(), rows_, net_.layers[0].n_in}, v0_high_, threads_); });
   return v0_high_;
 }
 const std::vector<double>& mixed_runner::y0_low() const {
@@ -544,7 +544,7 @@ const std::vector<double>& mixed_runner::abs0() const {
   std::call_once(once_[4], [&] {
     std::vector<double> abs_in(x0_.size());
     for (std::size_t t = 0; t < x0_.size(); ++t) abs_in[t] = std::fabs(x0_[t]);
-    abs_low_[0].run({abs_in.data(), rows_, net_.layers[0].n_in}, abs0_, threads_);
+    abs_low_[0].run_values({abs_in.data(), rows_, net_.layers[0].n_in}, abs0_, threads_);
   });
   return abs0_;
 }
@@ -610,8 +610,14 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
     // (prepared_dense::run_selected: the same bits)
     const bool high_whole = sel.type == kind::uniform_high || sel.type == kind::oracle_gain || sel.keep_trace;
     if (k > 0) {
-      if (sel.type != kind::uniform_high) low_[k].run(X, v_low, thr, overflow_aware ? &low_flags : nullptr);
-      if (sel.type != kind::uniform_low && high_whole) high_[k].run(X, v_high, thr);
+      // (run_values: the same bits without the flags, cheaper on the binary32 kernel)
+      if (sel.type != kind::uniform_high) {
+        if (overflow_aware)
+          low_[k].run(X, v_low, thr, &low_flags);
+        else
+          low_[k].run_values(X, v_low, thr);
+      }
+      if (sel.type != kind::uniform_low && high_whole) high_[k].run_values(X, v_high, thr);
       vl = &v_low;
       vh = &v_high;
       fl = &low_flags;
@@ -620,7 +626,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
     std::vector<sim::format> level_fmt{cfg_.low(k)};
     for (std::size_t j = 0; j + 2 < M; ++j) {
       level_fmt.push_back(cfg_.ladder[j]);
-      mid_[j][k].run(X, v_mid[j], thr);
+      mid_[j][k].run_values(X, v_mid[j], thr);
       if (k == 0) {
         y_mid[j] = v_mid[j];
         activate(0, y_mid[j], thr);
@@ -652,7 +658,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
         if (k == 0) return abs0();
         abs_in.resize(in.size());
         for (std::size_t t = 0; t < in.size(); ++t) abs_in[t] = std::fabs(in[t]);
-        abs_low_[k].run({abs_in.data(), B, l.n_in}, abs_num, thr);
+        abs_low_[k].run_values({abs_in.data(), B, l.n_in}, abs_num, thr);
         return abs_num;
       };
       score.assign(B * l.n_out, 0);
@@ -692,7 +698,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
     if (k > 0 && sel.type != kind::uniform_low && !high_whole) {
       std::vector<std::uint8_t> need(mask.size());
       for (std::size_t t = 0; t < mask.size(); ++t) need[t] = mask[t] == top;
-      high_[k].run_selected(X, need, v_high, thr);
+      high_[k].run_selected_values(X, need, v_high, thr);
     }
     // the mixed output, its costs, the counts; layer 0's activated low and
     // high outputs are shared by all runs (phi is applied element by element)
@@ -789,7 +795,7 @@ std::vector<layer_diagnostics> mixed_runner::diagnostics(std::size_t max_points)
     if (k == 0)
       v_low = v0_low_;
     else
-      low_[k].run({in.data(), B, l.n_in}, v_low, threads_);
+      low_[k].run_values({in.data(), B, l.n_in}, v_low, threads_);
     true_values(l, in, B, v_true, threads_);
     layer_diagnostics d;
     const std::size_t n = B * l.n_out;

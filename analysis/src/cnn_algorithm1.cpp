@@ -224,12 +224,15 @@ mixed_result cnn_mixed_runner::run(const selection& sel, int threads) const {
       const sim::matrix_view Xv{X, R, d.n_in};
       const bool high_whole = sel.type == kind::uniform_high || sel.type == kind::oracle_gain || sel.keep_trace;
       if (sel.type != kind::uniform_high) {
-        inn.low.run(Xv, vl_pm, thr, overflow_aware ? &fl_pm : nullptr);
+        if (overflow_aware)
+          inn.low.run(Xv, vl_pm, thr, &fl_pm);
+        else
+          inn.low.run_values(Xv, vl_pm, thr);
         to_nchw(vl_pm, B, pix, d.n_out, v_low);
         if (overflow_aware) to_nchw(fl_pm, B, pix, d.n_out, low_flags);
       }
       if (high_whole) {
-        inn.high.run(Xv, vh_pm, thr);
+        inn.high.run_values(Xv, vh_pm, thr);
         to_nchw(vh_pm, B, pix, d.n_out, v_high);
       }
       mask.assign(B * n_out, 0);
@@ -250,7 +253,7 @@ mixed_result cnn_mixed_runner::run(const selection& sel, int threads) const {
         lv.abs_numerator = [&]() -> const std::vector<double>& {
           abs_cols.resize(R * d.n_in);
           for (std::size_t t = 0; t < abs_cols.size(); ++t) abs_cols[t] = std::fabs(X[t]);
-          inn.abs_low.run({abs_cols.data(), R, d.n_in}, abs_num, thr);
+          inn.abs_low.run_values({abs_cols.data(), R, d.n_in}, abs_num, thr);
           return abs_num;
         };
         score_pm.assign(R * d.n_out, 0);
@@ -282,7 +285,7 @@ mixed_result cnn_mixed_runner::run(const selection& sel, int threads) const {
           }
       if (sel.type != kind::uniform_low && !high_whole) {
         to_pm(mask, B, pix, d.n_out, need_pm);
-        inn.high.run_selected(Xv, need_pm, vh_pm, thr);
+        inn.high.run_selected_values(Xv, need_pm, vh_pm, thr);
         to_nchw(vh_pm, B, pix, d.n_out, v_high);
       }
       // the mixed pre-activations, the counts and costs

@@ -146,6 +146,7 @@ struct task32 {
   order ord{};
   rounding mode = rounding::nearest_even;
   bool saturate = false, all_sub = true;
+  bool flags_wanted = true;  // false: flags are left 0 (run_values)
   float out[4][16] = {};
   unsigned flags[4][16] = {};
 };
@@ -797,7 +798,7 @@ template <rounding Mode>
 // overflow are found and replaced here (a branch per call); without it, the
 // largest exponent field seen is kept in emax instead, and the caller redoes
 // the steps with Screen when it reaches F.screen (kernel32::recursive).
-template <rounding Mode, bool Sub, bool Screen>
+template <rounding Mode, bool Sub, bool Screen, bool Flags>
 [[gnu::always_inline]] inline __m512 round32(__m512 y, const vfmt32& F, bool saturate, state32& st, __m512i& emax) {
   constexpr int R = embedded_rounding<Mode>();
   const __m512i sign_mask = _mm512_set1_epi32(static_cast<int>(0x80000000u));
@@ -830,9 +831,12 @@ template <rounding Mode, bool Sub, bool Screen>
   }
   // r0 | (y & sign): a result of zero takes y's sign
   const __m512i rb = _mm512_ternarylogic_epi32(_mm512_castps_si512(r0), yb, sign_mask, 0xF8);
-  // inexact |= r0 ^ y; underflow |= r0 ^ y where |y| < 2^emin
-  st.inexact = _mm512_ternarylogic_epi32(st.inexact, rb, yb, 0xF6);
-  st.underflow = _mm512_mask_ternarylogic_epi32(st.underflow, _mm512_cmplt_epi32_mask(e2, F.min_normal), rb, yb, 0xF6);
+  // inexact |= r0 ^ y; underflow |= r0 ^ y where |y| < 2^emin (Flags: the caller wants them)
+  if constexpr (Flags) {
+    st.inexact = _mm512_ternarylogic_epi32(st.inexact, rb, yb, 0xF6);
+    st.underflow =
+        _mm512_mask_ternarylogic_epi32(st.underflow, _mm512_cmplt_epi32_mask(e2, F.min_normal), rb, yb, 0xF6);
+  }
   if constexpr (!Screen) {
     emax = _mm512_max_epu32(emax, e2);
     return _mm512_castsi512_ps(rb);
@@ -857,7 +861,7 @@ template <rounding Mode, bool Sub, bool Screen>
   return _mm512_castsi512_ps(rb);
 }
 
-template <rounding Mode, bool Sub, int NS>
+template <rounding Mode, bool Sub, int NS, bool Flags>
 struct kernel32 {
   const float* Wt;  // n_in x ldw, column i of W^T holds component i
   std::size_t ldw, i0;
@@ -874,7 +878,7 @@ struct kernel32 {
     for (const float* wp = Wt + j * ldw + i0; j < stop; ++j, wp += ldw) {
       const __m512 w = _mm512_loadu_ps(wp);
       for (int k = 0; k < NS; ++k)
-        sl[k] = round32<Mode, Sub, Screen>(fma_ro24(w, _mm512_set1_ps(xr[k][j]), sl[k]), f, sat, ls[k], emax);
+        sl[k] = round32<Mode, Sub, Screen, Flags>(fma_ro24(w, _mm512_set1_ps(xr[k][j]), sl[k]), f, sat, ls[k], emax);
     }
   }
 
@@ -931,7 +935,7 @@ struct kernel32 {
       terms(start, std::min(start + B, n), f, xr, sl, ls, screened);
       for (int k = 0; k < NS; ++k) {
         __m512i unused;
-        tot[k] = start == 0 ? sl[k] : round32<Mode, Sub, true>(add_ro24(tot[k], sl[k]), f, sat, ls[k], unused);
+        tot[k] = start == 0 ? sl[k] : round32<Mode, Sub, true, Flags>(add_ro24(tot[k], sl[k]), f, sat, ls[k], unused);
       }
     }
     for (int k = 0; k < NS; ++k) {
@@ -956,7 +960,7 @@ struct kernel32 {
 
   __m512 round_acc(__m512 y, int k) const {
     __m512i unused;
-    return round32<Mode, Sub, true>(y, F, saturate, st[k], unused);
+    return round32<Mode, Sub, true, Flags>(y, F, saturate, st[k], unused);
   }
 
   void pairwise(std::size_t lo, std::size_t n, __m512* s) const {
@@ -992,7 +996,7 @@ struct kernel32 {
 };
 
 // NS samples of the task from sample k0 on; false when a lane reached the screen.
-template <rounding Mode, bool Sub, int NS>
+template <rounding Mode, bool Sub, int NS, bool Flags>
 bool run_samples32(task32& T, int k0) {
   const vfmt32 F(*T.acc, signed_c<Mode>());
   const float* rows[NS];
@@ -1001,11 +1005,12 @@ bool run_samples32(task32& T, int k0) {
     rows[k] = T.rows[k0 + k];
     st[k] = {_mm512_setzero_si512(), _mm512_setzero_si512(), 0, 0, 0};
   }
-  const kernel32<Mode, Sub, NS> kern{T.Wt, T.ldw, T.i0, rows, F, T.saturate, st};
+  const kernel32<Mode, Sub, NS, Flags> kern{T.Wt, T.ldw, T.i0, rows, F, T.saturate, st};
   __m512 out[NS];
   kern.run(T.n, T.ord, T.bias, out);
   for (int k = 0; k < NS; ++k) {
     _mm512_storeu_ps(T.out[k0 + k], out[k]);
+    if constexpr (!Flags) continue;
     const __mmask16 inexact = _mm512_test_epi32_mask(st[k].inexact, st[k].inexact);
     const __mmask16 underflow = _mm512_test_epi32_mask(st[k].underflow, st[k].underflow);
     for (int lane = 0; lane < 16; ++lane) {
@@ -1018,12 +1023,17 @@ bool run_samples32(task32& T, int k0) {
   return true;
 }
 
+template <rounding Mode, bool Sub, bool Flags>
+bool run_mode32(task32& T) {
+  if (T.ns == 4) return run_samples32<Mode, Sub, 4, Flags>(T, 0);
+  for (int k = 0; k < T.ns; ++k)
+    if (!run_samples32<Mode, Sub, 1, Flags>(T, k)) return false;
+  return true;
+}
+
 template <rounding Mode, bool Sub>
 bool run_mode32(task32& T) {
-  if (T.ns == 4) return run_samples32<Mode, Sub, 4>(T, 0);
-  for (int k = 0; k < T.ns; ++k)
-    if (!run_samples32<Mode, Sub, 1>(T, k)) return false;
-  return true;
+  return T.flags_wanted ? run_mode32<Mode, Sub, true>(T) : run_mode32<Mode, Sub, false>(T);
 }
 
 template <rounding Mode>
@@ -1409,9 +1419,21 @@ layer_flags prepared_dense::run_selected(matrix_view X, std::span<const std::uin
   return run_impl(X, need.data(), Y, threads, flags, first_row, {}, 1);
 }
 
+void prepared_dense::run_values(matrix_view X, std::vector<double>& Y, int threads, std::size_t first_row) const {
+  run_impl(X, nullptr, Y, threads, nullptr, first_row, {}, 1, false);
+}
+
+void prepared_dense::run_selected_values(matrix_view X, std::span<const std::uint8_t> need, std::vector<double>& Y,
+                                         int threads, std::size_t first_row) const {
+  if (need.size() != X.rows * p_->n_out)
+    throw std::invalid_argument("dense: the selection has " + std::to_string(need.size()) + " entries for " +
+                                std::to_string(X.rows) + " x " + std::to_string(p_->n_out) + " outputs");
+  run_impl(X, need.data(), Y, threads, nullptr, first_row, {}, 1, false);
+}
+
 layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, std::vector<double>& Y, int threads,
                                      std::vector<unsigned>* out_flags, std::size_t first_row, matrix_view span_rows,
-                                     std::size_t rows_per_span) const {
+                                     std::size_t rows_per_span, bool want_flags) const {
   const impl& P = *p_;
   const layer_spec& spec = P.spec;
   const std::size_t batch = X.rows, n_in = P.n_in, n_out = P.n_out;
@@ -1611,6 +1633,7 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
           T.mode = spec.base.mode;
           T.saturate = spec.base.saturate;
           T.all_sub = all_sub;
+          T.flags_wanted = want_flags;
           done = avx512::b32::run_block32(T);
           if (done) {
             ++c_b32;

@@ -91,6 +91,13 @@ class prepared_dense {
   // cover the selected outputs (outputs = their number).
   layer_flags run_selected(matrix_view X, std::span<const std::uint8_t> need, std::vector<double>& Y, int threads = 0,
                            std::vector<unsigned>* flags = nullptr, std::size_t first_row = 0) const;
+  // The values alone of run() and run_selected() (the same bits), for callers
+  // that use neither the flags nor the counts: the binary32 kernel then skips
+  // the flag bookkeeping of every step (docs/design.md), the other kernels
+  // compute their flags and drop them.
+  void run_values(matrix_view X, std::vector<double>& Y, int threads = 0, std::size_t first_row = 0) const;
+  void run_selected_values(matrix_view X, std::span<const std::uint8_t> need, std::vector<double>& Y, int threads = 0,
+                           std::size_t first_row = 0) const;
   [[nodiscard]] std::size_t inputs() const noexcept;
   [[nodiscard]] std::size_t outputs() const noexcept;
   [[nodiscard]] const layer_spec& spec() const noexcept;
@@ -98,7 +105,7 @@ class prepared_dense {
  private:
   layer_flags run_impl(matrix_view X, const std::uint8_t* need, std::vector<double>& Y, int threads,
                        std::vector<unsigned>* flags, std::size_t first_row, matrix_view span_rows,
-                       std::size_t rows_per_span) const;
+                       std::size_t rows_per_span, bool want_flags = true) const;
   struct impl;
   std::shared_ptr<impl> p_;
 };
