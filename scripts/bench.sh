@@ -64,7 +64,7 @@ echo "references (sgemm, MPFR emulation) ..." >&2
 run reference bench_layer 'BM_sgemm|BM_mpfr_layer|BM_plain_float'
 for k in $KERNELS; do
   echo "layer, kernel $k ..." >&2
-  run "layer-$k" bench_layer 'BM_sim_layer/|BM_sim_layer_mode' MPACC_KERNEL="$k"
+  run "layer-$k" bench_layer 'BM_sim_layer/|BM_sim_layer_values/|BM_sim_layer_mode' MPACC_KERNEL="$k"
 done
 
 # name,iterations,real_time,cpu_time,time_unit,bytes_per_second,items_per_second,label,...
@@ -106,6 +106,14 @@ awk -F'\t' '
       k = kname[i]; r1 = krate[k "|BM_sim_layer/" a "/" o "/1"]; r2 = krate[k "|BM_sim_layer/" a "/" o "/2"]
       if (r1 == "") continue
       printf "| %s | %s | %s | %.2f ms | %.1f | %.0f | %.2f ms | %.1f | %.0f | %.2f |\n", k, AF[a+1], OR[o+1], 1e3*items/r1, sg1/r1, r1/mp[a], 1e3*items/r2, sg2/r2, r2/mp[a], r2/r1
+    }
+    printf "\n## The same layer, values only (prepared_dense::run_values, what Algorithm 1 calls): ms (x sgemm)\n\n"
+    printf "| kernel | accumulator | order | 1 thread | x sgemm | 2 threads | x sgemm | with flags / values only (1 thread) |\n|---|---|---|---|---|---|---|---|\n"
+    for (i = 1; i <= nk; ++i) for (a = 0; a <= 1; ++a) for (o = 1; o >= 0; --o) {
+      k = kname[i]; v1 = krate[k "|BM_sim_layer_values/" a "/" o "/1"]; v2 = krate[k "|BM_sim_layer_values/" a "/" o "/2"]
+      r1 = krate[k "|BM_sim_layer/" a "/" o "/1"]
+      if (v1 == "" || r1 == "") continue
+      printf "| %s | %s | %s | %.2f ms | %.1f | %.2f ms | %.1f | %.2f |\n", k, AF[a+1], OR[o+1], 1e3*items/v1, sg1/v1, 1e3*items/v2, sg2/v2, v1/r1
     }
     printf "\n## Each mode, e4m3-ieee blocked:8, 1 thread: ms (speed relative to nearest-even on the same kernel and data)\n\n"
     printf "| kernel | data |"; for (m = 1; m <= 7; ++m) printf " %s |", MODE[m]; printf "\n|---|---|"; for (m = 1; m <= 7; ++m) printf "---|"; printf "\n"
