@@ -42,7 +42,10 @@ const data_t& data() {
 
 sim::format fmt(int i) { return i == 0 ? sim::formats::e4m3_ieee : sim::formats::binary16; }
 
-void BM_sim_layer(benchmark::State& state) {
+// The layer through run() (values, flags and counts) or, values_only, through
+// run_values() (what Algorithm 1's passes call; the binary32 kernel then skips
+// its flag bookkeeping).
+void layer_bench(benchmark::State& state, bool values_only) {
   const auto& d = data();
   sim::layer_spec spec;
   spec.acc = sim::precision_map::uniform(fmt(static_cast<int>(state.range(0))));
@@ -53,13 +56,19 @@ void BM_sim_layer(benchmark::State& state) {
   // weights prepared once (as for a network layer run on many batches)
   const sim::prepared_dense layer({d.W.data(), M, N}, d.b, spec);
   for (auto _ : state) {
-    layer.run({d.X.data(), B, N}, Y, threads);
+    if (values_only)
+      layer.run_values({d.X.data(), B, N}, Y, threads);
+    else
+      layer.run({d.X.data(), B, N}, Y, threads);
     benchmark::DoNotOptimize(Y.data());
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));
-  state.SetLabel(sim::to_string(spec.acc.formats[0]) + " " + sim::to_string(spec.base.ord) + " threads=" +
-                 std::to_string(threads) + " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
+  state.SetLabel(sim::to_string(spec.acc.formats[0]) + " " + sim::to_string(spec.base.ord) +
+                 (values_only ? " values only" : "") + " threads=" + std::to_string(threads) +
+                 " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
 }
+void BM_sim_layer(benchmark::State& state) { layer_bench(state, false); }
+void BM_sim_layer_values(benchmark::State& state) { layer_bench(state, true); }
 
 // e4m3-ieee blocked:8 in each rounding mode (sim::all_roundings order), on
 // the same data (range 1 = 1: inputs with full 53-bit significands, where no
@@ -160,26 +169,6 @@ void BM_mpfr_layer(benchmark::State& state) {
 }
 
 }  // namespace
-
-// The same layer through run_values (the values alone, no flags or counts:
-// what Algorithm 1's passes call; the binary32 kernel skips its flag bookkeeping).
-void BM_sim_layer_values(benchmark::State& state) {
-  const auto& d = data();
-  sim::layer_spec spec;
-  spec.acc = sim::precision_map::uniform(fmt(static_cast<int>(state.range(0))));
-  spec.base.ord =
-      state.range(1) ? sim::order{sim::order::kind::blocked, 8} : sim::order{sim::order::kind::recursive, 8};
-  const int threads = static_cast<int>(state.range(2));
-  std::vector<double> Y;
-  const sim::prepared_dense layer({d.W.data(), M, N}, d.b, spec);
-  for (auto _ : state) {
-    layer.run_values({d.X.data(), B, N}, Y, threads);
-    benchmark::DoNotOptimize(Y.data());
-  }
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * B * N * M));
-  state.SetLabel(sim::to_string(spec.acc.formats[0]) + " " + sim::to_string(spec.base.ord) + " values only, threads=" +
-                 std::to_string(threads) + " kernel=" + std::string(sim::to_string(sim::dense_kernel_for(spec))));
-}
 
 BENCHMARK(BM_sim_layer)->ArgsProduct({{0, 1}, {1, 0}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_sim_layer_values)->ArgsProduct({{0, 1}, {1, 0}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
