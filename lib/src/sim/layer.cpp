@@ -797,7 +797,7 @@ template <rounding Mode>
 // round_vec for the binary64 version of the same steps. Screen: lanes that may
 // overflow are found and replaced here (a branch per call); without it, the
 // largest exponent field seen is kept in emax instead, and the caller redoes
-// the steps with Screen when it reaches F.screen (kernel32::recursive).
+// the steps with Screen when it reaches F.screen (kernel32::terms).
 template <rounding Mode, bool Sub, bool Screen, bool Flags>
 [[gnu::always_inline]] inline __m512 round32(__m512 y, const vfmt32& F, bool saturate, state32& st, __m512i& emax) {
   constexpr int R = embedded_rounding<Mode>();
