@@ -33,6 +33,13 @@ layer_flags prepared_dense::run_selected(matrix_view, std::span<const std::uint8
                                          std::vector<unsigned>*, std::size_t) const {
   not_in_the_fuzz_build("sim::prepared_dense::run_selected");
 }
+void prepared_dense::run_values(matrix_view, std::vector<double>&, int, std::size_t) const {
+  not_in_the_fuzz_build("sim::prepared_dense::run_values");
+}
+void prepared_dense::run_selected_values(matrix_view, std::span<const std::uint8_t>, std::vector<double>&, int,
+                                         std::size_t) const {
+  not_in_the_fuzz_build("sim::prepared_dense::run_selected_values");
+}
 }  // namespace mpacc::sim
 
 namespace mpacc::nn {
