@@ -260,6 +260,13 @@ TEST_CASE("dense layer rejects mismatched shapes", "[sim][layer]") {
   CHECK_THROWS_WITH(sim::dense({X.data(), 2, 3}, {W.data(), 3, 2}, b, spec, Y), Catch::Contains("columns"));
   CHECK_THROWS_WITH(sim::dense({X.data(), 2, 3}, {W.data(), 2, 3}, std::vector<double>(3), spec, Y),
                     Catch::Contains("bias"));
+  // a prepared layer: X's width, and a selection of the wrong size, in every entry point
+  const sim::prepared_dense P({W.data(), 2, 3}, b, spec);
+  const std::vector<std::uint8_t> need(3, 1);  // 2 x 2 outputs: 4 entries expected
+  CHECK_THROWS_WITH(P.run({X.data(), 3, 2}, Y), Catch::Contains("columns"));
+  CHECK_THROWS_WITH(P.run_values({X.data(), 3, 2}, Y), Catch::Contains("columns"));
+  CHECK_THROWS_WITH(P.run_selected({X.data(), 2, 3}, need, Y), Catch::Contains("the selection has 3 entries"));
+  CHECK_THROWS_WITH(P.run_selected_values({X.data(), 2, 3}, need, Y), Catch::Contains("the selection has 3 entries"));
 }
 
 TEST_CASE("an empty precision map means base.acc for every component", "[sim][layer]") {
