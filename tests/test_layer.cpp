@@ -7,7 +7,9 @@
 // reproducible per seed.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <limits>
+#include <optional>
 
 #include "mpacc/sim/layer.hpp"
 #include "support.hpp"
@@ -612,7 +614,7 @@ TEST_CASE("the binary32 kernel falls back where it must not run", "[sim][layer]"
   CHECK(tasks == 4);  // 2 blocks of 16 components x 2 groups of 4 samples
   // specs it does not cover: avx512 (or scalar for via), no binary32 task
   std::vector<sim::layer_spec> not_covered;
-  for (const char* f : {"p=23,emin=-14,emax=15", "p=24,emin=-126,emax=127", "p=8,emin=-126,emax=127",
+  for (const char* f : {"p=23,emin=-14,emax=15", "p=24,emin=-126,emax=127,subnormals=off", "p=8,emin=-126,emax=127",
                         "p=11,emin=-101,emax=15", "p=11,emin=-14,emax=101"}) {
     sim::layer_spec s = base;
     s.acc = sim::precision_map::uniform(sim::parse_format(f));
@@ -671,4 +673,80 @@ TEST_CASE("the binary32 kernel falls back where it must not run", "[sim][layer]"
       CHECK(run_counted(big, s, tasks) == 0);
       CHECK(tasks == (mode == rounding::stochastic ? 0 : 4));
     }
+}
+
+TEST_CASE("binary32 accumulators: the binary32 kernel's native path equals sim::dot bit for bit", "[sim][layer]") {
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) {
+    WARN("this processor has no AVX-512: the binary32 kernel is not tested here");
+    return;
+  }
+  using K = sim::order::kind;
+  // binary16 and e4m3 values, full binary32 significands (every step inexact,
+  // ties at 24 bits), sums in binary32's subnormal range (products down to
+  // 2^-137, inputs binary32 normals), the edge layer (cancellation to +-0, -0 inputs, products at
+  // 2^-149, rows above the per-task limit 2^100, which run on avx512)
+  const std::vector<layer_data> layers = {
+      make_layer(9, 37, 21, 61, 1.0), make_layer(5, 64, 33, 62, 300.0), make_float_layer(8, 45, 18, 63, -30, 3),
+      make_float_layer(7, 33, 17, 64, -125, -112), make_b32_edge_layer(16, 26, 19, 65)};
+  const sim::format f32 = sim::parse_format("p=24,emin=-126,emax=127");
+  REQUIRE(f32 == sim::formats::binary32);
+  for (const bool forced : {false, true}) {
+    std::optional<test::forced_kernel> force;
+    if (forced) force.emplace(sim::dense_kernel::avx512_b32);
+    for (std::size_t li = 0; li < layers.size(); ++li)
+      for (rounding mode : sim::all_roundings)
+        for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}, sim::order{K::blocked, 5},
+                                sim::order{K::pairwise, 8}})
+          for (bool sat : {false, true}) {
+            const auto& L = layers[li];
+            sim::layer_spec spec;
+            spec.base.mode = mode;
+            spec.base.ord = ord;
+            spec.base.saturate = sat;
+            spec.base.seed = 7;
+            spec.acc = sim::precision_map::uniform(f32);
+            const bool native = mode == rounding::nearest_even || mode == rounding::toward_zero ||
+                                mode == rounding::upward || mode == rounding::downward;
+            INFO("layer " << li << " " << sim::to_string(mode) << " " << sim::to_string(ord) << " saturate=" << sat
+                          << " forced=" << forced);
+            CHECK(sim::dense_kernel_for(spec) == (native ? sim::dense_kernel::avx512_b32 : sim::dense_kernel::avx512));
+            // with flags: the binary64 kernel runs every task (run and run_selected)
+            std::uint64_t before = sim::dense_b32_tasks();
+            std::string first;
+            CHECK(compare_with_dot(L, spec, 2, first) == 0);
+            CHECK(sim::dense_b32_tasks() == before);
+            // values only: the native path, against sim::dot directly
+            const sim::prepared_dense P({L.W.data(), L.n_out, L.n_in}, L.b, spec);
+            const sim::matrix_view X{L.X.data(), L.batch, L.n_in};
+            std::vector<double> V, Vs;
+            std::vector<std::uint8_t> need(L.batch * L.n_out);
+            for (std::size_t o = 0; o < need.size(); ++o) need[o] = o % 3 != 1;
+            before = sim::dense_b32_tasks();
+            P.run_values(X, V, 2);
+            P.run_selected_values(X, need, Vs, 1);
+            const std::uint64_t tasks = sim::dense_b32_tasks() - before;
+            CHECK((tasks > 0) == native);
+            const std::uint64_t words = sim::words_per_dot(L.n_in, spec.base);
+            std::size_t bad = 0, bad_sel = 0;
+            for (std::size_t s = 0; s < L.batch; ++s)
+              for (std::size_t i = 0; i < L.n_out; ++i) {
+                const std::size_t o = s * L.n_out + i;
+                const auto r = sim::dot({L.W.data() + i * L.n_in, L.n_in}, {L.X.data() + s * L.n_in, L.n_in}, L.b[i],
+                                        spec.base, o * words);
+                if (!test::same(r.value, V[o]) && bad++ == 0)
+                  FAIL_CHECK("sample " << s << " component " << i << ": " << V[o] << " vs sim::dot " << r.value);
+                bad_sel += need[o] ? !test::same(r.value, Vs[o]) : !std::isnan(Vs[o]);
+              }
+            CHECK(bad == 0);
+            CHECK(bad_sel == 0);
+          }
+  }
+  // not native: binary32 without subnormals, or one component's format not binary32
+  sim::layer_spec s;
+  s.acc = sim::precision_map::uniform(sim::parse_format("p=24,emin=-126,emax=127,subnormals=off"));
+  CHECK(sim::dense_kernel_for(s) == sim::dense_kernel::avx512);
+  s.acc.formats = {f32, sim::formats::binary16};
+  s.acc.index.assign(20, 0);
+  s.acc.index[7] = 1;
+  CHECK(sim::dense_kernel_for(s) == sim::dense_kernel::avx512);
 }

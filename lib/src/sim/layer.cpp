@@ -136,6 +136,22 @@ void fill_lane32(lane_formats32& L, int lane, const format& f) {
 // The accumulator formats the binary32 kernel covers (see b32 below).
 bool b32_format_ok(const format& f) noexcept { return f.p >= 2 && f.p <= 22 && f.emin >= -100 && f.emax <= 100; }
 
+// binary32 itself, which the binary32 kernel accumulates in natively (b32::native32)
+bool is_binary32(const format& f) noexcept {
+  return f.p == 24 && f.emin == -126 && f.emax == 127 && f.subnormals &&
+         f.max_finite == static_cast<double>(std::numeric_limits<float>::max());
+}
+// Binary32 accumulators in every component, exact products, no via, a mode
+// binary32 hardware rounds in (nearest-even and the directed ones)
+bool native32_applies(const layer_spec& spec) noexcept {
+  if (spec.base.product || spec.base.via) return false;
+  const rounding m = spec.base.mode;
+  if (m != rounding::nearest_even && m != rounding::toward_zero && m != rounding::upward && m != rounding::downward)
+    return false;
+  if (spec.acc.formats.empty()) return is_binary32(spec.base.acc);
+  return std::all_of(spec.acc.formats.begin(), spec.acc.formats.end(), is_binary32);
+}
+
 struct task32 {
   const float* Wt = nullptr;  // n x ldw
   std::size_t ldw = 0, n = 0, i0 = 0;
@@ -147,6 +163,7 @@ struct task32 {
   rounding mode = rounding::nearest_even;
   bool saturate = false, all_sub = true;
   bool flags_wanted = true;  // false: flags are left 0 (run_values)
+  bool native = false;       // every lane's format is binary32 (b32::native32)
   float out[4][16] = {};
   unsigned flags[4][16] = {};
 };
@@ -995,6 +1012,100 @@ struct kernel32 {
   }
 };
 
+// Binary32 accumulators (every lane's format is binary32 itself): each step of
+// sim::dot, RN32(w x + s) or RN32(a + b) with the product exact (or the
+// directed roundings), is one binary32 FMA or addition with embedded rounding
+// (MXCSR's rounding field is not read): the hardware's correct rounding, with
+// the sign of an exact zero corrected in downward rounding (zero_sign).
+// Values only. No overflow is possible: the task's operands satisfy
+// |w x| <= 2^100 and |b| <= 2^100 (run_impl), and with n <= 2^20 terms every
+// partial sum stays below 2^100 n (1 + 2^-23)^n + 2^100 < 2^122.
+template <int R, int NS>
+struct native32 {
+  const float* Wt;  // n_in x ldw, column i of W^T holds component i
+  std::size_t ldw, i0;
+  const float* const* x;  // NS input rows
+
+  // An exact zero is +0 unless both addends are -0 (sim::dot's rule, which
+  // round-to-nearest follows); IEEE 754's downward rounding gives -0 for
+  // addends of opposite signs. So downward takes the sign of the zeros it
+  // returns from the same operation rounded to nearest (a positive value
+  // below the smallest subnormal is +0 either way).
+  [[gnu::always_inline]] static __m512 zero_sign(__m512 r, __m512 rn) {
+    if constexpr (R != kRD) return r;
+    const __mmask16 z = _mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_EQ_OQ);
+    return _mm512_mask_and_ps(r, z, rn, _mm512_set1_ps(-0.0f));
+  }
+  [[gnu::always_inline]] static __m512 fma(__m512 w, __m512 x, __m512 s) {
+    const __m512 r = _mm512_fmadd_round_ps(w, x, s, R);
+    if constexpr (R != kRD) return r;
+    return zero_sign(r, _mm512_fmadd_round_ps(w, x, s, kRN));
+  }
+  [[gnu::always_inline]] static __m512 add(__m512 a, __m512 b) {
+    const __m512 r = _mm512_add_round_ps(a, b, R);
+    if constexpr (R != kRD) return r;
+    return zero_sign(r, _mm512_add_round_ps(a, b, kRN));
+  }
+
+  // terms [j, end) added to s[k] one by one
+  [[gnu::always_inline]] void terms(std::size_t j, std::size_t end, __m512* s) const {
+    for (const float* wp = Wt + j * ldw + i0; j < end; ++j, wp += ldw) {
+      const __m512 w = _mm512_loadu_ps(wp);
+      for (int k = 0; k < NS; ++k) s[k] = fma(w, _mm512_set1_ps(x[k][j]), s[k]);
+    }
+  }
+  // blocks of B terms, each summed from -0 (w x + -0 is w x, -0 for a -0
+  // product) and added to the running total; B >= n: the recursive sum
+  void blocked(std::size_t n, std::size_t B, __m512* s) const {
+    __m512 sl[NS];
+    for (std::size_t start = 0; start < n; start += B) {
+      for (int k = 0; k < NS; ++k) sl[k] = _mm512_set1_ps(-0.0f);
+      terms(start, std::min(start + B, n), sl);
+      for (int k = 0; k < NS; ++k) s[k] = start == 0 ? sl[k] : add(s[k], sl[k]);
+    }
+  }
+  void pairwise(std::size_t lo, std::size_t n, __m512* s) const {
+    if (n == 1) {
+      for (int k = 0; k < NS; ++k) s[k] = _mm512_set1_ps(-0.0f);
+      terms(lo, lo + 1, s);
+      return;
+    }
+    const std::size_t m = n / 2;
+    __m512 right[NS];
+    pairwise(lo, m, s);
+    pairwise(lo + m, n - m, right);
+    for (int k = 0; k < NS; ++k) s[k] = add(s[k], right[k]);
+  }
+  void run(std::size_t n, const order& ord, const float* bias, float (*out)[16]) const {
+    __m512 s[NS];
+    for (int k = 0; k < NS; ++k) s[k] = _mm512_set1_ps(-0.0f);  // n = 0: the bias alone, b + -0 = b
+    if (n > 0) {
+      switch (ord.type) {
+        case order::kind::recursive:
+          blocked(n, n, s);
+          break;
+        case order::kind::pairwise:
+          pairwise(0, n, s);
+          break;
+        case order::kind::blocked:
+          blocked(n, static_cast<std::size_t>(ord.block), s);
+          break;
+      }
+    }
+    const __m512 b = _mm512_loadu_ps(bias + i0);
+    for (int k = 0; k < NS; ++k) _mm512_storeu_ps(out[k], add(s[k], b));
+  }
+};
+
+template <int R>
+void run_native32(task32& T) {
+  if (T.ns == 4) {
+    native32<R, 4>{T.Wt, T.ldw, T.i0, T.rows}.run(T.n, T.ord, T.bias, T.out);
+    return;
+  }
+  for (int k = 0; k < T.ns; ++k) native32<R, 1>{T.Wt, T.ldw, T.i0, T.rows + k}.run(T.n, T.ord, T.bias, T.out + k);
+}
+
 // NS samples of the task from sample k0 on; false when a lane reached the screen.
 template <rounding Mode, bool Sub, int NS, bool Flags>
 bool run_samples32(task32& T, int k0) {
@@ -1041,9 +1152,33 @@ bool run_mode32(task32& T) {
   return T.all_sub ? run_mode32<Mode, true>(T) : run_mode32<Mode, false>(T);
 }
 
-// Runs the task; false only for a mode it does not cover (stochastic, which
-// never comes here: the caller then runs the binary64 kernel).
+// Runs the task; false for a mode it does not cover (stochastic, which never
+// comes here) and for the binary32-accumulator tasks native32 does not take
+// (flags wanted, more than 2^20 terms, FTZ/DAZ set): the caller then runs the
+// binary64 kernel on the task.
 bool run_block32(task32& T) {
+  if (T.native) {
+    // values only, at most 2^20 terms (no overflow, see native32), and not
+    // with flush-to-zero or denormals-are-zero set (they would change the
+    // hardware's subnormal results)
+    if (T.flags_wanted || T.n > (std::size_t{1} << 20) || (_mm_getcsr() & 0x8040u) != 0) return false;
+    switch (T.mode) {
+      case rounding::nearest_even:
+        run_native32<kRN>(T);
+        return true;
+      case rounding::toward_zero:
+        run_native32<kRZ>(T);
+        return true;
+      case rounding::upward:
+        run_native32<kRU>(T);
+        return true;
+      case rounding::downward:
+        run_native32<kRD>(T);
+        return true;
+      default:
+        return false;
+    }
+  }
   switch (T.mode) {
     case rounding::nearest_even:
       return run_mode32<rounding::nearest_even>(T);
@@ -1061,6 +1196,30 @@ bool run_block32(task32& T) {
       break;
   }
   return false;
+}
+
+// Row x[0, n) in binary32 into xf; true when every value is a binary32
+// value (each conversion exact); mx = max |x[j]| (meaningless when false:
+// a NaN compares unequal to its conversion).
+bool convert_row32(const double* x, float* xf, std::size_t n, double& mx) {
+  __m512d vmax = _mm512_setzero_pd();
+  __mmask8 bad = 0;
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m512d v = _mm512_loadu_pd(x + j);
+    const __m256 f = _mm512_cvtpd_ps(v);
+    _mm256_storeu_ps(xf + j, f);
+    bad |= _mm512_cmp_pd_mask(_mm512_cvtps_pd(f), v, _CMP_NEQ_UQ);
+    vmax = _mm512_max_pd(vmax, _mm512_abs_pd(v));
+  }
+  double tail = 0;
+  for (; j < n; ++j) {  // (a masked 256-bit store would need AVX-512VL)
+    xf[j] = static_cast<float>(x[j]);
+    bad |= static_cast<double>(xf[j]) == x[j] ? 0 : 1;
+    tail = std::max(tail, std::fabs(x[j]));
+  }
+  mx = std::max(_mm512_reduce_max_pd(vmax), tail);
+  return bad == 0;
 }
 
 }  // namespace b32
@@ -1229,6 +1388,7 @@ bool vectorizable(const layer_spec& spec) noexcept {
 // products, no via, not stochastic, every accumulator b32_format_ok.
 bool b32_applies(const layer_spec& spec) noexcept {
   if (spec.base.product || spec.base.via || spec.base.mode == rounding::stochastic) return false;
+  if (native32_applies(spec)) return true;
   if (spec.acc.formats.empty()) return b32_format_ok(spec.base.acc);
   return std::all_of(spec.acc.formats.begin(), spec.acc.formats.end(), b32_format_ok);
 }
@@ -1304,6 +1464,7 @@ struct prepared_dense::impl {
   std::vector<lane_formats32> accL32;
   std::vector<std::uint8_t> ok32;  // per block: W and b are binary32 values, |w|, |b| <= 2^100
   std::vector<double> wmax32;      // per block: max |w|
+  bool native32 = false;           // binary32 accumulators: b32::native32 runs the values-only calls
 };
 
 prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const layer_spec& spec_in)
@@ -1373,6 +1534,7 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
   P.all_sub = !spec.base.product || spec.base.product->subnormals;
   for (const auto& f : spec.acc.formats) P.all_sub = P.all_sub && f.subnormals;
   if (P.kernel != dense_kernel::avx512_b32) return;
+  P.native32 = native32_applies(spec);
   P.blocks32 = (n_out + 15) / 16;
   P.ldw32 = P.blocks32 * 16;
   P.Wt32.assign(n_in * P.ldw32, 0.0f);
@@ -1458,19 +1620,40 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
       rows_per_span = 1;
     }
     const std::size_t nspan = (batch + rows_per_span - 1) / rows_per_span;
+    const bool b32 = P.kernel == dense_kernel::avx512_b32;
     std::vector<span_info> sspan(nspan);
-    const auto nspan_s = static_cast<std::ptrdiff_t>(nspan);
+    // The binary32 kernel needs no span: there, a row's span is measured when a
+    // task that covers it first falls back to the binary64 kernel (state 0: not
+    // measured, 1: being stored by another thread, 2: stored)
+    std::unique_ptr<std::atomic<std::uint8_t>[]> span_state;
+    if (b32) {
+      span_state = std::make_unique<std::atomic<std::uint8_t>[]>(nspan);
+    } else {
+      const auto nspan_s = static_cast<std::ptrdiff_t>(nspan);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nspan * span_rows.cols >= 32768)
-    for (std::ptrdiff_t s = 0; s < nspan_s; ++s)
-      sspan[static_cast<std::size_t>(s)] = row_span(span_rows.row(static_cast<std::size_t>(s)), span_rows.cols);
-    auto xspan = [&](std::size_t r) -> const span_info& { return sspan[r / rows_per_span]; };
+      for (std::ptrdiff_t s = 0; s < nspan_s; ++s)
+        sspan[static_cast<std::size_t>(s)] = row_span(span_rows.row(static_cast<std::size_t>(s)), span_rows.cols);
+    }
+    auto xspan = [&](std::size_t r) -> span_info {
+      const std::size_t i = r / rows_per_span;
+      if (!b32) return sspan[i];
+      std::atomic<std::uint8_t>& state = span_state[i];
+      if (state.load(std::memory_order_acquire) == 2) return sspan[i];
+      const span_info v = row_span(span_rows.row(i), span_rows.cols);
+      std::uint8_t expected = 0;
+      if (state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+        sspan[i] = v;
+        state.store(2, std::memory_order_release);
+      }
+      return v;
+    };
     auto task_exact = [&](std::size_t blk, const std::size_t* rows, int ns) {
       if (!P.wspan[blk].finite || !P.bspan[blk].finite) return false;
       int lo = std::min(P.grid_lo[blk], P.bspan[blk].lo);
       double xmax = 0;
       int xlo = 100000;
       for (int k = 0; k < ns; ++k) {
-        const span_info& sp = xspan(rows[k]);
+        const span_info sp = xspan(rows[k]);
         if (!sp.finite) return false;
         xlo = std::min(xlo, sp.lo);
         xmax = std::max(xmax, sp.max);
@@ -1492,7 +1675,6 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
     // components, in increasing order, 4 at a time (any 4 rows make a task:
     // each output is computed alone, so its bits do not depend on the others).
     // Blocks are of 8 components (16 for the binary32 kernel).
-    const bool b32 = P.kernel == dense_kernel::avx512_b32;
     const std::size_t width = b32 ? 16 : 8, nblocks = b32 ? P.blocks32 : P.blocks;
     const std::size_t sample_groups = (batch + 3) / 4;
     std::vector<std::uint32_t> sel_rows;             // per block, its samples
@@ -1567,27 +1749,23 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
     };
     // the binary32 kernel's inputs: X in binary32, and per row whether every
     // value is a binary32 value of magnitude <= 2^100, and its largest magnitude
-    std::vector<float> Xf(b32 ? batch * n_in : 0);
+    // (not zeroed: every element is written before it is read)
+    const auto Xf = std::make_unique_for_overwrite<float[]>(b32 ? batch * n_in : 0);
     std::vector<std::uint8_t> row_ok32(b32 ? batch : 0);
     std::vector<double> row_max32(b32 ? batch : 0);
+#ifdef MPACC_X86
     if (b32) {
       const auto batch_s = static_cast<std::ptrdiff_t>(batch);
 #pragma omp parallel for num_threads(nt) schedule(static) if (batch * n_in >= 32768)
       for (std::ptrdiff_t r = 0; r < batch_s; ++r) {
         const auto ru = static_cast<std::size_t>(r);
-        const double* x = X.row(ru);
-        float* xf = Xf.data() + ru * n_in;
-        bool ok = true;
         double mx = 0;
-        for (std::size_t j = 0; j < n_in; ++j) {
-          xf[j] = static_cast<float>(x[j]);
-          ok &= static_cast<double>(xf[j]) == x[j];
-          mx = std::max(mx, std::fabs(x[j]));
-        }
+        const bool ok = avx512::b32::convert_row32(X.row(ru), Xf.get() + ru * n_in, n_in, mx);
         row_ok32[ru] = ok && mx <= 0x1p100;
         row_max32[ru] = mx;
       }
     }
+#endif
     std::size_t c_b32 = 0;
 #pragma omp parallel for num_threads(nt) schedule(static) \
     reduction(+ : c_inexact, c_underflow, c_overflow, c_invalid, c_saturated, c_b32)
@@ -1626,7 +1804,7 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
           T.n = n_in;
           T.i0 = blk * 16;
           T.ns = ns;
-          for (int k = 0; k < ns; ++k) T.rows[k] = Xf.data() + rows[k] * n_in;
+          for (int k = 0; k < ns; ++k) T.rows[k] = Xf.get() + rows[k] * n_in;
           T.bias = P.bias32.data();
           T.acc = &P.accL32[blk];
           T.ord = spec.base.ord;
@@ -1634,6 +1812,7 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
           T.saturate = spec.base.saturate;
           T.all_sub = all_sub;
           T.flags_wanted = want_flags;
+          T.native = P.native32;
           done = avx512::b32::run_block32(T);
           if (done) {
             ++c_b32;
