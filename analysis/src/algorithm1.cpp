@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -276,32 +277,76 @@ bool can_matter(const sim::activation_fn& f, double v) {
 
 }  // namespace
 
+namespace {
+
+// Up to four samples' inner products with one row w: per sample, four partial
+// sums in binary64 (a_r takes the terms j = r mod 4, a_0 starts at b and takes
+// the tail), then (a_0 + a_1) + (a_2 + a_3). One vector of 4 lanes holds a
+// sample's four sums, so the operations are those of the scalar loop, in the
+// same order: a product, then a sum (no contraction to an FMA, which would
+// change the bits). Compiled for AVX2 and for the baseline (true_values picks).
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef double v4d __attribute__((vector_size(32)));
+
+#define MPACC_DOT4_BODY                                        \
+  v4d acc[4];                                                  \
+  for (int k = 0; k < 4; ++k) acc[k] = v4d{b, 0, 0, 0};        \
+  std::size_t j = 0;                                           \
+  for (; j + 4 <= n; j += 4) {                                 \
+    v4d wv;                                                    \
+    std::memcpy(&wv, w + j, sizeof wv);                        \
+    for (int k = 0; k < 4; ++k) {                              \
+      v4d xv;                                                  \
+      std::memcpy(&xv, xs[k] + j, sizeof xv);                  \
+      acc[k] += wv * xv;                                       \
+    }                                                          \
+  }                                                            \
+  for (int k = 0; k < 4; ++k) {                                \
+    double a0 = acc[k][0];                                     \
+    for (std::size_t t = j; t < n; ++t) a0 += w[t] * xs[k][t]; \
+    out[k] = (a0 + acc[k][1]) + (acc[k][2] + acc[k][3]);       \
+  }
+
+void dot4_base(const double* w, const double* const* xs, std::size_t n, double b, double* out) { MPACC_DOT4_BODY }
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2")
+void dot4_avx2(const double* w, const double* const* xs, std::size_t n, double b, double* out) { MPACC_DOT4_BODY }
+#pragma GCC pop_options
+#endif
+#undef MPACC_DOT4_BODY
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+
+}  // namespace
+
 namespace detail {
 
 // plain binary64 inner products (the oracles' notion of the true value: its
-// error is far below any low-precision accumulator's)
+// error is far below any low-precision accumulator's), four samples per pass
+// over W
 void true_values(const nn::dense_layer& l, const std::vector<double>& x, std::size_t batch, std::vector<double>& v,
                  int threads) {
   v.assign(batch * l.n_out, 0);
-  const auto B = static_cast<std::ptrdiff_t>(batch);
+  auto* dot4 = dot4_base;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) dot4 = dot4_avx2;
+#endif
+  const auto G = static_cast<std::ptrdiff_t>((batch + 3) / 4);
 #pragma omp parallel for num_threads(sim::thread_count(threads)) schedule(static)
-  for (std::ptrdiff_t s = 0; s < B; ++s)
+  for (std::ptrdiff_t g = 0; g < G; ++g) {
+    const std::size_t s0 = static_cast<std::size_t>(g) * 4, ns = std::min<std::size_t>(4, batch - s0);
+    const double* xs[4];
+    for (std::size_t k = 0; k < 4; ++k) xs[k] = x.data() + (s0 + std::min(k, ns - 1)) * l.n_in;  // (repeats: unused)
+    double out[4];
     for (std::size_t i = 0; i < l.n_out; ++i) {
-      // four partial sums (binary64, error ~ n 2^-53 sum|w x|, far below any
-      // low-precision accumulator's)
-      double a0 = l.b[i], a1 = 0, a2 = 0, a3 = 0;
-      const double* w = l.row(i);
-      const double* xs = x.data() + static_cast<std::size_t>(s) * l.n_in;
-      std::size_t j = 0;
-      for (; j + 4 <= l.n_in; j += 4) {
-        a0 += w[j] * xs[j];
-        a1 += w[j + 1] * xs[j + 1];
-        a2 += w[j + 2] * xs[j + 2];
-        a3 += w[j + 3] * xs[j + 3];
-      }
-      for (; j < l.n_in; ++j) a0 += w[j] * xs[j];
-      v[static_cast<std::size_t>(s) * l.n_out + i] = (a0 + a1) + (a2 + a3);
+      dot4(l.row(i), xs, l.n_in, l.b[i], out);
+      for (std::size_t k = 0; k < ns; ++k) v[(s0 + k) * l.n_out + i] = out[k];
     }
+  }
 }
 
 // layer k's accumulation with accumulator f (the low or the high format)
@@ -490,7 +535,8 @@ mixed_runner::mixed_runner(const nn::mlp& net, const io::dataset& data, std::siz
     row_norms_.push_back(std::move(norms));
   }
   const sim::matrix_view X{x0_.data(), rows_, data.cols};
-  low_[0].run(X, v0_low_, threads, &v0_low_flags_);  // the layer-0 high and true values are computed on first use
+  // the layer-0 values (flags, high and true values are computed on first use)
+  low_[0].run_values(X, v0_low_, threads);
   const sim::matrix_view exact{data.x.data(), rows_, data.cols};
   if (reference) {
     if (reference->size() != net_.layers.size()) throw std::invalid_argument("reference outputs: one vector per layer");
@@ -539,6 +585,13 @@ const std::vector<double>& mixed_runner::y0_high() const {
 const std::vector<double>& mixed_runner::v0_true() const {
   std::call_once(once_[3], [&] { true_values(net_.layers[0], x0_, rows_, v0_true_, threads_); });
   return v0_true_;
+}
+const std::vector<unsigned>& mixed_runner::v0_low_flags() const {
+  std::call_once(once_[5], [&] {
+    std::vector<double> v;  // the bits of v0_low_ (run_values)
+    low_[0].run({x0_.data(), rows_, net_.layers[0].n_in}, v, threads_, &v0_low_flags_);
+  });
+  return v0_low_flags_;
 }
 const std::vector<double>& mixed_runner::abs0() const {
   std::call_once(once_[4], [&] {
@@ -603,7 +656,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
     const sim::matrix_view X{k == 0 ? x0_.data() : in.data(), B, l.n_in};
     const std::vector<double>* vl = &v0_low_;
     const std::vector<double>* vh = k == 0 && sel.type != kind::uniform_low ? &v0_high() : &v0_high_;
-    const std::vector<unsigned>* fl = &v0_low_flags_;
+    const std::vector<unsigned>* fl = k == 0 && overflow_aware ? &v0_low_flags() : nullptr;
     // Layers after the first: the high pass computes every component only
     // where all of them are used (uniform high; the oracle-gain key; a trace),
     // else only the components at the top level, once the levels are known

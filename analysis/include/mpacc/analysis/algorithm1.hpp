@@ -262,14 +262,15 @@ class mixed_runner {
   std::vector<std::vector<double>> row_norms_;
   // layer 0 shared results: the low pass, and the rest computed once on first use
   std::vector<double> v0_low_;
-  std::vector<unsigned> v0_low_flags_;
+  mutable std::vector<unsigned> v0_low_flags_;  // (the overflow-aware runs' flags)
   mutable std::vector<double> v0_high_, v0_true_, abs0_, y0_low_, y0_high_;
-  mutable std::once_flag once_[5];
+  mutable std::once_flag once_[6];
   const std::vector<double>& v0_high() const;
   const std::vector<double>& y0_low() const;
   const std::vector<double>& y0_high() const;
   const std::vector<double>& v0_true() const;
   const std::vector<double>& abs0() const;
+  const std::vector<unsigned>& v0_low_flags() const;
   // phi of layer k, rounded to the activation format as cfg_.precision says
   void activate(std::size_t k, std::vector<double>& v, int threads) const;
 };
