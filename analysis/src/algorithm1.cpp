@@ -648,6 +648,9 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
   // the layer's inputs: x0_ itself for the first layer (not copied), then the
   // previous layer's mixed outputs
   std::vector<double> in, v_low, v_high, v_true, score, abs_in, abs_num, rel_hidden;
+  std::size_t hidden_outputs = 0;
+  for (std::size_t k = 0; k + 1 < L; ++k) hidden_outputs += B * net_.layers[k].n_out;
+  rel_hidden.reserve(hidden_outputs);  // (no regrowth: these are millions of values)
   std::vector<unsigned> low_flags;
   std::vector<std::vector<double>> v_mid(M - 2), y_mid(M - 2);
   for (std::size_t k = 0; k < L; ++k) {
@@ -764,6 +767,7 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
     }
     const double terms = static_cast<double>(l.n_in);
     std::vector<double> at_level(M, 0);  // components per level
+    std::size_t above_low = 0;
     for (std::size_t s = 0; s < B; ++s) {
       std::size_t count = 0;
       for (std::size_t i = 0; i < l.n_out; ++i) {
@@ -771,11 +775,20 @@ mixed_result mixed_runner::run(const selection& sel, int threads) const {
         const std::uint8_t lvl = mask[t];
         out[t] = lvl == 0 ? (*yl)[t] : lvl == top ? (*yh)[t] : (k == 0 ? y_mid : v_mid)[lvl - 1][t];
         count += lvl != 0;
-        at_level[lvl] += 1;
       }
       res.counts[k][s] = count;
+      above_low += count;
       recomputed += static_cast<double>(count);
       res.fraction_per_layer[k] += static_cast<double>(count);
+    }
+    // per level (two levels: the low ones and the others)
+    if (M == 2) {
+      at_level[0] = static_cast<double>(B * l.n_out - above_low);
+      at_level[1] = static_cast<double>(above_low);
+    } else {
+      std::vector<std::size_t> n_at(M, 0);
+      for (const std::uint8_t lvl : mask) ++n_at[lvl];
+      for (std::size_t j = 0; j < M; ++j) at_level[j] = static_cast<double>(n_at[j]);
     }
     const double all = static_cast<double>(B * l.n_out) * terms;
     cost_high += all * c_high;
