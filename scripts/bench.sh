@@ -96,20 +96,20 @@ awk -F'\t' '
     }
 
     sg1 = rate["BM_sgemm/1"]; sg2 = rate["BM_sgemm/2"]
-    mp[0] = rate["BM_mpfr_layer/0"]; mp[1] = rate["BM_mpfr_layer/1"]
+    mp[0] = rate["BM_mpfr_layer/0"]; mp[1] = rate["BM_mpfr_layer/1"]; mp[2] = rate["BM_mpfr_layer/2"]
     items = 64 * 784 * 784
     printf "\n## 784x784 layer, batch 64, exact products, nearest-even: ms (x OpenBLAS sgemm at the same thread count; speed-up over the MPFR emulation)\n\n"
-    printf "sgemm: %.2f ms (1 thread), %.2f ms (2 threads); MPFR emulation: e4m3-ieee %.2f M/s, binary16 %.2f M/s (per multiply-add, 1 thread)\n\n", 1e3*items/sg1, 1e3*items/sg2, mp[0]/1e6, mp[1]/1e6
-    split("e4m3-ieee binary16", AF, " "); split("recursive blocked:8", OR, " ")
+    printf "sgemm: %.2f ms (1 thread), %.2f ms (2 threads); MPFR emulation: e4m3-ieee %.2f M/s, binary16 %.2f M/s, binary32 %.2f M/s (per multiply-add, 1 thread)\n\n", 1e3*items/sg1, 1e3*items/sg2, mp[0]/1e6, mp[1]/1e6, mp[2]/1e6
+    split("e4m3-ieee binary16 binary32", AF, " "); split("recursive blocked:8", OR, " ")
     printf "| kernel | accumulator | order | 1 thread | x sgemm | / MPFR | 2 threads | x sgemm | / MPFR | 2 thr. speed-up |\n|---|---|---|---|---|---|---|---|---|---|\n"
-    for (i = 1; i <= nk; ++i) for (a = 0; a <= 1; ++a) for (o = 1; o >= 0; --o) {
+    for (i = 1; i <= nk; ++i) for (a = 0; a <= 2; ++a) for (o = 1; o >= 0; --o) {
       k = kname[i]; r1 = krate[k "|BM_sim_layer/" a "/" o "/1"]; r2 = krate[k "|BM_sim_layer/" a "/" o "/2"]
       if (r1 == "") continue
       printf "| %s | %s | %s | %.2f ms | %.1f | %.0f | %.2f ms | %.1f | %.0f | %.2f |\n", k, AF[a+1], OR[o+1], 1e3*items/r1, sg1/r1, r1/mp[a], 1e3*items/r2, sg2/r2, r2/mp[a], r2/r1
     }
     printf "\n## The same layer, values only (prepared_dense::run_values, what Algorithm 1 calls): ms (x sgemm)\n\n"
     printf "| kernel | accumulator | order | 1 thread | x sgemm | 2 threads | x sgemm | with flags / values only (1 thread) |\n|---|---|---|---|---|---|---|---|\n"
-    for (i = 1; i <= nk; ++i) for (a = 0; a <= 1; ++a) for (o = 1; o >= 0; --o) {
+    for (i = 1; i <= nk; ++i) for (a = 0; a <= 2; ++a) for (o = 1; o >= 0; --o) {
       k = kname[i]; v1 = krate[k "|BM_sim_layer_values/" a "/" o "/1"]; v2 = krate[k "|BM_sim_layer_values/" a "/" o "/2"]
       r1 = krate[k "|BM_sim_layer/" a "/" o "/1"]
       if (v1 == "" || r1 == "") continue
@@ -131,10 +131,12 @@ awk -F'\t' '
         krate["avx512|BM_sim_layer_mode/0/1/1"] / krate["avx2|BM_sim_layer_mode/0/1/1"]
     }
     if (("avx512" in kernels) && ("avx512-b32" in kernels)) {
-      printf "\navx512-b32 speed-up over avx512 (same run, nearest-even, exact products):\n\n| accumulator | order | 1 thread | 2 threads |\n|---|---|---|---|\n"
-      for (a = 0; a <= 1; ++a) for (o = 1; o >= 0; --o)
-        printf "| %s | %s | %.2f | %.2f |\n", AF[a+1], OR[o+1],
+      printf "\navx512-b32 speed-up over avx512 (same run, nearest-even, exact products; binary32 accumulators run on avx512 when flags are wanted):\n\n| accumulator | order | with flags, 1 thread | 2 threads | values only, 1 thread | 2 threads |\n|---|---|---|---|---|---|\n"
+      for (a = 0; a <= 2; ++a) for (o = 1; o >= 0; --o)
+        printf "| %s | %s | %.2f | %.2f | %.2f | %.2f |\n", AF[a+1], OR[o+1],
           krate["avx512-b32|BM_sim_layer/" a "/" o "/1"] / krate["avx512|BM_sim_layer/" a "/" o "/1"],
-          krate["avx512-b32|BM_sim_layer/" a "/" o "/2"] / krate["avx512|BM_sim_layer/" a "/" o "/2"]
+          krate["avx512-b32|BM_sim_layer/" a "/" o "/2"] / krate["avx512|BM_sim_layer/" a "/" o "/2"],
+          krate["avx512-b32|BM_sim_layer_values/" a "/" o "/1"] / krate["avx512|BM_sim_layer_values/" a "/" o "/1"],
+          krate["avx512-b32|BM_sim_layer_values/" a "/" o "/2"] / krate["avx512|BM_sim_layer_values/" a "/" o "/2"]
     }
   }' "$OUT/rounding.tsv" "$OUT/reference.tsv" "$OUT/layer.tsv"

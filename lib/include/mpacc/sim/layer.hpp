@@ -128,9 +128,13 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
 //             step rounded to odd at 24 bits, then to the format (one correct
 //             rounding, docs/design.md); for exact products, no `via`,
 //             every mode but stochastic, accumulators with p <= 22,
-//             emin >= -100, emax <= 100. Tasks whose weights, biases or
-//             inputs are not binary32 values (or exceed 2^100) run on
-//             avx512; the results are the same bits either way.
+//             emin >= -100, emax <= 100. Binary32 accumulators (every
+//             component, nearest-even or a directed mode): one binary32 FMA
+//             or addition per step, in the values-only calls (run_values,
+//             run_selected_values); with flags their tasks run on avx512.
+//             Tasks whose weights, biases or inputs are not binary32 values
+//             (or exceed 2^100) run on avx512; the results are the same bits
+//             either way.
 // The vector kernels cover every rounding mode and the formats with p <= 51,
 // emin - p + 1 >= -1072 and emax + 54 - p <= 1023 (not `via`).
 enum class dense_kernel : std::uint8_t { scalar, portable, avx2, avx512, avx512_b32 };
