@@ -675,11 +675,13 @@ TEST_CASE("the binary32 kernel falls back where it must not run", "[sim][layer]"
     }
 }
 
-TEST_CASE("binary32 accumulators: the binary32 kernel's native path equals sim::dot bit for bit", "[sim][layer]") {
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) {
-    WARN("this processor has no AVX-512: the binary32 kernel is not tested here");
+TEST_CASE("binary32 accumulators: the native paths (avx512-b32, avx2) equal sim::dot bit for bit", "[sim][layer]") {
+  const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    WARN("this processor has no AVX2: the binary32-accumulator paths are not tested here");
     return;
   }
+  if (!has512) WARN("this processor has no AVX-512: only avx2's binary32-accumulator path is tested here");
   using K = sim::order::kind;
   // binary16 and e4m3 values, full binary32 significands (every step inexact,
   // ties at 24 bits), sums in binary32's subnormal range (products down to
@@ -690,9 +692,14 @@ TEST_CASE("binary32 accumulators: the binary32 kernel's native path equals sim::
       make_float_layer(7, 33, 17, 64, -125, -112), make_b32_edge_layer(16, 26, 19, 65)};
   const sim::format f32 = sim::parse_format("p=24,emin=-126,emax=127");
   REQUIRE(f32 == sim::formats::binary32);
-  for (const bool forced : {false, true}) {
+  // auto (avx512-b32 where the processor has AVX-512, else avx2), then each forced
+  std::vector<std::optional<sim::dense_kernel>> kernels = {std::nullopt};
+  if (has512) kernels.emplace_back(sim::dense_kernel::avx512_b32);
+  kernels.emplace_back(sim::dense_kernel::avx2);
+  for (const auto& kern : kernels) {
+    const bool forced = kern.has_value();
     std::optional<test::forced_kernel> force;
-    if (forced) force.emplace(sim::dense_kernel::avx512_b32);
+    if (forced) force.emplace(*kern);
     for (std::size_t li = 0; li < layers.size(); ++li)
       for (rounding mode : sim::all_roundings)
         for (const auto& ord : {sim::order{K::recursive, 8}, sim::order{K::blocked, 8}, sim::order{K::blocked, 5},
@@ -705,12 +712,19 @@ TEST_CASE("binary32 accumulators: the binary32 kernel's native path equals sim::
             spec.base.saturate = sat;
             spec.base.seed = 7;
             spec.acc = sim::precision_map::uniform(f32);
-            const bool native = mode == rounding::nearest_even || mode == rounding::toward_zero ||
-                                mode == rounding::upward || mode == rounding::downward;
+            const bool b32_mode = mode == rounding::nearest_even || mode == rounding::toward_zero ||
+                                  mode == rounding::upward || mode == rounding::downward;
+            const sim::dense_kernel k = sim::dense_kernel_for(spec);
             INFO("layer " << li << " " << sim::to_string(mode) << " " << sim::to_string(ord) << " saturate=" << sat
-                          << " forced=" << forced);
-            CHECK(sim::dense_kernel_for(spec) == (native ? sim::dense_kernel::avx512_b32 : sim::dense_kernel::avx512));
-            // with flags: the binary64 kernel runs every task (run and run_selected)
+                          << " forced=" << forced << " kernel " << sim::to_string(k));
+            if (has512 && kern != sim::dense_kernel::avx2)
+              CHECK(k == (b32_mode ? sim::dense_kernel::avx512_b32 : sim::dense_kernel::avx512));
+            else
+              CHECK(k == sim::dense_kernel::avx2);
+            // avx512-b32: nearest-even and the directed modes; avx2: nearest-even
+            const bool native =
+                k == sim::dense_kernel::avx512_b32 || (k == sim::dense_kernel::avx2 && mode == rounding::nearest_even);
+            // with flags: the binary64 kernels run every task (run and run_selected)
             std::uint64_t before = sim::dense_b32_tasks();
             std::string first;
             CHECK(compare_with_dot(L, spec, 2, first) == 0);
@@ -742,11 +756,19 @@ TEST_CASE("binary32 accumulators: the binary32 kernel's native path equals sim::
           }
   }
   // not native: binary32 without subnormals, or one component's format not binary32
-  sim::layer_spec s;
-  s.acc = sim::precision_map::uniform(sim::parse_format("p=24,emin=-126,emax=127,subnormals=off"));
-  CHECK(sim::dense_kernel_for(s) == sim::dense_kernel::avx512);
-  s.acc.formats = {f32, sim::formats::binary16};
-  s.acc.index.assign(20, 0);
-  s.acc.index[7] = 1;
-  CHECK(sim::dense_kernel_for(s) == sim::dense_kernel::avx512);
+  const auto& L = layers[0];
+  std::vector<sim::layer_spec> others(2);
+  others[0].acc = sim::precision_map::uniform(sim::parse_format("p=24,emin=-126,emax=127,subnormals=off"));
+  others[1].acc.formats = {f32, sim::formats::binary16};
+  others[1].acc.index.assign(L.n_out, 0);
+  others[1].acc.index[7] = 1;
+  for (const auto& o : others) {
+    if (has512) CHECK(sim::dense_kernel_for(o) == sim::dense_kernel::avx512);
+    const test::forced_kernel force(sim::dense_kernel::avx2);
+    const sim::prepared_dense P({L.W.data(), L.n_out, L.n_in}, L.b, o);
+    std::vector<double> V;
+    const std::uint64_t before = sim::dense_b32_tasks();
+    P.run_values({L.X.data(), L.batch, L.n_in}, V, 1);
+    CHECK(sim::dense_b32_tasks() == before);
+  }
 }

@@ -202,6 +202,88 @@ namespace avx2 {
 #define MPACC_VEC_BYTES 32
 #include "layer_vector.inc"
 #undef MPACC_VEC_BYTES
+
+// Binary32 accumulators in round-to-nearest-even on AVX2 (b32::native32 below
+// is the AVX-512 version, with the argument): a task's 16 components are two
+// vectors of 8 binary32 lanes, each step one binary32 FMA or addition in
+// MXCSR's rounding mode, which native_task checks is round-to-nearest, with
+// neither flush-to-zero nor denormals-are-zero, on the thread that runs it.
+template <int NS>
+struct native32 {
+  const float* Wt;  // n_in x ldw, column i of W^T holds component i
+  std::size_t ldw, i0;
+  const float* const* x;  // NS input rows
+
+  void terms(std::size_t j, std::size_t end, __m256 (*s)[2]) const {
+    for (const float* wp = Wt + j * ldw + i0; j < end; ++j, wp += ldw) {
+      const __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
+      for (int k = 0; k < NS; ++k) {
+        const __m256 xv = _mm256_set1_ps(x[k][j]);
+        s[k][0] = _mm256_fmadd_ps(w0, xv, s[k][0]);
+        s[k][1] = _mm256_fmadd_ps(w1, xv, s[k][1]);
+      }
+    }
+  }
+  static void minus_zero(__m256 (*s)[2]) {
+    for (int k = 0; k < NS; ++k) s[k][0] = s[k][1] = _mm256_set1_ps(-0.0f);
+  }
+  void blocked(std::size_t n, std::size_t B, __m256 (*s)[2]) const {
+    __m256 sl[NS][2];
+    for (std::size_t start = 0; start < n; start += B) {
+      minus_zero(sl);
+      terms(start, std::min(start + B, n), sl);
+      for (int k = 0; k < NS; ++k)
+        for (int h = 0; h < 2; ++h) s[k][h] = start == 0 ? sl[k][h] : _mm256_add_ps(s[k][h], sl[k][h]);
+    }
+  }
+  void pairwise(std::size_t lo, std::size_t n, __m256 (*s)[2]) const {
+    if (n == 1) {
+      minus_zero(s);
+      terms(lo, lo + 1, s);
+      return;
+    }
+    const std::size_t m = n / 2;
+    __m256 right[NS][2];
+    pairwise(lo, m, s);
+    pairwise(lo + m, n - m, right);
+    for (int k = 0; k < NS; ++k)
+      for (int h = 0; h < 2; ++h) s[k][h] = _mm256_add_ps(s[k][h], right[k][h]);
+  }
+  void run(std::size_t n, const order& ord, const float* bias, float (*out)[16]) const {
+    __m256 s[NS][2];
+    minus_zero(s);  // n = 0: the bias alone, b + -0 = b
+    if (n > 0) {
+      switch (ord.type) {
+        case order::kind::recursive:
+          blocked(n, n, s);
+          break;
+        case order::kind::pairwise:
+          pairwise(0, n, s);
+          break;
+        case order::kind::blocked:
+          blocked(n, static_cast<std::size_t>(ord.block), s);
+          break;
+      }
+    }
+    for (int k = 0; k < NS; ++k)
+      for (int h = 0; h < 2; ++h)
+        _mm256_storeu_ps(out[k] + 8 * h, _mm256_add_ps(s[k][h], _mm256_loadu_ps(bias + i0 + 8 * h)));
+  }
+};
+
+// Runs a binary32-accumulator task (values only, nearest-even, at most 2^20
+// terms: the caller's conditions); false when this thread's MXCSR does not
+// round to nearest or flushes subnormals (the caller then runs the binary64
+// kernel on the task).
+bool native_task(task32& T) {
+  if ((_mm_getcsr() & 0xe040u) != 0) return false;  // rounding control, FTZ, DAZ
+  if (T.ns == 4) {
+    native32<4>{T.Wt, T.ldw, T.i0, T.rows}.run(T.n, T.ord, T.bias, T.out);
+    return true;
+  }
+  for (int k = 0; k < T.ns; ++k) native32<1>{T.Wt, T.ldw, T.i0, T.rows + k}.run(T.n, T.ord, T.bias, T.out + k);
+  return true;
+}
 }  // namespace avx2
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
@@ -1443,6 +1525,22 @@ bool dense_vector_kernel_applies(const layer_spec& spec) noexcept {
   return dense_kernel_for(spec) != dense_kernel::scalar;
 }
 
+#ifdef MPACC_X86
+namespace {
+// Row x[0, n) in binary32 into xf (b32::convert_row32 without AVX-512).
+bool convert_row32(const double* x, float* xf, std::size_t n, double& mx) {
+  bool ok = true;
+  mx = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    xf[j] = static_cast<float>(x[j]);
+    ok = ok && static_cast<double>(xf[j]) == x[j];
+    mx = std::max(mx, std::fabs(x[j]));
+  }
+  return ok;
+}
+}  // namespace
+#endif
+
 struct prepared_dense::impl {
   layer_spec spec;
   std::size_t n_in = 0, n_out = 0;
@@ -1533,7 +1631,11 @@ prepared_dense::prepared_dense(matrix_view W, std::span<const double> b, const l
   }
   P.all_sub = !spec.base.product || spec.base.product->subnormals;
   for (const auto& f : spec.acc.formats) P.all_sub = P.all_sub && f.subnormals;
-  if (P.kernel != dense_kernel::avx512_b32) return;
+  // the binary32 lanes: the avx512-b32 kernel, and avx2's binary32
+  // accumulators in nearest-even (avx2::native32, values-only calls)
+  const bool avx2_native =
+      P.kernel == dense_kernel::avx2 && spec.base.mode == rounding::nearest_even && native32_applies(spec);
+  if (P.kernel != dense_kernel::avx512_b32 && !avx2_native) return;
   P.native32 = native32_applies(spec);
   P.blocks32 = (n_out + 15) / 16;
   P.ldw32 = P.blocks32 * 16;
@@ -1620,7 +1722,11 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
       rows_per_span = 1;
     }
     const std::size_t nspan = (batch + rows_per_span - 1) / rows_per_span;
-    const bool b32 = P.kernel == dense_kernel::avx512_b32;
+    // binary32 lanes: the avx512-b32 kernel, or avx2's binary32 accumulators
+    // in a values-only call (else the avx2 kernel runs the layer)
+    const bool avx2_native =
+        P.kernel == dense_kernel::avx2 && P.native32 && !want_flags && n_in <= (std::size_t{1} << 20);
+    const bool b32 = P.kernel == dense_kernel::avx512_b32 || avx2_native;
     std::vector<span_info> sspan(nspan);
     // The binary32 kernel needs no span: there, a row's span is measured when a
     // task that covers it first falls back to the binary64 kernel (state 0: not
@@ -1705,7 +1811,7 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
     void (*kernel_fn)(block_task&) = portable::run_block;
 #ifdef MPACC_X86
     if (P.kernel == dense_kernel::avx2) kernel_fn = avx2::run_block;
-    if (P.kernel == dense_kernel::avx512 || b32) kernel_fn = avx512::run_block;
+    if (P.kernel == dense_kernel::avx512 || P.kernel == dense_kernel::avx512_b32) kernel_fn = avx512::run_block;
 #endif
     // stores one output and counts its flags
     auto store = [&](std::size_t o, double v, unsigned f, std::size_t(&c)[5]) {
@@ -1760,7 +1866,8 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
       for (std::ptrdiff_t r = 0; r < batch_s; ++r) {
         const auto ru = static_cast<std::size_t>(r);
         double mx = 0;
-        const bool ok = avx512::b32::convert_row32(X.row(ru), Xf.get() + ru * n_in, n_in, mx);
+        const bool ok = avx2_native ? convert_row32(X.row(ru), Xf.get() + ru * n_in, n_in, mx)
+                                    : avx512::b32::convert_row32(X.row(ru), Xf.get() + ru * n_in, n_in, mx);
         row_ok32[ru] = ok && mx <= 0x1p100;
         row_max32[ru] = mx;
       }
@@ -1813,7 +1920,7 @@ layer_flags prepared_dense::run_impl(matrix_view X, const std::uint8_t* need, st
           T.all_sub = all_sub;
           T.flags_wanted = want_flags;
           T.native = P.native32;
-          done = avx512::b32::run_block32(T);
+          done = avx2_native ? avx2::native_task(T) : avx512::b32::run_block32(T);
           if (done) {
             ++c_b32;
             for (int k = 0; k < ns; ++k)

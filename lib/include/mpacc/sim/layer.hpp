@@ -122,7 +122,9 @@ layer_flags dense(matrix_view X, matrix_view W, std::span<const double> b, const
 // The kernels of dense layers; all give the bits of sim::dot.
 //   scalar:   sim::dot per component (any spec, any processor)
 //   portable: GCC vector extensions, baseline instructions (SSE2, NEON)
-//   avx2:     the same source compiled for AVX2 + FMA
+//   avx2:     the same source compiled for AVX2 + FMA; binary32
+//             accumulators in nearest-even (every component) run on binary32
+//             lanes, one FMA per step, in the values-only calls
 //   avx512:   AVX-512F/DQ with embedded rounding
 //   avx512-b32: AVX-512 on binary32 lanes (16 components per vector): each
 //             step rounded to odd at 24 bits, then to the format (one correct
@@ -157,9 +159,10 @@ void set_dense_kernel_choice(std::string_view choice);
 // covers the spec, else avx512; forcing "avx512-b32" gives avx512 for a spec it
 // does not cover.
 dense_kernel dense_kernel_for(const layer_spec& spec) noexcept;
-// Diagnostics: how many tasks (16 components x up to 4 samples) the
-// avx512-b32 kernel has completed in this process (the others of its layers
-// ran on avx512). Lets the tests assert that the binary32 path ran.
+// Diagnostics: how many tasks (16 components x up to 4 samples) ran on
+// binary32 lanes in this process: the avx512-b32 kernel's (the others of its
+// layers ran on avx512) and avx2's binary32-accumulator path. Lets the tests
+// assert that those paths ran.
 std::uint64_t dense_b32_tasks() noexcept;
 // Whether that is a vector kernel.
 bool dense_vector_kernel_applies(const layer_spec& spec) noexcept;
