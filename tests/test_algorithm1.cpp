@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <optional>
 #include <random>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "mpacc/analysis/sweep.hpp"
 #include "mpacc/io/model_io.hpp"
 #include "mpacc/nn/simulate.hpp"
+#include "mpacc/sim/layer.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "../analysis/src/algorithm1_internal.hpp"  // detail::true_values (not installed)
 #include "support.hpp"
@@ -704,37 +706,42 @@ TEST_CASE("the oracles' binary64 values: four partial sums per inner product, bi
   // a_0 starts at b and takes the tail, then (a_0 + a_1) + (a_2 + a_3)
   std::mt19937_64 rng(17);
   std::uniform_real_distribution<double> u(-1, 1);
-  for (std::size_t n_in : {1, 2, 3, 4, 5, 7, 8, 9, 13, 64})
-    for (std::size_t batch : {1, 2, 3, 4, 5, 6, 9}) {
-      nn::dense_layer l;
-      l.n_in = n_in;
-      l.n_out = 3;
-      for (std::size_t t = 0; t < l.n_out * n_in; ++t)
-        l.W.push_back(u(rng) * std::ldexp(1.0, static_cast<int>(t % 40) - 20));
-      for (std::size_t i = 0; i < l.n_out; ++i) l.b.push_back(u(rng));
-      std::vector<double> x;
-      for (std::size_t t = 0; t < batch * n_in; ++t)
-        x.push_back(u(rng) * std::ldexp(1.0, static_cast<int>(t % 30) - 15));
-      std::vector<double> v;
-      analysis::detail::true_values(l, x, batch, v, 2);
-      REQUIRE(v.size() == batch * l.n_out);
-      std::size_t bad = 0;
-      for (std::size_t s = 0; s < batch; ++s)
-        for (std::size_t i = 0; i < l.n_out; ++i) {
-          double a[4] = {l.b[i], 0, 0, 0};
-          const std::size_t main = n_in / 4 * 4;
-          for (std::size_t j = 0; j < main; ++j) {
-            // a product, then a sum (volatile: never contracted to an FMA)
-            const volatile double p = l.W[i * n_in + j] * x[s * n_in + j];
-            a[j % 4] += p;
+  // the AVX2 clone where the processor has it, then the baseline one (forced)
+  for (const bool baseline : {false, true}) {
+    std::optional<test::forced_kernel> force;
+    if (baseline) force.emplace(sim::dense_kernel::portable);
+    for (std::size_t n_in : {1, 2, 3, 4, 5, 7, 8, 9, 13, 64})
+      for (std::size_t batch : {1, 2, 3, 4, 5, 6, 9}) {
+        nn::dense_layer l;
+        l.n_in = n_in;
+        l.n_out = 3;
+        for (std::size_t t = 0; t < l.n_out * n_in; ++t)
+          l.W.push_back(u(rng) * std::ldexp(1.0, static_cast<int>(t % 40) - 20));
+        for (std::size_t i = 0; i < l.n_out; ++i) l.b.push_back(u(rng));
+        std::vector<double> x;
+        for (std::size_t t = 0; t < batch * n_in; ++t)
+          x.push_back(u(rng) * std::ldexp(1.0, static_cast<int>(t % 30) - 15));
+        std::vector<double> v;
+        analysis::detail::true_values(l, x, batch, v, 2);
+        REQUIRE(v.size() == batch * l.n_out);
+        std::size_t bad = 0;
+        for (std::size_t s = 0; s < batch; ++s)
+          for (std::size_t i = 0; i < l.n_out; ++i) {
+            double a[4] = {l.b[i], 0, 0, 0};
+            const std::size_t main = n_in / 4 * 4;
+            for (std::size_t j = 0; j < main; ++j) {
+              // a product, then a sum (volatile: never contracted to an FMA)
+              const volatile double p = l.W[i * n_in + j] * x[s * n_in + j];
+              a[j % 4] += p;
+            }
+            for (std::size_t j = main; j < n_in; ++j) {
+              const volatile double p = l.W[i * n_in + j] * x[s * n_in + j];
+              a[0] += p;
+            }
+            bad += !test::same((a[0] + a[1]) + (a[2] + a[3]), v[s * l.n_out + i]);
           }
-          for (std::size_t j = main; j < n_in; ++j) {
-            const volatile double p = l.W[i * n_in + j] * x[s * n_in + j];
-            a[0] += p;
-          }
-          bad += !test::same((a[0] + a[1]) + (a[2] + a[3]), v[s * l.n_out + i]);
-        }
-      INFO("n_in " << n_in << " batch " << batch);
-      CHECK(bad == 0);
-    }
+        INFO("n_in " << n_in << " batch " << batch << " baseline " << baseline);
+        CHECK(bad == 0);
+      }
+  }
 }

@@ -13,6 +13,7 @@
 
 #include "mpacc/nn/reference.hpp"
 #include "mpacc/nn/simulate.hpp"
+#include "mpacc/sim/layer.hpp"
 #include "mpacc/sim/random.hpp"
 #include "mpacc/sim/rounding.hpp"
 #include "mpacc/sim/threads.hpp"
@@ -333,7 +334,10 @@ void true_values(const nn::dense_layer& l, const std::vector<double>& x, std::si
   v.assign(batch * l.n_out, 0);
   auto* dot4 = dot4_base;
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2")) dot4 = dot4_avx2;
+  // the AVX2 clone, unless the layers' kernel choice forces the portable or
+  // scalar path (MPACC_KERNEL: the tests run both clones on one machine)
+  const std::string choice = sim::dense_kernel_choice();
+  if (__builtin_cpu_supports("avx2") && choice != "portable" && choice != "scalar") dot4 = dot4_avx2;
 #endif
   const auto G = static_cast<std::ptrdiff_t>((batch + 3) / 4);
 #pragma omp parallel for num_threads(sim::thread_count(threads)) schedule(static)
