@@ -451,6 +451,16 @@ TEST_CASE("dense layer: run_selected gives the selected outputs' bits and flags,
 
 namespace {
 
+// A spec with these mode, order, saturation and stochastic seed (accumulators: the caller's).
+sim::layer_spec spec_of(rounding mode, const sim::order& ord, bool saturate, std::uint64_t seed) {
+  sim::layer_spec spec;
+  spec.base.mode = mode;
+  spec.base.ord = ord;
+  spec.base.saturate = saturate;
+  spec.base.seed = seed;
+  return spec;
+}
+
 // Full 24-bit binary32 significands over a wide exponent range (every step
 // inexact in binary32, ties at 24 bits in a third of the weights): a binary32
 // kernel that truncated instead of rounding to odd would differ.
@@ -555,11 +565,7 @@ TEST_CASE("the binary32 kernel equals sim::dot bit for bit and runs where it is 
         for (bool sat : {false, true})
           for (std::size_t fi = 0; fi < accs.size(); ++fi) {
             const auto& L = layers[li];
-            sim::layer_spec spec;
-            spec.base.mode = mode;
-            spec.base.ord = ord;
-            spec.base.saturate = sat;
-            spec.base.seed = 5;
+            sim::layer_spec spec = spec_of(mode, ord, sat, 5);
             spec.acc.formats = {accs[fi], accs[(fi + 1) % accs.size()]};
             for (std::size_t i = 0; i < L.n_out; ++i) spec.acc.index.push_back(static_cast<std::uint8_t>((i / 5) % 2));
             const bool covers = mode != rounding::stochastic;
@@ -706,11 +712,7 @@ TEST_CASE("binary32 accumulators: the native paths (avx512-b32, avx2) equal sim:
                                 sim::order{K::pairwise, 8}})
           for (bool sat : {false, true}) {
             const auto& L = layers[li];
-            sim::layer_spec spec;
-            spec.base.mode = mode;
-            spec.base.ord = ord;
-            spec.base.saturate = sat;
-            spec.base.seed = 7;
+            sim::layer_spec spec = spec_of(mode, ord, sat, 7);
             spec.acc = sim::precision_map::uniform(f32);
             const bool b32_mode = mode == rounding::nearest_even || mode == rounding::toward_zero ||
                                   mode == rounding::upward || mode == rounding::downward;

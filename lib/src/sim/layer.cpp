@@ -168,6 +168,24 @@ struct task32 {
   unsigned flags[4][16] = {};
 };
 
+// A kernel's sum of terms [0, n) into s in the order ord (K: blocked(n, B, s),
+// the recursive sum being one block of n, and pairwise(lo, n, s)); shared by the
+// binary32-lane kernels.
+template <class K, class S>
+void sum_in_order(const K& kern, std::size_t n, const order& ord, S s) {
+  switch (ord.type) {
+    case order::kind::recursive:
+      kern.blocked(n, n, s);
+      break;
+    case order::kind::pairwise:
+      kern.pairwise(0, n, s);
+      break;
+    case order::kind::blocked:
+      kern.blocked(n, static_cast<std::size_t>(ord.block), s);
+      break;
+  }
+}
+
 // The scalar rounding (detail::round_core) for the rare lanes.
 [[gnu::noinline]] double scalar_round(rounding mode, double y, const format& f, bool saturate, unsigned& flags,
                                       std::uint64_t word) noexcept {
@@ -252,19 +270,7 @@ struct native32 {
   void run(std::size_t n, const order& ord, const float* bias, float (*out)[16]) const {
     __m256 s[NS][2];
     minus_zero(s);  // n = 0: the bias alone, b + -0 = b
-    if (n > 0) {
-      switch (ord.type) {
-        case order::kind::recursive:
-          blocked(n, n, s);
-          break;
-        case order::kind::pairwise:
-          pairwise(0, n, s);
-          break;
-        case order::kind::blocked:
-          blocked(n, static_cast<std::size_t>(ord.block), s);
-          break;
-      }
-    }
+    if (n > 0) sum_in_order(*this, n, ord, s);
     for (int k = 0; k < NS; ++k)
       for (int h = 0; h < 2; ++h)
         _mm256_storeu_ps(out[k] + 8 * h, _mm256_add_ps(s[k][h], _mm256_loadu_ps(bias + i0 + 8 * h)));
@@ -1076,19 +1082,7 @@ struct kernel32 {
 
   void run(std::size_t n, const order& ord, const float* bias, __m512* out) const {
     __m512 s[NS];
-    if (n > 0) {
-      switch (ord.type) {
-        case order::kind::recursive:
-          blocked(n, n, s);
-          break;
-        case order::kind::pairwise:
-          pairwise(0, n, s);
-          break;
-        case order::kind::blocked:
-          blocked(n, static_cast<std::size_t>(ord.block), s);
-          break;
-      }
-    }
+    if (n > 0) sum_in_order(*this, n, ord, s);
     const __m512 b = _mm512_loadu_ps(bias + i0);
     for (int k = 0; k < NS; ++k) out[k] = round_acc(n > 0 ? add_ro24(s[k], b) : add_ro24(b, _mm512_set1_ps(-0.0f)), k);
   }
@@ -1161,19 +1155,7 @@ struct native32 {
   void run(std::size_t n, const order& ord, const float* bias, float (*out)[16]) const {
     __m512 s[NS];
     for (int k = 0; k < NS; ++k) s[k] = _mm512_set1_ps(-0.0f);  // n = 0: the bias alone, b + -0 = b
-    if (n > 0) {
-      switch (ord.type) {
-        case order::kind::recursive:
-          blocked(n, n, s);
-          break;
-        case order::kind::pairwise:
-          pairwise(0, n, s);
-          break;
-        case order::kind::blocked:
-          blocked(n, static_cast<std::size_t>(ord.block), s);
-          break;
-      }
-    }
+    if (n > 0) sum_in_order(*this, n, ord, s);
     const __m512 b = _mm512_loadu_ps(bias + i0);
     for (int k = 0; k < NS; ++k) _mm512_storeu_ps(out[k], add(s[k], b));
   }
