@@ -286,8 +286,13 @@ namespace {
 // sample's four sums, so the operations are those of the scalar loop, in the
 // same order: a product, then a sum (no contraction to an FMA, which would
 // change the bits). Compiled for AVX2 and for the baseline (true_values picks).
+// (Neither clone may use an FMA: the AVX2 target does not include it, and GCC
+// is told not to contract; clang contracts only within one expression, and only
+// where the target has an FMA.)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
+#endif
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef double v4d __attribute__((vector_size(32)));
@@ -313,14 +318,16 @@ typedef double v4d __attribute__((vector_size(32)));
 
 void dot4_base(const double* w, const double* const* xs, std::size_t n, double b, double* out) { MPACC_DOT4_BODY }
 #if defined(__x86_64__)
-#pragma GCC push_options
-#pragma GCC target("avx2")
-void dot4_avx2(const double* w, const double* const* xs, std::size_t n, double b, double* out) { MPACC_DOT4_BODY }
-#pragma GCC pop_options
+__attribute__((target("avx2"))) void dot4_avx2(const double* w, const double* const* xs, std::size_t n, double b,
+                                               double* out) {
+  MPACC_DOT4_BODY
+}
 #endif
 #undef MPACC_DOT4_BODY
 #pragma GCC diagnostic pop
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
+#endif
 
 }  // namespace
 

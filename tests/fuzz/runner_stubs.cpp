@@ -40,6 +40,7 @@ void prepared_dense::run_selected_values(matrix_view, std::span<const std::uint8
                                          std::size_t) const {
   not_in_the_fuzz_build("sim::prepared_dense::run_selected_values");
 }
+std::string dense_kernel_choice() { not_in_the_fuzz_build("sim::dense_kernel_choice"); }
 }  // namespace mpacc::sim
 
 namespace mpacc::nn {
